@@ -1,0 +1,4 @@
+pub mod reader;
+pub mod results;
+#[doc(hidden)]
+pub mod testing;

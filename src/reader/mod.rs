@@ -1,0 +1,447 @@
+//! The streaming snapshot reader: bytes in, [`Record`]s out.
+//!
+//! # Design
+//!
+//! HR exports are mostly plain lines: no quotes, one record per line. The
+//! reader takes a fast path for those — `memchr` finds the line end, checks the
+//! line holds no quote byte, and splits it on the delimiter — and hands every
+//! line that holds a quote to `csv-core`, which follows the quoting rules of
+//! RFC 4180 across line breaks. Both paths agree on every input (a property
+//! test checks this against the `csv` crate).
+//!
+//! The reader owns one buffer that grows only to the longest record (bounded
+//! by [`ReaderOptions::max_record_bytes`]); the caller owns the [`Record`] it
+//! reads into, so reading allocates nothing in the steady state.
+//!
+//! Lines end with LF, CRLF or a lone CR. Blank lines (empty or only spaces
+//! and tabs) are not records. A UTF-8 byte-order mark at the start is skipped;
+//! a UTF-16 one, or a NUL byte anywhere, means the input is not text and is a
+//! [`ReadError::NotText`].
+
+mod record;
+
+pub use record::{Position, Record, RecordProblem};
+
+use std::io::{self, Read};
+
+use memchr::{memchr, memchr2};
+
+/// How to read a delimited file.
+#[derive(Clone, Debug)]
+pub struct ReaderOptions {
+    pub delimiter: u8,
+    pub quote: u8,
+    /// An escape byte inside quoted fields (e.g. `\`), besides doubled quotes.
+    pub escape: Option<u8>,
+    /// Whether `""` inside a quoted field is one quote (RFC 4180). Default true.
+    pub double_quote: bool,
+    /// A raw record longer than this is reported as
+    /// [`RecordProblem::RecordTooLarge`] instead of growing memory. Default 1 MiB.
+    pub max_record_bytes: usize,
+    /// A field longer than this is reported as [`RecordProblem::FieldTooLarge`].
+    /// Default 64 KiB.
+    pub max_field_bytes: usize,
+    /// Initial buffer size. Default 256 KiB.
+    pub buffer_bytes: usize,
+}
+
+impl Default for ReaderOptions {
+    fn default() -> Self {
+        ReaderOptions {
+            delimiter: b',',
+            quote: b'"',
+            escape: None,
+            double_quote: true,
+            max_record_bytes: 1 << 20,
+            max_field_bytes: 64 << 10,
+            buffer_bytes: 256 << 10,
+        }
+    }
+}
+
+/// An error that stops reading the input.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+    /// A NUL byte or a UTF-16 byte-order mark: the file is not a text file.
+    #[error("not a text file: {what} at byte {byte}")]
+    NotText { what: &'static str, byte: u64 },
+}
+
+/// Reads records from any [`io::Read`] in bounded memory.
+pub struct SnapshotReader<R> {
+    rdr: R,
+    core: csv_core::Reader,
+    opts: ReaderOptions,
+    buf: Vec<u8>,
+    /// Unread data is `buf[pos..end]`.
+    pos: usize,
+    end: usize,
+    eof: bool,
+    /// Absolute offset of `buf[0]` in the input.
+    base: u64,
+    /// Line number of `buf[pos]`.
+    line: u64,
+    records: u64,
+    started: bool,
+    done: bool,
+    /// Output sink for fields of a record past its size limit.
+    scratch: Vec<u8>,
+}
+
+impl<R: Read> SnapshotReader<R> {
+    pub fn new(rdr: R, opts: ReaderOptions) -> SnapshotReader<R> {
+        let core = csv_core::ReaderBuilder::new()
+            .delimiter(opts.delimiter)
+            .quote(opts.quote)
+            .escape(opts.escape)
+            .double_quote(opts.double_quote)
+            .terminator(csv_core::Terminator::CRLF)
+            .build();
+        let cap = opts.buffer_bytes.max(64);
+        SnapshotReader {
+            rdr,
+            core,
+            buf: vec![0; cap],
+            opts,
+            pos: 0,
+            end: 0,
+            eof: false,
+            base: 0,
+            line: 1,
+            records: 0,
+            started: false,
+            done: false,
+            scratch: Vec::new(),
+        }
+    }
+
+    pub fn options(&self) -> &ReaderOptions {
+        &self.opts
+    }
+
+    /// Bytes consumed so far (the start of the next record).
+    pub fn byte_offset(&self) -> u64 {
+        self.base + self.pos as u64
+    }
+
+    /// Reads the next record into `rec`. Returns `Ok(false)` at the end of
+    /// the input. A record with a [`RecordProblem`] is still returned.
+    pub fn read_record(&mut self, rec: &mut Record) -> Result<bool, ReadError> {
+        if !self.started {
+            self.start()?;
+        }
+        rec.clear();
+        if self.done {
+            return Ok(false);
+        }
+        loop {
+            let avail = &self.buf[self.pos..self.end];
+            let (line_len, term_len) = match memchr2(b'\n', b'\r', avail) {
+                Some(i) => {
+                    if avail[i] == b'\r' && i + 1 == avail.len() && !self.eof {
+                        // A CR at the end of the buffer: is it CRLF?
+                        self.fill()?;
+                        continue;
+                    }
+                    let crlf = avail[i] == b'\r' && avail.get(i + 1) == Some(&b'\n');
+                    (i, 1 + crlf as usize)
+                }
+                None if self.eof => {
+                    if avail.is_empty() {
+                        self.done = true;
+                        return Ok(false);
+                    }
+                    (avail.len(), 0)
+                }
+                None => {
+                    if avail.len() >= self.opts.max_record_bytes {
+                        return self.read_slow(rec);
+                    }
+                    self.fill()?;
+                    continue;
+                }
+            };
+            let line = &avail[..line_len];
+            if is_blank(line) {
+                self.pos += line_len + term_len;
+                self.line += 1;
+                continue;
+            }
+            if memchr(self.opts.quote, line).is_some() {
+                return self.read_slow(rec);
+            }
+            rec.position = Position {
+                byte: self.base + self.pos as u64,
+                line: self.line,
+                record: self.records,
+            };
+            rec.reserve_bytes(line_len);
+            let mut out = 0;
+            let mut from = 0;
+            for i in memchr::memchr_iter(self.opts.delimiter, line) {
+                let piece = &line[from..i];
+                rec.bytes[out..out + piece.len()].copy_from_slice(piece);
+                out += piece.len();
+                rec.ends.push(out);
+                from = i + 1;
+            }
+            let piece = &line[from..];
+            rec.bytes[out..out + piece.len()].copy_from_slice(piece);
+            out += piece.len();
+            rec.ends.push(out);
+            rec.len = out;
+            rec.quoted.resize(rec.ends.len(), false);
+            self.pos += line_len + term_len;
+            self.line += 1;
+            self.records += 1;
+            self.check_fields(rec);
+            return Ok(true);
+        }
+    }
+
+    /// Reads one record through csv-core, starting at `self.pos`.
+    fn read_slow(&mut self, rec: &mut Record) -> Result<bool, ReadError> {
+        rec.position = Position {
+            byte: self.base + self.pos as u64,
+            line: self.line,
+            record: self.records,
+        };
+        let quote = self.opts.quote;
+        let max_record = self.opts.max_record_bytes;
+        let mut raw_len = 0usize;
+        let mut breaks = 0u64;
+        let mut pending_cr = false;
+        let mut overflow = false;
+        let mut last_byte = 0u8;
+        'fields: loop {
+            if self.pos == self.end && !self.eof {
+                self.fill()?;
+            }
+            let quoted = self.pos < self.end && self.buf[self.pos] == quote;
+            loop {
+                if self.pos == self.end && !self.eof {
+                    self.fill()?;
+                }
+                let input = &self.buf[self.pos..self.end];
+                if input.is_empty() {
+                    // End of input inside a record: probe with a line break.
+                    // If csv-core is inside quotes it swallows the break;
+                    // otherwise the break ends the record as EOF would.
+                    let mut probe_out = [0u8; 4];
+                    let (res, _, _) = self.core.read_field(b"\n", &mut probe_out);
+                    match res {
+                        csv_core::ReadFieldResult::Field { .. } => {
+                            self.push_end(rec, quoted, overflow);
+                            break 'fields;
+                        }
+                        _ => {
+                            // What the probe wrote went to `probe_out`; the
+                            // record keeps what was read before it.
+                            let _ = self.core.read_field(&[], &mut probe_out);
+                            self.push_end(rec, quoted, overflow);
+                            rec.problem = Some(RecordProblem::UnterminatedQuote);
+                            self.done = true;
+                            self.records += 1;
+                            rec.quoted.resize(rec.ends.len(), false);
+                            return Ok(true);
+                        }
+                    }
+                }
+                let (res, nin, nout) = if overflow {
+                    if self.scratch.len() < 64 << 10 {
+                        self.scratch.resize(64 << 10, 0);
+                    }
+                    self.core.read_field(input, &mut self.scratch)
+                } else {
+                    rec.reserve_bytes(input.len().min(64 << 10).max(64));
+                    let out = &mut rec.bytes[rec.len..];
+                    self.core.read_field(input, out)
+                };
+                let consumed = &input[..nin];
+                breaks += count_breaks(consumed, &mut pending_cr);
+                if let Some(&b) = consumed.last() {
+                    last_byte = b;
+                }
+                self.pos += nin;
+                raw_len += nin;
+                if !overflow {
+                    rec.len += nout;
+                    if raw_len > max_record {
+                        overflow = true;
+                        rec.problem = Some(RecordProblem::RecordTooLarge { limit: max_record });
+                    }
+                }
+                match res {
+                    csv_core::ReadFieldResult::InputEmpty => {
+                        if !self.eof {
+                            self.fill()?;
+                        }
+                    }
+                    csv_core::ReadFieldResult::OutputFull => {
+                        if !overflow {
+                            let more = rec.bytes.len();
+                            rec.reserve_bytes(more);
+                        }
+                    }
+                    csv_core::ReadFieldResult::Field { record_end } => {
+                        self.push_end(rec, quoted, overflow);
+                        if record_end {
+                            break 'fields;
+                        }
+                        continue 'fields;
+                    }
+                    csv_core::ReadFieldResult::End => {
+                        self.push_end(rec, quoted, overflow);
+                        break 'fields;
+                    }
+                }
+            }
+        }
+        // The terminator was consumed and counted; a CR may be followed by
+        // the LF of a CRLF, which belongs to this record too.
+        if last_byte == b'\r' {
+            if self.pos == self.end && !self.eof {
+                self.fill()?;
+            }
+            if self.pos < self.end && self.buf[self.pos] == b'\n' {
+                self.pos += 1;
+            }
+        }
+        self.line += breaks;
+        self.records += 1;
+        rec.quoted.resize(rec.ends.len(), false);
+        self.check_fields(rec);
+        Ok(true)
+    }
+
+    #[inline]
+    fn push_end(&self, rec: &mut Record, quoted: bool, overflow: bool) {
+        if overflow {
+            // Past the size limit: keep the fields read before it.
+            return;
+        }
+        rec.ends.push(rec.len);
+        rec.quoted.push(quoted);
+    }
+
+    fn check_fields(&self, rec: &mut Record) {
+        if rec.problem.is_some() {
+            return;
+        }
+        let limit = self.opts.max_field_bytes;
+        if rec.len <= limit {
+            return;
+        }
+        let mut start = 0;
+        for (i, &end) in rec.ends.iter().enumerate() {
+            if end - start > limit {
+                rec.problem = Some(RecordProblem::FieldTooLarge { field: i, limit });
+                return;
+            }
+            start = end;
+        }
+    }
+
+    fn start(&mut self) -> Result<(), ReadError> {
+        self.started = true;
+        while self.end - self.pos < 3 && !self.eof {
+            self.fill()?;
+        }
+        let head = &self.buf[self.pos..self.end];
+        if head.starts_with(b"\xEF\xBB\xBF") {
+            self.pos += 3;
+        } else if head.starts_with(b"\xFF\xFE") || head.starts_with(b"\xFE\xFF") {
+            return Err(ReadError::NotText {
+                what: "a UTF-16 byte-order mark",
+                byte: 0,
+            });
+        }
+        Ok(())
+    }
+
+    /// Moves unread data to the front, grows the buffer when it is full, and
+    /// reads more. Sets `eof` when the input is exhausted.
+    fn fill(&mut self) -> Result<(), ReadError> {
+        if self.pos > 0 {
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.base += self.pos as u64;
+            self.end -= self.pos;
+            self.pos = 0;
+        }
+        if self.end == self.buf.len() {
+            let new_len = self.buf.len() * 2;
+            self.buf.resize(new_len, 0);
+        }
+        loop {
+            match self.rdr.read(&mut self.buf[self.end..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(());
+                }
+                Ok(n) => {
+                    let new = &self.buf[self.end..self.end + n];
+                    if self.base == 0 && self.end == 0 && (new.starts_with(b"\xFF\xFE") || new.starts_with(b"\xFE\xFF")) {
+                        return Err(ReadError::NotText {
+                            what: "a UTF-16 byte-order mark",
+                            byte: 0,
+                        });
+                    }
+                    if let Some(i) = memchr(0, new) {
+                        return Err(ReadError::NotText {
+                            what: "a NUL byte",
+                            byte: self.base + (self.end + i) as u64,
+                        });
+                    }
+                    self.end += n;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// Whether a line is only spaces and tabs (or empty).
+#[inline]
+fn is_blank(line: &[u8]) -> bool {
+    match line.first() {
+        None => true,
+        Some(b' ' | b'\t') => line.iter().all(|&b| b == b' ' || b == b'\t'),
+        Some(_) => false,
+    }
+}
+
+/// Counts line breaks (LF, CRLF, lone CR) in `bytes`, carrying a trailing CR
+/// across calls in `pending_cr`.
+fn count_breaks(bytes: &[u8], pending_cr: &mut bool) -> u64 {
+    let mut n = 0;
+    for i in memchr2_iter(bytes) {
+        if bytes[i] == b'\r' {
+            n += 1;
+            *pending_cr = true;
+        } else {
+            // LF: part of a CRLF when a CR came just before.
+            let after_cr = if i == 0 {
+                *pending_cr
+            } else {
+                bytes[i - 1] == b'\r'
+            };
+            if !after_cr {
+                n += 1;
+            }
+            *pending_cr = false;
+        }
+    }
+    if let Some(&b) = bytes.last() {
+        *pending_cr = b == b'\r';
+    }
+    n
+}
+
+fn memchr2_iter(bytes: &[u8]) -> memchr::Memchr2<'_> {
+    memchr::memchr2_iter(b'\n', b'\r', bytes)
+}

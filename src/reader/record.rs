@@ -1,0 +1,112 @@
+//! One CSV record: a byte buffer plus field end offsets, reused across reads.
+
+use std::fmt;
+
+/// Where a record (or a problem) starts in its input.
+///
+/// `byte` counts from the first byte of the input (a byte-order mark counts),
+/// `line` is 1-based and names the line the record *starts* on, `record` is the
+/// 0-based index of the record among those the reader yielded (blank lines are
+/// not records).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    pub byte: u64,
+    pub line: u64,
+    pub record: u64,
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {} (byte {})", self.line, self.byte)
+    }
+}
+
+/// A problem with one record that the reader found while reading it. The
+/// record is still yielded (with the fields it could read) so the caller can
+/// report it and go on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordProblem {
+    /// A quote was opened and never closed: the record ran to the end of the
+    /// input. It is always the last record.
+    UnterminatedQuote,
+    /// The raw record was longer than `max_record_bytes`; only its first
+    /// fields were kept.
+    RecordTooLarge { limit: usize },
+    /// Field `field` (0-based) was longer than `max_field_bytes`.
+    FieldTooLarge { field: usize, limit: usize },
+}
+
+/// A record read by [`SnapshotReader`](super::SnapshotReader).
+///
+/// Fields are unescaped bytes; nothing is decoded. Reading into the same
+/// `Record` again reuses its buffers, so the steady state allocates nothing.
+#[derive(Clone, Debug, Default)]
+pub struct Record {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) len: usize,
+    pub(crate) ends: Vec<usize>,
+    pub(crate) quoted: Vec<bool>,
+    pub(crate) position: Position,
+    pub(crate) problem: Option<RecordProblem>,
+}
+
+impl Record {
+    pub fn new() -> Record {
+        Record::default()
+    }
+
+    /// Number of fields.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Field `i`, unescaped, or `None` past the last field.
+    #[inline]
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        Some(&self.bytes[start..end])
+    }
+
+    /// Whether field `i` was written in quotes in the input.
+    #[inline]
+    pub fn is_quoted(&self, i: usize) -> bool {
+        self.quoted.get(i).copied().unwrap_or(false)
+    }
+
+    pub fn position(&self) -> Position {
+        self.position
+    }
+
+    pub fn problem(&self) -> Option<RecordProblem> {
+        self.problem
+    }
+
+    /// The fields in order.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        (0..self.len()).map(move |i| self.get(i).unwrap_or_default())
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.len = 0;
+        self.ends.clear();
+        self.quoted.clear();
+        self.problem = None;
+    }
+
+    /// Makes room for at least `more` bytes after `len`.
+    #[inline]
+    pub(crate) fn reserve_bytes(&mut self, more: usize) {
+        let need = self.len + more;
+        if self.bytes.len() < need {
+            let new_len = need.max(self.bytes.len() * 2).max(256);
+            self.bytes.resize(new_len, 0);
+        }
+    }
+}
