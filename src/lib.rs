@@ -1,3 +1,5 @@
+pub mod code;
+pub mod profile;
 pub mod reader;
 pub mod results;
 #[doc(hidden)]

@@ -1,0 +1,266 @@
+//! The profile file format: a documented serde type, validated into a
+//! [`Profile`](super::Profile) by [`Profile::compile`](super::Profile::compile).
+//!
+//! Every key is optional unless marked; unknown keys are an error that names
+//! the key. See `docs/profiles.md` for the reference with examples.
+
+use serde::Deserialize;
+
+/// A profile as written in TOML.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileConfig {
+    /// `user`, `group` or `segment`. Required.
+    pub object: ObjectKind,
+    /// One character (`","`, `";"`, `"\t"`, `"|"`), or `"auto"`: whichever of
+    /// `,` and `;` the first line holds more of. Default `","`.
+    #[serde(default = "default_delimiter")]
+    pub delimiter: String,
+    /// Quote character. Default `"`.
+    #[serde(default = "default_quote")]
+    pub quote: char,
+    /// Escape character inside quoted fields, besides doubled quotes. Default none.
+    #[serde(default)]
+    pub escape: Option<char>,
+    /// `none` (the first line is data), `position` (the first line is a header,
+    /// columns mean what their position says), or `name` (columns are found by
+    /// header name or alias, case- and space-insensitive). Default `none`.
+    #[serde(default)]
+    pub header: HeaderMode,
+    /// The columns, in file order for `none` / `position`. Each is a field name
+    /// (`external_id`, `custom.cost_center`, `-` to ignore a column) or a table
+    /// `{ field, name, aliases, optional, date_formats }`. Required.
+    pub columns: Vec<ColumnSpec>,
+    /// The key field. Default `external_id`.
+    #[serde(default = "default_key")]
+    pub key: String,
+    /// Separator of list cells (`groups`, `admin_groups`, `segments`). Default `;`.
+    #[serde(default)]
+    pub list_separator: Option<char>,
+    /// Date formats tried in order for every date column (`%Y`, `%m`, `%d`,
+    /// `%-m`, `%-d` and literal characters). Default `["%Y-%m-%d"]`.
+    #[serde(default = "default_date_formats")]
+    pub date_formats: Vec<String>,
+    /// Which strings mean active and inactive (case-insensitive).
+    #[serde(default)]
+    pub status: StatusConfig,
+    /// Trim spaces and tabs around unquoted values. Default true.
+    #[serde(default = "yes")]
+    pub trim: bool,
+    /// `windows-1252` to decode fields that are not UTF-8 (each such row is
+    /// reported); default none: such a row is rejected `invalid_utf8`.
+    #[serde(default)]
+    pub encoding_fallback: Option<String>,
+    /// What an empty cell means: `clear` the field (default) or `keep` the old value.
+    #[serde(default)]
+    pub empty: EmptyCell,
+    /// Fields that must not be empty. Default: `external_id` (plus the
+    /// object's names: `first_name`, `last_name` for users; `name` otherwise).
+    #[serde(default)]
+    pub required: Vec<String>,
+    /// Groups of fields of which at least one must be present, e.g. `[["email", "phone"]]`.
+    #[serde(default)]
+    pub required_any: Vec<Vec<String>>,
+    /// A key in the store that is missing from the file: `ignore` (default),
+    /// `deactivate` or `delete`. Anything but `ignore` makes the file a full snapshot.
+    #[serde(default)]
+    pub missing: MissingRule,
+    /// Status inactive: `deactivate` (default) or `delete`.
+    #[serde(default)]
+    pub inactive_action: EndAction,
+    /// An end-date field and what a date on or before today does.
+    #[serde(default)]
+    pub end_date: Option<EndDateConfig>,
+    /// IANA time zone in which "today" is taken. Default `UTC`.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+    /// Accept rows with fewer fields than columns (the missing ones are empty). Default false.
+    #[serde(default)]
+    pub allow_short_rows: bool,
+    /// A new user is invited once, when created. Default false.
+    #[serde(default)]
+    pub invite_on_create: bool,
+    /// Safety limits checked before any write.
+    #[serde(default)]
+    pub safety: SafetyConfig,
+    /// Largest raw record in bytes; a longer one is rejected. Default 1 MiB.
+    #[serde(default = "default_max_record")]
+    pub max_record_bytes: usize,
+    /// Largest field in bytes; a longer one is rejected. Default 64 KiB.
+    #[serde(default = "default_max_field")]
+    pub max_field_bytes: usize,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectKind {
+    #[default]
+    User,
+    Group,
+    Segment,
+}
+
+impl ObjectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectKind::User => "user",
+            ObjectKind::Group => "group",
+            ObjectKind::Segment => "segment",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HeaderMode {
+    #[default]
+    None,
+    Position,
+    Name,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ColumnSpec {
+    Field(String),
+    Table(ColumnTable),
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnTable {
+    /// The field this column fills (`-` ignores the column).
+    pub field: String,
+    /// Header name (for `header = "name"`). Default: the field name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Other header names accepted for this column.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// With `header = "name"`: the column may be absent from the file.
+    #[serde(default)]
+    pub optional: bool,
+    /// Date formats for this column, replacing the profile's.
+    #[serde(default)]
+    pub date_formats: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusConfig {
+    #[serde(default = "default_active")]
+    pub active: Vec<String>,
+    #[serde(default = "default_inactive")]
+    pub inactive: Vec<String>,
+}
+
+impl Default for StatusConfig {
+    fn default() -> Self {
+        StatusConfig {
+            active: default_active(),
+            inactive: default_inactive(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EmptyCell {
+    #[default]
+    Clear,
+    Keep,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MissingRule {
+    #[default]
+    Ignore,
+    Deactivate,
+    Delete,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EndAction {
+    #[default]
+    Deactivate,
+    Delete,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndDateConfig {
+    /// A date field, e.g. `employed_until`.
+    pub field: String,
+    /// What a date on or before today does. Default `delete`.
+    #[serde(default = "default_end_action")]
+    pub action: EndAction,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SafetyConfig {
+    /// Hold a file that would delete or deactivate more than this share of
+    /// the objects in the store (0.0–1.0). Default 0.2.
+    #[serde(default = "default_ratio")]
+    pub max_delete_ratio: f64,
+    /// Hold a file that would delete or deactivate more than this many objects. Default: no limit.
+    #[serde(default)]
+    pub max_delete_count: Option<u64>,
+    /// Hold a file whose record count fell by more than this share since the
+    /// last accepted file (0.0–1.0). Default 0.2.
+    #[serde(default = "default_ratio")]
+    pub max_shrink_ratio: f64,
+    /// Release held files without `--force`. Default false.
+    #[serde(default)]
+    pub force: bool,
+}
+
+impl Default for SafetyConfig {
+    fn default() -> Self {
+        SafetyConfig {
+            max_delete_ratio: default_ratio(),
+            max_delete_count: None,
+            max_shrink_ratio: default_ratio(),
+            force: false,
+        }
+    }
+}
+
+fn default_delimiter() -> String {
+    ",".into()
+}
+fn default_quote() -> char {
+    '"'
+}
+fn default_key() -> String {
+    "external_id".into()
+}
+fn default_date_formats() -> Vec<String> {
+    vec!["%Y-%m-%d".into()]
+}
+fn default_time_zone() -> String {
+    "UTC".into()
+}
+fn default_active() -> Vec<String> {
+    ["active", "1", "yes", "true"].map(String::from).to_vec()
+}
+fn default_inactive() -> Vec<String> {
+    ["inactive", "0", "no", "false"].map(String::from).to_vec()
+}
+fn default_end_action() -> EndAction {
+    EndAction::Delete
+}
+fn default_ratio() -> f64 {
+    0.2
+}
+fn default_max_record() -> usize {
+    1 << 20
+}
+fn default_max_field() -> usize {
+    64 << 10
+}
+fn yes() -> bool {
+    true
+}

@@ -1,0 +1,209 @@
+//! Explicit date formats, compiled once. Nothing is guessed: `01/02/2026`
+//! means what the profile's format says, or it is `invalid_date`.
+
+use std::fmt;
+
+/// A calendar date (no time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Date {
+    pub year: u16,
+    pub month: u8,
+    pub day: u8,
+}
+
+impl Date {
+    pub fn new(year: u16, month: u8, day: u8) -> Option<Date> {
+        if (1..=12).contains(&month) && day >= 1 && day <= days_in_month(year, month) {
+            Some(Date { year, month, day })
+        } else {
+            None
+        }
+    }
+
+    /// Parses ISO `YYYY-MM-DD`.
+    pub fn parse_iso(s: &str) -> Option<Date> {
+        parse_tokens(ISO, s)
+    }
+
+    /// Writes `YYYY-MM-DD` into `out`.
+    pub fn write_iso(self, out: &mut String) {
+        let b = [
+            b'0' + (self.year / 1000 % 10) as u8,
+            b'0' + (self.year / 100 % 10) as u8,
+            b'0' + (self.year / 10 % 10) as u8,
+            b'0' + (self.year % 10) as u8,
+            b'-',
+            b'0' + self.month / 10,
+            b'0' + self.month % 10,
+            b'-',
+            b'0' + self.day / 10,
+            b'0' + self.day % 10,
+        ];
+        // The bytes are ASCII digits and dashes.
+        out.push_str(std::str::from_utf8(&b).unwrap_or_default());
+    }
+}
+
+impl fmt::Display for Date {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
+}
+
+fn days_in_month(year: u16, month: u8) -> u8 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        _ => 28,
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Token {
+    Year,
+    Month { exact: bool },
+    Day { exact: bool },
+    Literal(u8),
+}
+
+/// A compiled date format: `%Y` (4 digits), `%m` / `%d` (2 digits), `%-m` /
+/// `%-d` (1 or 2 digits), `%%`, and literal ASCII characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DateFormat {
+    source: String,
+    tokens: Vec<Token>,
+}
+
+const ISO: &[Token] = &[
+    Token::Year,
+    Token::Literal(b'-'),
+    Token::Month { exact: true },
+    Token::Literal(b'-'),
+    Token::Day { exact: true },
+];
+
+impl DateFormat {
+    pub fn compile(source: &str) -> Result<DateFormat, String> {
+        let b = source.as_bytes();
+        let mut tokens = Vec::new();
+        let mut i = 0;
+        let (mut y, mut m, mut d) = (0, 0, 0);
+        while i < b.len() {
+            if b[i] == b'%' {
+                let (tok, len) = match (b.get(i + 1), b.get(i + 2)) {
+                    (Some(b'Y'), _) => (Token::Year, 2),
+                    (Some(b'm'), _) => (Token::Month { exact: true }, 2),
+                    (Some(b'd'), _) => (Token::Day { exact: true }, 2),
+                    (Some(b'-'), Some(b'm')) => (Token::Month { exact: false }, 3),
+                    (Some(b'-'), Some(b'd')) => (Token::Day { exact: false }, 3),
+                    (Some(b'%'), _) => (Token::Literal(b'%'), 2),
+                    _ => {
+                        return Err(format!(
+                            "date format {source:?}: unknown directive at {i} (use %Y, %m, %d, %-m, %-d)"
+                        ))
+                    }
+                };
+                match tok {
+                    Token::Year => y += 1,
+                    Token::Month { .. } => m += 1,
+                    Token::Day { .. } => d += 1,
+                    Token::Literal(_) => {}
+                }
+                tokens.push(tok);
+                i += len;
+            } else if b[i].is_ascii() {
+                tokens.push(Token::Literal(b[i]));
+                i += 1;
+            } else {
+                return Err(format!("date format {source:?}: only ASCII literals are supported"));
+            }
+        }
+        if (y, m, d) != (1, 1, 1) {
+            return Err(format!(
+                "date format {source:?} must name the year, the month and the day once each"
+            ));
+        }
+        Ok(DateFormat {
+            source: source.to_string(),
+            tokens,
+        })
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    pub fn parse(&self, s: &str) -> Option<Date> {
+        parse_tokens(&self.tokens, s)
+    }
+}
+
+fn parse_tokens(tokens: &[Token], s: &str) -> Option<Date> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let (mut year, mut month, mut day) = (0u16, 0u8, 0u8);
+    for tok in tokens {
+        match *tok {
+            Token::Literal(c) => {
+                if b.get(i) != Some(&c) {
+                    return None;
+                }
+                i += 1;
+            }
+            Token::Year => {
+                year = digits(b, &mut i, 4, 4)? as u16;
+            }
+            Token::Month { exact } => {
+                month = digits(b, &mut i, if exact { 2 } else { 1 }, 2)? as u8;
+            }
+            Token::Day { exact } => {
+                day = digits(b, &mut i, if exact { 2 } else { 1 }, 2)? as u8;
+            }
+        }
+    }
+    if i != b.len() {
+        return None;
+    }
+    Date::new(year, month, day)
+}
+
+fn digits(b: &[u8], i: &mut usize, min: usize, max: usize) -> Option<u32> {
+    let mut n = 0u32;
+    let mut len = 0;
+    while len < max {
+        match b.get(*i) {
+            Some(c) if c.is_ascii_digit() => {
+                n = n * 10 + (c - b'0') as u32;
+                *i += 1;
+                len += 1;
+            }
+            _ => break,
+        }
+    }
+    (len >= min).then_some(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_and_explicit_formats() {
+        assert_eq!(Date::parse_iso("2026-02-28"), Date::new(2026, 2, 28));
+        assert_eq!(Date::parse_iso("2026-02-29"), None);
+        assert_eq!(Date::parse_iso("2024-02-29"), Date::new(2024, 2, 29));
+        assert_eq!(Date::parse_iso("2026-2-28"), None);
+        assert_eq!(Date::parse_iso("2026-02-28x"), None);
+        let dmy = DateFormat::compile("%d/%m/%Y").unwrap();
+        assert_eq!(dmy.parse("01/02/2026"), Date::new(2026, 2, 1));
+        let loose = DateFormat::compile("%-d.%-m.%Y").unwrap();
+        assert_eq!(loose.parse("1.2.2026"), Date::new(2026, 2, 1));
+        assert_eq!(loose.parse("01.12.2026"), Date::new(2026, 12, 1));
+        assert!(DateFormat::compile("%d/%m").is_err());
+        assert!(DateFormat::compile("%H").is_err());
+        let mut s = String::new();
+        Date::new(987, 3, 4).unwrap().write_iso(&mut s);
+        assert_eq!(s, "0987-03-04");
+    }
+}
