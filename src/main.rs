@@ -1,1 +1,238 @@
-fn main() {}
+//! The `muster` command line: a thin layer over the library.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use muster::plan::{self, FileError, Plan};
+use muster::profile::{Date, Profile};
+use muster::results::{Outcome, ResultsWriter};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Exit codes (SPEC §5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Exit {
+    /// No line rejected, failed or carrying a code.
+    Clean = 0,
+    /// The run failed (I/O, LMS unreachable); the next run resumes safely.
+    Failed = 1,
+    /// Usage or configuration error.
+    Usage = 2,
+    /// Finished, but some rows were rejected, failed or carry a code.
+    Rows = 3,
+    /// The file was refused or a safety guard held it: nothing was applied.
+    Refused = 4,
+}
+
+#[derive(Parser)]
+#[command(name = "muster", version, about = "Import HR user snapshots into a learning platform")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse and validate a snapshot: the plan against an empty store.
+    Check {
+        /// A preset name or a profile TOML file.
+        #[arg(long)]
+        profile: String,
+        /// The snapshot file.
+        input: PathBuf,
+        /// Where to write the results CSV (default: stdout).
+        #[arg(long)]
+        results: Option<PathBuf>,
+        /// "Today" for end dates, YYYY-MM-DD (default: today in the profile's time zone).
+        #[arg(long)]
+        today: Option<String>,
+    },
+    /// Write a synthetic snapshot to stdout.
+    Gen {
+        /// A preset name or a profile TOML file.
+        #[arg(long)]
+        profile: String,
+        /// Rows to generate (ignored with --from).
+        #[arg(long, default_value_t = 1000)]
+        rows: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Derive a changed snapshot from this one.
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// With --from: the share of rows changed (0.0–1.0).
+        #[arg(long, default_value_t = 0.02)]
+        change_ratio: f64,
+        /// With --from: write the rows in a random order.
+        #[arg(long)]
+        shuffle: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { Exit::Usage as u8 } else { 0 });
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(io::stderr)
+        .init();
+    let exit = match cli.command {
+        Command::Check { profile, input, results, today } => check(&profile, &input, results, today),
+        Command::Gen { profile, rows, seed, from, change_ratio, shuffle } => gen(&profile, rows, seed, from, change_ratio, shuffle),
+    };
+    ExitCode::from(exit as u8)
+}
+
+fn load_profile(name: &str) -> Result<Profile, Exit> {
+    Profile::load(name).map_err(|e| {
+        eprintln!("error: {e}");
+        Exit::Usage
+    })
+}
+
+fn parse_today(profile: &Profile, today: Option<String>) -> Result<Date, Exit> {
+    match today {
+        None => Ok(profile.today()),
+        Some(s) => Date::parse_iso(&s).ok_or_else(|| {
+            eprintln!("error: --today {s:?} is not a date (YYYY-MM-DD)");
+            Exit::Usage
+        }),
+    }
+}
+
+/// Where results go: a file, or stdout (where a closed pipe is not an error).
+fn results_out(path: &Option<PathBuf>) -> Result<Box<dyn Write>, Exit> {
+    match path {
+        Some(p) => File::create(p).map(|f| Box::new(BufWriter::new(f)) as Box<dyn Write>).map_err(|e| {
+            eprintln!("error: cannot create {}: {e}", p.display());
+            Exit::Failed
+        }),
+        None => Ok(Box::new(BufWriter::new(io::stdout().lock()))),
+    }
+}
+
+fn write_results(path: &Option<PathBuf>, plan: Option<&Plan>) -> Result<(), Exit> {
+    let result = (|| -> io::Result<()> {
+        let mut w = ResultsWriter::new(results_out(path).map_err(|_| io::Error::other("open"))?)?;
+        if let Some(plan) = plan {
+            w.write_plan(plan, Outcome::Planned)?;
+        }
+        w.into_inner()?.flush()
+    })();
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => {
+            eprintln!("error: writing results: {e}");
+            Err(Exit::Failed)
+        }
+    }
+}
+
+fn check(profile: &str, input: &PathBuf, results: Option<PathBuf>, today: Option<String>) -> Exit {
+    let run = || -> Result<Exit, Exit> {
+        let profile = load_profile(profile)?;
+        let today = parse_today(&profile, today)?;
+        let file = File::open(input).map_err(|e| {
+            eprintln!("error: cannot open {}: {e}", input.display());
+            Exit::Failed
+        })?;
+        let started = std::time::Instant::now();
+        match plan::check(&profile, file, today) {
+            Ok(plan) => {
+                write_results(&results, Some(&plan))?;
+                print_summary(input, &plan, started.elapsed());
+                Ok(if plan.is_clean() { Exit::Clean } else { Exit::Rows })
+            }
+            Err(FileError::Read(muster::reader::ReadError::Io(e))) => {
+                eprintln!("error: {}: {e}", input.display());
+                Err(Exit::Failed)
+            }
+            Err(e) => {
+                eprintln!("error: {}: refused, nothing applied: {e}", input.display());
+                write_results(&results, None)?;
+                Ok(Exit::Refused)
+            }
+        }
+    };
+    run().unwrap_or_else(|e| e)
+}
+
+fn print_summary(input: &std::path::Path, plan: &Plan, elapsed: std::time::Duration) {
+    use muster::plan::Action;
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    let mut err = io::stderr().lock();
+    let _ = writeln!(
+        err,
+        "{}: {} records, {:.1} MB in {:.2} s ({:.0} MB/s)",
+        input.display(),
+        plan.records,
+        plan.bytes as f64 / 1e6,
+        secs,
+        plan.bytes as f64 / 1e6 / secs
+    );
+    for action in [Action::Create, Action::Update, Action::Unchanged, Action::Deactivate, Action::Delete, Action::Reject] {
+        let n = plan.count(action);
+        if n > 0 {
+            let _ = writeln!(err, "  {:<10} {n:>10}", action.as_str());
+        }
+    }
+    let coded = plan.rows().filter(|r| r.code.is_some() && r.action != Action::Reject).count();
+    if coded > 0 {
+        let _ = writeln!(err, "  {:<10} {coded:>10} (applied rows carrying a code)", "flagged");
+    }
+    if plan.decoded_rows > 0 {
+        let _ = writeln!(err, "  {} rows decoded as windows-1252", plan.decoded_rows);
+    }
+}
+
+fn gen(profile: &str, rows: u64, seed: u64, from: Option<PathBuf>, ratio: f64, shuffle: bool) -> Exit {
+    let run = || -> Result<Exit, Exit> {
+        let profile = load_profile(profile)?;
+        if !(0.0..=1.0).contains(&ratio) {
+            eprintln!("error: --change-ratio must be between 0.0 and 1.0");
+            return Err(Exit::Usage);
+        }
+        let year = profile.today().year;
+        let out = io::stdout().lock();
+        let result = match from {
+            None => muster::gen::generate(&profile, rows, seed, year, out).map_err(|e| FileError::Read(e.into())),
+            Some(path) => {
+                let file = File::open(&path).map_err(|e| {
+                    eprintln!("error: cannot open {}: {e}", path.display());
+                    Exit::Failed
+                })?;
+                muster::gen::derive(&profile, file, ratio, seed, shuffle, year, out).map(|c| {
+                    eprintln!(
+                        "derived from {}: {} kept, {} updated, {} deactivated, {} cosmetic, {} deleted, {} created",
+                        path.display(),
+                        c.kept,
+                        c.updated,
+                        c.deactivated,
+                        c.cosmetic,
+                        c.deleted,
+                        c.created
+                    );
+                })
+            }
+        };
+        match result {
+            Ok(()) => Ok(Exit::Clean),
+            Err(FileError::Read(muster::reader::ReadError::Io(e))) if e.kind() == io::ErrorKind::BrokenPipe => Ok(Exit::Clean),
+            Err(e) => {
+                eprintln!("error: {e}");
+                Err(Exit::Failed)
+            }
+        }
+    };
+    run().unwrap_or_else(|e| e)
+}

@@ -21,3 +21,93 @@ pub fn write_field(out: &mut Vec<u8>, field: &[u8], delimiter: u8, quote: u8, al
     out.extend_from_slice(&field[from..]);
     out.push(quote);
 }
+
+use std::io::{self, Write};
+
+use crate::code::Code;
+use crate::plan::{Action, Plan};
+
+/// The results header (SPEC §4).
+pub const RESULTS_HEADER: &str = "line,key,action,outcome,code,message";
+
+/// What happened to a line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied, or nothing to apply.
+    Ok,
+    /// Rejected, or the LMS refused or could not be reached.
+    Failed,
+    /// `check`, `diff` and `--dry-run`.
+    Planned,
+    /// A safety guard held the file.
+    Held,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Failed => "failed",
+            Outcome::Planned => "planned",
+            Outcome::Held => "held",
+        }
+    }
+}
+
+/// Writes the results CSV: UTF-8, comma-separated, RFC 4180 quoting.
+pub struct ResultsWriter<W: Write> {
+    out: W,
+    line: Vec<u8>,
+}
+
+impl<W: Write> ResultsWriter<W> {
+    /// Writes the header line.
+    pub fn new(mut out: W) -> io::Result<ResultsWriter<W>> {
+        out.write_all(RESULTS_HEADER.as_bytes())?;
+        out.write_all(b"\r\n")?;
+        Ok(ResultsWriter { out, line: Vec::with_capacity(256) })
+    }
+
+    /// One results line. `line` is `None` for inferred deletions.
+    pub fn write(
+        &mut self,
+        line: Option<u64>,
+        key: Option<&str>,
+        action: Action,
+        outcome: Outcome,
+        code: Option<Code>,
+        message: &str,
+    ) -> io::Result<()> {
+        let l = &mut self.line;
+        l.clear();
+        if let Some(n) = line {
+            l.extend_from_slice(n.to_string().as_bytes());
+        }
+        l.push(b',');
+        write_field(l, key.unwrap_or("").as_bytes(), b',', b'"', false);
+        l.push(b',');
+        l.extend_from_slice(action.as_str().as_bytes());
+        l.push(b',');
+        l.extend_from_slice(outcome.as_str().as_bytes());
+        l.push(b',');
+        l.extend_from_slice(code.map_or("", Code::as_str).as_bytes());
+        l.push(b',');
+        write_field(l, message.as_bytes(), b',', b'"', false);
+        l.extend_from_slice(b"\r\n");
+        self.out.write_all(l)
+    }
+
+    /// Every line of a plan with the same outcome (`planned` for check/diff).
+    pub fn write_plan(&mut self, plan: &Plan, outcome: Outcome) -> io::Result<()> {
+        for row in plan.rows() {
+            let line = (row.line > 0).then_some(row.line);
+            self.write(line, row.key, row.action, outcome, row.code, row.message)?;
+        }
+        Ok(())
+    }
+
+    pub fn into_inner(mut self) -> io::Result<W> {
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}

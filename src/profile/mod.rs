@@ -459,6 +459,13 @@ impl Profile {
         })
     }
 
+    /// Today's date in the profile's time zone.
+    pub fn today(&self) -> Date {
+        let d = jiff::Timestamp::now().to_zoned(self.time_zone.clone()).date();
+        // jiff's civil dates are always valid calendar dates.
+        Date::new(d.year() as u16, d.month() as u8, d.day() as u8).unwrap_or(Date { year: 1970, month: 1, day: 1 })
+    }
+
     /// The slot of a field, if the profile reads it.
     pub fn slot(&self, field: &Field) -> Option<usize> {
         self.slots.iter().position(|s| &s.field == field)

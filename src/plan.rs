@@ -1,0 +1,464 @@
+//! From a snapshot file to a plan: one [`PlannedRow`] per input record.
+//!
+//! # Design
+//!
+//! One pass over the file maps and validates every row and keeps, per row,
+//! only what the plan needs afterwards: its line, its key, its e-mail and its
+//! reference (manager or parent group) as spans of one string arena, and its
+//! provisional action. Rules that need the whole file — duplicate keys and
+//! e-mails (every occurrence is rejected), group cycles, references that
+//! resolve to no object — run once the pass is over, on those compact rows.
+//! Nothing is written before the pass ends, so a file refused for its header
+//! or for not being text is refused whole.
+//!
+//! This module plans against an empty previous state (`muster check`).
+
+use std::io::Read;
+
+
+use ahash::RandomState;
+use hashbrown::HashTable;
+
+use crate::code::Code;
+use crate::profile::{Date, FieldKind, Layout, MappedRow, ObjectKind, Profile};
+use crate::reader::{ReadError, Record, SnapshotReader};
+
+/// What a row does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    Create,
+    Update,
+    Unchanged,
+    Deactivate,
+    Delete,
+    Reject,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Unchanged => "unchanged",
+            Action::Deactivate => "deactivate",
+            Action::Delete => "delete",
+            Action::Reject => "reject",
+        }
+    }
+}
+
+/// A file refused whole: nothing from it is applied.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FileError {
+    #[error("{0}")]
+    Header(crate::profile::HeaderError),
+    #[error("{0}")]
+    Read(ReadError),
+}
+
+/// A span of the plan's string arena.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+impl Span {
+    const NONE: Span = Span { start: u32::MAX, len: 0 };
+
+    fn is_none(self) -> bool {
+        self.start == u32::MAX
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    line: u64,
+    key: Span,
+    email: Span,
+    reference: Span,
+    action: Action,
+    code: Option<Code>,
+    /// Index into `messages`, or `u32::MAX`.
+    message: u32,
+}
+
+/// One line of the plan, borrowed from the [`Plan`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlannedRow<'a> {
+    /// 1-based line where the record starts; 0 for inferred rows.
+    pub line: u64,
+    pub key: Option<&'a str>,
+    pub action: Action,
+    pub code: Option<Code>,
+    pub message: &'a str,
+}
+
+/// The plan of one file.
+#[derive(Debug, Default)]
+pub struct Plan {
+    arena: String,
+    entries: Vec<Entry>,
+    messages: Vec<String>,
+    /// Records read (blank lines are not records; the header is not counted).
+    pub records: u64,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Rows decoded with the windows-1252 fallback.
+    pub decoded_rows: u64,
+}
+
+impl Plan {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn rows(&self) -> impl Iterator<Item = PlannedRow<'_>> + '_ {
+        self.entries.iter().map(move |e| PlannedRow {
+            line: e.line,
+            key: (!e.key.is_none()).then(|| self.str(e.key)),
+            action: e.action,
+            code: e.code,
+            message: self.messages.get(e.message as usize).map_or("", String::as_str),
+        })
+    }
+
+    /// Whether every line is fine: nothing rejected and no code.
+    pub fn is_clean(&self) -> bool {
+        self.entries.iter().all(|e| e.action != Action::Reject && e.code.is_none())
+    }
+
+    pub fn count(&self, action: Action) -> usize {
+        self.entries.iter().filter(|e| e.action == action).count()
+    }
+
+    fn str(&self, s: Span) -> &str {
+        &self.arena[s.start as usize..(s.start + s.len) as usize]
+    }
+
+    fn intern(&mut self, s: &str) -> Span {
+        let start = self.arena.len();
+        self.arena.push_str(s);
+        Span {
+            start: start as u32,
+            len: s.len() as u32,
+        }
+    }
+
+    fn set(&mut self, i: usize, action: Action, code: Option<Code>, message: String) {
+        let e = &mut self.entries[i];
+        e.action = action;
+        e.code = code;
+        if message.is_empty() {
+            e.message = u32::MAX;
+        } else {
+            e.message = self.messages.len() as u32;
+            self.messages.push(message);
+        }
+    }
+}
+
+/// Reads a whole snapshot through `profile` and plans it against an empty
+/// previous state, with `today` for end dates.
+pub fn check<R: Read>(profile: &Profile, input: R, today: Date) -> Result<Plan, FileError> {
+    let mut input = input;
+    let mut head = Vec::with_capacity(8 << 10);
+    (&mut input)
+        .take(8 << 10)
+        .read_to_end(&mut head)
+        .map_err(|e| FileError::Read(e.into()))?;
+    let opts = profile.reader_options(&head);
+    let mut reader = SnapshotReader::new(std::io::Cursor::new(head).chain(input), opts);
+    let mut rec = Record::new();
+    let mut plan = Plan::default();
+    let read = |reader: &mut SnapshotReader<_>, rec: &mut Record| reader.read_record(rec).map_err(FileError::Read);
+
+    let layout = if profile.header == crate::profile::HeaderMode::None {
+        profile.layout(None).map_err(FileError::Header)?
+    } else if read(&mut reader, &mut rec)? {
+        profile.layout(Some(&rec)).map_err(FileError::Header)?
+    } else {
+        profile.layout(None).map_err(FileError::Header)?
+    };
+    let mut row = MappedRow::new();
+    let hasher = RandomState::with_seeds(1, 2, 3, 4);
+    let key_is_email = profile.slots[profile.key_slot].kind == FieldKind::Email;
+    let mut keys: HashTable<u32> = HashTable::new();
+    let mut emails: HashTable<u32> = HashTable::new();
+    let mut dup_keys: Vec<u32> = Vec::new();
+    let mut dup_emails: Vec<u32> = Vec::new();
+    let mut folded = String::new();
+    while read(&mut reader, &mut rec)? {
+        plan.records += 1;
+        let idx = plan.entries.len() as u32;
+        let result = profile.map(&rec, &layout, &mut row);
+        let key = row.key_as_read().map_or(Span::NONE, |k| plan.intern(k));
+        let mut entry = Entry {
+            line: rec.position().line,
+            key,
+            email: Span::NONE,
+            reference: Span::NONE,
+            action: Action::Reject,
+            code: None,
+            message: u32::MAX,
+        };
+        if row.decoded_column.is_some() {
+            plan.decoded_rows += 1;
+        }
+        let message = match result {
+            Ok(()) => {
+                entry.action = action_on_empty_store(profile, &row, today);
+                if let Some(r) = profile.reference_slot.and_then(|s| row.get(s)) {
+                    entry.reference = plan.intern(r);
+                }
+                if let Some(c) = row.decoded_column {
+                    format!("column {}: decoded as windows-1252 (the file is not UTF-8)", c + 1)
+                } else {
+                    String::new()
+                }
+            }
+            Err(issue) => {
+                entry.code = Some(issue.code);
+                issue.describe(&layout)
+            }
+        };
+        if profile.object == ObjectKind::User {
+            if let Some(email) = profile.email_slot.and_then(|s| email_as_read(profile, &rec, &layout, &row, s)) {
+                folded.clear();
+                folded.push_str(email);
+                fold(&mut folded);
+                entry.email = plan.intern(&folded);
+            }
+        }
+        plan.entries.push(entry);
+        if !message.is_empty() {
+            let i = idx as usize;
+            let (a, c) = (plan.entries[i].action, plan.entries[i].code);
+            plan.set(i, a, c, message);
+        }
+        // Duplicate keys and e-mails: every occurrence counts, rejected rows too.
+        if !key.is_none() {
+            note_duplicate(&mut plan, &mut keys, &hasher, idx, |e| e.key, key_is_email, &mut dup_keys);
+        }
+        if !plan.entries[idx as usize].email.is_none() {
+            note_duplicate(&mut plan, &mut emails, &hasher, idx, |e| e.email, false, &mut dup_emails);
+        }
+    }
+    plan.bytes = reader.byte_offset();
+
+    reject_duplicates(&mut plan, dup_keys, Code::DuplicateKey, |e| e.key, profile.slots[profile.key_slot].field.name());
+    reject_duplicates(&mut plan, dup_emails, Code::DuplicateEmail, |e| e.email, "email");
+    if profile.object == ObjectKind::Group {
+        reject_cycles(&mut plan, &hasher);
+    }
+    if let Some(slot) = profile.reference_slot {
+        flag_unknown_references(&mut plan, &hasher, profile.slots[slot].field.name(), profile.object);
+    }
+    Ok(plan)
+}
+
+/// Against an empty store: inactive or ended rows have nothing to apply.
+fn action_on_empty_store(profile: &Profile, row: &MappedRow, today: Date) -> Action {
+    let inactive = profile.status_slot.and_then(|s| row.get(s)) == Some("inactive");
+    let ended = profile
+        .end_date_slot
+        .and_then(|s| row.get(s))
+        .and_then(Date::parse_iso)
+        .is_some_and(|d| d <= today);
+    if inactive || ended {
+        Action::Unchanged
+    } else {
+        Action::Create
+    }
+}
+
+/// The e-mail of a row for duplicate detection: the normalised value when the
+/// row mapped, else the cell as read.
+fn email_as_read<'a>(profile: &Profile, rec: &'a Record, layout: &Layout, row: &'a MappedRow, slot: usize) -> Option<&'a str> {
+    if let Some(v) = row.get(slot) {
+        return Some(v);
+    }
+    let col = layout.column_of_slot[slot]?;
+    let raw = std::str::from_utf8(rec.get(col)?).ok()?.trim();
+    let _ = profile;
+    (!raw.is_empty()).then_some(raw)
+}
+
+/// Lower-cases in place (ASCII fast path).
+fn fold(s: &mut String) {
+    if s.is_ascii() {
+        s.make_ascii_lowercase();
+    } else {
+        *s = s.to_lowercase();
+    }
+}
+
+fn hash_str(hasher: &RandomState, s: &str, fold_case: bool) -> u64 {
+    if fold_case {
+        hasher.hash_one(s.to_ascii_lowercase())
+    } else {
+        hasher.hash_one(s)
+    }
+}
+
+fn same(a: &str, b: &str, fold_case: bool) -> bool {
+    if fold_case {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a == b
+    }
+}
+
+/// Adds row `idx` to `table` by the span `field` picks; on a second
+/// occurrence remembers both rows in `dups`.
+fn note_duplicate(
+    plan: &mut Plan,
+    table: &mut HashTable<u32>,
+    hasher: &RandomState,
+    idx: u32,
+    field: fn(&Entry) -> Span,
+    fold_case: bool,
+    dups: &mut Vec<u32>,
+) {
+    let value = plan.str(field(&plan.entries[idx as usize]));
+    let h = hash_str(hasher, value, fold_case);
+    let entries = &plan.entries;
+    let arena = &plan.arena;
+    let get = |i: u32| {
+        let s = field(&entries[i as usize]);
+        &arena[s.start as usize..(s.start + s.len) as usize]
+    };
+    match table.find(h, |&i| same(get(i), value, fold_case)) {
+        Some(&first) => {
+            dups.push(first);
+            dups.push(idx);
+        }
+        None => {
+            table.insert_unique(h, idx, |&i| hash_str(hasher, get(i), fold_case));
+        }
+    }
+}
+
+fn reject_duplicates(plan: &mut Plan, mut dups: Vec<u32>, code: Code, field: fn(&Entry) -> Span, name: &str) {
+    if dups.is_empty() {
+        return;
+    }
+    dups.sort_unstable();
+    dups.dedup();
+    // Lines of each duplicated value, for the messages.
+    let mut lines: ahash::AHashMap<String, Vec<u64>> = ahash::AHashMap::new();
+    for &i in &dups {
+        let e = &plan.entries[i as usize];
+        let v = plan.str(field(e)).to_lowercase();
+        lines.entry(v).or_default().push(e.line);
+    }
+    for &i in &dups {
+        let e = &plan.entries[i as usize];
+        // An earlier problem of the row wins.
+        if e.action == Action::Reject {
+            continue;
+        }
+        let value = plan.str(field(e)).to_string();
+        let all = &lines[&value.to_lowercase()];
+        let shown: Vec<String> = all.iter().take(10).map(u64::to_string).collect();
+        let more = if all.len() > 10 { ", …" } else { "" };
+        let message = format!(
+            "{name} {value:?} occurs {} times in the file (lines {}{more}); no occurrence is applied",
+            all.len(),
+            shown.join(", ")
+        );
+        plan.set(i as usize, Action::Reject, Some(code), message);
+    }
+}
+
+/// Index of the rows that will exist after the plan, by key.
+fn existing_keys(plan: &Plan, hasher: &RandomState) -> HashTable<u32> {
+    let mut table = HashTable::new();
+    for (i, e) in plan.entries.iter().enumerate() {
+        if matches!(e.action, Action::Create | Action::Update | Action::Deactivate) {
+            let k = plan.str(e.key);
+            table.insert_unique(hasher.hash_one(k), i as u32, |&j| hasher.hash_one(plan.str(plan.entries[j as usize].key)));
+        }
+    }
+    table
+}
+
+fn lookup(plan: &Plan, table: &HashTable<u32>, hasher: &RandomState, key: &str) -> Option<u32> {
+    table.find(hasher.hash_one(key), |&j| plan.str(plan.entries[j as usize].key) == key).copied()
+}
+
+/// Every group on a parent cycle is rejected, naming the ids in the cycle.
+fn reject_cycles(plan: &mut Plan, hasher: &RandomState) {
+    let table = existing_keys(plan, hasher);
+    let n = plan.entries.len();
+    let parent: Vec<Option<u32>> = (0..n)
+        .map(|i| {
+            let e = &plan.entries[i];
+            if e.reference.is_none() || table.is_empty() {
+                return None;
+            }
+            lookup(plan, &table, hasher, plan.str(e.reference)).filter(|_| matches!(e.action, Action::Create | Action::Update | Action::Deactivate))
+        })
+        .collect();
+    // 0 = unseen, 1 = on the current walk, 2 = done.
+    let mut state = vec![0u8; n];
+    let mut cycles: Vec<Vec<u32>> = Vec::new();
+    for start in 0..n {
+        if state[start] != 0 {
+            continue;
+        }
+        let mut walk = Vec::new();
+        let mut at = Some(start as u32);
+        while let Some(i) = at {
+            match state[i as usize] {
+                0 => {
+                    state[i as usize] = 1;
+                    walk.push(i);
+                    at = parent[i as usize];
+                }
+                1 => {
+                    let from = walk.iter().position(|&w| w == i).unwrap_or(0);
+                    cycles.push(walk[from..].to_vec());
+                    break;
+                }
+                _ => break,
+            }
+        }
+        for w in walk {
+            state[w as usize] = 2;
+        }
+    }
+    for cycle in cycles {
+        let ids: Vec<String> = cycle.iter().map(|&i| plan.str(plan.entries[i as usize].key).to_string()).collect();
+        let message = format!("parent_id forms a cycle: {} → {}", ids.join(" → "), ids[0]);
+        for &i in &cycle {
+            plan.set(i as usize, Action::Reject, Some(Code::GroupCycle), message.clone());
+        }
+    }
+}
+
+/// A reference to an id that exists nowhere does not stop the row: it is
+/// applied without the link, and its line says so.
+fn flag_unknown_references(plan: &mut Plan, hasher: &RandomState, field: &str, object: ObjectKind) {
+    let table = existing_keys(plan, hasher);
+    for i in 0..plan.entries.len() {
+        let e = &plan.entries[i];
+        if e.reference.is_none() || e.action == Action::Reject || e.code.is_some() {
+            continue;
+        }
+        let r = plan.str(e.reference);
+        if lookup(plan, &table, hasher, r).is_none() {
+            let message = format!(
+                "{field} {r:?} matches no {} in the file; applied without the link",
+                object.as_str()
+            );
+            let action = e.action;
+            plan.set(i, action, Some(Code::UnknownReference), message);
+        }
+    }
+}
