@@ -22,7 +22,23 @@ impl Date {
 
     /// Parses ISO `YYYY-MM-DD`.
     pub fn parse_iso(s: &str) -> Option<Date> {
-        parse_tokens(ISO, s)
+        let b = s.as_bytes();
+        if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+            return None;
+        }
+        let mut n = [0u16; 8];
+        for (i, &p) in [0, 1, 2, 3, 5, 6, 8, 9].iter().enumerate() {
+            let c = b[p];
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            n[i] = (c - b'0') as u16;
+        }
+        Date::new(
+            n[0] * 1000 + n[1] * 100 + n[2] * 10 + n[3],
+            (n[4] * 10 + n[5]) as u8,
+            (n[6] * 10 + n[7]) as u8,
+        )
     }
 
     /// Writes `YYYY-MM-DD` into `out`.
@@ -75,13 +91,6 @@ pub struct DateFormat {
     tokens: Vec<Token>,
 }
 
-const ISO: &[Token] = &[
-    Token::Year,
-    Token::Literal(b'-'),
-    Token::Month { exact: true },
-    Token::Literal(b'-'),
-    Token::Day { exact: true },
-];
 
 impl DateFormat {
     pub fn compile(source: &str) -> Result<DateFormat, String> {

@@ -4,15 +4,12 @@
 //! [`Cell`] per slot pointing into it, reused from row to row. Normalised
 //! means: e-mails lower-cased, dates as `YYYY-MM-DD`, status `active` /
 //! `inactive`, lists with items trimmed, empties dropped, duplicates removed
-//! and joined with [`LIST_JOIN`]. Two rows that mean the same thing map to
+//! and joined with the profile's list separator (an item never holds it). Two rows that mean the same thing map to
 //! the same values, which is what the differ compares.
 
-use super::{FieldKind, Layout, Profile};
+use super::{Date, FieldKind, Layout, Profile};
 use crate::code::Code;
 use crate::reader::{Record, RecordProblem};
-
-/// The separator of list items inside a [`MappedRow`] (ASCII unit separator).
-pub const LIST_JOIN: char = '\u{1f}';
 
 /// The value of one slot in a row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +30,8 @@ pub struct MappedRow {
     key: Option<(u32, u32)>,
     /// The first column decoded with the windows-1252 fallback, if any.
     pub decoded_column: Option<usize>,
+    /// The list separator of the profile that mapped the row.
+    pub list_separator: char,
     scratch: String,
 }
 
@@ -84,7 +83,8 @@ impl MappedRow {
 
     /// The items of a list slot.
     pub fn items(&self, slot: usize) -> impl Iterator<Item = &str> {
-        self.get(slot).into_iter().flat_map(|v| v.split(LIST_JOIN))
+        let sep = self.list_separator;
+        self.get(slot).into_iter().flat_map(move |v| v.split(sep))
     }
 
     /// The key as read from the file (for the results line), when the
@@ -126,19 +126,64 @@ fn status_in(list: &[String], v: &str) -> bool {
     }
 }
 
-/// `local@domain`: one `@`, no white space, a dot inside the domain.
+/// A list already in normal form: no empty items, no spaces around items,
+/// no duplicates. Most cells are, and keep their bytes as they are.
+fn list_is_normal(v: &str, sep: char) -> bool {
+    let b = v.as_bytes();
+    let sep = sep as u8;
+    let mut items: [(usize, usize); 8] = [(0, 0); 8];
+    let mut n = 0;
+    let mut start = 0;
+    for i in 0..=b.len() {
+        if i < b.len() && b[i] != sep {
+            continue;
+        }
+        let item = &b[start..i];
+        if item.is_empty() || n == items.len() {
+            return false;
+        }
+        if matches!(item[0], b' ' | b'\t') || matches!(item[item.len() - 1], b' ' | b'\t') {
+            return false;
+        }
+        if items[..n].iter().any(|&(s, e)| &b[s..e] == item) {
+            return false;
+        }
+        items[n] = (start, i);
+        n += 1;
+        start = i + 1;
+    }
+    true
+}
+
+/// `local@domain`: one `@`, no white space, a dot inside the domain (not
+/// at its ends, never two in a row).
 pub fn is_valid_email(s: &str) -> bool {
-    let Some((local, domain)) = s.split_once('@') else {
+    if !s.is_ascii() && s.chars().any(char::is_whitespace) {
         return false;
-    };
-    !local.is_empty()
-        && !domain.is_empty()
-        && !domain.contains('@')
-        && !s.chars().any(char::is_whitespace)
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !domain.contains("..")
+    }
+    let b = s.as_bytes();
+    let mut at = None;
+    let mut prev = 0u8;
+    let mut dot_in_domain = false;
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'@' if at.is_some() => return false,
+            b'@' => at = Some(i),
+            b'.' if at.is_some() => {
+                if prev == b'.' || prev == b'@' {
+                    return false;
+                }
+                dot_in_domain = true;
+            }
+            c if c.is_ascii_whitespace() => return false,
+            _ => {}
+        }
+        prev = c;
+    }
+    match at {
+        Some(a) => a > 0 && dot_in_domain && prev != b'.' && prev != b'@',
+        None => false,
+    }
 }
 
 impl Profile {
@@ -146,13 +191,26 @@ impl Profile {
     /// carries the key as read when it could be read.
     pub fn map(&self, rec: &Record, layout: &Layout, row: &mut MappedRow) -> Result<(), RowIssue> {
         row.clear(self.slots.len());
+        row.list_separator = self.list_separator as char;
+        // When the record is valid UTF-8 (one check for all of it), `text`
+        // starts with a copy of it and plain values are ranges of that copy.
+        let whole = rec.as_str().is_some();
+        if let Some(all) = rec.as_str() {
+            row.text.push_str(all);
+        }
+        let bytes = rec.as_bytes();
+        let range_of = |col: usize| match rec.range(col) {
+            Some(r) => self.trimmed_range(bytes, r, rec.is_quoted(col)),
+            None => 0..0,
+        };
         // The key first, so even a rejected row's results line names it.
         if let Some(col) = layout.column_of_slot[self.key_slot] {
-            if let Some(raw) = rec.get(col) {
-                if let Ok(s) = std::str::from_utf8(self.trimmed(raw, rec.is_quoted(col))) {
-                    if let Cell::Value { start, end } = row.push(s) {
-                        row.key = Some((start, end));
-                    }
+            let r = range_of(col);
+            if whole {
+                row.key = Some((r.start as u32, r.end as u32));
+            } else if let Ok(s) = std::str::from_utf8(&bytes[r]) {
+                if let Cell::Value { start, end } = row.push(s) {
+                    row.key = Some((start, end));
                 }
             }
         }
@@ -183,11 +241,12 @@ impl Profile {
         }
         let n = rec.len();
         if n > layout.fields {
-            if let Some(extra) = (layout.fields..n).find(|&i| !rec.get(i).unwrap_or_default().iter().all(|b| *b == b' ' || *b == b'\t')) {
+            let blank = |i: usize| rec.get(i).unwrap_or_default().iter().all(|b| *b == b' ' || *b == b'\t');
+            if let Some(extra) = (layout.fields..n).find(|&i| !blank(i)) {
                 return Err(issue(
                     Code::FieldCount,
                     Some(extra),
-                    format!("{n} fields, expected {}", layout.fields),
+                    format!("{n} fields, expected {}; this one is not empty", layout.fields),
                 ));
             }
         } else if n < layout.fields && !self.allow_short_rows {
@@ -197,19 +256,28 @@ impl Profile {
                 format!("{n} fields, expected {}", layout.fields),
             ));
         }
-        // Decode every used cell.
+        // Decode every used cell; note the first required one that is empty.
+        let mut first_missing = None;
         for &slot in &layout.order {
             let Some(col) = layout.column_of_slot[slot] else {
                 continue;
             };
-            let raw = match rec.get(col) {
-                Some(raw) => self.trimmed(raw, rec.is_quoted(col)),
-                None => &[][..],
-            };
-            if raw.is_empty() {
+            let range = range_of(col);
+            if range.is_empty() {
                 row.cells[slot] = Cell::Empty;
+                if self.is_required[slot] && first_missing.is_none() {
+                    first_missing = Some(slot);
+                }
                 continue;
             }
+            if whole {
+                row.cells[slot] = Cell::Value {
+                    start: range.start as u32,
+                    end: range.end as u32,
+                };
+                continue;
+            }
+            let raw = &bytes[range];
             row.cells[slot] = match std::str::from_utf8(raw) {
                 Ok(s) => row.push(s),
                 Err(e) if !self.windows_1252 => {
@@ -226,11 +294,8 @@ impl Profile {
                 }
             };
         }
-        // Required fields, in column order.
-        for &slot in &layout.order {
-            if self.required.contains(&slot) && row.get(slot).is_none() {
-                return Err(self.missing(slot, layout));
-            }
+        if let Some(slot) = first_missing {
+            return Err(self.missing(slot, layout));
         }
         if let Some(&slot) = self.required.iter().find(|&&s| layout.column_of_slot[s].is_none()) {
             return Err(self.missing(slot, layout));
@@ -246,104 +311,112 @@ impl Profile {
             }
         }
         // Value checks and normalisation, in column order.
-        for &slot in &layout.order {
-            let col = layout.column_of_slot[slot];
-            let kind = self.slots[slot].kind;
-            if kind == FieldKind::Status && matches!(row.cells[slot], Cell::Empty) {
+        for &slot in &layout.checked {
+            self.check_value(slot, layout, row)?;
+        }
+        Ok(())
+    }
+
+    fn check_value(&self, slot: usize, layout: &Layout, row: &mut MappedRow) -> Result<(), RowIssue> {
+        let col = layout.column_of_slot[slot];
+        let spec = &self.slots[slot];
+        let (start, end) = match row.cells[slot] {
+            Cell::Value { start, end } => (start as usize, end as usize),
+            Cell::Empty if spec.kind == FieldKind::Status => {
+                // An empty status means active.
                 row.cells[slot] = row.push("active");
-                continue;
+                return Ok(());
             }
-            let Cell::Value { start, end } = row.cells[slot] else {
-                continue;
-            };
-            let (start, end) = (start as usize, end as usize);
-            match kind {
-                FieldKind::Text | FieldKind::Reference => {}
-                FieldKind::Email => {
-                    let v = &row.text[start..end];
-                    if !is_valid_email(v) {
-                        return Err(issue(
-                            Code::InvalidEmail,
-                            col,
-                            format!("{v:?} is not an e-mail address (local@domain, no spaces, a dot in the domain)"),
-                        ));
-                    }
-                    if v.is_ascii() {
-                        row.text[start..end].make_ascii_lowercase();
-                    } else {
-                        let lower = v.to_lowercase();
-                        row.cells[slot] = row.push(&lower);
-                    }
+            _ => return Ok(()),
+        };
+        match spec.kind {
+            FieldKind::Text | FieldKind::Reference => {}
+            FieldKind::Email => {
+                let v = &row.text[start..end];
+                if !is_valid_email(v) {
+                    return Err(issue(
+                        Code::InvalidEmail,
+                        col,
+                        format!("{v:?} is not an e-mail address (local@domain, no spaces, a dot in the domain)"),
+                    ));
                 }
-                FieldKind::Date => {
-                    let v = &row.text[start..end];
-                    let formats = &self.slots[slot].date_formats;
-                    match formats.iter().find_map(|f| f.parse(v)) {
-                        Some(date) => {
-                            if formats.len() > 1 || formats[0].source() != "%Y-%m-%d" {
-                                let at = row.text.len() as u32;
-                                date.write_iso(&mut row.text);
-                                row.cells[slot] = Cell::Value {
-                                    start: at,
-                                    end: row.text.len() as u32,
-                                };
-                            }
-                        }
-                        None => {
-                            let expected: Vec<&str> = formats.iter().map(|f| f.source()).collect();
-                            return Err(issue(
-                                Code::InvalidDate,
-                                col,
-                                format!("{v:?} is not a date in the format {}", expected.join(" or ")),
-                            ));
-                        }
-                    }
+                if v.is_ascii() {
+                    row.text[start..end].make_ascii_lowercase();
+                } else {
+                    let lower = v.to_lowercase();
+                    row.cells[slot] = row.push(&lower);
                 }
-                FieldKind::Status => {
-                    let v = &row.text[start..end];
-                    let normal = if status_in(&self.active, v) {
-                        "active"
-                    } else if status_in(&self.inactive, v) {
-                        "inactive"
-                    } else {
-                        return Err(issue(
-                            Code::UnknownStatus,
-                            col,
-                            format!(
-                                "{v:?} is not a known status (active: {}; inactive: {})",
-                                self.active.join(", "),
-                                self.inactive.join(", ")
-                            ),
-                        ));
+            }
+            FieldKind::Date => {
+                let v = &row.text[start..end];
+                if spec.iso_only {
+                    if Date::parse_iso(v).is_some() {
+                        return Ok(());
+                    }
+                } else if let Some(date) = spec.date_formats.iter().find_map(|f| f.parse(v)) {
+                    let at = row.text.len() as u32;
+                    date.write_iso(&mut row.text);
+                    row.cells[slot] = Cell::Value {
+                        start: at,
+                        end: row.text.len() as u32,
                     };
-                    row.cells[slot] = row.push(normal);
+                    return Ok(());
                 }
-                FieldKind::List => {
-                    // Items are read from a copy, since normalised values
-                    // are appended to the same string.
-                    let mut raw = std::mem::take(&mut row.scratch);
-                    raw.clear();
-                    raw.push_str(&row.text[start..end]);
-                    let at = row.text.len();
-                    for item in raw.split(self.list_separator as char).map(str::trim) {
-                        if item.is_empty() || row.text[at..].split(LIST_JOIN).any(|e| e == item) {
-                            continue;
-                        }
-                        if row.text.len() > at {
-                            row.text.push(LIST_JOIN);
-                        }
-                        row.text.push_str(item);
+                let expected: Vec<&str> = spec.date_formats.iter().map(|f| f.source()).collect();
+                return Err(issue(
+                    Code::InvalidDate,
+                    col,
+                    format!("{v:?} is not a date in the format {}", expected.join(" or ")),
+                ));
+            }
+            FieldKind::Status => {
+                let v = &row.text[start..end];
+                let normal = if status_in(&self.active, v) {
+                    "active"
+                } else if status_in(&self.inactive, v) {
+                    "inactive"
+                } else {
+                    return Err(issue(
+                        Code::UnknownStatus,
+                        col,
+                        format!(
+                            "{v:?} is not a known status (active: {}; inactive: {})",
+                            self.active.join(", "),
+                            self.inactive.join(", ")
+                        ),
+                    ));
+                };
+                row.cells[slot] = row.push(normal);
+            }
+            FieldKind::List => {
+                let sep = self.list_separator as char;
+                if list_is_normal(&row.text[start..end], sep) {
+                    return Ok(());
+                }
+                // Rebuild from a copy, since the normal form is appended to
+                // the same string.
+                let mut raw = std::mem::take(&mut row.scratch);
+                raw.clear();
+                raw.push_str(&row.text[start..end]);
+                let at = row.text.len();
+                for item in raw.split(sep).map(|i| i.trim_matches([' ', '\t'])) {
+                    if item.is_empty() || row.text[at..].split(sep).any(|e| e == item) {
+                        continue;
                     }
-                    row.scratch = raw;
-                    row.cells[slot] = if row.text.len() == at {
-                        Cell::Empty
-                    } else {
-                        Cell::Value {
-                            start: at as u32,
-                            end: row.text.len() as u32,
-                        }
-                                        };
+                    if row.text.len() > at {
+                        row.text.push(sep);
+                    }
+                    row.text.push_str(item);
                 }
+                row.scratch = raw;
+                row.cells[slot] = if row.text.len() == at {
+                    Cell::Empty
+                } else {
+                    Cell::Value {
+                        start: at as u32,
+                        end: row.text.len() as u32,
+                    }
+                };
             }
         }
         Ok(())
@@ -358,14 +431,21 @@ impl Profile {
         )
     }
 
+    /// `range` of `bytes` without surrounding spaces and tabs, for unquoted
+    /// fields when the profile trims.
     #[inline]
-    fn trimmed<'a>(&self, raw: &'a [u8], quoted: bool) -> &'a [u8] {
+    fn trimmed_range(&self, bytes: &[u8], range: std::ops::Range<usize>, quoted: bool) -> std::ops::Range<usize> {
         if !self.trim || quoted {
-            return raw;
+            return range;
         }
-        let is_space = |b: &u8| *b == b' ' || *b == b'\t';
-        let start = raw.iter().position(|b| !is_space(b)).unwrap_or(raw.len());
-        let end = raw.iter().rposition(|b| !is_space(b)).map_or(start, |e| e + 1);
-        &raw[start..end]
+        let (mut s, mut e) = (range.start, range.end);
+        while s < e && (bytes[s] == b' ' || bytes[s] == b'\t') {
+            s += 1;
+        }
+        while e > s && (bytes[e - 1] == b' ' || bytes[e - 1] == b'\t') {
+            e -= 1;
+        }
+        s..e
     }
+
 }

@@ -79,6 +79,8 @@ pub struct Slot {
     pub position: usize,
     pub optional: bool,
     pub date_formats: Vec<DateFormat>,
+    /// The only date format is ISO `%Y-%m-%d` (a fast path, nothing to rewrite).
+    pub iso_only: bool,
 }
 
 /// A compiled profile.
@@ -99,6 +101,8 @@ pub struct Profile {
     pub reference_slot: Option<usize>,
     pub end_date_slot: Option<usize>,
     pub required: Vec<usize>,
+    /// Per slot: whether it is in `required`.
+    pub is_required: Vec<bool>,
     pub required_any: Vec<Vec<usize>>,
     pub list_separator: u8,
     pub active: Vec<String>,
@@ -125,6 +129,8 @@ pub struct Layout {
     pub column_of_slot: Vec<Option<usize>>,
     /// Slots in file-column order (for "value checks in column order").
     pub order: Vec<usize>,
+    /// The slots of `order` whose values are checked or normalised (not plain text).
+    pub checked: Vec<usize>,
     /// Fields a row must have.
     pub fields: usize,
     /// The file column names, for messages (from the header, else the profile).
@@ -253,6 +259,7 @@ impl Profile {
                 display_name,
                 position,
                 optional: table.optional,
+                iso_only: date_formats.len() == 1 && date_formats[0].source() == "%Y-%m-%d",
                 date_formats,
             });
         }
@@ -324,6 +331,7 @@ impl Profile {
             status_slot: find(Field::Status),
             reference_slot: find(Field::ManagerId).or_else(|| find(Field::ParentId)),
             end_date_slot,
+            is_required: (0..slots.len()).map(|s| required.contains(&s)).collect(),
             required,
             required_any,
             list_separator,
@@ -375,6 +383,7 @@ impl Profile {
         let by_position = |has_header: bool| Layout {
             column_of_slot: self.slots.iter().map(|s| Some(s.position)).collect(),
             order: (0..self.slots.len()).collect(),
+            checked: self.checked_slots(0..self.slots.len()),
             fields: self.columns,
             column_names: configured_names(),
             has_header,
@@ -452,11 +461,18 @@ impl Profile {
         order.sort_by_key(|&s| column_of_slot[s]);
         Ok(Layout {
             column_of_slot,
+            checked: self.checked_slots(order.iter().copied()),
             order,
             fields: names.len(),
             column_names: names,
             has_header: true,
         })
+    }
+
+    fn checked_slots(&self, order: impl Iterator<Item = usize>) -> Vec<usize> {
+        order
+            .filter(|&s| !matches!(self.slots[s].kind, FieldKind::Text | FieldKind::Reference))
+            .collect()
     }
 
     /// Today's date in the profile's time zone.

@@ -139,7 +139,14 @@ impl<R: Read> SnapshotReader<R> {
         }
         loop {
             let avail = &self.buf[self.pos..self.end];
-            let (line_len, term_len) = match memchr2(b'\n', b'\r', avail) {
+            // One scan finds the line end or, first, a quote.
+            let mut has_quote = false;
+            let mut found = memchr::memchr3(b'\n', b'\r', self.opts.quote, avail);
+            if let Some(q) = found.filter(|&q| avail[q] == self.opts.quote) {
+                has_quote = true;
+                found = memchr2(b'\n', b'\r', &avail[q..]).map(|i| q + i);
+            }
+            let (line_len, term_len) = match found {
                 Some(i) => {
                     if avail[i] == b'\r' && i + 1 == avail.len() && !self.eof {
                         // A CR at the end of the buffer: is it CRLF?
@@ -170,30 +177,22 @@ impl<R: Read> SnapshotReader<R> {
                 self.line += 1;
                 continue;
             }
-            if memchr(self.opts.quote, line).is_some() {
-                return self.read_slow(rec);
+            rec.reserve_bytes(line_len);
+            if has_quote {
+                if self.opts.escape.is_some() || !self.opts.double_quote || !split_quoted_line(line, self.opts.delimiter, self.opts.quote, rec) {
+                    // A quoted field runs past the line (or the quoting
+                    // rules are not RFC 4180): csv-core takes the record.
+                    rec.clear();
+                    return self.read_slow(rec);
+                }
+            } else {
+                split_line(line, self.opts.delimiter, rec);
             }
             rec.position = Position {
                 byte: self.base + self.pos as u64,
                 line: self.line,
                 record: self.records,
             };
-            rec.reserve_bytes(line_len);
-            let mut out = 0;
-            let mut from = 0;
-            for i in memchr::memchr_iter(self.opts.delimiter, line) {
-                let piece = &line[from..i];
-                rec.bytes[out..out + piece.len()].copy_from_slice(piece);
-                out += piece.len();
-                rec.ends.push(out);
-                from = i + 1;
-            }
-            let piece = &line[from..];
-            rec.bytes[out..out + piece.len()].copy_from_slice(piece);
-            out += piece.len();
-            rec.ends.push(out);
-            rec.len = out;
-            rec.quoted.resize(rec.ends.len(), false);
             self.pos += line_len + term_len;
             self.line += 1;
             self.records += 1;
@@ -403,6 +402,81 @@ impl<R: Read> SnapshotReader<R> {
             }
         }
     }
+}
+
+/// Splits a line without quotes on the delimiter into `rec` (whose bytes
+/// have room for the line).
+#[inline]
+fn split_line(line: &[u8], delimiter: u8, rec: &mut Record) {
+    let mut out = 0;
+    let mut from = 0;
+    for i in memchr::memchr_iter(delimiter, line) {
+        let piece = &line[from..i];
+        rec.bytes[out..out + piece.len()].copy_from_slice(piece);
+        out += piece.len();
+        rec.ends.push(out);
+        from = i + 1;
+    }
+    let piece = &line[from..];
+    rec.bytes[out..out + piece.len()].copy_from_slice(piece);
+    out += piece.len();
+    rec.ends.push(out);
+    rec.len = out;
+    rec.quoted.resize(rec.ends.len(), false);
+}
+
+/// Splits a line holding quotes with csv-core's rules (RFC 4180 doubled
+/// quotes; a quote not at the start of a field is literal; text after a
+/// closing quote is appended). Returns false, leaving `rec` in an
+/// unspecified state, when a quoted field is still open at the end of the
+/// line: the record continues on the next line and needs csv-core.
+fn split_quoted_line(line: &[u8], delimiter: u8, quote: u8, rec: &mut Record) -> bool {
+    let mut out = 0;
+    let mut i = 0;
+    loop {
+        let quoted = line.get(i) == Some(&quote);
+        if quoted {
+            i += 1;
+            // Inside quotes: copy up to each quote; `""` is one quote.
+            loop {
+                let Some(q) = memchr(quote, &line[i..]) else {
+                    return false;
+                };
+                let piece = &line[i..i + q];
+                rec.bytes[out..out + piece.len()].copy_from_slice(piece);
+                out += piece.len();
+                i += q + 1;
+                if line.get(i) == Some(&quote) {
+                    rec.bytes[out] = quote;
+                    out += 1;
+                    i += 1;
+                } else {
+                    break;
+                }
+            }
+        }
+        // Unquoted text (or what follows a closing quote) up to the delimiter.
+        let rest = &line[i..];
+        let d = memchr(delimiter, rest).unwrap_or(rest.len());
+        let piece = &rest[..d];
+        rec.bytes[out..out + piece.len()].copy_from_slice(piece);
+        out += piece.len();
+        rec.ends.push(out);
+        rec.quoted.push(quoted);
+        i += d;
+        if i >= line.len() {
+            break;
+        }
+        i += 1; // the delimiter
+        if i == line.len() {
+            // A trailing delimiter: one more, empty field.
+            rec.ends.push(out);
+            rec.quoted.push(false);
+            break;
+        }
+    }
+    rec.len = out;
+    true
 }
 
 /// Whether a line is only spaces and tabs (or empty).

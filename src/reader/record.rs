@@ -74,6 +74,34 @@ impl Record {
         Some(&self.bytes[start..end])
     }
 
+    /// The byte range of field `i` within [`Record::as_bytes`].
+    #[inline]
+    pub fn range(&self, i: usize) -> Option<std::ops::Range<usize>> {
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        Some(start..end)
+    }
+
+    /// All field bytes, concatenated.
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    /// The record as one string when every field is valid UTF-8 (one
+    /// validation for the whole record instead of one per field).
+    pub fn as_str(&self) -> Option<&str> {
+        let bytes = self.as_bytes();
+        if bytes.is_ascii() {
+            // ASCII is UTF-8 and every offset is a character boundary.
+            return std::str::from_utf8(bytes).ok();
+        }
+        let all = std::str::from_utf8(bytes).ok()?;
+        // Valid as a whole, but a field could still end inside a character.
+        let b = all.as_bytes();
+        self.ends.iter().all(|&e| e >= b.len() || (b[e] as i8) >= -0x40).then_some(all)
+    }
+
     /// Whether field `i` was written in quotes in the input.
     #[inline]
     pub fn is_quoted(&self, i: usize) -> bool {
