@@ -244,7 +244,7 @@ impl<R: Read> SnapshotReader<R> {
                             rec.problem = Some(RecordProblem::UnterminatedQuote);
                             self.done = true;
                             self.records += 1;
-                            rec.quoted.resize(rec.ends.len(), false);
+                            rec.quoted.resize(rec.bounds.len(), false);
                             return Ok(true);
                         }
                     }
@@ -311,7 +311,7 @@ impl<R: Read> SnapshotReader<R> {
         }
         self.line += breaks;
         self.records += 1;
-        rec.quoted.resize(rec.ends.len(), false);
+        rec.quoted.resize(rec.bounds.len(), false);
         self.check_fields(rec);
         Ok(true)
     }
@@ -322,7 +322,8 @@ impl<R: Read> SnapshotReader<R> {
             // Past the size limit: keep the fields read before it.
             return;
         }
-        rec.ends.push(rec.len);
+        let start = field_start_of(&rec.bounds);
+        rec.bounds.push((start, rec.len));
         rec.quoted.push(quoted);
     }
 
@@ -334,13 +335,8 @@ impl<R: Read> SnapshotReader<R> {
         if rec.len <= limit {
             return;
         }
-        let mut start = 0;
-        for (i, &end) in rec.ends.iter().enumerate() {
-            if end - start > limit {
-                rec.problem = Some(RecordProblem::FieldTooLarge { field: i, limit });
-                return;
-            }
-            start = end;
+        if let Some(i) = rec.bounds.iter().position(|&(s, e)| e - s > limit) {
+            rec.problem = Some(RecordProblem::FieldTooLarge { field: i, limit });
         }
     }
 
@@ -404,25 +400,53 @@ impl<R: Read> SnapshotReader<R> {
     }
 }
 
-/// Splits a line without quotes on the delimiter into `rec` (whose bytes
-/// have room for the line).
+/// Splits a line without quotes on the delimiter into `rec`: the line is
+/// copied once and its fields are ranges of the copy.
 #[inline]
 fn split_line(line: &[u8], delimiter: u8, rec: &mut Record) {
-    let mut out = 0;
+    rec.bytes[..line.len()].copy_from_slice(line);
+    rec.len = line.len();
     let mut from = 0;
-    for i in memchr::memchr_iter(delimiter, line) {
-        let piece = &line[from..i];
-        rec.bytes[out..out + piece.len()].copy_from_slice(piece);
-        out += piece.len();
-        rec.ends.push(out);
+    for_each_byte(line, delimiter, |i| {
+        rec.bounds.push((from, i));
         from = i + 1;
+    });
+    rec.bounds.push((from, line.len()));
+    rec.quoted.resize(rec.bounds.len(), false);
+}
+
+/// Calls `f` with the index of every `needle` in `hay`, in order.
+///
+/// HR lines hold a delimiter every few bytes, where one `memchr` call per
+/// field costs more than the scan: compare 16 bytes at a time and walk the
+/// bits of the match mask instead.
+#[inline]
+fn for_each_byte(hay: &[u8], needle: u8, mut f: impl FnMut(usize)) {
+    let mut i = 0;
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
+        // SAFETY: SSE2 is part of the x86_64 baseline, so these intrinsics
+        // are always available; each load reads 16 bytes at `i`, and the
+        // loop keeps `i + 16 <= hay.len()`. `loadu` has no alignment need.
+        unsafe {
+            let n = _mm_set1_epi8(needle as i8);
+            while i + 16 <= hay.len() {
+                let v = _mm_loadu_si128(hay.as_ptr().add(i) as *const __m128i);
+                let mut mask = _mm_movemask_epi8(_mm_cmpeq_epi8(v, n)) as u32;
+                while mask != 0 {
+                    f(i + mask.trailing_zeros() as usize);
+                    mask &= mask - 1;
+                }
+                i += 16;
+            }
+        }
     }
-    let piece = &line[from..];
-    rec.bytes[out..out + piece.len()].copy_from_slice(piece);
-    out += piece.len();
-    rec.ends.push(out);
-    rec.len = out;
-    rec.quoted.resize(rec.ends.len(), false);
+    for (j, &b) in hay[i..].iter().enumerate() {
+        if b == needle {
+            f(i + j);
+        }
+    }
 }
 
 /// Splits a line holding quotes with csv-core's rules (RFC 4180 doubled
@@ -456,12 +480,13 @@ fn split_quoted_line(line: &[u8], delimiter: u8, quote: u8, rec: &mut Record) ->
             }
         }
         // Unquoted text (or what follows a closing quote) up to the delimiter.
+        let field_start = field_start_of(&rec.bounds);
         let rest = &line[i..];
         let d = memchr(delimiter, rest).unwrap_or(rest.len());
         let piece = &rest[..d];
         rec.bytes[out..out + piece.len()].copy_from_slice(piece);
         out += piece.len();
-        rec.ends.push(out);
+        rec.bounds.push((field_start, out));
         rec.quoted.push(quoted);
         i += d;
         if i >= line.len() {
@@ -470,13 +495,19 @@ fn split_quoted_line(line: &[u8], delimiter: u8, quote: u8, rec: &mut Record) ->
         i += 1; // the delimiter
         if i == line.len() {
             // A trailing delimiter: one more, empty field.
-            rec.ends.push(out);
+            rec.bounds.push((out, out));
             rec.quoted.push(false);
             break;
         }
     }
     rec.len = out;
     true
+}
+
+/// Where the next field starts in an unescaped record: after the last one.
+#[inline]
+fn field_start_of(bounds: &[(usize, usize)]) -> usize {
+    bounds.last().map_or(0, |b| b.1)
 }
 
 /// Whether a line is only spaces and tabs (or empty).

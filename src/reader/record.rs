@@ -38,13 +38,16 @@ pub enum RecordProblem {
 
 /// A record read by [`SnapshotReader`](super::SnapshotReader).
 ///
-/// Fields are unescaped bytes; nothing is decoded. Reading into the same
-/// `Record` again reuses its buffers, so the steady state allocates nothing.
+/// Fields are unescaped bytes; nothing is decoded. The record is one byte
+/// buffer plus the bounds of each field in it (a plain line is copied as is,
+/// delimiters included, and its fields are ranges of it). Reading into the
+/// same `Record` again reuses its buffers, so the steady state allocates
+/// nothing.
 #[derive(Clone, Debug, Default)]
 pub struct Record {
     pub(crate) bytes: Vec<u8>,
     pub(crate) len: usize,
-    pub(crate) ends: Vec<usize>,
+    pub(crate) bounds: Vec<(usize, usize)>,
     pub(crate) quoted: Vec<bool>,
     pub(crate) position: Position,
     pub(crate) problem: Option<RecordProblem>,
@@ -58,31 +61,29 @@ impl Record {
     /// Number of fields.
     #[inline]
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.bounds.len()
     }
 
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.bounds.is_empty()
     }
 
     /// Field `i`, unescaped, or `None` past the last field.
     #[inline]
     pub fn get(&self, i: usize) -> Option<&[u8]> {
-        let end = *self.ends.get(i)?;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        let &(start, end) = self.bounds.get(i)?;
         Some(&self.bytes[start..end])
     }
 
     /// The byte range of field `i` within [`Record::as_bytes`].
     #[inline]
     pub fn range(&self, i: usize) -> Option<std::ops::Range<usize>> {
-        let end = *self.ends.get(i)?;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        let &(start, end) = self.bounds.get(i)?;
         Some(start..end)
     }
 
-    /// All field bytes, concatenated.
+    /// The record's bytes: every field lies in it (see [`Record::range`]).
     #[inline]
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len]
@@ -91,15 +92,11 @@ impl Record {
     /// The record as one string when every field is valid UTF-8 (one
     /// validation for the whole record instead of one per field).
     pub fn as_str(&self) -> Option<&str> {
-        let bytes = self.as_bytes();
-        if bytes.is_ascii() {
-            // ASCII is UTF-8 and every offset is a character boundary.
-            return std::str::from_utf8(bytes).ok();
-        }
-        let all = std::str::from_utf8(bytes).ok()?;
+        let all = simdutf8::basic::from_utf8(self.as_bytes()).ok()?;
         // Valid as a whole, but a field could still end inside a character.
         let b = all.as_bytes();
-        self.ends.iter().all(|&e| e >= b.len() || (b[e] as i8) >= -0x40).then_some(all)
+        let boundary = |i: usize| i >= b.len() || (b[i] as i8) >= -0x40;
+        self.bounds.iter().all(|&(s, e)| boundary(s) && boundary(e)).then_some(all)
     }
 
     /// Whether field `i` was written in quotes in the input.
@@ -123,7 +120,7 @@ impl Record {
 
     pub(crate) fn clear(&mut self) {
         self.len = 0;
-        self.ends.clear();
+        self.bounds.clear();
         self.quoted.clear();
         self.problem = None;
     }
