@@ -186,10 +186,9 @@ pub fn check<R: Read>(profile: &Profile, input: R, today: Date) -> Result<Plan, 
         profile.layout(None).map_err(FileError::Header)?
     };
     let mut row = MappedRow::new();
-    let hasher = RandomState::with_seeds(1, 2, 3, 4);
     let key_is_email = profile.slots[profile.key_slot].kind == FieldKind::Email;
-    let mut keys: HashTable<u32> = HashTable::new();
-    let mut emails: HashTable<u32> = HashTable::new();
+    let mut keys = RowIndex::new(|e| e.key, key_is_email);
+    let mut emails = RowIndex::new(|e| e.email, false);
     let mut dup_keys: Vec<u32> = Vec::new();
     let mut dup_emails: Vec<u32> = Vec::new();
     let mut folded = String::new();
@@ -214,7 +213,11 @@ pub fn check<R: Read>(profile: &Profile, input: R, today: Date) -> Result<Plan, 
             Ok(()) => {
                 entry.action = action_on_empty_store(profile, &row, today);
                 if let Some(r) = profile.reference_slot.and_then(|s| row.get(s)) {
-                    entry.reference = plan.intern(r);
+                    // Most references name a row already read: share its key.
+                    entry.reference = match keys.find(&plan, r) {
+                        Some(i) if plan.str(plan.entries[i as usize].key) == r => plan.entries[i as usize].key,
+                        _ => plan.intern(r),
+                    };
                 }
                 if let Some(c) = row.decoded_column {
                     format!("column {}: decoded as windows-1252 (the file is not UTF-8)", c + 1)
@@ -243,10 +246,14 @@ pub fn check<R: Read>(profile: &Profile, input: R, today: Date) -> Result<Plan, 
         }
         // Duplicate keys and e-mails: every occurrence counts, rejected rows too.
         if !key.is_none() {
-            note_duplicate(&mut plan, &mut keys, &hasher, idx, |e| e.key, key_is_email, &mut dup_keys);
+            if let Some(first) = keys.insert(&plan, idx) {
+                dup_keys.extend([first, idx]);
+            }
         }
         if !plan.entries[idx as usize].email.is_none() {
-            note_duplicate(&mut plan, &mut emails, &hasher, idx, |e| e.email, false, &mut dup_emails);
+            if let Some(first) = emails.insert(&plan, idx) {
+                dup_emails.extend([first, idx]);
+            }
         }
     }
     plan.bytes = reader.byte_offset();
@@ -254,10 +261,10 @@ pub fn check<R: Read>(profile: &Profile, input: R, today: Date) -> Result<Plan, 
     reject_duplicates(&mut plan, dup_keys, Code::DuplicateKey, |e| e.key, profile.slots[profile.key_slot].field.name());
     reject_duplicates(&mut plan, dup_emails, Code::DuplicateEmail, |e| e.email, "email");
     if profile.object == ObjectKind::Group {
-        reject_cycles(&mut plan, &hasher);
+        reject_cycles(&mut plan, &keys);
     }
     if let Some(slot) = profile.reference_slot {
-        flag_unknown_references(&mut plan, &hasher, profile.slots[slot].field.name(), profile.object);
+        flag_unknown_references(&mut plan, &keys, profile.slots[slot].field.name(), profile.object);
     }
     Ok(plan)
 }
@@ -298,48 +305,62 @@ fn fold(s: &mut String) {
     }
 }
 
-fn hash_str(hasher: &RandomState, s: &str, fold_case: bool) -> u64 {
-    if fold_case {
-        hasher.hash_one(s.to_ascii_lowercase())
-    } else {
-        hasher.hash_one(s)
-    }
-}
-
-fn same(a: &str, b: &str, fold_case: bool) -> bool {
-    if fold_case {
-        a.eq_ignore_ascii_case(b)
-    } else {
-        a == b
-    }
-}
-
-/// Adds row `idx` to `table` by the span `field` picks; on a second
-/// occurrence remembers both rows in `dups`.
-fn note_duplicate(
-    plan: &mut Plan,
-    table: &mut HashTable<u32>,
-    hasher: &RandomState,
-    idx: u32,
-    field: fn(&Entry) -> Span,
+/// An index of rows by one of their strings (key or e-mail), holding each
+/// string's hash so growing the table never reads the arena again.
+struct RowIndex {
+    table: HashTable<(u64, u32)>,
+    hasher: RandomState,
     fold_case: bool,
-    dups: &mut Vec<u32>,
-) {
-    let value = plan.str(field(&plan.entries[idx as usize]));
-    let h = hash_str(hasher, value, fold_case);
-    let entries = &plan.entries;
-    let arena = &plan.arena;
-    let get = |i: u32| {
-        let s = field(&entries[i as usize]);
-        &arena[s.start as usize..(s.start + s.len) as usize]
-    };
-    match table.find(h, |&i| same(get(i), value, fold_case)) {
-        Some(&first) => {
-            dups.push(first);
-            dups.push(idx);
+    field: fn(&Entry) -> Span,
+}
+
+impl RowIndex {
+    fn new(field: fn(&Entry) -> Span, fold_case: bool) -> RowIndex {
+        RowIndex {
+            table: HashTable::new(),
+            hasher: RandomState::with_seeds(1, 2, 3, 4),
+            fold_case,
+            field,
         }
-        None => {
-            table.insert_unique(h, idx, |&i| hash_str(hasher, get(i), fold_case));
+    }
+
+    fn hash(&self, s: &str) -> u64 {
+        if self.fold_case && s.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.hasher.hash_one(s.to_ascii_lowercase())
+        } else {
+            self.hasher.hash_one(s)
+        }
+    }
+
+    fn same(&self, a: &str, b: &str) -> bool {
+        if self.fold_case {
+            a.eq_ignore_ascii_case(b)
+        } else {
+            a == b
+        }
+    }
+
+    /// The first row holding `value`.
+    fn find(&self, plan: &Plan, value: &str) -> Option<u32> {
+        let h = self.hash(value);
+        self.table
+            .find(h, |&(eh, i)| eh == h && self.same(plan.str((self.field)(&plan.entries[i as usize])), value))
+            .map(|&(_, i)| i)
+    }
+
+    /// Adds row `idx`; returns the first row that already held the same value.
+    fn insert(&mut self, plan: &Plan, idx: u32) -> Option<u32> {
+        let value = plan.str((self.field)(&plan.entries[idx as usize]));
+        let h = self.hash(value);
+        let field = self.field;
+        let fold = self.fold_case;
+        let same = |a: &str, b: &str| if fold { a.eq_ignore_ascii_case(b) } else { a == b };
+        match self.table.find(h, |&(eh, i)| eh == h && same(plan.str(field(&plan.entries[i as usize])), value)) {
+            Some(&(_, first)) => Some(first),
+            None => {
+                self.table.insert_unique(h, (h, idx), |&(eh, _)| eh);
+                None
+            }
         }
     }
 }
@@ -376,33 +397,25 @@ fn reject_duplicates(plan: &mut Plan, mut dups: Vec<u32>, code: Code, field: fn(
     }
 }
 
-/// Index of the rows that will exist after the plan, by key.
-fn existing_keys(plan: &Plan, hasher: &RandomState) -> HashTable<u32> {
-    let mut table = HashTable::new();
-    for (i, e) in plan.entries.iter().enumerate() {
-        if matches!(e.action, Action::Create | Action::Update | Action::Deactivate) {
-            let k = plan.str(e.key);
-            table.insert_unique(hasher.hash_one(k), i as u32, |&j| hasher.hash_one(plan.str(plan.entries[j as usize].key)));
-        }
-    }
-    table
-}
-
-fn lookup(plan: &Plan, table: &HashTable<u32>, hasher: &RandomState, key: &str) -> Option<u32> {
-    table.find(hasher.hash_one(key), |&j| plan.str(plan.entries[j as usize].key) == key).copied()
+/// The row that `key` names, if that object will exist after the plan. The
+/// index holds the first occurrence of each key; duplicates are all
+/// rejected, so looking at the first is enough.
+fn existing(plan: &Plan, keys: &RowIndex, key: &str) -> Option<u32> {
+    keys.find(plan, key)
+        .filter(|&i| matches!(plan.entries[i as usize].action, Action::Create | Action::Update | Action::Deactivate))
 }
 
 /// Every group on a parent cycle is rejected, naming the ids in the cycle.
-fn reject_cycles(plan: &mut Plan, hasher: &RandomState) {
-    let table = existing_keys(plan, hasher);
+fn reject_cycles(plan: &mut Plan, keys: &RowIndex) {
     let n = plan.entries.len();
     let parent: Vec<Option<u32>> = (0..n)
         .map(|i| {
             let e = &plan.entries[i];
-            if e.reference.is_none() || table.is_empty() {
+            let alive = matches!(e.action, Action::Create | Action::Update | Action::Deactivate);
+            if e.reference.is_none() || !alive {
                 return None;
             }
-            lookup(plan, &table, hasher, plan.str(e.reference)).filter(|_| matches!(e.action, Action::Create | Action::Update | Action::Deactivate))
+            existing(plan, keys, plan.str(e.reference))
         })
         .collect();
     // 0 = unseen, 1 = on the current walk, 2 = done.
@@ -444,15 +457,14 @@ fn reject_cycles(plan: &mut Plan, hasher: &RandomState) {
 
 /// A reference to an id that exists nowhere does not stop the row: it is
 /// applied without the link, and its line says so.
-fn flag_unknown_references(plan: &mut Plan, hasher: &RandomState, field: &str, object: ObjectKind) {
-    let table = existing_keys(plan, hasher);
+fn flag_unknown_references(plan: &mut Plan, keys: &RowIndex, field: &str, object: ObjectKind) {
     for i in 0..plan.entries.len() {
         let e = &plan.entries[i];
         if e.reference.is_none() || e.action == Action::Reject || e.code.is_some() {
             continue;
         }
         let r = plan.str(e.reference);
-        if lookup(plan, &table, hasher, r).is_none() {
+        if existing(plan, keys, r).is_none() {
             let message = format!(
                 "{field} {r:?} matches no {} in the file; applied without the link",
                 object.as_str()
