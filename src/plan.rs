@@ -465,10 +465,15 @@ fn flag_unknown_references(plan: &mut Plan, keys: &RowIndex, field: &str, object
         }
         let r = plan.str(e.reference);
         if existing(plan, keys, r).is_none() {
-            let message = format!(
-                "{field} {r:?} matches no {} in the file; applied without the link",
-                object.as_str()
-            );
+            let why = match keys.find(plan, r).map(|j| &plan.entries[j as usize]) {
+                Some(target) => format!(
+                    "names line {}, which is not applied ({})",
+                    target.line,
+                    target.code.map_or(target.action.as_str(), |c| c.as_str())
+                ),
+                None => format!("matches no {} in the file", object.as_str()),
+            };
+            let message = format!("{field} {r:?} {why}; applied without the link");
             let action = e.action;
             plan.set(i, action, Some(Code::UnknownReference), message);
         }

@@ -66,8 +66,8 @@ pub enum ReadError {
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
     /// A NUL byte or a UTF-16 byte-order mark: the file is not a text file.
-    #[error("not a text file: {what} at byte {byte}")]
-    NotText { what: &'static str, byte: u64 },
+    #[error("not a text file: {what} at line {line}, byte {byte}")]
+    NotText { what: &'static str, line: u64, byte: u64 },
 }
 
 /// Reads records from any [`io::Read`] in bounded memory.
@@ -351,6 +351,7 @@ impl<R: Read> SnapshotReader<R> {
         } else if head.starts_with(b"\xFF\xFE") || head.starts_with(b"\xFE\xFF") {
             return Err(ReadError::NotText {
                 what: "a UTF-16 byte-order mark",
+                line: 1,
                 byte: 0,
             });
         }
@@ -381,12 +382,17 @@ impl<R: Read> SnapshotReader<R> {
                     if self.base == 0 && self.end == 0 && (new.starts_with(b"\xFF\xFE") || new.starts_with(b"\xFE\xFF")) {
                         return Err(ReadError::NotText {
                             what: "a UTF-16 byte-order mark",
+                            line: 1,
                             byte: 0,
                         });
                     }
                     if let Some(i) = memchr(0, new) {
+                        // Lines before it in the buffer, from the next record.
+                        let before = &self.buf[self.pos..self.end + i];
+                        let line = self.line + count_breaks(before, &mut false);
                         return Err(ReadError::NotText {
                             what: "a NUL byte",
+                            line,
                             byte: self.base + (self.end + i) as u64,
                         });
                     }

@@ -306,7 +306,7 @@ fn nul_byte_and_utf16_are_not_text() {
             Err(e) => break e,
         }
     };
-    assert!(err.to_string().contains("NUL byte at byte 5"), "{err}");
+    assert!(err.to_string().contains("NUL byte at line 2, byte 5"), "{err}");
     let mut rdr = SnapshotReader::new(&b"\xFF\xFEa\0"[..], ReaderOptions::default());
     assert!(rdr.read_record(&mut rec).unwrap_err().to_string().contains("UTF-16"));
 }
