@@ -4,7 +4,8 @@
 //! `target/bench-data/`. Groups:
 //! - `read`: the streaming reader alone (records out);
 //! - `read_map_validate`: reader + profile mapping and validation of every row;
-//! - `check`: the whole stateless plan (`muster check` without writing results).
+//! - `check`: the whole stateless plan (`muster check` without writing results);
+//! - `csv_crate_byte_record`: the `csv` crate's reader, as a peer for scale.
 //!
 //! `MUSTER_BENCH_ROWS` overrides the row count (default 1,000,000).
 
@@ -30,7 +31,10 @@ fn data_file(profile: &Profile, rows: u64) -> PathBuf {
 }
 
 fn parse(c: &mut Criterion) {
-    let rows = std::env::var("MUSTER_BENCH_ROWS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let rows = std::env::var("MUSTER_BENCH_ROWS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
     let profile = Profile::preset("winningtemp-users").unwrap();
     let path = data_file(&profile, rows);
     let mut data = Vec::new();
@@ -51,6 +55,20 @@ fn parse(c: &mut Criterion) {
             black_box(n)
         })
     });
+    // A peer for scale: the `csv` crate's reader into a reused ByteRecord.
+    g.bench_function("csv_crate_byte_record", |b| {
+        b.iter(|| {
+            let mut rdr = csv::ReaderBuilder::new()
+                .delimiter(b';')
+                .from_reader(&data[..]);
+            let mut rec = csv::ByteRecord::new();
+            let mut n = 0u64;
+            while rdr.read_byte_record(&mut rec).unwrap() {
+                n += rec.len() as u64;
+            }
+            black_box(n)
+        })
+    });
     g.bench_function("read_map_validate", |b| {
         b.iter(|| {
             let mut rdr = SnapshotReader::new(&data[..], profile.reader_options(&data));
@@ -66,7 +84,13 @@ fn parse(c: &mut Criterion) {
         })
     });
     g.bench_function("check", |b| {
-        b.iter(|| black_box(muster::plan::check(&profile, &data[..], today).unwrap().len()))
+        b.iter(|| {
+            black_box(
+                muster::plan::check(&profile, &data[..], today)
+                    .unwrap()
+                    .len(),
+            )
+        })
     });
     g.finish();
 }

@@ -45,12 +45,48 @@ impl Rng {
 }
 
 const FIRST: &[&str] = &[
-    "Émilie", "José", "Zoë", "François", "Łukasz", "Anna", "Mark", "Sofia", "Björn", "Chloé", "Mehmet",
-    "Aïcha", "Jan", "Noémie", "Søren", "Ines", "Pieter", "Maëlle", "Oğuz", "Lena", "Tomás", "Ana-Maria",
+    "Émilie",
+    "José",
+    "Zoë",
+    "François",
+    "Łukasz",
+    "Anna",
+    "Mark",
+    "Sofia",
+    "Björn",
+    "Chloé",
+    "Mehmet",
+    "Aïcha",
+    "Jan",
+    "Noémie",
+    "Søren",
+    "Ines",
+    "Pieter",
+    "Maëlle",
+    "Oğuz",
+    "Lena",
+    "Tomás",
+    "Ana-Maria",
 ];
 const LAST: &[&str] = &[
-    "Dupont", "Johnson", "Müller", "O'Brien", "van der Berg", "Nowak", "García", "Lindqvist", "Peeters",
-    "Rossi", "Yılmaz", "Dubois", "Janssens", "Kowalski", "Andersson", "De Smet", "Fernández", "Østergaard",
+    "Dupont",
+    "Johnson",
+    "Müller",
+    "O'Brien",
+    "van der Berg",
+    "Nowak",
+    "García",
+    "Lindqvist",
+    "Peeters",
+    "Rossi",
+    "Yılmaz",
+    "Dubois",
+    "Janssens",
+    "Kowalski",
+    "Andersson",
+    "De Smet",
+    "Fernández",
+    "Østergaard",
 ];
 const TITLES: &[&str] = &[
     "Developer",
@@ -108,7 +144,13 @@ fn key_of(profile: &Profile, i: u64) -> String {
 }
 
 /// The values of one generated object, by slot.
-fn object_values(profile: &Profile, i: u64, total: u64, rng: &mut Rng, today_year: u16) -> Vec<String> {
+fn object_values(
+    profile: &Profile,
+    i: u64,
+    total: u64,
+    rng: &mut Rng,
+    today_year: u16,
+) -> Vec<String> {
     let first = *rng.pick(FIRST);
     let last = *rng.pick(LAST);
     let mut handle = String::new();
@@ -126,7 +168,13 @@ fn object_values(profile: &Profile, i: u64, total: u64, rng: &mut Rng, today_yea
             Field::Email => email.clone(),
             Field::FirstName => first.to_string(),
             Field::LastName => last.to_string(),
-            Field::Phone => format!("+32 47{} {:02} {:02} {:02}", rng.below(10), rng.below(100), rng.below(100), rng.below(100)),
+            Field::Phone => format!(
+                "+32 47{} {:02} {:02} {:02}",
+                rng.below(10),
+                rng.below(100),
+                rng.below(100),
+                rng.below(100)
+            ),
             Field::Title => {
                 if rng.chance(0.002) {
                     "Senior Engineer\n(night team)".to_string()
@@ -134,13 +182,33 @@ fn object_values(profile: &Profile, i: u64, total: u64, rng: &mut Rng, today_yea
                     rng.pick(TITLES).to_string()
                 }
             }
-            Field::BirthDate => format!("{}-{:02}-{:02}", 1960 + rng.below(45), 1 + rng.below(12), 1 + rng.below(28)),
-            Field::EmployedSince => format!("{}-{:02}-{:02}", 2000 + rng.below(25), 1 + rng.below(12), 1 + rng.below(28)),
+            Field::BirthDate => format!(
+                "{}-{:02}-{:02}",
+                1960 + rng.below(45),
+                1 + rng.below(12),
+                1 + rng.below(28)
+            ),
+            Field::EmployedSince => format!(
+                "{}-{:02}-{:02}",
+                2000 + rng.below(25),
+                1 + rng.below(12),
+                1 + rng.below(28)
+            ),
             Field::EmployedUntil => {
                 if rng.chance(0.03) {
-                    format!("{}-{:02}-{:02}", today_year - 1, 1 + rng.below(12), 1 + rng.below(28))
+                    format!(
+                        "{}-{:02}-{:02}",
+                        today_year - 1,
+                        1 + rng.below(12),
+                        1 + rng.below(28)
+                    )
                 } else if rng.chance(0.03) {
-                    format!("{}-{:02}-{:02}", today_year + 1, 1 + rng.below(12), 1 + rng.below(28))
+                    format!(
+                        "{}-{:02}-{:02}",
+                        today_year + 1,
+                        1 + rng.below(12),
+                        1 + rng.below(28)
+                    )
                 } else {
                     String::new()
                 }
@@ -165,7 +233,10 @@ fn object_values(profile: &Profile, i: u64, total: u64, rng: &mut Rng, today_yea
             }
             Field::Groups => {
                 let n = 1 + rng.below(3);
-                (0..n).map(|_| format!("grp-{:04}", rng.below(200))).collect::<Vec<_>>().join(&sep)
+                (0..n)
+                    .map(|_| format!("grp-{:04}", rng.below(200)))
+                    .collect::<Vec<_>>()
+                    .join(&sep)
             }
             Field::AdminGroups => {
                 if rng.chance(0.05) {
@@ -176,7 +247,11 @@ fn object_values(profile: &Profile, i: u64, total: u64, rng: &mut Rng, today_yea
             }
             Field::Segments => format!("seg-{:03}", rng.below(20)),
             Field::Name => match profile.object {
-                ObjectKind::Group => format!("{} {}", rng.pick(&["Team", "Department", "Site", "Équipe"]), i),
+                ObjectKind::Group => format!(
+                    "{} {}",
+                    rng.pick(&["Team", "Department", "Site", "Équipe"]),
+                    i
+                ),
                 _ => format!("{} {}", rng.pick(&["Region", "Country", "Function"]), i),
             },
             Field::ParentId => {
@@ -237,7 +312,13 @@ impl<W: Write> SnapshotWriter<W> {
             if i > 0 {
                 self.line.push(self.delimiter);
             }
-            write_field(&mut self.line, f.as_bytes(), self.delimiter, self.quote, false);
+            write_field(
+                &mut self.line,
+                f.as_bytes(),
+                self.delimiter,
+                self.quote,
+                false,
+            );
         }
         self.line.push(b'\n');
     }
@@ -259,7 +340,13 @@ impl<W: Write> SnapshotWriter<W> {
 }
 
 /// Writes `rows` synthetic objects for `profile`.
-pub fn generate<W: Write>(profile: &Profile, rows: u64, seed: u64, today_year: u16, out: W) -> io::Result<()> {
+pub fn generate<W: Write>(
+    profile: &Profile,
+    rows: u64,
+    seed: u64,
+    today_year: u16,
+    out: W,
+) -> io::Result<()> {
     let mut w = SnapshotWriter::new(io::BufWriter::with_capacity(1 << 16, out), profile);
     w.header(profile)?;
     let mut rng = Rng::new(seed);
@@ -299,7 +386,10 @@ pub fn derive<R: Read, W: Write>(
     let mut rng = Rng::new(seed.wrapping_add(1));
     let mut input = old;
     let mut head = Vec::new();
-    (&mut input).take(8 << 10).read_to_end(&mut head).map_err(|e| FileError::Read(e.into()))?;
+    (&mut input)
+        .take(8 << 10)
+        .read_to_end(&mut head)
+        .map_err(|e| FileError::Read(e.into()))?;
     let opts = profile.reader_options(&head);
     let mut reader = SnapshotReader::new(io::Cursor::new(head).chain(input), opts);
     let mut rec = Record::new();
@@ -316,7 +406,10 @@ pub fn derive<R: Read, W: Write>(
     w.header(profile).map_err(io_err)?;
     // Encoded lines, kept only when they must be shuffled.
     let mut lines: Vec<Box<[u8]>> = Vec::new();
-    let emit = |w: &mut SnapshotWriter<io::BufWriter<W>>, values: &[String], lines: &mut Vec<Box<[u8]>>| -> io::Result<()> {
+    let emit = |w: &mut SnapshotWriter<io::BufWriter<W>>,
+                values: &[String],
+                lines: &mut Vec<Box<[u8]>>|
+     -> io::Result<()> {
         w.encode_slots(profile, values);
         if shuffle {
             lines.push(w.line.as_slice().into());
@@ -353,7 +446,13 @@ pub fn derive<R: Read, W: Write>(
         if roll < 50 {
             changes.kept += 1;
             emit(&mut w, &values, &mut lines).map_err(io_err)?;
-            let fresh = object_values(profile, 10_000_000 + max_index + changes.created, u64::MAX, &mut rng, today_year);
+            let fresh = object_values(
+                profile,
+                10_000_000 + max_index + changes.created,
+                u64::MAX,
+                &mut rng,
+                today_year,
+            );
             changes.created += 1;
             emit(&mut w, &fresh, &mut lines).map_err(io_err)?;
             continue;
@@ -384,11 +483,13 @@ pub fn derive<R: Read, W: Write>(
         } else {
             let target = [Field::Title, Field::LastName, Field::Name, Field::Language]
                 .into_iter()
-                .find_map(|f| slot_of(f))
+                .find_map(slot_of)
                 .unwrap_or(0);
             let kind = profile.slots[target].kind;
             values[target] = match kind {
-                FieldKind::Text if !values[target].ends_with(" (moved)") => format!("{} (moved)", values[target]),
+                FieldKind::Text if !values[target].ends_with(" (moved)") => {
+                    format!("{} (moved)", values[target])
+                }
                 _ => format!("{}x", values[target]),
             };
             changes.updated += 1;

@@ -1,3 +1,52 @@
+//! muster imports HR user snapshots into a learning platform.
+//!
+//! An employer's HR system drops CSV snapshots of users, groups and segments;
+//! muster reads them as a stream, maps each row through a [`Profile`]
+//! (format + mapping + rules), compares it with what was applied last time,
+//! and writes only the difference. The stages stand on their own, so another
+//! ingest service can use just the part it needs:
+//!
+//! | stage | module | primary types |
+//! |---|---|---|
+//! | read a delimited file as a stream | [`reader`] | [`SnapshotReader`], [`Record`], [`Position`] |
+//! | map and validate rows through a profile | [`profile`] | [`Profile`], [`Layout`](profile::Layout), [`MappedRow`] |
+//! | plan a whole file (duplicates, references, cycles) | [`plan`] | [`Plan`], [`Action`] |
+//! | write the results CSV | [`results`] | [`ResultsWriter`], [`Outcome`] |
+//! | synthetic snapshots | [`gen`] | [`gen::generate`], [`gen::derive`] |
+//!
+//! # The reader alone
+//!
+//! ```
+//! use muster::reader::{ReaderOptions, Record, SnapshotReader};
+//!
+//! let data = "1;\"Dupont; Émilie\";fr\r\n\r\n2;Mark;en\n";
+//! let opts = ReaderOptions { delimiter: b';', ..ReaderOptions::default() };
+//! let mut reader = SnapshotReader::new(data.as_bytes(), opts);
+//! let mut record = Record::new();
+//! let mut lines = vec![];
+//! while reader.read_record(&mut record).unwrap() {
+//!     lines.push((record.position().line, record.get(1).unwrap().to_vec()));
+//! }
+//! assert_eq!(lines, vec![(1, "Dupont; Émilie".as_bytes().to_vec()), (3, b"Mark".to_vec())]);
+//! ```
+//!
+//! # A whole file through a profile
+//!
+//! ```
+//! use muster::plan::{self, Action};
+//! use muster::profile::{Date, Profile};
+//!
+//! let profile = Profile::preset("winningtemp-groups").unwrap();
+//! let file = "Group name;GroupID;Parent groupID\nProduct;prod;\nTeam 1;dev-1;prod\nLost;lost;nowhere\n";
+//! let plan = plan::check(&profile, file.as_bytes(), Date::new(2026, 11, 21).unwrap()).unwrap();
+//! assert_eq!(plan.count(Action::Create), 3);
+//! let lost = plan.rows().last().unwrap();
+//! assert_eq!(lost.code.unwrap().as_str(), "unknown_reference");
+//! ```
+//!
+//! The library logs through `tracing` and never installs a subscriber,
+//! reads the environment or starts threads of its own.
+
 pub mod code;
 pub mod gen;
 pub mod plan;
@@ -6,3 +55,9 @@ pub mod reader;
 pub mod results;
 #[doc(hidden)]
 pub mod testing;
+
+pub use code::Code;
+pub use plan::{Action, Plan};
+pub use profile::{MappedRow, Profile};
+pub use reader::{Position, Record, SnapshotReader};
+pub use results::{Outcome, ResultsWriter};

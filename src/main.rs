@@ -29,7 +29,11 @@ enum Exit {
 }
 
 #[derive(Parser)]
-#[command(name = "muster", version, about = "Import HR user snapshots into a learning platform")]
+#[command(
+    name = "muster",
+    version,
+    about = "Import HR user snapshots into a learning platform"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -86,8 +90,20 @@ fn main() -> ExitCode {
         .with_writer(io::stderr)
         .init();
     let exit = match cli.command {
-        Command::Check { profile, input, results, today } => check(&profile, &input, results, today),
-        Command::Gen { profile, rows, seed, from, change_ratio, shuffle } => gen(&profile, rows, seed, from, change_ratio, shuffle),
+        Command::Check {
+            profile,
+            input,
+            results,
+            today,
+        } => check(&profile, &input, results, today),
+        Command::Gen {
+            profile,
+            rows,
+            seed,
+            from,
+            change_ratio,
+            shuffle,
+        } => gen(&profile, rows, seed, from, change_ratio, shuffle),
     };
     ExitCode::from(exit as u8)
 }
@@ -112,10 +128,12 @@ fn parse_today(profile: &Profile, today: Option<String>) -> Result<Date, Exit> {
 /// Where results go: a file, or stdout (where a closed pipe is not an error).
 fn results_out(path: &Option<PathBuf>) -> Result<Box<dyn Write>, Exit> {
     match path {
-        Some(p) => File::create(p).map(|f| Box::new(BufWriter::new(f)) as Box<dyn Write>).map_err(|e| {
-            eprintln!("error: cannot create {}: {e}", p.display());
-            Exit::Failed
-        }),
+        Some(p) => File::create(p)
+            .map(|f| Box::new(BufWriter::new(f)) as Box<dyn Write>)
+            .map_err(|e| {
+                eprintln!("error: cannot create {}: {e}", p.display());
+                Exit::Failed
+            }),
         None => Ok(Box::new(BufWriter::new(io::stdout().lock()))),
     }
 }
@@ -151,7 +169,11 @@ fn check(profile: &str, input: &PathBuf, results: Option<PathBuf>, today: Option
             Ok(plan) => {
                 write_results(&results, Some(&plan))?;
                 print_summary(input, &plan, started.elapsed());
-                Ok(if plan.is_clean() { Exit::Clean } else { Exit::Rows })
+                Ok(if plan.is_clean() {
+                    Exit::Clean
+                } else {
+                    Exit::Rows
+                })
             }
             Err(FileError::Read(muster::reader::ReadError::Io(e))) => {
                 eprintln!("error: {}: {e}", input.display());
@@ -180,22 +202,43 @@ fn print_summary(input: &std::path::Path, plan: &Plan, elapsed: std::time::Durat
         secs,
         plan.bytes as f64 / 1e6 / secs
     );
-    for action in [Action::Create, Action::Update, Action::Unchanged, Action::Deactivate, Action::Delete, Action::Reject] {
+    for action in [
+        Action::Create,
+        Action::Update,
+        Action::Unchanged,
+        Action::Deactivate,
+        Action::Delete,
+        Action::Reject,
+    ] {
         let n = plan.count(action);
         if n > 0 {
             let _ = writeln!(err, "  {:<10} {n:>10}", action.as_str());
         }
     }
-    let coded = plan.rows().filter(|r| r.code.is_some() && r.action != Action::Reject).count();
+    let coded = plan
+        .rows()
+        .filter(|r| r.code.is_some() && r.action != Action::Reject)
+        .count();
     if coded > 0 {
-        let _ = writeln!(err, "  {:<10} {coded:>10} (applied rows carrying a code)", "flagged");
+        let _ = writeln!(
+            err,
+            "  {:<10} {coded:>10} (applied rows carrying a code)",
+            "flagged"
+        );
     }
     if plan.decoded_rows > 0 {
         let _ = writeln!(err, "  {} rows decoded as windows-1252", plan.decoded_rows);
     }
 }
 
-fn gen(profile: &str, rows: u64, seed: u64, from: Option<PathBuf>, ratio: f64, shuffle: bool) -> Exit {
+fn gen(
+    profile: &str,
+    rows: u64,
+    seed: u64,
+    from: Option<PathBuf>,
+    ratio: f64,
+    shuffle: bool,
+) -> Exit {
     let run = || -> Result<Exit, Exit> {
         let profile = load_profile(profile)?;
         if !(0.0..=1.0).contains(&ratio) {
@@ -205,7 +248,8 @@ fn gen(profile: &str, rows: u64, seed: u64, from: Option<PathBuf>, ratio: f64, s
         let year = profile.today().year;
         let out = io::stdout().lock();
         let result = match from {
-            None => muster::gen::generate(&profile, rows, seed, year, out).map_err(|e| FileError::Read(e.into())),
+            None => muster::gen::generate(&profile, rows, seed, year, out)
+                .map_err(|e| FileError::Read(e.into())),
             Some(path) => {
                 let file = File::open(&path).map_err(|e| {
                     eprintln!("error: cannot open {}: {e}", path.display());
@@ -227,7 +271,11 @@ fn gen(profile: &str, rows: u64, seed: u64, from: Option<PathBuf>, ratio: f64, s
         };
         match result {
             Ok(()) => Ok(Exit::Clean),
-            Err(FileError::Read(muster::reader::ReadError::Io(e))) if e.kind() == io::ErrorKind::BrokenPipe => Ok(Exit::Clean),
+            Err(FileError::Read(muster::reader::ReadError::Io(e)))
+                if e.kind() == io::ErrorKind::BrokenPipe =>
+            {
+                Ok(Exit::Clean)
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 Err(Exit::Failed)

@@ -15,7 +15,6 @@
 
 use std::io::Read;
 
-
 use ahash::RandomState;
 use hashbrown::HashTable;
 
@@ -65,7 +64,10 @@ struct Span {
 }
 
 impl Span {
-    const NONE: Span = Span { start: u32::MAX, len: 0 };
+    const NONE: Span = Span {
+        start: u32::MAX,
+        len: 0,
+    };
 
     fn is_none(self) -> bool {
         self.start == u32::MAX
@@ -124,13 +126,18 @@ impl Plan {
             key: (!e.key.is_none()).then(|| self.str(e.key)),
             action: e.action,
             code: e.code,
-            message: self.messages.get(e.message as usize).map_or("", String::as_str),
+            message: self
+                .messages
+                .get(e.message as usize)
+                .map_or("", String::as_str),
         })
     }
 
     /// Whether every line is fine: nothing rejected and no code.
     pub fn is_clean(&self) -> bool {
-        self.entries.iter().all(|e| e.action != Action::Reject && e.code.is_none())
+        self.entries
+            .iter()
+            .all(|e| e.action != Action::Reject && e.code.is_none())
     }
 
     pub fn count(&self, action: Action) -> usize {
@@ -176,7 +183,9 @@ pub fn check<R: Read>(profile: &Profile, input: R, today: Date) -> Result<Plan, 
     let mut reader = SnapshotReader::new(std::io::Cursor::new(head).chain(input), opts);
     let mut rec = Record::new();
     let mut plan = Plan::default();
-    let read = |reader: &mut SnapshotReader<_>, rec: &mut Record| reader.read_record(rec).map_err(FileError::Read);
+    let read = |reader: &mut SnapshotReader<_>, rec: &mut Record| {
+        reader.read_record(rec).map_err(FileError::Read)
+    };
 
     let layout = if profile.header == crate::profile::HeaderMode::None {
         profile.layout(None).map_err(FileError::Header)?
@@ -215,12 +224,17 @@ pub fn check<R: Read>(profile: &Profile, input: R, today: Date) -> Result<Plan, 
                 if let Some(r) = profile.reference_slot.and_then(|s| row.get(s)) {
                     // Most references name a row already read: share its key.
                     entry.reference = match keys.find(&plan, r) {
-                        Some(i) if plan.str(plan.entries[i as usize].key) == r => plan.entries[i as usize].key,
+                        Some(i) if plan.str(plan.entries[i as usize].key) == r => {
+                            plan.entries[i as usize].key
+                        }
                         _ => plan.intern(r),
                     };
                 }
                 if let Some(c) = row.decoded_column {
-                    format!("column {}: decoded as windows-1252 (the file is not UTF-8)", c + 1)
+                    format!(
+                        "column {}: decoded as windows-1252 (the file is not UTF-8)",
+                        c + 1
+                    )
                 } else {
                     String::new()
                 }
@@ -231,7 +245,10 @@ pub fn check<R: Read>(profile: &Profile, input: R, today: Date) -> Result<Plan, 
             }
         };
         if profile.object == ObjectKind::User {
-            if let Some(email) = profile.email_slot.and_then(|s| email_as_read(profile, &rec, &layout, &row, s)) {
+            if let Some(email) = profile
+                .email_slot
+                .and_then(|s| email_as_read(profile, &rec, &layout, &row, s))
+            {
                 folded.clear();
                 folded.push_str(email);
                 fold(&mut folded);
@@ -257,14 +274,32 @@ pub fn check<R: Read>(profile: &Profile, input: R, today: Date) -> Result<Plan, 
         }
     }
     plan.bytes = reader.byte_offset();
+    tracing::debug!(records = plan.records, bytes = plan.bytes, profile = %profile.name, "file read");
 
-    reject_duplicates(&mut plan, dup_keys, Code::DuplicateKey, |e| e.key, profile.slots[profile.key_slot].field.name());
-    reject_duplicates(&mut plan, dup_emails, Code::DuplicateEmail, |e| e.email, "email");
+    reject_duplicates(
+        &mut plan,
+        dup_keys,
+        Code::DuplicateKey,
+        |e| e.key,
+        profile.slots[profile.key_slot].field.name(),
+    );
+    reject_duplicates(
+        &mut plan,
+        dup_emails,
+        Code::DuplicateEmail,
+        |e| e.email,
+        "email",
+    );
     if profile.object == ObjectKind::Group {
         reject_cycles(&mut plan, &keys);
     }
     if let Some(slot) = profile.reference_slot {
-        flag_unknown_references(&mut plan, &keys, profile.slots[slot].field.name(), profile.object);
+        flag_unknown_references(
+            &mut plan,
+            &keys,
+            profile.slots[slot].field.name(),
+            profile.object,
+        );
     }
     Ok(plan)
 }
@@ -286,7 +321,13 @@ fn action_on_empty_store(profile: &Profile, row: &MappedRow, today: Date) -> Act
 
 /// The e-mail of a row for duplicate detection: the normalised value when the
 /// row mapped, else the cell as read.
-fn email_as_read<'a>(profile: &Profile, rec: &'a Record, layout: &Layout, row: &'a MappedRow, slot: usize) -> Option<&'a str> {
+fn email_as_read<'a>(
+    profile: &Profile,
+    rec: &'a Record,
+    layout: &Layout,
+    row: &'a MappedRow,
+    slot: usize,
+) -> Option<&'a str> {
     if let Some(v) = row.get(slot) {
         return Some(v);
     }
@@ -344,7 +385,9 @@ impl RowIndex {
     fn find(&self, plan: &Plan, value: &str) -> Option<u32> {
         let h = self.hash(value);
         self.table
-            .find(h, |&(eh, i)| eh == h && self.same(plan.str((self.field)(&plan.entries[i as usize])), value))
+            .find(h, |&(eh, i)| {
+                eh == h && self.same(plan.str((self.field)(&plan.entries[i as usize])), value)
+            })
             .map(|&(_, i)| i)
     }
 
@@ -354,8 +397,16 @@ impl RowIndex {
         let h = self.hash(value);
         let field = self.field;
         let fold = self.fold_case;
-        let same = |a: &str, b: &str| if fold { a.eq_ignore_ascii_case(b) } else { a == b };
-        match self.table.find(h, |&(eh, i)| eh == h && same(plan.str(field(&plan.entries[i as usize])), value)) {
+        let same = |a: &str, b: &str| {
+            if fold {
+                a.eq_ignore_ascii_case(b)
+            } else {
+                a == b
+            }
+        };
+        match self.table.find(h, |&(eh, i)| {
+            eh == h && same(plan.str(field(&plan.entries[i as usize])), value)
+        }) {
             Some(&(_, first)) => Some(first),
             None => {
                 self.table.insert_unique(h, (h, idx), |&(eh, _)| eh);
@@ -365,7 +416,13 @@ impl RowIndex {
     }
 }
 
-fn reject_duplicates(plan: &mut Plan, mut dups: Vec<u32>, code: Code, field: fn(&Entry) -> Span, name: &str) {
+fn reject_duplicates(
+    plan: &mut Plan,
+    mut dups: Vec<u32>,
+    code: Code,
+    field: fn(&Entry) -> Span,
+    name: &str,
+) {
     if dups.is_empty() {
         return;
     }
@@ -401,8 +458,12 @@ fn reject_duplicates(plan: &mut Plan, mut dups: Vec<u32>, code: Code, field: fn(
 /// index holds the first occurrence of each key; duplicates are all
 /// rejected, so looking at the first is enough.
 fn existing(plan: &Plan, keys: &RowIndex, key: &str) -> Option<u32> {
-    keys.find(plan, key)
-        .filter(|&i| matches!(plan.entries[i as usize].action, Action::Create | Action::Update | Action::Deactivate))
+    keys.find(plan, key).filter(|&i| {
+        matches!(
+            plan.entries[i as usize].action,
+            Action::Create | Action::Update | Action::Deactivate
+        )
+    })
 }
 
 /// Every group on a parent cycle is rejected, naming the ids in the cycle.
@@ -411,7 +472,10 @@ fn reject_cycles(plan: &mut Plan, keys: &RowIndex) {
     let parent: Vec<Option<u32>> = (0..n)
         .map(|i| {
             let e = &plan.entries[i];
-            let alive = matches!(e.action, Action::Create | Action::Update | Action::Deactivate);
+            let alive = matches!(
+                e.action,
+                Action::Create | Action::Update | Action::Deactivate
+            );
             if e.reference.is_none() || !alive {
                 return None;
             }
@@ -447,10 +511,18 @@ fn reject_cycles(plan: &mut Plan, keys: &RowIndex) {
         }
     }
     for cycle in cycles {
-        let ids: Vec<String> = cycle.iter().map(|&i| plan.str(plan.entries[i as usize].key).to_string()).collect();
+        let ids: Vec<String> = cycle
+            .iter()
+            .map(|&i| plan.str(plan.entries[i as usize].key).to_string())
+            .collect();
         let message = format!("parent_id forms a cycle: {} → {}", ids.join(" → "), ids[0]);
         for &i in &cycle {
-            plan.set(i as usize, Action::Reject, Some(Code::GroupCycle), message.clone());
+            plan.set(
+                i as usize,
+                Action::Reject,
+                Some(Code::GroupCycle),
+                message.clone(),
+            );
         }
     }
 }

@@ -4,7 +4,9 @@
 /// the quote, a line break, or starts/ends with a space) or when `always`.
 pub fn write_field(out: &mut Vec<u8>, field: &[u8], delimiter: u8, quote: u8, always: bool) {
     let needs = always
-        || field.iter().any(|&b| b == delimiter || b == quote || b == b'\n' || b == b'\r')
+        || field
+            .iter()
+            .any(|&b| b == delimiter || b == quote || b == b'\n' || b == b'\r')
         || field.first() == Some(&b' ')
         || field.last() == Some(&b' ');
     if !needs {
@@ -65,7 +67,10 @@ impl<W: Write> ResultsWriter<W> {
     pub fn new(mut out: W) -> io::Result<ResultsWriter<W>> {
         out.write_all(RESULTS_HEADER.as_bytes())?;
         out.write_all(b"\r\n")?;
-        Ok(ResultsWriter { out, line: Vec::with_capacity(256) })
+        Ok(ResultsWriter {
+            out,
+            line: Vec::with_capacity(256),
+        })
     }
 
     /// One results line. `line` is `None` for inferred deletions.

@@ -20,8 +20,14 @@ pub fn reader_roundtrip(data: &[u8], opts: &ReaderOptions) {
         }
         let pos = rec.position();
         if let Some(prev) = last {
-            assert!(pos.byte > prev.byte, "byte offsets must grow: {prev:?} then {pos:?}");
-            assert!(pos.line > prev.line, "lines must grow: {prev:?} then {pos:?}");
+            assert!(
+                pos.byte > prev.byte,
+                "byte offsets must grow: {prev:?} then {pos:?}"
+            );
+            assert!(
+                pos.line > prev.line,
+                "lines must grow: {prev:?} then {pos:?}"
+            );
             assert_eq!(pos.record, prev.record + 1, "record index must count up");
         } else {
             assert_eq!(pos.record, 0);
@@ -55,4 +61,46 @@ pub fn reader_roundtrip(data: &[u8], opts: &ReaderOptions) {
         again.push(rec.iter().map(|f| f.to_vec()).collect::<Vec<_>>());
     }
     assert_eq!(fields, again, "records must survive a write and a re-read");
+}
+
+/// Plans `data` with every preset and panics if an invariant breaks: one
+/// plan line per record, lines in increasing order, a rejected line always
+/// carries a code, nothing but rejects, creates and unchanged rows against
+/// an empty store, and a refused file is refused for its header or for not
+/// being text.
+pub fn check_invariants(data: &[u8]) {
+    let today = crate::profile::Date::new(2026, 11, 21).unwrap_or(crate::profile::Date {
+        year: 2026,
+        month: 1,
+        day: 1,
+    });
+    for (name, _) in crate::profile::PRESETS {
+        let Some(profile) = crate::profile::Profile::preset(name) else {
+            panic!("preset {name} does not compile");
+        };
+        let plan = match crate::plan::check(&profile, data, today) {
+            Ok(plan) => plan,
+            Err(crate::plan::FileError::Header(_))
+            | Err(crate::plan::FileError::Read(crate::reader::ReadError::NotText { .. })) => {
+                continue
+            }
+            Err(e) => panic!("{name}: unexpected error {e}"),
+        };
+        assert_eq!(
+            plan.len() as u64,
+            plan.records,
+            "{name}: one line per record"
+        );
+        let mut last = 0;
+        for row in plan.rows() {
+            assert!(row.line > last, "{name}: lines must increase");
+            last = row.line;
+            use crate::plan::Action;
+            match row.action {
+                Action::Reject => assert!(row.code.is_some(), "{name}: a reject needs a code"),
+                Action::Create | Action::Unchanged => {}
+                other => panic!("{name}: {other:?} against an empty store"),
+            }
+        }
+    }
 }

@@ -91,7 +91,6 @@ pub struct DateFormat {
     tokens: Vec<Token>,
 }
 
-
 impl DateFormat {
     pub fn compile(source: &str) -> Result<DateFormat, String> {
         let b = source.as_bytes();
@@ -125,7 +124,9 @@ impl DateFormat {
                 tokens.push(Token::Literal(b[i]));
                 i += 1;
             } else {
-                return Err(format!("date format {source:?}: only ASCII literals are supported"));
+                return Err(format!(
+                    "date format {source:?}: only ASCII literals are supported"
+                ));
             }
         }
         if (y, m, d) != (1, 1, 1) {

@@ -77,7 +77,10 @@ impl Field {
                     }
                     return Ok(Field::Custom(custom.into()));
                 }
-                USER_FIELDS.iter().find(|(n, _)| *n == name).map(|(_, f)| f.clone())
+                USER_FIELDS
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, f)| f.clone())
             }
             ObjectKind::Group => match name {
                 "external_id" => Some(Field::ExternalId),
@@ -93,11 +96,19 @@ impl Field {
         };
         known.ok_or_else(|| {
             let names: Vec<&str> = match object {
-                ObjectKind::User => USER_FIELDS.iter().map(|(n, _)| *n).chain(["custom.<name>"]).collect(),
+                ObjectKind::User => USER_FIELDS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .chain(["custom.<name>"])
+                    .collect(),
                 ObjectKind::Group => vec!["external_id", "name", "parent_id"],
                 ObjectKind::Segment => vec!["external_id", "name"],
             };
-            format!("unknown {} field `{name}` (known: {})", object.as_str(), names.join(", "))
+            format!(
+                "unknown {} field `{name}` (known: {})",
+                object.as_str(),
+                names.join(", ")
+            )
         })
     }
 

@@ -113,7 +113,11 @@ impl MappedRow {
 }
 
 fn issue(code: Code, column: Option<usize>, message: String) -> RowIssue {
-    RowIssue { code, column, message }
+    RowIssue {
+        code,
+        column,
+        message,
+    }
 }
 
 /// Whether `v` is one of `list` (lower-cased), ignoring case.
@@ -122,7 +126,7 @@ fn status_in(list: &[String], v: &str) -> bool {
         list.iter().any(|a| a.eq_ignore_ascii_case(v))
     } else {
         let lower = v.to_lowercase();
-        list.iter().any(|a| *a == lower)
+        list.contains(&lower)
     }
 }
 
@@ -241,12 +245,20 @@ impl Profile {
         }
         let n = rec.len();
         if n > layout.fields {
-            let blank = |i: usize| rec.get(i).unwrap_or_default().iter().all(|b| *b == b' ' || *b == b'\t');
+            let blank = |i: usize| {
+                rec.get(i)
+                    .unwrap_or_default()
+                    .iter()
+                    .all(|b| *b == b' ' || *b == b'\t')
+            };
             if let Some(extra) = (layout.fields..n).find(|&i| !blank(i)) {
                 return Err(issue(
                     Code::FieldCount,
                     Some(extra),
-                    format!("{n} fields, expected {}; this one is not empty", layout.fields),
+                    format!(
+                        "{n} fields, expected {}; this one is not empty",
+                        layout.fields
+                    ),
                 ));
             }
         } else if n < layout.fields && !self.allow_short_rows {
@@ -297,12 +309,19 @@ impl Profile {
         if let Some(slot) = first_missing {
             return Err(self.missing(slot, layout));
         }
-        if let Some(&slot) = self.required.iter().find(|&&s| layout.column_of_slot[s].is_none()) {
+        if let Some(&slot) = self
+            .required
+            .iter()
+            .find(|&&s| layout.column_of_slot[s].is_none())
+        {
             return Err(self.missing(slot, layout));
         }
         for group in &self.required_any {
             if group.iter().all(|&s| row.get(s).is_none()) {
-                let names: Vec<String> = group.iter().map(|&s| self.slots[s].field.to_string()).collect();
+                let names: Vec<String> = group
+                    .iter()
+                    .map(|&s| self.slots[s].field.to_string())
+                    .collect();
                 return Err(issue(
                     Code::MissingField,
                     None,
@@ -317,7 +336,12 @@ impl Profile {
         Ok(())
     }
 
-    fn check_value(&self, slot: usize, layout: &Layout, row: &mut MappedRow) -> Result<(), RowIssue> {
+    fn check_value(
+        &self,
+        slot: usize,
+        layout: &Layout,
+        row: &mut MappedRow,
+    ) -> Result<(), RowIssue> {
         let col = layout.column_of_slot[slot];
         let spec = &self.slots[slot];
         let (start, end) = match row.cells[slot] {
@@ -366,7 +390,10 @@ impl Profile {
                 return Err(issue(
                     Code::InvalidDate,
                     col,
-                    format!("{v:?} is not a date in the format {}", expected.join(" or ")),
+                    format!(
+                        "{v:?} is not a date in the format {}",
+                        expected.join(" or ")
+                    ),
                 ));
             }
             FieldKind::Status => {
@@ -434,7 +461,12 @@ impl Profile {
     /// `range` of `bytes` without surrounding spaces and tabs, for unquoted
     /// fields when the profile trims.
     #[inline]
-    fn trimmed_range(&self, bytes: &[u8], range: std::ops::Range<usize>, quoted: bool) -> std::ops::Range<usize> {
+    fn trimmed_range(
+        &self,
+        bytes: &[u8],
+        range: std::ops::Range<usize>,
+        quoted: bool,
+    ) -> std::ops::Range<usize> {
         if !self.trim || quoted {
             return range;
         }
@@ -447,5 +479,4 @@ impl Profile {
         }
         s..e
     }
-
 }

@@ -27,10 +27,22 @@ use crate::reader::{ReaderOptions, Record};
 /// so each can be copied and edited.
 pub const PRESETS: &[(&str, &str)] = &[
     ("mobietrain", include_str!("../../profiles/mobietrain.toml")),
-    ("winningtemp-users", include_str!("../../profiles/winningtemp-users.toml")),
-    ("winningtemp-groups", include_str!("../../profiles/winningtemp-groups.toml")),
-    ("winningtemp-segments", include_str!("../../profiles/winningtemp-segments.toml")),
-    ("lucca-360learning", include_str!("../../profiles/lucca-360learning.toml")),
+    (
+        "winningtemp-users",
+        include_str!("../../profiles/winningtemp-users.toml"),
+    ),
+    (
+        "winningtemp-groups",
+        include_str!("../../profiles/winningtemp-groups.toml"),
+    ),
+    (
+        "winningtemp-segments",
+        include_str!("../../profiles/winningtemp-segments.toml"),
+    ),
+    (
+        "lucca-360learning",
+        include_str!("../../profiles/lucca-360learning.toml"),
+    ),
 ];
 
 /// A profile that could not be loaded or compiled.
@@ -182,7 +194,10 @@ impl Profile {
             source_name: name_or_path.into(),
             message: e.to_string(),
         })?;
-        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or(name_or_path);
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or(name_or_path);
         Profile::from_toml(stem, &text).map_err(|mut e| {
             e.source_name = name_or_path.into();
             e
@@ -206,8 +221,14 @@ impl Profile {
         let delimiter = match c.delimiter.as_str() {
             "auto" => Delimiter::Auto,
             "\\t" | "tab" => Delimiter::Fixed(b'\t'),
-            d if d.len() == 1 && d.is_ascii() && d != "\n" && d != "\r" => Delimiter::Fixed(d.as_bytes()[0]),
-            d => return Err(err(format!("`delimiter` must be one ASCII character or \"auto\", not {d:?}"))),
+            d if d.len() == 1 && d.is_ascii() && d != "\n" && d != "\r" => {
+                Delimiter::Fixed(d.as_bytes()[0])
+            }
+            d => {
+                return Err(err(format!(
+                    "`delimiter` must be one ASCII character or \"auto\", not {d:?}"
+                )))
+            }
         };
         let quote = one_byte("quote", c.quote, name)?;
         let escape = c.escape.map(|e| one_byte("escape", e, name)).transpose()?;
@@ -236,9 +257,12 @@ impl Profile {
             if table.field == "-" {
                 continue;
             }
-            let field = Field::parse(c.object, &table.field).map_err(|m| err(format!("columns[{position}]: {m}")))?;
+            let field = Field::parse(c.object, &table.field)
+                .map_err(|m| err(format!("columns[{position}]: {m}")))?;
             if slots.iter().any(|s| s.field == field) {
-                return Err(err(format!("columns[{position}]: field `{field}` is mapped twice")));
+                return Err(err(format!(
+                    "columns[{position}]: field `{field}` is mapped twice"
+                )));
             }
             let display_name = table.name.clone().unwrap_or_else(|| field.to_string());
             let mut names = vec![normalise_name(&display_name)];
@@ -276,7 +300,12 @@ impl Profile {
             ObjectKind::User => &["first_name", "last_name"],
             ObjectKind::Group | ObjectKind::Segment => &["name"],
         };
-        for f in c.required.iter().map(String::as_str).chain(defaults.iter().copied()) {
+        for f in c
+            .required
+            .iter()
+            .map(String::as_str)
+            .chain(defaults.iter().copied())
+        {
             let s = slot_of(f, "required")?;
             if !required.contains(&s) {
                 required.push(s);
@@ -285,14 +314,22 @@ impl Profile {
         let required_any = c
             .required_any
             .iter()
-            .map(|group| group.iter().map(|f| slot_of(f, "required_any")).collect::<Result<Vec<_>, _>>())
+            .map(|group| {
+                group
+                    .iter()
+                    .map(|f| slot_of(f, "required_any"))
+                    .collect::<Result<Vec<_>, _>>()
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let find = |f: Field| slots.iter().position(|s| s.field == f);
         let end_date_slot = match &c.end_date {
             Some(e) => {
                 let s = slot_of(&e.field, "end_date.field")?;
                 if slots[s].kind != FieldKind::Date {
-                    return Err(err(format!("end_date.field: `{}` is not a date field", e.field)));
+                    return Err(err(format!(
+                        "end_date.field: `{}` is not a date field",
+                        e.field
+                    )));
                 }
                 Some(s)
             }
@@ -300,8 +337,16 @@ impl Profile {
         };
         let windows_1252 = match c.encoding_fallback.as_deref() {
             None => false,
-            Some(e) if e.eq_ignore_ascii_case("windows-1252") || e.eq_ignore_ascii_case("cp1252") => true,
-            Some(e) => return Err(err(format!("encoding_fallback: only \"windows-1252\" is supported, not {e:?}"))),
+            Some(e)
+                if e.eq_ignore_ascii_case("windows-1252") || e.eq_ignore_ascii_case("cp1252") =>
+            {
+                true
+            }
+            Some(e) => {
+                return Err(err(format!(
+                    "encoding_fallback: only \"windows-1252\" is supported, not {e:?}"
+                )))
+            }
         };
         let time_zone = jiff::tz::TimeZone::get(&c.time_zone)
             .map_err(|e| err(format!("time_zone {:?}: {e}", c.time_zone)))?;
@@ -313,10 +358,22 @@ impl Profile {
                 return Err(err(format!("{what} must be between 0.0 and 1.0, not {r}")));
             }
         }
-        let active: Vec<String> = c.status.active.iter().map(|s| s.trim().to_lowercase()).collect();
-        let inactive: Vec<String> = c.status.inactive.iter().map(|s| s.trim().to_lowercase()).collect();
+        let active: Vec<String> = c
+            .status
+            .active
+            .iter()
+            .map(|s| s.trim().to_lowercase())
+            .collect();
+        let inactive: Vec<String> = c
+            .status
+            .inactive
+            .iter()
+            .map(|s| s.trim().to_lowercase())
+            .collect();
         if let Some(both) = active.iter().find(|a| inactive.contains(a)) {
-            return Err(err(format!("status value {both:?} is both active and inactive")));
+            return Err(err(format!(
+                "status value {both:?} is both active and inactive"
+            )));
         }
         Ok(Profile {
             name: name.into(),
@@ -342,7 +399,11 @@ impl Profile {
             empty: c.empty,
             missing: c.missing,
             inactive_action: c.inactive_action,
-            end_date_action: c.end_date.as_ref().map(|e| e.action).unwrap_or(EndAction::Delete),
+            end_date_action: c
+                .end_date
+                .as_ref()
+                .map(|e| e.action)
+                .unwrap_or(EndAction::Delete),
             time_zone,
             allow_short_rows: c.allow_short_rows,
             invite_on_create: c.invite_on_create,
@@ -457,7 +518,9 @@ impl Profile {
             }
             column_of_slot.push(first);
         }
-        let mut order: Vec<usize> = (0..self.slots.len()).filter(|&s| column_of_slot[s].is_some()).collect();
+        let mut order: Vec<usize> = (0..self.slots.len())
+            .filter(|&s| column_of_slot[s].is_some())
+            .collect();
         order.sort_by_key(|&s| column_of_slot[s]);
         Ok(Layout {
             column_of_slot,
@@ -477,9 +540,15 @@ impl Profile {
 
     /// Today's date in the profile's time zone.
     pub fn today(&self) -> Date {
-        let d = jiff::Timestamp::now().to_zoned(self.time_zone.clone()).date();
+        let d = jiff::Timestamp::now()
+            .to_zoned(self.time_zone.clone())
+            .date();
         // jiff's civil dates are always valid calendar dates.
-        Date::new(d.year() as u16, d.month() as u8, d.day() as u8).unwrap_or(Date { year: 1970, month: 1, day: 1 })
+        Date::new(d.year() as u16, d.month() as u8, d.day() as u8).unwrap_or(Date {
+            year: 1970,
+            month: 1,
+            day: 1,
+        })
     }
 
     /// The slot of a field, if the profile reads it.

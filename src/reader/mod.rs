@@ -67,7 +67,11 @@ pub enum ReadError {
     Io(#[from] io::Error),
     /// A NUL byte or a UTF-16 byte-order mark: the file is not a text file.
     #[error("not a text file: {what} at line {line}, byte {byte}")]
-    NotText { what: &'static str, line: u64, byte: u64 },
+    NotText {
+        what: &'static str,
+        line: u64,
+        byte: u64,
+    },
 }
 
 /// Reads records from any [`io::Read`] in bounded memory.
@@ -179,7 +183,10 @@ impl<R: Read> SnapshotReader<R> {
             }
             rec.reserve_bytes(line_len);
             if has_quote {
-                if self.opts.escape.is_some() || !self.opts.double_quote || !split_quoted_line(line, self.opts.delimiter, self.opts.quote, rec) {
+                if self.opts.escape.is_some()
+                    || !self.opts.double_quote
+                    || !split_quoted_line(line, self.opts.delimiter, self.opts.quote, rec)
+                {
                     // A quoted field runs past the line (or the quoting
                     // rules are not RFC 4180): csv-core takes the record.
                     rec.clear();
@@ -255,7 +262,7 @@ impl<R: Read> SnapshotReader<R> {
                     }
                     self.core.read_field(input, &mut self.scratch)
                 } else {
-                    rec.reserve_bytes(input.len().min(64 << 10).max(64));
+                    rec.reserve_bytes(input.len().clamp(64, 64 << 10));
                     let out = &mut rec.bytes[rec.len..];
                     self.core.read_field(input, out)
                 };
@@ -379,7 +386,10 @@ impl<R: Read> SnapshotReader<R> {
                 }
                 Ok(n) => {
                     let new = &self.buf[self.end..self.end + n];
-                    if self.base == 0 && self.end == 0 && (new.starts_with(b"\xFF\xFE") || new.starts_with(b"\xFE\xFF")) {
+                    if self.base == 0
+                        && self.end == 0
+                        && (new.starts_with(b"\xFF\xFE") || new.starts_with(b"\xFE\xFF"))
+                    {
                         return Err(ReadError::NotText {
                             what: "a UTF-16 byte-order mark",
                             line: 1,
@@ -431,7 +441,9 @@ fn for_each_byte(hay: &[u8], needle: u8, mut f: impl FnMut(usize)) {
     let mut i = 0;
     #[cfg(target_arch = "x86_64")]
     {
-        use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
+        };
         // SAFETY: SSE2 is part of the x86_64 baseline, so these intrinsics
         // are always available; each load reads 16 bytes at `i`, and the
         // loop keeps `i + 16 <= hay.len()`. `loadu` has no alignment need.

@@ -96,7 +96,10 @@ impl Record {
         // Valid as a whole, but a field could still end inside a character.
         let b = all.as_bytes();
         let boundary = |i: usize| i >= b.len() || (b[i] as i8) >= -0x40;
-        self.bounds.iter().all(|&(s, e)| boundary(s) && boundary(e)).then_some(all)
+        self.bounds
+            .iter()
+            .all(|&(s, e)| boundary(s) && boundary(e))
+            .then_some(all)
     }
 
     /// Whether field `i` was written in quotes in the input.

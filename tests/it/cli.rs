@@ -5,7 +5,10 @@ use std::process::{Command, Output};
 use crate::fixtures::TODAY;
 
 fn muster(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_muster")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn stderr(o: &Output) -> String {
@@ -25,7 +28,14 @@ fn unknown_profile_is_a_usage_error_listing_the_presets() {
 
 #[test]
 fn bad_today_and_bad_flags_are_usage_errors() {
-    let o = muster(&["check", "--profile", "mobietrain", "--today", "21/11/2026", &fixture("stray-quote")]);
+    let o = muster(&[
+        "check",
+        "--profile",
+        "mobietrain",
+        "--today",
+        "21/11/2026",
+        &fixture("stray-quote"),
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--today"));
     assert_eq!(muster(&["check", "--no-such-flag"]).status.code(), Some(2));
@@ -43,7 +53,16 @@ fn missing_input_file_fails_with_its_name() {
 fn results_go_to_the_named_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.csv");
-    let o = muster(&["check", "--profile", "mobietrain", "--today", TODAY, "--results", out.to_str().unwrap(), &fixture("duplicates")]);
+    let o = muster(&[
+        "check",
+        "--profile",
+        "mobietrain",
+        "--today",
+        TODAY,
+        "--results",
+        out.to_str().unwrap(),
+        &fixture("duplicates"),
+    ]);
     assert_eq!(o.status.code(), Some(3));
     assert!(o.stdout.is_empty());
     let text = std::fs::read_to_string(out).unwrap();
@@ -55,9 +74,19 @@ fn results_go_to_the_named_file() {
 fn refused_file_writes_a_header_only_results_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.csv");
-    let o = muster(&["check", "--profile", "lucca-360learning", "--results", out.to_str().unwrap(), &fixture("header-missing-column")]);
+    let o = muster(&[
+        "check",
+        "--profile",
+        "lucca-360learning",
+        "--results",
+        out.to_str().unwrap(),
+        &fixture("header-missing-column"),
+    ]);
     assert_eq!(o.status.code(), Some(4));
-    assert_eq!(std::fs::read_to_string(out).unwrap(), "line,key,action,outcome,code,message\r\n");
+    assert_eq!(
+        std::fs::read_to_string(out).unwrap(),
+        "line,key,action,outcome,code,message\r\n"
+    );
     assert!(stderr(&o).contains("required column `email` is missing"));
 }
 
@@ -66,7 +95,12 @@ fn bad_profile_file_names_the_unknown_key() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("p.toml");
     std::fs::write(&p, "object = \"user\"\ncolumns = [\"external_id\", \"first_name\", \"last_name\"]\ndelimeter = \";\"\n").unwrap();
-    let o = muster(&["check", "--profile", p.to_str().unwrap(), &fixture("stray-quote")]);
+    let o = muster(&[
+        "check",
+        "--profile",
+        p.to_str().unwrap(),
+        &fixture("stray-quote"),
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("delimeter"), "{}", stderr(&o));
 }
@@ -83,28 +117,96 @@ fn gen_is_deterministic_and_its_output_checks_clean_for_every_preset() {
         assert_ne!(a.stdout, c.stdout, "{preset}: another seed, another file");
         let file = dir.path().join(format!("{preset}.csv"));
         std::fs::write(&file, &a.stdout).unwrap();
-        let o = muster(&["check", "--profile", preset, "--today", TODAY, file.to_str().unwrap()]);
+        let o = muster(&[
+            "check",
+            "--profile",
+            preset,
+            "--today",
+            TODAY,
+            file.to_str().unwrap(),
+        ]);
         let results = String::from_utf8(o.stdout).unwrap();
-        assert_eq!(o.status.code(), Some(0), "{preset}: generated data should be clean:\n{}", results.lines().filter(|l| !l.ends_with(",planned,,")).take(5).collect::<Vec<_>>().join("\n"));
-        assert_eq!(results.lines().count(), 501, "{preset}: one results line per row");
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{preset}: generated data should be clean:\n{}",
+            results
+                .lines()
+                .filter(|l| !l.ends_with(",planned,,"))
+                .take(5)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        assert_eq!(
+            results.lines().count(),
+            501,
+            "{preset}: one results line per row"
+        );
     }
 }
 
 #[test]
 fn gen_is_realistic() {
-    let o = muster(&["gen", "--profile", "winningtemp-users", "--rows", "3000", "--seed", "1"]);
+    let o = muster(&[
+        "gen",
+        "--profile",
+        "winningtemp-users",
+        "--rows",
+        "3000",
+        "--seed",
+        "1",
+    ]);
     let text = String::from_utf8(o.stdout).unwrap();
     assert!(text.contains("Zoë") || text.contains("Émilie"), "accents");
-    assert!(text.contains("\"Head of \"\"Fun\"\"\""), "quoted field with quotes");
-    assert!(text.contains("\"Nurse; night shift\""), "quoted field with the delimiter");
-    assert!(text.contains("Engineer\n(night team)"), "a newline inside quotes");
+    assert!(
+        text.contains("\"Head of \"\"Fun\"\"\""),
+        "quoted field with quotes"
+    );
+    assert!(
+        text.contains("\"Nurse; night shift\""),
+        "quoted field with the delimiter"
+    );
+    assert!(
+        text.contains("Engineer\n(night team)"),
+        "a newline inside quotes"
+    );
     assert!(text.contains(";Inactive;"), "inactive users");
     assert!(text.contains("grp-"), "groups");
-    let mobie = String::from_utf8(muster(&["gen", "--profile", "mobietrain", "--rows", "300", "--seed", "1"]).stdout).unwrap();
-    let end_dates = mobie.lines().filter(|l| muster::profile::Date::parse_iso(l.rsplit(',').next().unwrap()).is_some()).count();
+    let mobie = String::from_utf8(
+        muster(&[
+            "gen",
+            "--profile",
+            "mobietrain",
+            "--rows",
+            "300",
+            "--seed",
+            "1",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    let end_dates = mobie
+        .lines()
+        .filter(|l| muster::profile::Date::parse_iso(l.rsplit(',').next().unwrap()).is_some())
+        .count();
     assert!(end_dates > 3, "end dates: {end_dates}");
-    let lucca = String::from_utf8(muster(&["gen", "--profile", "lucca-360learning", "--rows", "300", "--seed", "1"]).stdout).unwrap();
-    assert!(lucca.lines().skip(2).any(|l| l.contains(",1000")), "managers");
+    let lucca = String::from_utf8(
+        muster(&[
+            "gen",
+            "--profile",
+            "lucca-360learning",
+            "--rows",
+            "300",
+            "--seed",
+            "1",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    assert!(
+        lucca.lines().skip(2).any(|l| l.contains(",1000")),
+        "managers"
+    );
 }
 
 #[test]
@@ -112,23 +214,83 @@ fn gen_from_derives_a_changed_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let day1 = dir.path().join("day1.csv");
     let day2 = dir.path().join("day2.csv");
-    std::fs::write(&day1, muster(&["gen", "--profile", "winningtemp-users", "--rows", "4000", "--seed", "3"]).stdout).unwrap();
-    let o = muster(&["gen", "--profile", "winningtemp-users", "--from", day1.to_str().unwrap(), "--change-ratio", "0.1", "--seed", "3", "--shuffle"]);
+    std::fs::write(
+        &day1,
+        muster(&[
+            "gen",
+            "--profile",
+            "winningtemp-users",
+            "--rows",
+            "4000",
+            "--seed",
+            "3",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    let o = muster(&[
+        "gen",
+        "--profile",
+        "winningtemp-users",
+        "--from",
+        day1.to_str().unwrap(),
+        "--change-ratio",
+        "0.1",
+        "--seed",
+        "3",
+        "--shuffle",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     std::fs::write(&day2, &o.stdout).unwrap();
     let summary = stderr(&o);
     let count = |what: &str| -> u64 {
         let at = summary.find(&format!(" {what}")).unwrap();
-        summary[..at].rsplit([' ', ',']).next().unwrap().parse().unwrap()
+        summary[..at]
+            .rsplit([' ', ','])
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
     };
-    let (kept, updated, deactivated, cosmetic, deleted, created) =
-        (count("kept"), count("updated"), count("deactivated"), count("cosmetic"), count("deleted"), count("created"));
-    assert_eq!(kept + updated + deactivated + cosmetic + deleted, 4000, "{summary}");
-    for (what, n) in [("updated", updated), ("deactivated", deactivated), ("cosmetic", cosmetic), ("deleted", deleted), ("created", created)] {
+    let (kept, updated, deactivated, cosmetic, deleted, created) = (
+        count("kept"),
+        count("updated"),
+        count("deactivated"),
+        count("cosmetic"),
+        count("deleted"),
+        count("created"),
+    );
+    assert_eq!(
+        kept + updated + deactivated + cosmetic + deleted,
+        4000,
+        "{summary}"
+    );
+    for (what, n) in [
+        ("updated", updated),
+        ("deactivated", deactivated),
+        ("cosmetic", cosmetic),
+        ("deleted", deleted),
+        ("created", created),
+    ] {
         assert!(n > 0, "{what} = 0 in {summary}");
     }
     let rows = String::from_utf8(o.stdout).unwrap();
-    assert_eq!(rows.lines().filter(|l| l.contains('@')).count() as u64, 4000 - deleted + created);
-    let o = muster(&["check", "--profile", "winningtemp-users", "--today", TODAY, day2.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(0), "the derived file is valid: {}", stderr(&o));
+    assert_eq!(
+        rows.lines().filter(|l| l.contains('@')).count() as u64,
+        4000 - deleted + created
+    );
+    let o = muster(&[
+        "check",
+        "--profile",
+        "winningtemp-users",
+        "--today",
+        TODAY,
+        day2.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "the derived file is valid: {}",
+        stderr(&o)
+    );
 }

@@ -16,7 +16,10 @@ fn profile_arg(dir: &Path) -> String {
     if toml.exists() {
         return toml.display().to_string();
     }
-    std::fs::read_to_string(dir.join("profile")).expect("profile or profile.toml").trim().to_string()
+    std::fs::read_to_string(dir.join("profile"))
+        .expect("profile or profile.toml")
+        .trim()
+        .to_string()
 }
 
 fn cases() -> Vec<PathBuf> {

@@ -14,12 +14,20 @@ fn map_one(profile: &Profile, text: &str) -> Result<Vec<Option<String>>, String>
     };
     assert!(rdr.read_record(&mut rec).unwrap());
     let mut row = muster::profile::MappedRow::new();
-    profile.map(&rec, &layout, &mut row).map_err(|e| format!("{}: {}", e.code, e.describe(&layout)))?;
-    Ok((0..profile.slots.len()).map(|s| row.get(s).map(str::to_string)).collect())
+    profile
+        .map(&rec, &layout, &mut row)
+        .map_err(|e| format!("{}: {}", e.code, e.describe(&layout)))?;
+    Ok((0..profile.slots.len())
+        .map(|s| row.get(s).map(str::to_string))
+        .collect())
 }
 
 fn value(profile: &Profile, row: &[Option<String>], field: &str) -> Option<String> {
-    let slot = profile.slots.iter().position(|s| s.field.to_string() == field).unwrap();
+    let slot = profile
+        .slots
+        .iter()
+        .position(|s| s.field.to_string() == field)
+        .unwrap();
     row[slot].clone()
 }
 
@@ -37,11 +45,30 @@ fn every_preset_compiles_and_its_shipped_toml_is_the_same_profile() {
 #[test]
 fn values_are_normalised() {
     let p = Profile::preset("mobietrain").unwrap();
-    let row = map_one(&p, "  E1 ,Émilie,Dupont, Emilie.DUPONT@Acme.Example ,,\" Nurse \",b; a ;b;;c,fr,\n").unwrap();
-    assert_eq!(value(&p, &row, "external_id").as_deref(), Some("E1"), "unquoted values are trimmed");
-    assert_eq!(value(&p, &row, "email").as_deref(), Some("emilie.dupont@acme.example"));
-    assert_eq!(value(&p, &row, "title").as_deref(), Some(" Nurse "), "quoted values keep their spaces");
-    assert_eq!(value(&p, &row, "groups").as_deref(), Some("b;a;c"), "lists: trimmed, no empties, no duplicates, first order");
+    let row = map_one(
+        &p,
+        "  E1 ,Émilie,Dupont, Emilie.DUPONT@Acme.Example ,,\" Nurse \",b; a ;b;;c,fr,\n",
+    )
+    .unwrap();
+    assert_eq!(
+        value(&p, &row, "external_id").as_deref(),
+        Some("E1"),
+        "unquoted values are trimmed"
+    );
+    assert_eq!(
+        value(&p, &row, "email").as_deref(),
+        Some("emilie.dupont@acme.example")
+    );
+    assert_eq!(
+        value(&p, &row, "title").as_deref(),
+        Some(" Nurse "),
+        "quoted values keep their spaces"
+    );
+    assert_eq!(
+        value(&p, &row, "groups").as_deref(),
+        Some("b;a;c"),
+        "lists: trimmed, no empties, no duplicates, first order"
+    );
     assert_eq!(value(&p, &row, "phone"), None);
 }
 
@@ -55,16 +82,26 @@ date_formats = ["%d/%m/%Y"]
     let p = Profile::from_toml("t", toml).unwrap();
     let row = map_one(&p, "1,A,B,07/03/1990\n").unwrap();
     assert_eq!(value(&p, &row, "birth_date").as_deref(), Some("1990-03-07"));
-    assert!(map_one(&p, "1,A,B,1990-03-07\n").unwrap_err().starts_with("invalid_date"));
+    assert!(map_one(&p, "1,A,B,1990-03-07\n")
+        .unwrap_err()
+        .starts_with("invalid_date"));
 }
 
 #[test]
 fn by_name_headers_ignore_case_spaces_and_unknown_columns() {
     let p = Profile::preset("lucca-360learning").unwrap();
-    let row = map_one(&p, "Extra;LAST NAME;First Name;E-Mail;Email;UNIQUEID\nx;Roux;Amélie;?;a.roux@x.example;42\n").unwrap();
+    let row = map_one(
+        &p,
+        "Extra;LAST NAME;First Name;E-Mail;Email;UNIQUEID\nx;Roux;Amélie;?;a.roux@x.example;42\n",
+    )
+    .unwrap();
     assert_eq!(value(&p, &row, "external_id").as_deref(), Some("42"));
     assert_eq!(value(&p, &row, "last_name").as_deref(), Some("Roux"));
-    assert_eq!(value(&p, &row, "status"), None, "an absent status column says nothing");
+    assert_eq!(
+        value(&p, &row, "status"),
+        None,
+        "an absent status column says nothing"
+    );
 }
 
 #[test]
@@ -80,7 +117,10 @@ fn profile_errors_name_what_is_wrong() {
     ];
     for (toml, expected) in cases {
         let err = Profile::from_toml("t", toml).unwrap_err().to_string();
-        assert!(err.contains(expected), "{err:?} should mention {expected:?}");
+        assert!(
+            err.contains(expected),
+            "{err:?} should mention {expected:?}"
+        );
     }
 }
 
@@ -95,7 +135,12 @@ fn empty_cells_and_absent_columns_differ() {
     rdr.read_record(&mut rec).unwrap();
     let mut row = muster::profile::MappedRow::new();
     p.map(&rec, &layout, &mut row).unwrap();
-    let slot = |f: &str| p.slots.iter().position(|s| s.field.to_string() == f).unwrap();
+    let slot = |f: &str| {
+        p.slots
+            .iter()
+            .position(|s| s.field.to_string() == f)
+            .unwrap()
+    };
     assert_eq!(row.cell(slot("title")), Cell::Empty);
     assert_eq!(row.cell(slot("language")), Cell::Absent);
 }

@@ -28,19 +28,28 @@ impl Read for Chunked<'_> {
     }
 }
 
-fn read_all<R: Read>(rdr: R, opts: ReaderOptions) -> Vec<(Position, Option<RecordProblem>, Vec<String>)> {
+fn read_all<R: Read>(
+    rdr: R,
+    opts: ReaderOptions,
+) -> Vec<(Position, Option<RecordProblem>, Vec<String>)> {
     let mut rdr = SnapshotReader::new(rdr, opts);
     let mut rec = Record::new();
     let mut out = Vec::new();
     while rdr.read_record(&mut rec).unwrap() {
-        let fields = rec.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect();
+        let fields = rec
+            .iter()
+            .map(|f| String::from_utf8_lossy(f).into_owned())
+            .collect();
         out.push((rec.position(), rec.problem(), fields));
     }
     out
 }
 
 fn fields_of(data: &[u8]) -> Vec<Vec<String>> {
-    read_all(data, ReaderOptions::default()).into_iter().map(|r| r.2).collect()
+    read_all(data, ReaderOptions::default())
+        .into_iter()
+        .map(|r| r.2)
+        .collect()
 }
 
 fn field_strategy() -> impl Strategy<Value = String> {
@@ -91,14 +100,16 @@ fn doc_strategy() -> impl Strategy<Value = Doc> {
                 any::<bool>(),
             )
         })
-        .prop_map(|(records, quote_always, endings, blanks, final_terminator, bom)| Doc {
-            records,
-            quote_always,
-            endings,
-            blanks,
-            final_terminator,
-            bom,
-        })
+        .prop_map(
+            |(records, quote_always, endings, blanks, final_terminator, bom)| Doc {
+                records,
+                quote_always,
+                endings,
+                blanks,
+                final_terminator,
+                bom,
+            },
+        )
 }
 
 fn ending(kind: u8) -> &'static str {
@@ -174,7 +185,9 @@ fn csv_crate_fields(data: &[u8]) -> Vec<Vec<String>> {
                 .collect::<Vec<_>>()
         })
         // csv yields a whitespace-only line as a record; we skip it as blank.
-        .filter(|r: &Vec<String>| !(r.len() == 1 && !r[0].is_empty() && r[0].trim_matches([' ', '\t']).is_empty()))
+        .filter(|r: &Vec<String>| {
+            !(r.len() == 1 && !r[0].is_empty() && r[0].trim_matches([' ', '\t']).is_empty())
+        })
         .collect()
 }
 
@@ -241,7 +254,10 @@ fn stray_quote_in_unquoted_field_is_literal() {
 #[test]
 fn trailing_delimiter_gives_an_empty_last_field() {
     assert_eq!(fields_of(b"a;b;\n"), vec![vec!["a;b;"]]);
-    let opts = ReaderOptions { delimiter: b';', ..ReaderOptions::default() };
+    let opts = ReaderOptions {
+        delimiter: b';',
+        ..ReaderOptions::default()
+    };
     let got = read_all(&b"a;b;\n"[..], opts);
     assert_eq!(got[0].2, vec!["a", "b", ""]);
 }
@@ -279,10 +295,17 @@ fn oversized_record_is_reported_not_buffered() {
     let mut data = b"a,b\n".to_vec();
     data.extend(std::iter::repeat_n(b'x', 10_000));
     data.extend_from_slice(b",tail\nc,d\n");
-    let opts = ReaderOptions { max_record_bytes: 1000, buffer_bytes: 64, ..ReaderOptions::default() };
+    let opts = ReaderOptions {
+        max_record_bytes: 1000,
+        buffer_bytes: 64,
+        ..ReaderOptions::default()
+    };
     let got = read_all(&data[..], opts);
     assert_eq!(got.len(), 3);
-    assert_eq!(got[1].1, Some(RecordProblem::RecordTooLarge { limit: 1000 }));
+    assert_eq!(
+        got[1].1,
+        Some(RecordProblem::RecordTooLarge { limit: 1000 })
+    );
     assert_eq!(got[2].2, vec!["c", "d"]);
     assert_eq!(got[2].0.line, 3);
 }
@@ -290,9 +313,18 @@ fn oversized_record_is_reported_not_buffered() {
 #[test]
 fn oversized_field_is_reported() {
     let data = format!("a,{}\n", "y".repeat(200));
-    let opts = ReaderOptions { max_field_bytes: 100, ..ReaderOptions::default() };
+    let opts = ReaderOptions {
+        max_field_bytes: 100,
+        ..ReaderOptions::default()
+    };
     let got = read_all(data.as_bytes(), opts);
-    assert_eq!(got[0].1, Some(RecordProblem::FieldTooLarge { field: 1, limit: 100 }));
+    assert_eq!(
+        got[0].1,
+        Some(RecordProblem::FieldTooLarge {
+            field: 1,
+            limit: 100
+        })
+    );
 }
 
 #[test]
@@ -306,7 +338,25 @@ fn nul_byte_and_utf16_are_not_text() {
             Err(e) => break e,
         }
     };
-    assert!(err.to_string().contains("NUL byte at line 2, byte 5"), "{err}");
+    assert!(
+        err.to_string().contains("NUL byte at line 2, byte 5"),
+        "{err}"
+    );
     let mut rdr = SnapshotReader::new(&b"\xFF\xFEa\0"[..], ReaderOptions::default());
-    assert!(rdr.read_record(&mut rec).unwrap_err().to_string().contains("UTF-16"));
+    assert!(rdr
+        .read_record(&mut rec)
+        .unwrap_err()
+        .to_string()
+        .contains("UTF-16"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(if cfg!(debug_assertions) { 128 } else { 1024 }))]
+
+    #[test]
+    fn check_fuzz_body_holds(data in proptest::collection::vec(prop_oneof![
+        Just(b','), Just(b';'), Just(b'"'), Just(b'\n'), Just(b'\r'), Just(b' '), Just(b'@'), Just(b'.'), Just(b'a'), Just(b'1'), any::<u8>()
+    ], 0..400)) {
+        muster::testing::check_invariants(&data);
+    }
 }
