@@ -134,60 +134,51 @@ fn status_in(list: &[String], v: &str) -> bool {
 /// no duplicates. Most cells are, and keep their bytes as they are.
 fn list_is_normal(v: &str, sep: char) -> bool {
     let b = v.as_bytes();
-    let sep = sep as u8;
     let mut items: [(usize, usize); 8] = [(0, 0); 8];
     let mut n = 0;
     let mut start = 0;
-    for i in 0..=b.len() {
-        if i < b.len() && b[i] != sep {
-            continue;
+    let mut normal = true;
+    let mut item = |end: usize| {
+        let it = &b[start..end];
+        normal = normal
+            && n < items.len()
+            && !it.is_empty()
+            && !matches!(it[0], b' ' | b'\t')
+            && !matches!(it[it.len() - 1], b' ' | b'\t')
+            && !items[..n].iter().any(|&(s, e)| &b[s..e] == it);
+        if normal {
+            items[n] = (start, end);
+            n += 1;
         }
-        let item = &b[start..i];
-        if item.is_empty() || n == items.len() {
-            return false;
-        }
-        if matches!(item[0], b' ' | b'\t') || matches!(item[item.len() - 1], b' ' | b'\t') {
-            return false;
-        }
-        if items[..n].iter().any(|&(s, e)| &b[s..e] == item) {
-            return false;
-        }
-        items[n] = (start, i);
-        n += 1;
-        start = i + 1;
-    }
-    true
+        start = end + 1;
+    };
+    crate::reader::for_each_byte(b, sep as u8, &mut item);
+    item(b.len());
+    normal
 }
 
 /// `local@domain`: one `@`, no white space, a dot inside the domain (not
 /// at its ends, never two in a row).
 pub fn is_valid_email(s: &str) -> bool {
-    if !s.is_ascii() && s.chars().any(char::is_whitespace) {
-        return false;
-    }
     let b = s.as_bytes();
-    let mut at = None;
-    let mut prev = 0u8;
-    let mut dot_in_domain = false;
-    for (i, &c) in b.iter().enumerate() {
-        match c {
-            b'@' if at.is_some() => return false,
-            b'@' => at = Some(i),
-            b'.' if at.is_some() => {
-                if prev == b'.' || prev == b'@' {
-                    return false;
-                }
-                dot_in_domain = true;
-            }
-            c if c.is_ascii_whitespace() => return false,
-            _ => {}
-        }
-        prev = c;
-    }
-    match at {
-        Some(a) => a > 0 && dot_in_domain && prev != b'.' && prev != b'@',
-        None => false,
-    }
+    let spaceless = if s.is_ascii() {
+        // Every ASCII white space (and control character) is <= b' '.
+        !b.iter().fold(false, |any, &c| any | (c <= b' '))
+    } else {
+        !s.chars().any(char::is_whitespace)
+    };
+    let Some(at) = memchr::memchr(b'@', b) else {
+        return false;
+    };
+    let domain = &b[at + 1..];
+    spaceless
+        && at > 0
+        && domain.len() >= 3
+        && memchr::memchr(b'@', domain).is_none()
+        && domain[0] != b'.'
+        && domain[domain.len() - 1] != b'.'
+        && memchr::memchr(b'.', domain).is_some()
+        && !domain.windows(2).any(|w| w == b"..")
 }
 
 impl Profile {
@@ -198,10 +189,13 @@ impl Profile {
         row.list_separator = self.list_separator as char;
         // When the record is valid UTF-8 (one check for all of it), `text`
         // starts with a copy of it and plain values are ranges of that copy.
-        let whole = rec.as_str().is_some();
-        if let Some(all) = rec.as_str() {
-            row.text.push_str(all);
-        }
+        let whole = match rec.as_str() {
+            Some(all) => {
+                row.text.push_str(all);
+                true
+            }
+            None => false,
+        };
         let bytes = rec.as_bytes();
         let range_of = |col: usize| match rec.range(col) {
             Some(r) => self.trimmed_range(bytes, r, rec.is_quoted(col)),

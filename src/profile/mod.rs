@@ -16,7 +16,7 @@ pub use config::{
 };
 pub use date::{Date, DateFormat};
 pub use field::{Field, FieldKind};
-pub use map::{Cell, MappedRow, RowIssue};
+pub use map::{is_valid_email, Cell, MappedRow, RowIssue};
 
 use std::fmt;
 use std::path::Path;

@@ -437,7 +437,7 @@ fn split_line(line: &[u8], delimiter: u8, rec: &mut Record) {
 /// field costs more than the scan: compare 16 bytes at a time and walk the
 /// bits of the match mask instead.
 #[inline]
-fn for_each_byte(hay: &[u8], needle: u8, mut f: impl FnMut(usize)) {
+pub(crate) fn for_each_byte(hay: &[u8], needle: u8, mut f: impl FnMut(usize)) {
     let mut i = 0;
     #[cfg(target_arch = "x86_64")]
     {

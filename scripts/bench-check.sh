@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Whole-process figures for `muster check` on a generated 1M-row winningtemp-users file:
+# wall time and peak RSS from /usr/bin/time -v, median of 5 runs.
+# Usage: scripts/bench-check.sh [ROWS]   (default 1000000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rows=${1:-1000000}
+command -v /usr/bin/time >/dev/null || apt-get install -y time
+cargo build --release --quiet
+dir=target/bench-data
+mkdir -p "$dir"
+file="$dir/winningtemp-users-$rows-seed1.csv"
+[ -f "$file" ] || ./target/release/muster gen --profile winningtemp-users --rows "$rows" --seed 1 > "$file"
+echo "file: $file ($(stat -c %s "$file") bytes)"
+for i in 1 2 3 4 5; do
+  /usr/bin/time -v ./target/release/muster check --profile winningtemp-users --today 2026-11-21 \
+    --results /dev/null "$file" 2>&1 >/dev/null |
+    awk -F': ' '/Elapsed \(wall clock\)/ {w=$2} /Maximum resident set size/ {r=$2} END {print w, r}'
+done | sort | awk '{ w[NR]=$1; r[NR]=$2 } END { print "median wall (m:ss):", w[3], " median peak RSS (KiB):", r[3] }'
