@@ -131,54 +131,72 @@ fn status_in(list: &[String], v: &str) -> bool {
 }
 
 /// A list already in normal form: no empty items, no spaces around items,
-/// no duplicates. Most cells are, and keep their bytes as they are.
+/// no duplicates. Most cells are, and keep their bytes as they are. (Lists
+/// are short: a plain loop beats vector search here.)
 fn list_is_normal(v: &str, sep: char) -> bool {
     let b = v.as_bytes();
+    let sep = sep as u8;
     let mut items: [(usize, usize); 8] = [(0, 0); 8];
     let mut n = 0;
     let mut start = 0;
-    let mut normal = true;
-    let mut item = |end: usize| {
-        let it = &b[start..end];
-        normal = normal
-            && n < items.len()
-            && !it.is_empty()
-            && !matches!(it[0], b' ' | b'\t')
-            && !matches!(it[it.len() - 1], b' ' | b'\t')
-            && !items[..n].iter().any(|&(s, e)| &b[s..e] == it);
-        if normal {
-            items[n] = (start, end);
-            n += 1;
+    for end in 0..=b.len() {
+        if end < b.len() && b[end] != sep {
+            continue;
         }
+        let item = &b[start..end];
+        let (Some(&first), Some(&last)) = (item.first(), item.last()) else {
+            return false;
+        };
+        if n == items.len() || matches!(first, b' ' | b'\t') || matches!(last, b' ' | b'\t') {
+            return false;
+        }
+        if items[..n].iter().any(|&(s, e)| &b[s..e] == item) {
+            return false;
+        }
+        items[n] = (start, end);
+        n += 1;
         start = end + 1;
-    };
-    crate::reader::for_each_byte(b, sep as u8, &mut item);
-    item(b.len());
-    normal
+    }
+    true
 }
 
 /// `local@domain`: one `@`, no white space, a dot inside the domain (not
-/// at its ends, never two in a row).
+/// at its ends, never two in a row). One pass over the bytes.
 pub fn is_valid_email(s: &str) -> bool {
     let b = s.as_bytes();
-    let spaceless = if s.is_ascii() {
-        // Every ASCII white space (and control character) is <= b' '.
-        !b.iter().fold(false, |any, &c| any | (c <= b' '))
-    } else {
-        !s.chars().any(char::is_whitespace)
-    };
-    let Some(at) = memchr::memchr(b'@', b) else {
+    let mut at = None;
+    let mut ats = 0;
+    let mut control_or_space = false;
+    for (i, &c) in b.iter().enumerate() {
+        if c == b'@' {
+            ats += 1;
+            at = Some(i);
+        }
+        control_or_space |= c <= b' ';
+    }
+    let Some(at) = at else {
         return false;
     };
+    if ats != 1 || control_or_space || at == 0 {
+        return false;
+    }
+    if !s.is_ascii() && s.chars().any(char::is_whitespace) {
+        return false;
+    }
     let domain = &b[at + 1..];
-    spaceless
-        && at > 0
-        && domain.len() >= 3
-        && memchr::memchr(b'@', domain).is_none()
-        && domain[0] != b'.'
-        && domain[domain.len() - 1] != b'.'
-        && memchr::memchr(b'.', domain).is_some()
-        && !domain.windows(2).any(|w| w == b"..")
+    if domain.len() < 3 || domain[0] == b'.' || domain[domain.len() - 1] == b'.' {
+        return false;
+    }
+    let mut dot = false;
+    for w in domain.windows(2) {
+        if w[0] == b'.' {
+            if w[1] == b'.' {
+                return false;
+            }
+            dot = true;
+        }
+    }
+    dot
 }
 
 impl Profile {

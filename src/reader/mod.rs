@@ -472,25 +472,31 @@ pub(crate) fn for_each_byte(hay: &[u8], needle: u8, mut f: impl FnMut(usize)) {
 /// closing quote is appended). Returns false, leaving `rec` in an
 /// unspecified state, when a quoted field is still open at the end of the
 /// line: the record continues on the next line and needs csv-core.
+///
+/// Fields are short, so one plain pass over the bytes beats a vector search
+/// per field.
 fn split_quoted_line(line: &[u8], delimiter: u8, quote: u8, rec: &mut Record) -> bool {
-    let mut out = 0;
+    let out = &mut rec.bytes;
+    let mut o = 0;
+    let mut field_start = 0;
     let mut i = 0;
+    let n = line.len();
     loop {
-        let quoted = line.get(i) == Some(&quote);
+        let quoted = i < n && line[i] == quote;
         if quoted {
             i += 1;
-            // Inside quotes: copy up to each quote; `""` is one quote.
             loop {
-                let Some(q) = memchr(quote, &line[i..]) else {
-                    return false;
-                };
-                let piece = &line[i..i + q];
-                rec.bytes[out..out + piece.len()].copy_from_slice(piece);
-                out += piece.len();
-                i += q + 1;
-                if line.get(i) == Some(&quote) {
-                    rec.bytes[out] = quote;
-                    out += 1;
+                if i == n {
+                    return false; // still open at the end of the line
+                }
+                let c = line[i];
+                i += 1;
+                if c != quote {
+                    out[o] = c;
+                    o += 1;
+                } else if i < n && line[i] == quote {
+                    out[o] = quote;
+                    o += 1;
                     i += 1;
                 } else {
                     break;
@@ -498,27 +504,26 @@ fn split_quoted_line(line: &[u8], delimiter: u8, quote: u8, rec: &mut Record) ->
             }
         }
         // Unquoted text (or what follows a closing quote) up to the delimiter.
-        let field_start = field_start_of(&rec.bounds);
-        let rest = &line[i..];
-        let d = memchr(delimiter, rest).unwrap_or(rest.len());
-        let piece = &rest[..d];
-        rec.bytes[out..out + piece.len()].copy_from_slice(piece);
-        out += piece.len();
-        rec.bounds.push((field_start, out));
+        while i < n && line[i] != delimiter {
+            out[o] = line[i];
+            o += 1;
+            i += 1;
+        }
+        rec.bounds.push((field_start, o));
         rec.quoted.push(quoted);
-        i += d;
-        if i >= line.len() {
+        field_start = o;
+        if i == n {
             break;
         }
         i += 1; // the delimiter
-        if i == line.len() {
+        if i == n {
             // A trailing delimiter: one more, empty field.
-            rec.bounds.push((out, out));
+            rec.bounds.push((o, o));
             rec.quoted.push(false);
             break;
         }
     }
-    rec.len = out;
+    rec.len = o;
     true
 }
 
