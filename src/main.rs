@@ -1,7 +1,7 @@
 //! The `muster` command line: a thin layer over the library.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -165,7 +165,12 @@ fn check(profile: &str, input: &PathBuf, results: Option<PathBuf>, today: Option
             Exit::Failed
         })?;
         let started = std::time::Instant::now();
-        match plan::check(&profile, file, today) {
+        let mut progress = progress_line(started);
+        let planned = plan::check_with_progress(&profile, file, today, &mut progress);
+        if io::stderr().is_terminal() {
+            eprint!("\r\x1b[K");
+        }
+        match planned {
             Ok(plan) => {
                 write_results(&results, Some(&plan))?;
                 print_summary(input, &plan, started.elapsed());
@@ -187,6 +192,27 @@ fn check(profile: &str, input: &PathBuf, results: Option<PathBuf>, today: Option
         }
     };
     run().unwrap_or_else(|e| e)
+}
+
+/// A progress line on stderr when it is a terminal (rows, MB, MB/s),
+/// redrawn at most five times a second.
+fn progress_line(started: std::time::Instant) -> impl FnMut(plan::Progress) {
+    let tty = io::stderr().is_terminal();
+    let mut last = started;
+    move |p: plan::Progress| {
+        let now = std::time::Instant::now();
+        if !tty || now.duration_since(last).as_millis() < 200 {
+            return;
+        }
+        last = now;
+        let secs = now.duration_since(started).as_secs_f64().max(1e-9);
+        eprint!(
+            "\r\x1b[K{} rows, {:.0} MB, {:.0} MB/s",
+            p.records,
+            p.bytes as f64 / 1e6,
+            p.bytes as f64 / 1e6 / secs
+        );
+    }
 }
 
 fn print_summary(input: &std::path::Path, plan: &Plan, elapsed: std::time::Duration) {

@@ -170,9 +170,26 @@ impl Plan {
     }
 }
 
+/// How far a long read has come, for progress displays.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub records: u64,
+    pub bytes: u64,
+}
+
 /// Reads a whole snapshot through `profile` and plans it against an empty
 /// previous state, with `today` for end dates.
 pub fn check<R: Read>(profile: &Profile, input: R, today: Date) -> Result<Plan, FileError> {
+    check_with_progress(profile, input, today, &mut |_| {})
+}
+
+/// [`check`], calling `progress` every 65,536 records.
+pub fn check_with_progress<R: Read>(
+    profile: &Profile,
+    input: R,
+    today: Date,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Plan, FileError> {
     let mut input = input;
     let mut head = Vec::with_capacity(8 << 10);
     (&mut input)
@@ -203,6 +220,12 @@ pub fn check<R: Read>(profile: &Profile, input: R, today: Date) -> Result<Plan, 
     let mut folded = String::new();
     while read(&mut reader, &mut rec)? {
         plan.records += 1;
+        if plan.records % 65_536 == 0 {
+            progress(Progress {
+                records: plan.records,
+                bytes: reader.byte_offset(),
+            });
+        }
         let idx = plan.entries.len() as u32;
         let result = profile.map(&rec, &layout, &mut row);
         let key = row.key_as_read().map_or(Span::NONE, |k| plan.intern(k));

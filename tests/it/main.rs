@@ -1,5 +1,34 @@
 //! The one integration-test binary.
+mod alloc;
 mod cli;
 mod fixtures;
 mod profile;
 mod reader;
+
+/// Counts allocations per thread, so a test can assert that a loop
+/// allocates nothing while other tests run in parallel.
+pub struct CountingAllocator;
+
+thread_local! {
+    pub static ALLOCATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+// SAFETY: every call is forwarded to the system allocator with the same
+// arguments; the counter is a const-initialised thread local (no lazy
+// initialisation, no allocation, no destructor).
+unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;

@@ -360,3 +360,16 @@ proptest! {
         muster::testing::check_invariants(&data);
     }
 }
+
+#[test]
+fn escape_character_inside_quotes() {
+    let opts = ReaderOptions {
+        escape: Some(b'\\'),
+        double_quote: false,
+        ..ReaderOptions::default()
+    };
+    let got = read_all(&b"\"say \\\"hi\\\"\",b\nc,\"d\"\n"[..], opts);
+    assert_eq!(got[0].2, vec!["say \"hi\"", "b"]);
+    assert_eq!(got[1].2, vec!["c", "d"]);
+    assert_eq!(got[1].0.line, 2);
+}
