@@ -9,8 +9,9 @@
 use std::io::{self, Read, Write};
 
 use crate::profile::{Field, FieldKind, HeaderMode, ObjectKind, Profile};
-use crate::reader::{Record, SnapshotReader};
+use crate::reader::Record;
 use crate::results::write_field;
+use crate::snapshot::Snapshot;
 
 /// SplitMix64: tiny, fast, and fixed forever.
 #[derive(Clone, Debug)]
@@ -384,23 +385,9 @@ pub fn derive<R: Read, W: Write>(
 ) -> Result<Changes, crate::plan::FileError> {
     use crate::plan::FileError;
     let mut rng = Rng::new(seed.wrapping_add(1));
-    let mut input = old;
-    let mut head = Vec::new();
-    (&mut input)
-        .take(8 << 10)
-        .read_to_end(&mut head)
-        .map_err(|e| FileError::Read(e.into()))?;
-    let opts = profile.reader_options(&head);
-    let mut reader = SnapshotReader::new(io::Cursor::new(head).chain(input), opts);
+    let mut snapshot = Snapshot::open(profile, old)?;
+    let layout = snapshot.layout().clone();
     let mut rec = Record::new();
-    let layout = if profile.header == HeaderMode::None {
-        profile.layout(None)
-    } else if reader.read_record(&mut rec).map_err(FileError::Read)? {
-        profile.layout(Some(&rec))
-    } else {
-        profile.layout(None)
-    }
-    .map_err(FileError::Header)?;
     let io_err = |e: io::Error| FileError::Read(e.into());
     let mut w = SnapshotWriter::new(io::BufWriter::with_capacity(1 << 16, out), profile);
     w.header(profile).map_err(io_err)?;
@@ -420,7 +407,7 @@ pub fn derive<R: Read, W: Write>(
     };
     let mut changes = Changes::default();
     let mut max_index = 0u64;
-    while reader.read_record(&mut rec).map_err(FileError::Read)? {
+    while snapshot.read_record(&mut rec)? {
         let mut values: Vec<String> = profile
             .slots
             .iter()

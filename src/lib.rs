@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | read a delimited file as a stream | [`reader`] | [`SnapshotReader`], [`Record`], [`Position`] |
 //! | map and validate rows through a profile | [`profile`] | [`Profile`], [`Layout`](profile::Layout), [`MappedRow`] |
+//! | open a file through a profile (header, delimiter) | [`snapshot`] | [`Snapshot`](snapshot::Snapshot) |
 //! | plan a whole file (duplicates, references, cycles) | [`plan`] | [`Plan`], [`Action`] |
 //! | write the results CSV | [`results`] | [`ResultsWriter`], [`Outcome`] |
 //! | synthetic snapshots | [`gen`] | [`gen::generate`], [`gen::derive`] |
@@ -53,6 +54,7 @@ pub mod plan;
 pub mod profile;
 pub mod reader;
 pub mod results;
+pub mod snapshot;
 #[doc(hidden)]
 pub mod testing;
 

@@ -20,7 +20,8 @@ use hashbrown::HashTable;
 
 use crate::code::Code;
 use crate::profile::{Date, FieldKind, Layout, MappedRow, ObjectKind, Profile};
-use crate::reader::{ReadError, Record, SnapshotReader};
+use crate::reader::Record;
+use crate::snapshot::Snapshot;
 
 /// What a row does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -46,15 +47,7 @@ impl Action {
     }
 }
 
-/// A file refused whole: nothing from it is applied.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum FileError {
-    #[error("{0}")]
-    Header(crate::profile::HeaderError),
-    #[error("{0}")]
-    Read(ReadError),
-}
+pub use crate::snapshot::FileError;
 
 /// A span of the plan's string arena.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -190,27 +183,10 @@ pub fn check_with_progress<R: Read>(
     today: Date,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Plan, FileError> {
-    let mut input = input;
-    let mut head = Vec::with_capacity(8 << 10);
-    (&mut input)
-        .take(8 << 10)
-        .read_to_end(&mut head)
-        .map_err(|e| FileError::Read(e.into()))?;
-    let opts = profile.reader_options(&head);
-    let mut reader = SnapshotReader::new(std::io::Cursor::new(head).chain(input), opts);
+    let mut snapshot = Snapshot::open(profile, input)?;
+    let layout = snapshot.layout().clone();
     let mut rec = Record::new();
     let mut plan = Plan::default();
-    let read = |reader: &mut SnapshotReader<_>, rec: &mut Record| {
-        reader.read_record(rec).map_err(FileError::Read)
-    };
-
-    let layout = if profile.header == crate::profile::HeaderMode::None {
-        profile.layout(None).map_err(FileError::Header)?
-    } else if read(&mut reader, &mut rec)? {
-        profile.layout(Some(&rec)).map_err(FileError::Header)?
-    } else {
-        profile.layout(None).map_err(FileError::Header)?
-    };
     let mut row = MappedRow::new();
     let key_is_email = profile.slots[profile.key_slot].kind == FieldKind::Email;
     let mut keys = RowIndex::new(|e| e.key, key_is_email);
@@ -218,12 +194,12 @@ pub fn check_with_progress<R: Read>(
     let mut dup_keys: Vec<u32> = Vec::new();
     let mut dup_emails: Vec<u32> = Vec::new();
     let mut folded = String::new();
-    while read(&mut reader, &mut rec)? {
+    while snapshot.read_record(&mut rec)? {
         plan.records += 1;
         if plan.records % 65_536 == 0 {
             progress(Progress {
                 records: plan.records,
-                bytes: reader.byte_offset(),
+                bytes: snapshot.byte_offset(),
             });
         }
         let idx = plan.entries.len() as u32;
@@ -296,7 +272,7 @@ pub fn check_with_progress<R: Read>(
             }
         }
     }
-    plan.bytes = reader.byte_offset();
+    plan.bytes = snapshot.byte_offset();
     tracing::debug!(records = plan.records, bytes = plan.bytes, profile = %profile.name, "file read");
 
     reject_duplicates(

@@ -1,22 +1,24 @@
 //! Profiles: the presets, the TOML format, and what a row maps to.
 
+use muster::profile::MappedRow;
 use muster::profile::{Cell, Profile, PRESETS};
-use muster::reader::{Record, SnapshotReader};
+use muster::reader::Record;
+use muster::snapshot::Snapshot;
+
+/// Maps the first record of `text` (after its header, if any).
+fn map_row(profile: &Profile, text: &str) -> Result<MappedRow, String> {
+    let mut snapshot = Snapshot::open(profile, text.as_bytes()).map_err(|e| e.to_string())?;
+    let mut rec = Record::new();
+    assert!(snapshot.read_record(&mut rec).unwrap());
+    let mut row = MappedRow::new();
+    profile
+        .map(&rec, snapshot.layout(), &mut row)
+        .map_err(|e| format!("{}: {}", e.code, e.describe(snapshot.layout())))?;
+    Ok(row)
+}
 
 fn map_one(profile: &Profile, text: &str) -> Result<Vec<Option<String>>, String> {
-    let mut rdr = SnapshotReader::new(text.as_bytes(), profile.reader_options(text.as_bytes()));
-    let mut rec = Record::new();
-    let layout = if profile.header == muster::profile::HeaderMode::None {
-        profile.layout(None).unwrap()
-    } else {
-        rdr.read_record(&mut rec).unwrap();
-        profile.layout(Some(&rec)).map_err(|e| e.to_string())?
-    };
-    assert!(rdr.read_record(&mut rec).unwrap());
-    let mut row = muster::profile::MappedRow::new();
-    profile
-        .map(&rec, &layout, &mut row)
-        .map_err(|e| format!("{}: {}", e.code, e.describe(&layout)))?;
+    let row = map_row(profile, text)?;
     Ok((0..profile.slots.len())
         .map(|s| row.get(s).map(str::to_string))
         .collect())
@@ -127,14 +129,11 @@ fn profile_errors_name_what_is_wrong() {
 #[test]
 fn empty_cells_and_absent_columns_differ() {
     let p = Profile::preset("lucca-360learning").unwrap();
-    let text = "uniqueId,email,firstName,lastName,title\n1,a@x.example,A,B,\n";
-    let mut rdr = SnapshotReader::new(text.as_bytes(), p.reader_options(text.as_bytes()));
-    let mut rec = Record::new();
-    rdr.read_record(&mut rec).unwrap();
-    let layout = p.layout(Some(&rec)).unwrap();
-    rdr.read_record(&mut rec).unwrap();
-    let mut row = muster::profile::MappedRow::new();
-    p.map(&rec, &layout, &mut row).unwrap();
+    let row = map_row(
+        &p,
+        "uniqueId,email,firstName,lastName,title\n1,a@x.example,A,B,\n",
+    )
+    .unwrap();
     let slot = |f: &str| {
         p.slots
             .iter()
