@@ -49,7 +49,9 @@
 //! reads the environment or starts threads of its own.
 
 pub mod code;
+pub mod diff;
 pub mod gen;
+pub mod guard;
 pub mod plan;
 pub mod profile;
 pub mod reader;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use muster::guard::Verdict;
 use muster::plan::{self, FileError, Plan};
 use muster::profile::{Date, Profile};
 use muster::results::{Outcome, ResultsWriter};
@@ -55,6 +56,22 @@ enum Command {
         #[arg(long)]
         today: Option<String>,
     },
+    /// The plan a run of NEW would make right after OLD was applied to an empty store.
+    Diff {
+        /// A preset name or a profile TOML file.
+        #[arg(long)]
+        profile: String,
+        /// The snapshot already applied.
+        old: PathBuf,
+        /// The next snapshot.
+        new: PathBuf,
+        /// Where to write the results CSV (default: stdout).
+        #[arg(long)]
+        results: Option<PathBuf>,
+        /// "Today" for end dates, YYYY-MM-DD (default: today in the profile's time zone).
+        #[arg(long)]
+        today: Option<String>,
+    },
     /// Write a synthetic snapshot to stdout.
     Gen {
         /// A preset name or a profile TOML file.
@@ -96,6 +113,13 @@ fn main() -> ExitCode {
             results,
             today,
         } => check(&profile, &input, results, today),
+        Command::Diff {
+            profile,
+            old,
+            new,
+            results,
+            today,
+        } => diff(&profile, &old, &new, results, today),
         Command::Gen {
             profile,
             rows,
@@ -138,11 +162,15 @@ fn results_out(path: &Option<PathBuf>) -> Result<Box<dyn Write>, Exit> {
     }
 }
 
-fn write_results(path: &Option<PathBuf>, plan: Option<&Plan>) -> Result<(), Exit> {
+fn write_results(
+    path: &Option<PathBuf>,
+    plan: Option<&Plan>,
+    outcome: Outcome,
+) -> Result<(), Exit> {
     let result = (|| -> io::Result<()> {
         let mut w = ResultsWriter::new(results_out(path).map_err(|_| io::Error::other("open"))?)?;
         if let Some(plan) = plan {
-            w.write_plan(plan, Outcome::Planned)?;
+            w.write_plan(plan, outcome)?;
         }
         w.into_inner()?.flush()
     })();
@@ -171,22 +199,86 @@ fn check(profile: &str, input: &PathBuf, results: Option<PathBuf>, today: Option
             eprint!("\r\x1b[K");
         }
         match planned {
-            Ok(plan) => {
-                write_results(&results, Some(&plan))?;
-                print_summary(input, &plan, started.elapsed());
-                Ok(if plan.is_clean() {
-                    Exit::Clean
-                } else {
-                    Exit::Rows
-                })
-            }
+            Ok(plan) => finish(&results, input, &plan, &Verdict::default(), started),
             Err(FileError::Read(muster::reader::ReadError::Io(e))) => {
                 eprintln!("error: {}: {e}", input.display());
                 Err(Exit::Failed)
             }
             Err(e) => {
                 eprintln!("error: {}: refused, nothing applied: {e}", input.display());
-                write_results(&results, None)?;
+                write_results(&results, None, Outcome::Planned)?;
+                Ok(Exit::Refused)
+            }
+        }
+    };
+    run().unwrap_or_else(|e| e)
+}
+
+/// Writes the results of a planned file, prints its summary, and gives the
+/// exit code: a held file is 4, rows with problems 3, else 0.
+fn finish(
+    results: &Option<PathBuf>,
+    input: &std::path::Path,
+    plan: &Plan,
+    verdict: &Verdict,
+    started: std::time::Instant,
+) -> Result<Exit, Exit> {
+    let outcome = if verdict.held() {
+        Outcome::Held
+    } else {
+        Outcome::Planned
+    };
+    write_results(results, Some(plan), outcome)?;
+    print_summary(input, plan, started.elapsed());
+    if verdict.held() {
+        for reason in &verdict.reasons {
+            eprintln!(
+                "held: {}: {reason}; nothing applied (--force releases it)",
+                input.display()
+            );
+        }
+        return Ok(Exit::Refused);
+    }
+    Ok(if plan.is_clean() {
+        Exit::Clean
+    } else {
+        Exit::Rows
+    })
+}
+
+fn diff(
+    profile: &str,
+    old: &PathBuf,
+    new: &PathBuf,
+    results: Option<PathBuf>,
+    today: Option<String>,
+) -> Exit {
+    let run = || -> Result<Exit, Exit> {
+        let profile = load_profile(profile)?;
+        let today = parse_today(&profile, today)?;
+        let started = std::time::Instant::now();
+        match muster::diff::diff_files(&profile, old, new, today) {
+            Ok((plan, old_records, prior)) => {
+                use muster::diff::Prior;
+                let verdict = muster::guard::check(
+                    &plan,
+                    &profile.safety,
+                    prior.len(),
+                    Some(old_records),
+                    false,
+                );
+                finish(&results, new, &plan, &verdict, started)
+            }
+            Err(muster::diff::DiffError {
+                path,
+                error: FileError::Read(muster::reader::ReadError::Io(e)),
+            }) => {
+                eprintln!("error: {path}: {e}");
+                Err(Exit::Failed)
+            }
+            Err(e) => {
+                eprintln!("error: {e}; refused, nothing applied");
+                write_results(&results, None, Outcome::Planned)?;
                 Ok(Exit::Refused)
             }
         }

@@ -19,7 +19,10 @@ use ahash::RandomState;
 use hashbrown::HashTable;
 
 use crate::code::Code;
-use crate::profile::{Date, FieldKind, Layout, MappedRow, ObjectKind, Profile};
+use crate::diff::{changed_fields, FieldHash, Fingerprinter, NoPrior, Prior, PriorEntry};
+use crate::profile::{
+    Date, EndAction, FieldKind, Layout, MappedRow, MissingRule, ObjectKind, Profile,
+};
 use crate::reader::Record;
 use crate::snapshot::Snapshot;
 
@@ -77,6 +80,12 @@ struct Entry {
     code: Option<Code>,
     /// Index into `messages`, or `u32::MAX`.
     message: u32,
+    /// The prior state knows this key.
+    known: bool,
+    /// The row's status is not inactive (what the object is after a write).
+    active: bool,
+    /// The row's fingerprint (0 for rejected and inferred rows).
+    fingerprint: u128,
 }
 
 /// One line of the plan, borrowed from the [`Plan`].
@@ -90,12 +99,21 @@ pub struct PlannedRow<'a> {
     pub message: &'a str,
 }
 
+/// A row whose fingerprint moved: which fields changed is decided by
+/// [`Plan::resolve_updates`].
+#[derive(Clone, Debug)]
+struct Candidate {
+    entry: u32,
+    fields: Vec<FieldHash>,
+}
+
 /// The plan of one file.
 #[derive(Debug, Default)]
 pub struct Plan {
     arena: String,
     entries: Vec<Entry>,
     messages: Vec<String>,
+    candidates: Vec<Candidate>,
     /// Records read (blank lines are not records; the header is not counted).
     pub records: u64,
     /// Bytes read.
@@ -137,6 +155,86 @@ impl Plan {
         self.entries.iter().filter(|e| e.action == action).count()
     }
 
+    /// Whether the plan deletes `key` as missing from the file.
+    fn inferred_delete(&self, key: &str) -> bool {
+        // Inferred rows come last, sorted by key.
+        let first = self.entries.partition_point(|e| e.line != 0);
+        let inferred = &self.entries[first..];
+        inferred
+            .binary_search_by(|e| self.str(e.key).cmp(key))
+            .is_ok_and(|i| inferred[i].action == Action::Delete)
+    }
+
+    /// Keys of the update candidates: rows whose fingerprint moved against
+    /// the prior state. Their old field hashes go to [`Plan::resolve_updates`].
+    pub fn update_candidates(&self) -> impl Iterator<Item = &str> + '_ {
+        self.candidates
+            .iter()
+            .map(|c| self.str(self.entries[c.entry as usize].key))
+    }
+
+    /// Decides the update candidates: `old(key)` gives the field hashes the
+    /// prior state holds for the key. A candidate with no changed field is
+    /// `unchanged` (e.g. a field only emptied where the profile keeps it);
+    /// the others are updates whose message names the changed fields.
+    pub fn resolve_updates(&mut self, old: &mut dyn FnMut(&str) -> Option<Vec<FieldHash>>) {
+        let candidates = std::mem::take(&mut self.candidates);
+        for c in &candidates {
+            let i = c.entry as usize;
+            if self.entries[i].action != Action::Update {
+                continue; // rejected since (a duplicate)
+            }
+            let key = self.str(self.entries[i].key).to_string();
+            let changed = match old(&key) {
+                Some(old) => changed_fields(&old, &c.fields),
+                None => c.fields.iter().map(|f| f.field.clone()).collect(),
+            };
+            let code = self.entries[i].code;
+            if changed.is_empty() {
+                let message = self
+                    .messages
+                    .get(self.entries[i].message as usize)
+                    .cloned()
+                    .unwrap_or_default();
+                self.set(i, Action::Unchanged, code, message);
+            } else if code.is_none() {
+                self.set(
+                    i,
+                    Action::Update,
+                    None,
+                    format!("changed: {}", changed.join(", ")),
+                );
+            }
+        }
+        self.candidates = candidates;
+    }
+
+    /// The state this plan leaves for its kind, applied over `prior` as if
+    /// every write succeeded: what `muster diff` uses for OLD.
+    pub fn apply_to(&self, prior: &mut crate::diff::MemoryPrior) {
+        for e in &self.entries {
+            let key = self.str(e.key);
+            match e.action {
+                Action::Create | Action::Update => prior.insert(
+                    key,
+                    PriorEntry {
+                        fingerprint: e.fingerprint,
+                        active: e.active,
+                    },
+                ),
+                Action::Deactivate => prior.insert(
+                    key,
+                    PriorEntry {
+                        fingerprint: e.fingerprint,
+                        active: false,
+                    },
+                ),
+                Action::Delete => prior.remove(key),
+                Action::Unchanged | Action::Reject => {}
+            }
+        }
+    }
+
     fn str(&self, s: Span) -> &str {
         &self.arena[s.start as usize..(s.start + s.len) as usize]
     }
@@ -171,9 +269,9 @@ pub struct Progress {
 }
 
 /// Reads a whole snapshot through `profile` and plans it against an empty
-/// previous state, with `today` for end dates.
+/// previous state, with `today` for end dates (`muster check`).
 pub fn check<R: Read>(profile: &Profile, input: R, today: Date) -> Result<Plan, FileError> {
-    check_with_progress(profile, input, today, &mut |_| {})
+    build(profile, input, today, &NoPrior, &mut |_| {})
 }
 
 /// [`check`], calling `progress` every 65,536 records.
@@ -183,11 +281,28 @@ pub fn check_with_progress<R: Read>(
     today: Date,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Plan, FileError> {
+    build(profile, input, today, &NoPrior, progress)
+}
+
+/// Reads a whole snapshot through `profile` and plans it against `prior`,
+/// the last applied state of the profile's object kind (SPEC §3 steps 2–4).
+///
+/// Rows whose fingerprint moved are left as update candidates until
+/// [`Plan::resolve_updates`] is given their old field hashes; until then they
+/// read as `update` with no field list.
+pub fn build<R: Read>(
+    profile: &Profile,
+    input: R,
+    today: Date,
+    prior: &dyn Prior,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Plan, FileError> {
     let mut snapshot = Snapshot::open(profile, input)?;
     let layout = snapshot.layout().clone();
     let mut rec = Record::new();
     let mut plan = Plan::default();
     let mut row = MappedRow::new();
+    let mut fingerprinter = Fingerprinter::new(profile);
     let key_is_email = profile.slots[profile.key_slot].kind == FieldKind::Email;
     let mut keys = RowIndex::new(|e| e.key, key_is_email);
     let mut emails = RowIndex::new(|e| e.email, false);
@@ -205,6 +320,7 @@ pub fn check_with_progress<R: Read>(
         let idx = plan.entries.len() as u32;
         let result = profile.map(&rec, &layout, &mut row);
         let key = row.key_as_read().map_or(Span::NONE, |k| plan.intern(k));
+        let known = row.key_as_read().and_then(|k| prior.get(k));
         let mut entry = Entry {
             line: rec.position().line,
             key,
@@ -213,13 +329,24 @@ pub fn check_with_progress<R: Read>(
             action: Action::Reject,
             code: None,
             message: u32::MAX,
+            known: known.is_some(),
+            active: true,
+            fingerprint: 0,
         };
         if row.decoded_column.is_some() {
             plan.decoded_rows += 1;
         }
         let message = match result {
             Ok(()) => {
-                entry.action = action_on_empty_store(profile, &row, today);
+                entry.fingerprint = fingerprinter.fingerprint(&row);
+                entry.active = profile.status_slot.and_then(|s| row.get(s)) != Some("inactive");
+                entry.action = decide(profile, &row, today, known, entry.fingerprint);
+                if entry.action == Action::Update {
+                    plan.candidates.push(Candidate {
+                        entry: idx,
+                        fields: fingerprinter.field_hashes(&row),
+                    });
+                }
                 if let Some(r) = profile.reference_slot.and_then(|s| row.get(s)) {
                     // Most references name a row already read: share its key.
                     entry.reference = match keys.find(&plan, r) {
@@ -246,7 +373,7 @@ pub fn check_with_progress<R: Read>(
         if profile.object == ObjectKind::User {
             if let Some(email) = profile
                 .email_slot
-                .and_then(|s| email_as_read(profile, &rec, &layout, &row, s))
+                .and_then(|s| email_as_read(&rec, &layout, &row, s))
             {
                 folded.clear();
                 folded.push_str(email);
@@ -289,13 +416,15 @@ pub fn check_with_progress<R: Read>(
         |e| e.email,
         "email",
     );
+    infer_missing(&mut plan, &keys, profile, prior);
     if profile.object == ObjectKind::Group {
-        reject_cycles(&mut plan, &keys);
+        reject_cycles(&mut plan, &keys, prior);
     }
     if let Some(slot) = profile.reference_slot {
         flag_unknown_references(
             &mut plan,
             &keys,
+            prior,
             profile.slots[slot].field.name(),
             profile.object,
         );
@@ -303,25 +432,93 @@ pub fn check_with_progress<R: Read>(
     Ok(plan)
 }
 
-/// Against an empty store: inactive or ended rows have nothing to apply.
-fn action_on_empty_store(profile: &Profile, row: &MappedRow, today: Date) -> Action {
+/// The action for a valid row, given what the prior state knows of its key
+/// (SPEC §3 step 3 and its decided edge cases).
+fn decide(
+    profile: &Profile,
+    row: &MappedRow,
+    today: Date,
+    known: Option<PriorEntry>,
+    fingerprint: u128,
+) -> Action {
     let inactive = profile.status_slot.and_then(|s| row.get(s)) == Some("inactive");
     let ended = profile
         .end_date_slot
         .and_then(|s| row.get(s))
         .and_then(Date::parse_iso)
         .is_some_and(|d| d <= today);
-    if inactive || ended {
+    let Some(known) = known else {
+        // Nothing to apply for an inactive or ended user the store does not
+        // know; a key deleted earlier that comes back is a create.
+        return if inactive || ended {
+            Action::Unchanged
+        } else {
+            Action::Create
+        };
+    };
+    let ending = |action: EndAction| match action {
+        EndAction::Delete => Action::Delete,
+        EndAction::Deactivate => Action::Deactivate,
+    };
+    // Where both apply, delete wins over deactivate.
+    let end_action = ended.then(|| ending(profile.end_date_action));
+    let inactive_action = inactive.then(|| ending(profile.inactive_action));
+    match (end_action, inactive_action) {
+        (Some(Action::Delete), _) | (_, Some(Action::Delete)) => return Action::Delete,
+        (Some(_), _) | (_, Some(_)) if known.active => return Action::Deactivate,
+        _ => {}
+    }
+    if known.fingerprint == fingerprint {
         Action::Unchanged
     } else {
-        Action::Create
+        Action::Update
+    }
+}
+
+/// Keys the prior state holds that the file does not name: the profile's
+/// `missing` rule, for full snapshots. A key the file names on a rejected
+/// row is not missing.
+fn infer_missing(plan: &mut Plan, keys: &RowIndex, profile: &Profile, prior: &dyn Prior) {
+    let action = match profile.missing {
+        MissingRule::Ignore => return,
+        MissingRule::Delete => Action::Delete,
+        MissingRule::Deactivate => Action::Deactivate,
+    };
+    let mut missing: Vec<(String, bool)> = Vec::new();
+    prior.for_each_key(&mut |k| {
+        if keys.find(plan, k).is_none() {
+            let active = prior.get(k).is_some_and(|e| e.active);
+            missing.push((k.to_string(), active));
+        }
+    });
+    missing.sort_unstable();
+    for (key, active) in missing {
+        // An object already inactive has nothing left to deactivate.
+        if action == Action::Deactivate && !active {
+            continue;
+        }
+        let key = plan.intern(&key);
+        let message = format!("not in the file: `missing = \"{}\"`", action.as_str());
+        plan.entries.push(Entry {
+            line: 0,
+            key,
+            email: Span::NONE,
+            reference: Span::NONE,
+            action,
+            code: None,
+            message: u32::MAX,
+            known: true,
+            active: false,
+            fingerprint: 0,
+        });
+        let i = plan.entries.len() - 1;
+        plan.set(i, action, None, message);
     }
 }
 
 /// The e-mail of a row for duplicate detection: the normalised value when the
 /// row mapped, else the cell as read.
 fn email_as_read<'a>(
-    profile: &Profile,
     rec: &'a Record,
     layout: &Layout,
     row: &'a MappedRow,
@@ -332,7 +529,6 @@ fn email_as_read<'a>(
     }
     let col = layout.column_of_slot[slot]?;
     let raw = std::str::from_utf8(rec.get(col)?).ok()?.trim();
-    let _ = profile;
     (!raw.is_empty()).then_some(raw)
 }
 
@@ -453,20 +649,26 @@ fn reject_duplicates(
     }
 }
 
-/// The row that `key` names, if that object will exist after the plan. The
-/// index holds the first occurrence of each key; duplicates are all
-/// rejected, so looking at the first is enough.
-fn existing(plan: &Plan, keys: &RowIndex, key: &str) -> Option<u32> {
-    keys.find(plan, key).filter(|&i| {
-        matches!(
-            plan.entries[i as usize].action,
-            Action::Create | Action::Update | Action::Deactivate
-        )
-    })
+/// Whether the object `key` names will exist after the plan: the file
+/// creates, updates or deactivates it, or leaves a known object as it is
+/// (unchanged, or rejected: its state stays), or does not name it and the
+/// prior state holds it (unless the missing rule deletes it).
+fn exists(plan: &Plan, keys: &RowIndex, prior: &dyn Prior, key: &str) -> bool {
+    match keys.find(plan, key) {
+        Some(i) => {
+            let e = &plan.entries[i as usize];
+            match e.action {
+                Action::Create | Action::Update | Action::Deactivate => true,
+                Action::Unchanged | Action::Reject => e.known,
+                Action::Delete => false,
+            }
+        }
+        None => prior.get(key).is_some() && !plan.inferred_delete(key),
+    }
 }
 
 /// Every group on a parent cycle is rejected, naming the ids in the cycle.
-fn reject_cycles(plan: &mut Plan, keys: &RowIndex) {
+fn reject_cycles(plan: &mut Plan, keys: &RowIndex, prior: &dyn Prior) {
     let n = plan.entries.len();
     let parent: Vec<Option<u32>> = (0..n)
         .map(|i| {
@@ -478,7 +680,9 @@ fn reject_cycles(plan: &mut Plan, keys: &RowIndex) {
             if e.reference.is_none() || !alive {
                 return None;
             }
-            existing(plan, keys, plan.str(e.reference))
+            let parent = plan.str(e.reference);
+            keys.find(plan, parent)
+                .filter(|_| exists(plan, keys, prior, parent))
         })
         .collect();
     // 0 = unseen, 1 = on the current walk, 2 = done.
@@ -528,21 +732,30 @@ fn reject_cycles(plan: &mut Plan, keys: &RowIndex) {
 
 /// A reference to an id that exists nowhere does not stop the row: it is
 /// applied without the link, and its line says so.
-fn flag_unknown_references(plan: &mut Plan, keys: &RowIndex, field: &str, object: ObjectKind) {
+fn flag_unknown_references(
+    plan: &mut Plan,
+    keys: &RowIndex,
+    prior: &dyn Prior,
+    field: &str,
+    object: ObjectKind,
+) {
     for i in 0..plan.entries.len() {
         let e = &plan.entries[i];
-        if e.reference.is_none() || e.action == Action::Reject || e.code.is_some() {
+        if e.reference.is_none()
+            || matches!(e.action, Action::Reject | Action::Delete)
+            || e.code.is_some()
+        {
             continue;
         }
         let r = plan.str(e.reference);
-        if existing(plan, keys, r).is_none() {
+        if !exists(plan, keys, prior, r) {
             let why = match keys.find(plan, r).map(|j| &plan.entries[j as usize]) {
                 Some(target) => format!(
                     "names line {}, which is not applied ({})",
                     target.line,
                     target.code.map_or(target.action.as_str(), |c| c.as_str())
                 ),
-                None => format!("matches no {} in the file", object.as_str()),
+                None => format!("matches no {} in the file or the store", object.as_str()),
             };
             let message = format!("{field} {r:?} {why}; applied without the link");
             let action = e.action;

@@ -220,8 +220,7 @@ impl Profile {
             None => 0..0,
         };
         // The key first, so even a rejected row's results line names it.
-        if let Some(col) = layout.column_of_slot[self.key_slot] {
-            let r = range_of(col);
+        if let Some(r) = self.key_range(rec, layout) {
             if whole {
                 row.key = Some((r.start as u32, r.end as u32));
             } else if let Ok(s) = std::str::from_utf8(&bytes[r]) {
@@ -459,6 +458,21 @@ impl Profile {
             }
         }
         Ok(())
+    }
+
+    /// The byte range of the key in `rec` (trimmed as `map` trims it), when
+    /// the record reaches the key column.
+    #[inline]
+    fn key_range(&self, rec: &Record, layout: &Layout) -> Option<std::ops::Range<usize>> {
+        let col = layout.column_of_slot[self.key_slot]?;
+        let r = rec.range(col)?;
+        Some(self.trimmed_range(rec.as_bytes(), r, rec.is_quoted(col)))
+    }
+
+    /// The key of a record as read, without mapping the rest of it: for
+    /// passes that only need to find some rows.
+    pub fn key_of<'r>(&self, rec: &'r Record, layout: &Layout) -> Option<&'r str> {
+        std::str::from_utf8(&rec.as_bytes()[self.key_range(rec, layout)?]).ok()
     }
 
     fn missing(&self, slot: usize, layout: &Layout) -> RowIssue {

@@ -1,0 +1,137 @@
+//! Stable fingerprints of normalised rows.
+//!
+//! A row's fingerprint is xxh3-128 over its fields in a canonical order
+//! (by field name), each as `name, 0, hash(value)`. A field's hash is
+//! xxh3-64 of its normalised value; a list's is the wrapping sum of its
+//! items' hashes, so a new order alone is not a change. xxh3 is a fixed
+//! specification: fingerprints written by one process, or one version of
+//! muster, mean the same to the next. (`ahash` is not stable across
+//! processes and is kept for in-memory maps.)
+//!
+//! Which fields take part: every column the file has, except empty cells of
+//! a profile whose `empty = "keep"` (the file says nothing about those).
+//! An absent column says nothing either.
+
+use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
+
+use crate::profile::{Cell, EmptyCell, FieldKind, MappedRow, Profile};
+
+/// One field's name and value hash, for telling which fields changed.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FieldHash {
+    pub field: String,
+    pub hash: u64,
+}
+
+/// The fingerprint of a row and, optionally, its per-field hashes.
+pub struct Fingerprinter {
+    /// Slots in canonical order (by field name).
+    order: Vec<usize>,
+    names: Vec<String>,
+    lists: Vec<bool>,
+    keep_empty: bool,
+    buf: Vec<u8>,
+}
+
+impl Fingerprinter {
+    pub fn new(profile: &Profile) -> Fingerprinter {
+        let mut order: Vec<usize> = (0..profile.slots.len()).collect();
+        order.sort_by_key(|&s| profile.slots[s].field.to_string());
+        Fingerprinter {
+            names: profile.slots.iter().map(|s| s.field.to_string()).collect(),
+            lists: profile
+                .slots
+                .iter()
+                .map(|s| s.kind == FieldKind::List)
+                .collect(),
+            order,
+            keep_empty: profile.empty == EmptyCell::Keep,
+            buf: Vec::with_capacity(512),
+        }
+    }
+
+    /// The hash of one slot's value, or `None` when the row says nothing
+    /// about it.
+    #[inline]
+    pub fn field_hash(&self, row: &MappedRow, slot: usize) -> Option<u64> {
+        match row.cell(slot) {
+            Cell::Absent => None,
+            Cell::Empty if self.keep_empty => None,
+            Cell::Empty => Some(xxh3_64(b"")),
+            Cell::Value { .. } => {
+                let v = row.get(slot).unwrap_or_default();
+                Some(if self.lists[slot] {
+                    row.items(slot)
+                        .fold(0u64, |acc, item| acc.wrapping_add(xxh3_64(item.as_bytes())))
+                } else {
+                    xxh3_64(v.as_bytes())
+                })
+            }
+        }
+    }
+
+    /// The row's fingerprint.
+    pub fn fingerprint(&mut self, row: &MappedRow) -> u128 {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        for &slot in &self.order {
+            if let Some(h) = self.field_hash(row, slot) {
+                buf.extend_from_slice(self.names[slot].as_bytes());
+                buf.push(0);
+                buf.extend_from_slice(&h.to_le_bytes());
+            }
+        }
+        let fp = xxh3_128(&buf);
+        self.buf = buf;
+        fp
+    }
+
+    /// Per-field hashes, sorted by field name.
+    pub fn field_hashes(&self, row: &MappedRow) -> Vec<FieldHash> {
+        self.order
+            .iter()
+            .filter_map(|&slot| {
+                self.field_hash(row, slot).map(|hash| FieldHash {
+                    field: self.names[slot].clone(),
+                    hash,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The names of the fields that differ between two sorted hash lists. A
+/// field only the new side has is a change; one only the old side has is
+/// not (the new file says nothing about it: an absent column, or an empty
+/// cell the profile keeps).
+pub fn changed_fields(old: &[FieldHash], new: &[FieldHash]) -> Vec<String> {
+    let mut changed = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < old.len() || j < new.len() {
+        match (old.get(i), new.get(j)) {
+            (Some(o), Some(n)) if o.field == n.field => {
+                if o.hash != n.hash {
+                    changed.push(n.field.clone());
+                }
+                i += 1;
+                j += 1;
+            }
+            (Some(o), Some(n)) if o.field < n.field => {
+                i += 1;
+            }
+            (Some(_), Some(n)) => {
+                changed.push(n.field.clone());
+                j += 1;
+            }
+            (Some(_), None) => {
+                i += 1;
+            }
+            (None, Some(n)) => {
+                changed.push(n.field.clone());
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    changed
+}

@@ -1,0 +1,153 @@
+//! The differ against a naive model: random sequences of snapshots applied
+//! one after another; after each, the plan's actions and the resulting state
+//! must be what a plain `HashMap` model of the SPEC rules says.
+
+use std::collections::{BTreeSet, HashMap};
+
+use muster::diff::{MemoryPrior, Prior};
+use muster::plan::{self, Action};
+use muster::profile::{Date, Profile};
+use proptest::prelude::*;
+
+const PROFILE: &str = r#"
+object = "user"
+delimiter = ","
+header = "none"
+list_separator = ";"
+columns = ["external_id", "first_name", "last_name", "email", "groups", "status"]
+missing = "delete"
+inactive_action = "deactivate"
+"#;
+
+#[derive(Clone, Debug)]
+struct Row {
+    key: u8,
+    first: u8,
+    upper_email: bool,
+    groups: Vec<u8>,
+    status: u8, // 0 active, 1 inactive, 2 empty (active)
+    valid: bool,
+}
+
+fn row() -> impl Strategy<Value = Row> {
+    (
+        0u8..10,
+        0u8..3,
+        any::<bool>(),
+        proptest::collection::vec(0u8..4, 0..4),
+        0u8..3,
+        proptest::bool::weighted(0.9),
+    )
+        .prop_map(|(key, first, upper_email, groups, status, valid)| Row {
+            key,
+            first,
+            upper_email,
+            groups,
+            status,
+            valid,
+        })
+}
+
+fn render(rows: &[Row]) -> String {
+    let mut out = String::new();
+    for r in rows {
+        let email = format!("user{}@x.example", r.key);
+        let email = if r.upper_email {
+            email.to_uppercase()
+        } else {
+            email
+        };
+        let groups: Vec<String> = r.groups.iter().map(|g| format!(" g{g} ")).collect();
+        let status = ["Active", "inactive", ""][r.status as usize];
+        let first = if r.valid {
+            format!("F{}", r.first)
+        } else {
+            String::new()
+        };
+        out.push_str(&format!(
+            "K{},{first},Last,{email},{},{status}\n",
+            r.key,
+            groups.join(";")
+        ));
+    }
+    out
+}
+
+/// What the model keeps per key: the normalised values and whether active.
+#[derive(Clone, Debug, PartialEq)]
+struct State {
+    first: u8,
+    groups: BTreeSet<u8>,
+    active: bool,
+}
+
+/// The SPEC rules, naively: expected action per row, and the state after.
+fn model_step(model: &mut HashMap<u8, State>, rows: &[Row]) -> Vec<Action> {
+    let mut count: HashMap<u8, usize> = HashMap::new();
+    for r in rows {
+        *count.entry(r.key).or_default() += 1;
+    }
+    let mut actions = Vec::new();
+    for r in rows {
+        if !r.valid || count[&r.key] > 1 {
+            actions.push(Action::Reject);
+            continue;
+        }
+        let inactive = r.status == 1;
+        let new = State {
+            first: r.first,
+            groups: r.groups.iter().copied().collect(),
+            active: !inactive,
+        };
+        let action = match model.get(&r.key) {
+            None if inactive => Action::Unchanged,
+            None => Action::Create,
+            Some(old) if inactive && old.active => Action::Deactivate,
+            Some(old) if *old == new => Action::Unchanged,
+            Some(_) => Action::Update,
+        };
+        if action != Action::Unchanged {
+            model.insert(r.key, new);
+        }
+        actions.push(action);
+    }
+    // Missing from the file (not even on a rejected row): deleted.
+    let mut gone: Vec<u8> = model
+        .keys()
+        .copied()
+        .filter(|k| !count.contains_key(k))
+        .collect();
+    gone.sort_by_key(|k| format!("K{k}"));
+    for k in gone {
+        model.remove(&k);
+        actions.push(Action::Delete);
+    }
+    actions
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(if cfg!(debug_assertions) { 256 } else { 2048 }))]
+
+    #[test]
+    fn differ_matches_a_naive_model(days in proptest::collection::vec(proptest::collection::vec(row(), 0..12), 1..6)) {
+        let profile = Profile::from_toml("model", PROFILE).unwrap();
+        let today = Date::new(2026, 11, 21).unwrap();
+        let mut prior = MemoryPrior::new();
+        let mut model: HashMap<u8, State> = HashMap::new();
+        for (day, rows) in days.iter().enumerate() {
+            let text = render(rows);
+            let mut plan = plan::build(&profile, text.as_bytes(), today, &prior, &mut |_| {}).unwrap();
+            plan.resolve_updates(&mut |_| None);
+            let expected = model_step(&mut model, rows);
+            let got: Vec<Action> = plan.rows().map(|r| r.action).collect();
+            prop_assert_eq!(&got, &expected, "day {}:\n{}", day, text);
+            plan.apply_to(&mut prior);
+            prop_assert_eq!(prior.len(), model.len(), "day {}", day);
+            for (k, state) in &model {
+                let entry = prior.get(&format!("K{k}"));
+                prop_assert!(entry.is_some(), "day {}: K{} missing from the store", day, k);
+                prop_assert_eq!(entry.unwrap().active, state.active, "day {}: K{}", day, k);
+            }
+        }
+    }
+}
