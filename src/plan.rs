@@ -197,13 +197,12 @@ impl Plan {
                     .cloned()
                     .unwrap_or_default();
                 self.set(i, Action::Unchanged, code, message);
-            } else if code.is_none() {
-                self.set(
-                    i,
-                    Action::Update,
-                    None,
-                    format!("changed: {}", changed.join(", ")),
-                );
+            } else {
+                let mut message = format!("changed: {}", changed.join(", "));
+                if let Some(other) = self.messages.get(self.entries[i].message as usize) {
+                    message = format!("{message}; {other}");
+                }
+                self.set(i, Action::Update, code, message);
             }
         }
         self.candidates = candidates;
@@ -750,11 +749,16 @@ fn flag_unknown_references(
         let r = plan.str(e.reference);
         if !exists(plan, keys, prior, r) {
             let why = match keys.find(plan, r).map(|j| &plan.entries[j as usize]) {
-                Some(target) => format!(
-                    "names line {}, which is not applied ({})",
-                    target.line,
-                    target.code.map_or(target.action.as_str(), |c| c.as_str())
-                ),
+                Some(target) => match (target.action, target.code) {
+                    (Action::Delete, _) => format!("names line {}, which deletes it", target.line),
+                    (_, Some(code)) => {
+                        format!("names line {}, which is rejected ({code})", target.line)
+                    }
+                    _ => format!(
+                        "names line {}, which creates nothing (inactive or ended)",
+                        target.line
+                    ),
+                },
                 None => format!("matches no {} in the file or the store", object.as_str()),
             };
             let message = format!("{field} {r:?} {why}; applied without the link");

@@ -2,7 +2,8 @@
 //!
 //! A fixture is a folder of `fixtures/` holding `input.csv`, the profile (a
 //! preset name in `profile`, or a `profile.toml`), the expected results
-//! (`expected.csv`) and exit code (`exit`). "Today" is 2026-11-21.
+//! (`expected.csv`) and exit code (`exit`). With an `old.csv` too, the case
+//! runs `muster diff old.csv input.csv`. "Today" is 2026-11-21.
 //! `MUSTER_BLESS=1 cargo test fixtures` rewrites the expectations: review
 //! the diff before committing it.
 
@@ -40,11 +41,16 @@ fn every_fixture_gives_its_expected_results_and_exit_code() {
     let cases = cases();
     assert!(cases.len() >= 20, "fixtures went missing: {}", cases.len());
     for dir in cases {
-        let out = Command::new(env!("CARGO_BIN_EXE_muster"))
-            .args(["check", "--profile", &profile_arg(&dir), "--today", TODAY])
-            .arg(dir.join("input.csv"))
-            .output()
-            .unwrap();
+        // With an `old.csv`, the case is `muster diff old.csv input.csv`.
+        let old = dir.join("old.csv");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_muster"));
+        if old.exists() {
+            cmd.args(["diff", "--profile", &profile_arg(&dir), "--today", TODAY])
+                .arg(old);
+        } else {
+            cmd.args(["check", "--profile", &profile_arg(&dir), "--today", TODAY]);
+        }
+        let out = cmd.arg(dir.join("input.csv")).output().unwrap();
         let results = String::from_utf8(out.stdout).unwrap();
         let code = out.status.code().unwrap().to_string();
         if bless {
