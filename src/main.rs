@@ -248,8 +248,8 @@ fn finish(
 
 fn diff(
     profile: &str,
-    old: &PathBuf,
-    new: &PathBuf,
+    old: &std::path::Path,
+    new: &std::path::Path,
     results: Option<PathBuf>,
     today: Option<String>,
 ) -> Exit {
