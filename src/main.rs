@@ -258,16 +258,15 @@ fn diff(
         let today = parse_today(&profile, today)?;
         let started = std::time::Instant::now();
         match muster::diff::diff_files(&profile, old, new, today) {
-            Ok((plan, old_records, prior)) => {
-                use muster::diff::Prior;
+            Ok(d) => {
                 let verdict = muster::guard::check(
-                    &plan,
+                    &d.plan,
                     &profile.safety,
-                    prior.len(),
-                    Some(old_records),
+                    d.objects,
+                    Some(d.old_records),
                     false,
                 );
-                finish(&results, new, &plan, &verdict, started)
+                finish(&results, new, &d.plan, &verdict, started)
             }
             Err(muster::diff::DiffError {
                 path,

@@ -1,17 +1,23 @@
-//! From a snapshot file to a plan: one [`PlannedRow`] per input record.
+//! From a snapshot file to a plan: one [`PlannedRow`] per input record,
+//! plus one per key the missing rule removes.
 //!
 //! # Design
 //!
-//! One pass over the file maps and validates every row and keeps, per row,
-//! only what the plan needs afterwards: its line, its key, its e-mail and its
-//! reference (manager or parent group) as spans of one string arena, and its
-//! provisional action. Rules that need the whole file — duplicate keys and
-//! e-mails (every occurrence is rejected), group cycles, references that
-//! resolve to no object — run once the pass is over, on those compact rows.
-//! Nothing is written before the pass ends, so a file refused for its header
-//! or for not being text is refused whole.
+//! Planning has two phases. [`read`] makes one pass over the file: it maps
+//! and validates every row and keeps, per row, only what the plan needs
+//! afterwards — its line, its key and reference (manager or parent group) as
+//! spans of one string arena, its fingerprint and a few flags — and applies
+//! the rules that need the whole file but not the past: duplicate keys and
+//! e-mails (every occurrence rejected). [`Plan::against`] then compares the
+//! rows with the last applied state (a [`Prior`]): create, update,
+//! unchanged, deactivate, delete, the missing rule, group cycles and
+//! references that resolve to nothing. The first phase needs no state, so
+//! several files can be read at once.
 //!
-//! This module plans against an empty previous state (`muster check`).
+//! Nothing is written before the pass ends, so a file refused for its header
+//! or for not being text is refused whole. An update's list of changed
+//! fields comes last, from [`Plan::resolve_updates`], for the few rows whose
+//! fingerprint moved.
 
 use std::io::Read;
 
@@ -19,7 +25,9 @@ use ahash::RandomState;
 use hashbrown::HashTable;
 
 use crate::code::Code;
-use crate::diff::{changed_fields, FieldHash, Fingerprinter, NoPrior, Prior, PriorEntry};
+use crate::diff::{
+    changed_fields, FieldHash, Fingerprinter, MemoryPrior, NoPrior, Prior, PriorEntry,
+};
 use crate::profile::{
     Date, EndAction, FieldKind, Layout, MappedRow, MissingRule, ObjectKind, Profile,
 };
@@ -70,22 +78,30 @@ impl Span {
     }
 }
 
+/// Entry flags.
+const VALID: u8 = 1; // mapped without a problem
+const INACTIVE: u8 = 2; // status inactive
+const ENDED: u8 = 4; // end date on or before today
+const KNOWN: u8 = 8; // the prior state holds the key
+
 #[derive(Clone, Debug)]
 struct Entry {
+    /// 1-based line; 0 for rows the missing rule adds.
     line: u64,
     key: Span,
-    email: Span,
     reference: Span,
-    action: Action,
-    code: Option<Code>,
+    fingerprint: [u64; 2],
     /// Index into `messages`, or `u32::MAX`.
     message: u32,
-    /// The prior state knows this key.
-    known: bool,
-    /// The row's status is not inactive (what the object is after a write).
-    active: bool,
-    /// The row's fingerprint (0 for rejected and inferred rows).
-    fingerprint: u128,
+    action: Action,
+    code: Option<Code>,
+    flags: u8,
+}
+
+impl Entry {
+    fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
 }
 
 /// One line of the plan, borrowed from the [`Plan`].
@@ -99,21 +115,16 @@ pub struct PlannedRow<'a> {
     pub message: &'a str,
 }
 
-/// A row whose fingerprint moved: which fields changed is decided by
-/// [`Plan::resolve_updates`].
-#[derive(Clone, Debug)]
-struct Candidate {
-    entry: u32,
-    fields: Vec<FieldHash>,
-}
-
 /// The plan of one file.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Plan {
     arena: String,
     entries: Vec<Entry>,
     messages: Vec<String>,
-    candidates: Vec<Candidate>,
+    keys: RowIndex,
+    key_is_email: bool,
+    object: ObjectKind,
+    reference_field: Option<&'static str>,
     /// Records read (blank lines are not records; the header is not counted).
     pub records: u64,
     /// Bytes read.
@@ -123,12 +134,47 @@ pub struct Plan {
 }
 
 impl Plan {
+    fn new(profile: &Profile, size_hint: Option<u64>) -> Plan {
+        let key_is_email = profile.slots[profile.key_slot].kind == FieldKind::Email;
+        let mut plan = Plan {
+            arena: String::new(),
+            entries: Vec::new(),
+            messages: Vec::new(),
+            keys: RowIndex::new(key_is_email),
+            key_is_email,
+            object: profile.object,
+            reference_field: profile
+                .reference_slot
+                .map(|s| match profile.slots[s].field.name() {
+                    "manager_id" => "manager_id",
+                    _ => "parent_id",
+                }),
+            records: 0,
+            bytes: 0,
+            decoded_rows: 0,
+        };
+        if let Some(bytes) = size_hint {
+            // A typical HR row is 100–250 bytes. Reserving for 150 avoids
+            // most regrowth without touching much memory that stays unused
+            // (a hash table initialises what it reserves).
+            let rows = (bytes / 150) as usize;
+            plan.entries.reserve(rows);
+            plan.keys.table.reserve(rows, |&(h, _)| h);
+            plan.arena.reserve(rows * 40);
+        }
+        plan
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    pub fn object(&self) -> ObjectKind {
+        self.object
     }
 
     pub fn rows(&self) -> impl Iterator<Item = PlannedRow<'_>> + '_ {
@@ -155,6 +201,142 @@ impl Plan {
         self.entries.iter().filter(|e| e.action == action).count()
     }
 
+    /// Compares the rows with `prior`, the last applied state of the plan's
+    /// object kind (SPEC §3 steps 3–4): decides each valid row's action,
+    /// adds the keys the missing rule removes, rejects groups on a parent
+    /// cycle and flags references that resolve to no object.
+    pub fn against(&mut self, profile: &Profile, prior: &dyn Prior) {
+        let mut folded = String::new();
+        for i in 0..self.entries.len() {
+            let e = &self.entries[i];
+            if e.key.is_none() {
+                continue;
+            }
+            let key = self.str(e.key);
+            let known = if self.key_is_email {
+                folded.clear();
+                folded.push_str(key);
+                fold(&mut folded);
+                prior.get(&folded)
+            } else {
+                prior.get(key)
+            };
+            let e = &mut self.entries[i];
+            if known.is_some() {
+                e.flags |= KNOWN;
+            }
+            if e.has(VALID) && e.action != Action::Reject {
+                e.action = decide(profile, e, known);
+            }
+        }
+        self.infer_missing(profile, prior);
+        if self.object == ObjectKind::Group {
+            self.reject_cycles(prior);
+        }
+        if let Some(field) = self.reference_field {
+            self.flag_unknown_references(prior, field);
+        }
+    }
+
+    /// Keys of the rows planned as updates: their fingerprint moved.
+    pub fn update_candidates(&self) -> impl Iterator<Item = &str> + '_ {
+        self.entries
+            .iter()
+            .filter(|e| e.action == Action::Update && e.line > 0)
+            .map(|e| self.str(e.key))
+    }
+
+    /// Decides the updates: `old(key)` and `new(key)` give the field hashes
+    /// the prior state and the file hold for the key. An update with no
+    /// changed field becomes `unchanged` (e.g. a field only emptied where the
+    /// profile keeps it); the others name the changed fields.
+    pub fn resolve_updates(
+        &mut self,
+        old: &mut dyn FnMut(&str) -> Option<Vec<FieldHash>>,
+        new: &mut dyn FnMut(&str) -> Option<Vec<FieldHash>>,
+    ) {
+        for i in 0..self.entries.len() {
+            let e = &self.entries[i];
+            if e.action != Action::Update || e.line == 0 {
+                continue;
+            }
+            let key = self.str(e.key).to_string();
+            let (Some(old), Some(new)) = (old(&key), new(&key)) else {
+                continue;
+            };
+            let changed = changed_fields(&old, &new);
+            let code = self.entries[i].code;
+            let other = self.messages.get(self.entries[i].message as usize).cloned();
+            if changed.is_empty() {
+                self.set(i, Action::Unchanged, code, other.unwrap_or_default());
+            } else {
+                let mut message = format!("changed: {}", changed.join(", "));
+                if let Some(other) = other {
+                    message = format!("{message}; {other}");
+                }
+                self.set(i, Action::Update, code, message);
+            }
+        }
+    }
+
+    /// The state this plan leaves for its kind, applied over `prior` as if
+    /// every write succeeded.
+    pub fn apply_to(&self, prior: &mut MemoryPrior) {
+        for e in &self.entries {
+            let key = self.str(e.key);
+            let fingerprint = u128::from(e.fingerprint[0]) | u128::from(e.fingerprint[1]) << 64;
+            let active = !e.has(INACTIVE);
+            match e.action {
+                Action::Create | Action::Update => prior.insert(
+                    key,
+                    PriorEntry {
+                        fingerprint,
+                        active,
+                    },
+                ),
+                Action::Deactivate => prior.insert(
+                    key,
+                    PriorEntry {
+                        fingerprint,
+                        active: false,
+                    },
+                ),
+                Action::Delete => prior.remove(key),
+                Action::Unchanged | Action::Reject => {}
+            }
+        }
+    }
+
+    /// The state this plan leaves when applied to an empty store, reusing
+    /// the plan's key strings: what `muster diff` compares NEW with.
+    pub fn into_prior(self) -> MemoryPrior {
+        let mut prior = MemoryPrior::with_arena(if self.key_is_email {
+            String::new()
+        } else {
+            self.arena.clone()
+        });
+        for e in &self.entries {
+            let fingerprint = u128::from(e.fingerprint[0]) | u128::from(e.fingerprint[1]) << 64;
+            let entry = match e.action {
+                Action::Create | Action::Update => PriorEntry {
+                    fingerprint,
+                    active: !e.has(INACTIVE),
+                },
+                Action::Deactivate => PriorEntry {
+                    fingerprint,
+                    active: false,
+                },
+                _ => continue,
+            };
+            if self.key_is_email {
+                prior.insert(&self.str(e.key).to_lowercase(), entry);
+            } else {
+                prior.insert_span(e.key.start, e.key.len, entry);
+            }
+        }
+        prior
+    }
+
     /// Whether the plan deletes `key` as missing from the file.
     fn inferred_delete(&self, key: &str) -> bool {
         // Inferred rows come last, sorted by key.
@@ -165,77 +347,12 @@ impl Plan {
             .is_ok_and(|i| inferred[i].action == Action::Delete)
     }
 
-    /// Keys of the update candidates: rows whose fingerprint moved against
-    /// the prior state. Their old field hashes go to [`Plan::resolve_updates`].
-    pub fn update_candidates(&self) -> impl Iterator<Item = &str> + '_ {
-        self.candidates
-            .iter()
-            .map(|c| self.str(self.entries[c.entry as usize].key))
-    }
-
-    /// Decides the update candidates: `old(key)` gives the field hashes the
-    /// prior state holds for the key. A candidate with no changed field is
-    /// `unchanged` (e.g. a field only emptied where the profile keeps it);
-    /// the others are updates whose message names the changed fields.
-    pub fn resolve_updates(&mut self, old: &mut dyn FnMut(&str) -> Option<Vec<FieldHash>>) {
-        let candidates = std::mem::take(&mut self.candidates);
-        for c in &candidates {
-            let i = c.entry as usize;
-            if self.entries[i].action != Action::Update {
-                continue; // rejected since (a duplicate)
-            }
-            let key = self.str(self.entries[i].key).to_string();
-            let changed = match old(&key) {
-                Some(old) => changed_fields(&old, &c.fields),
-                None => c.fields.iter().map(|f| f.field.clone()).collect(),
-            };
-            let code = self.entries[i].code;
-            if changed.is_empty() {
-                let message = self
-                    .messages
-                    .get(self.entries[i].message as usize)
-                    .cloned()
-                    .unwrap_or_default();
-                self.set(i, Action::Unchanged, code, message);
-            } else {
-                let mut message = format!("changed: {}", changed.join(", "));
-                if let Some(other) = self.messages.get(self.entries[i].message as usize) {
-                    message = format!("{message}; {other}");
-                }
-                self.set(i, Action::Update, code, message);
-            }
-        }
-        self.candidates = candidates;
-    }
-
-    /// The state this plan leaves for its kind, applied over `prior` as if
-    /// every write succeeded: what `muster diff` uses for OLD.
-    pub fn apply_to(&self, prior: &mut crate::diff::MemoryPrior) {
-        for e in &self.entries {
-            let key = self.str(e.key);
-            match e.action {
-                Action::Create | Action::Update => prior.insert(
-                    key,
-                    PriorEntry {
-                        fingerprint: e.fingerprint,
-                        active: e.active,
-                    },
-                ),
-                Action::Deactivate => prior.insert(
-                    key,
-                    PriorEntry {
-                        fingerprint: e.fingerprint,
-                        active: false,
-                    },
-                ),
-                Action::Delete => prior.remove(key),
-                Action::Unchanged | Action::Reject => {}
-            }
-        }
+    fn find_key(&self, key: &str) -> Option<u32> {
+        self.keys.find(&self.arena, &self.entries, key)
     }
 
     fn str(&self, s: Span) -> &str {
-        &self.arena[s.start as usize..(s.start + s.len) as usize]
+        span_str(&self.arena, s)
     }
 
     fn intern(&mut self, s: &str) -> Span {
@@ -258,6 +375,165 @@ impl Plan {
             self.messages.push(message);
         }
     }
+
+    /// Keys the prior state holds that the file does not name: the profile's
+    /// `missing` rule, for full snapshots. A key the file names on a rejected
+    /// row is not missing.
+    fn infer_missing(&mut self, profile: &Profile, prior: &dyn Prior) {
+        let action = match profile.missing {
+            MissingRule::Ignore => return,
+            MissingRule::Delete => Action::Delete,
+            MissingRule::Deactivate => Action::Deactivate,
+        };
+        let mut missing: Vec<(String, bool)> = Vec::new();
+        prior.for_each_key(&mut |k| {
+            if self.find_key(k).is_none() {
+                let active = prior.get(k).is_some_and(|e| e.active);
+                // An object already inactive has nothing left to deactivate.
+                if action == Action::Delete || active {
+                    missing.push((k.to_string(), active));
+                }
+            }
+        });
+        missing.sort_unstable();
+        for (key, active) in missing {
+            let key = self.intern(&key);
+            self.entries.push(Entry {
+                line: 0,
+                key,
+                reference: Span::NONE,
+                fingerprint: [0; 2],
+                message: u32::MAX,
+                action,
+                code: None,
+                flags: KNOWN | if active { 0 } else { INACTIVE },
+            });
+            let i = self.entries.len() - 1;
+            let message = format!("not in the file: `missing = \"{}\"`", action.as_str());
+            self.set(i, action, None, message);
+        }
+    }
+
+    /// Whether the object `key` names will exist after the plan: the file
+    /// creates, updates or deactivates it, or leaves a known object as it is
+    /// (unchanged, or rejected: its state stays), or does not name it and the
+    /// prior state holds it (unless the missing rule deletes it).
+    fn exists(&self, prior: &dyn Prior, key: &str) -> bool {
+        match self.find_key(key) {
+            Some(i) => {
+                let e = &self.entries[i as usize];
+                match e.action {
+                    Action::Create | Action::Update | Action::Deactivate => true,
+                    Action::Unchanged | Action::Reject => e.has(KNOWN),
+                    Action::Delete => false,
+                }
+            }
+            None => prior.get(key).is_some() && !self.inferred_delete(key),
+        }
+    }
+
+    /// Every group on a parent cycle is rejected, naming the ids in the cycle.
+    fn reject_cycles(&mut self, prior: &dyn Prior) {
+        let n = self.entries.len();
+        let parent: Vec<Option<u32>> = (0..n)
+            .map(|i| {
+                let e = &self.entries[i];
+                let alive = matches!(
+                    e.action,
+                    Action::Create | Action::Update | Action::Deactivate | Action::Unchanged
+                );
+                if e.reference.is_none() || !alive {
+                    return None;
+                }
+                let parent = self.str(e.reference);
+                self.find_key(parent).filter(|_| self.exists(prior, parent))
+            })
+            .collect();
+        // 0 = unseen, 1 = on the current walk, 2 = done.
+        let mut state = vec![0u8; n];
+        let mut cycles: Vec<Vec<u32>> = Vec::new();
+        for start in 0..n {
+            if state[start] != 0 {
+                continue;
+            }
+            let mut walk = Vec::new();
+            let mut at = Some(start as u32);
+            while let Some(i) = at {
+                match state[i as usize] {
+                    0 => {
+                        state[i as usize] = 1;
+                        walk.push(i);
+                        at = parent[i as usize];
+                    }
+                    1 => {
+                        let from = walk.iter().position(|&w| w == i).unwrap_or(0);
+                        cycles.push(walk[from..].to_vec());
+                        break;
+                    }
+                    _ => break,
+                }
+            }
+            for w in walk {
+                state[w as usize] = 2;
+            }
+        }
+        for cycle in cycles {
+            let ids: Vec<String> = cycle
+                .iter()
+                .map(|&i| self.str(self.entries[i as usize].key).to_string())
+                .collect();
+            let message = format!("parent_id forms a cycle: {} → {}", ids.join(" → "), ids[0]);
+            for &i in &cycle {
+                self.set(
+                    i as usize,
+                    Action::Reject,
+                    Some(Code::GroupCycle),
+                    message.clone(),
+                );
+            }
+        }
+    }
+
+    /// A reference to an id that exists nowhere does not stop the row: it is
+    /// applied without the link, and its line says so.
+    fn flag_unknown_references(&mut self, prior: &dyn Prior, field: &str) {
+        for i in 0..self.entries.len() {
+            let e = &self.entries[i];
+            if e.reference.is_none()
+                || matches!(e.action, Action::Reject | Action::Delete)
+                || e.code.is_some()
+            {
+                continue;
+            }
+            let r = self.str(e.reference);
+            if self.exists(prior, r) {
+                continue;
+            }
+            let why = match self.find_key(r).map(|j| &self.entries[j as usize]) {
+                Some(target) => match (target.action, target.code) {
+                    (Action::Delete, _) => format!("names line {}, which deletes it", target.line),
+                    (_, Some(code)) => {
+                        format!("names line {}, which is rejected ({code})", target.line)
+                    }
+                    _ => format!(
+                        "names line {}, which creates nothing (inactive or ended)",
+                        target.line
+                    ),
+                },
+                None => format!(
+                    "matches no {} in the file or the store",
+                    self.object.as_str()
+                ),
+            };
+            let message = format!("{field} {r:?} {why}; applied without the link");
+            let action = e.action;
+            self.set(i, action, Some(Code::UnknownReference), message);
+        }
+    }
+}
+
+fn span_str(arena: &str, s: Span) -> &str {
+    &arena[s.start as usize..(s.start + s.len) as usize]
 }
 
 /// How far a long read has come, for progress displays.
@@ -270,7 +546,7 @@ pub struct Progress {
 /// Reads a whole snapshot through `profile` and plans it against an empty
 /// previous state, with `today` for end dates (`muster check`).
 pub fn check<R: Read>(profile: &Profile, input: R, today: Date) -> Result<Plan, FileError> {
-    build(profile, input, today, &NoPrior, &mut |_| {})
+    check_with_progress(profile, input, today, &mut |_| {})
 }
 
 /// [`check`], calling `progress` every 65,536 records.
@@ -280,15 +556,12 @@ pub fn check_with_progress<R: Read>(
     today: Date,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Plan, FileError> {
-    build(profile, input, today, &NoPrior, progress)
+    let mut plan = read(profile, input, today, None, progress)?;
+    plan.against(profile, &NoPrior);
+    Ok(plan)
 }
 
-/// Reads a whole snapshot through `profile` and plans it against `prior`,
-/// the last applied state of the profile's object kind (SPEC §3 steps 2–4).
-///
-/// Rows whose fingerprint moved are left as update candidates until
-/// [`Plan::resolve_updates`] is given their old field hashes; until then they
-/// read as `update` with no field list.
+/// [`read`] then [`Plan::against`] `prior`.
 pub fn build<R: Read>(
     profile: &Profile,
     input: R,
@@ -296,17 +569,30 @@ pub fn build<R: Read>(
     prior: &dyn Prior,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Plan, FileError> {
+    let mut plan = read(profile, input, today, None, progress)?;
+    plan.against(profile, prior);
+    Ok(plan)
+}
+
+/// The first phase: reads a whole snapshot through `profile`, maps,
+/// validates and fingerprints every row, and rejects duplicate keys and
+/// e-mails. `size_hint` (the file size, when known) sizes the buffers once.
+/// Call [`Plan::against`] before using the actions.
+pub fn read<R: Read>(
+    profile: &Profile,
+    input: R,
+    today: Date,
+    size_hint: Option<u64>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Plan, FileError> {
     let mut snapshot = Snapshot::open(profile, input)?;
     let layout = snapshot.layout().clone();
     let mut rec = Record::new();
-    let mut plan = Plan::default();
+    let mut plan = Plan::new(profile, size_hint);
     let mut row = MappedRow::new();
     let mut fingerprinter = Fingerprinter::new(profile);
-    let key_is_email = profile.slots[profile.key_slot].kind == FieldKind::Email;
-    let mut keys = RowIndex::new(|e| e.key, key_is_email);
-    let mut emails = RowIndex::new(|e| e.email, false);
+    let mut emails = EmailIndex::default();
     let mut dup_keys: Vec<u32> = Vec::new();
-    let mut dup_emails: Vec<u32> = Vec::new();
     let mut folded = String::new();
     while snapshot.read_record(&mut rec)? {
         plan.records += 1;
@@ -319,49 +605,51 @@ pub fn build<R: Read>(
         let idx = plan.entries.len() as u32;
         let result = profile.map(&rec, &layout, &mut row);
         let key = row.key_as_read().map_or(Span::NONE, |k| plan.intern(k));
-        let known = row.key_as_read().and_then(|k| prior.get(k));
         let mut entry = Entry {
             line: rec.position().line,
             key,
-            email: Span::NONE,
             reference: Span::NONE,
+            fingerprint: [0; 2],
+            message: u32::MAX,
             action: Action::Reject,
             code: None,
-            message: u32::MAX,
-            known: known.is_some(),
-            active: true,
-            fingerprint: 0,
+            flags: 0,
         };
         if row.decoded_column.is_some() {
             plan.decoded_rows += 1;
         }
         let message = match result {
             Ok(()) => {
-                entry.fingerprint = fingerprinter.fingerprint(&row);
-                entry.active = profile.status_slot.and_then(|s| row.get(s)) != Some("inactive");
-                entry.action = decide(profile, &row, today, known, entry.fingerprint);
-                if entry.action == Action::Update {
-                    plan.candidates.push(Candidate {
-                        entry: idx,
-                        fields: fingerprinter.field_hashes(&row),
-                    });
+                let fp = fingerprinter.fingerprint(&row);
+                entry.fingerprint = [fp as u64, (fp >> 64) as u64];
+                entry.action = Action::Create;
+                entry.flags = VALID;
+                if profile.status_slot.and_then(|s| row.get(s)) == Some("inactive") {
+                    entry.flags |= INACTIVE;
+                }
+                let ended = profile
+                    .end_date_slot
+                    .and_then(|s| row.get(s))
+                    .and_then(Date::parse_iso)
+                    .is_some_and(|d| d <= today);
+                if ended {
+                    entry.flags |= ENDED;
                 }
                 if let Some(r) = profile.reference_slot.and_then(|s| row.get(s)) {
                     // Most references name a row already read: share its key.
-                    entry.reference = match keys.find(&plan, r) {
+                    entry.reference = match plan.find_key(r) {
                         Some(i) if plan.str(plan.entries[i as usize].key) == r => {
                             plan.entries[i as usize].key
                         }
                         _ => plan.intern(r),
                     };
                 }
-                if let Some(c) = row.decoded_column {
-                    format!(
+                match row.decoded_column {
+                    Some(c) => format!(
                         "column {}: decoded as windows-1252 (the file is not UTF-8)",
                         c + 1
-                    )
-                } else {
-                    String::new()
+                    ),
+                    None => String::new(),
                 }
             }
             Err(issue) => {
@@ -369,17 +657,6 @@ pub fn build<R: Read>(
                 issue.describe(&layout)
             }
         };
-        if profile.object == ObjectKind::User {
-            if let Some(email) = profile
-                .email_slot
-                .and_then(|s| email_as_read(&rec, &layout, &row, s))
-            {
-                folded.clear();
-                folded.push_str(email);
-                fold(&mut folded);
-                entry.email = plan.intern(&folded);
-            }
-        }
         plan.entries.push(entry);
         if !message.is_empty() {
             let i = idx as usize;
@@ -388,64 +665,40 @@ pub fn build<R: Read>(
         }
         // Duplicate keys and e-mails: every occurrence counts, rejected rows too.
         if !key.is_none() {
-            if let Some(first) = keys.insert(&plan, idx) {
+            if let Some(first) = plan.keys.insert(&plan.arena, &plan.entries, idx) {
                 dup_keys.extend([first, idx]);
             }
         }
-        if !plan.entries[idx as usize].email.is_none() {
-            if let Some(first) = emails.insert(&plan, idx) {
-                dup_emails.extend([first, idx]);
+        if profile.object == ObjectKind::User {
+            if let Some(email) = profile
+                .email_slot
+                .and_then(|s| email_as_read(&rec, &layout, &row, s))
+            {
+                folded.clear();
+                folded.push_str(email);
+                fold(&mut folded);
+                emails.insert(&folded, idx);
             }
         }
     }
     plan.bytes = snapshot.byte_offset();
     tracing::debug!(records = plan.records, bytes = plan.bytes, profile = %profile.name, "file read");
 
-    reject_duplicates(
-        &mut plan,
-        dup_keys,
-        Code::DuplicateKey,
-        |e| e.key,
-        profile.slots[profile.key_slot].field.name(),
-    );
-    reject_duplicates(
-        &mut plan,
-        dup_emails,
-        Code::DuplicateEmail,
-        |e| e.email,
-        "email",
-    );
-    infer_missing(&mut plan, &keys, profile, prior);
-    if profile.object == ObjectKind::Group {
-        reject_cycles(&mut plan, &keys, prior);
-    }
-    if let Some(slot) = profile.reference_slot {
-        flag_unknown_references(
-            &mut plan,
-            &keys,
-            prior,
-            profile.slots[slot].field.name(),
-            profile.object,
-        );
-    }
+    let key_name = profile.slots[profile.key_slot].field.name();
+    let dup_keys: Vec<(u32, String)> = dup_keys
+        .into_iter()
+        .map(|i| (i, plan.str(plan.entries[i as usize].key).to_string()))
+        .collect();
+    let fold_keys = plan.key_is_email;
+    reject_duplicates(&mut plan, dup_keys, Code::DuplicateKey, key_name, fold_keys);
+    reject_duplicates(&mut plan, emails.dups, Code::DuplicateEmail, "email", true);
     Ok(plan)
 }
 
 /// The action for a valid row, given what the prior state knows of its key
 /// (SPEC §3 step 3 and its decided edge cases).
-fn decide(
-    profile: &Profile,
-    row: &MappedRow,
-    today: Date,
-    known: Option<PriorEntry>,
-    fingerprint: u128,
-) -> Action {
-    let inactive = profile.status_slot.and_then(|s| row.get(s)) == Some("inactive");
-    let ended = profile
-        .end_date_slot
-        .and_then(|s| row.get(s))
-        .and_then(Date::parse_iso)
-        .is_some_and(|d| d <= today);
+fn decide(profile: &Profile, e: &Entry, known: Option<PriorEntry>) -> Action {
+    let (inactive, ended) = (e.has(INACTIVE), e.has(ENDED));
     let Some(known) = known else {
         // Nothing to apply for an inactive or ended user the store does not
         // know; a key deleted earlier that comes back is a create.
@@ -467,51 +720,11 @@ fn decide(
         (Some(_), _) | (_, Some(_)) if known.active => return Action::Deactivate,
         _ => {}
     }
+    let fingerprint = u128::from(e.fingerprint[0]) | u128::from(e.fingerprint[1]) << 64;
     if known.fingerprint == fingerprint {
         Action::Unchanged
     } else {
         Action::Update
-    }
-}
-
-/// Keys the prior state holds that the file does not name: the profile's
-/// `missing` rule, for full snapshots. A key the file names on a rejected
-/// row is not missing.
-fn infer_missing(plan: &mut Plan, keys: &RowIndex, profile: &Profile, prior: &dyn Prior) {
-    let action = match profile.missing {
-        MissingRule::Ignore => return,
-        MissingRule::Delete => Action::Delete,
-        MissingRule::Deactivate => Action::Deactivate,
-    };
-    let mut missing: Vec<(String, bool)> = Vec::new();
-    prior.for_each_key(&mut |k| {
-        if keys.find(plan, k).is_none() {
-            let active = prior.get(k).is_some_and(|e| e.active);
-            missing.push((k.to_string(), active));
-        }
-    });
-    missing.sort_unstable();
-    for (key, active) in missing {
-        // An object already inactive has nothing left to deactivate.
-        if action == Action::Deactivate && !active {
-            continue;
-        }
-        let key = plan.intern(&key);
-        let message = format!("not in the file: `missing = \"{}\"`", action.as_str());
-        plan.entries.push(Entry {
-            line: 0,
-            key,
-            email: Span::NONE,
-            reference: Span::NONE,
-            action,
-            code: None,
-            message: u32::MAX,
-            known: true,
-            active: false,
-            fingerprint: 0,
-        });
-        let i = plan.entries.len() - 1;
-        plan.set(i, action, None, message);
     }
 }
 
@@ -540,22 +753,21 @@ fn fold(s: &mut String) {
     }
 }
 
-/// An index of rows by one of their strings (key or e-mail), holding each
-/// string's hash so growing the table never reads the arena again.
+/// An index of rows by key, holding each key's hash so growing the table
+/// never reads the arena again.
+#[derive(Debug)]
 struct RowIndex {
     table: HashTable<(u64, u32)>,
     hasher: RandomState,
     fold_case: bool,
-    field: fn(&Entry) -> Span,
 }
 
 impl RowIndex {
-    fn new(field: fn(&Entry) -> Span, fold_case: bool) -> RowIndex {
+    fn new(fold_case: bool) -> RowIndex {
         RowIndex {
             table: HashTable::new(),
             hasher: RandomState::with_seeds(1, 2, 3, 4),
             fold_case,
-            field,
         }
     }
 
@@ -567,39 +779,32 @@ impl RowIndex {
         }
     }
 
-    fn same(&self, a: &str, b: &str) -> bool {
-        if self.fold_case {
+    fn same(fold_case: bool, a: &str, b: &str) -> bool {
+        if fold_case {
             a.eq_ignore_ascii_case(b)
         } else {
             a == b
         }
     }
 
-    /// The first row holding `value`.
-    fn find(&self, plan: &Plan, value: &str) -> Option<u32> {
-        let h = self.hash(value);
+    /// The first row holding `key`.
+    fn find(&self, arena: &str, entries: &[Entry], key: &str) -> Option<u32> {
+        let h = self.hash(key);
+        let fold = self.fold_case;
         self.table
             .find(h, |&(eh, i)| {
-                eh == h && self.same(plan.str((self.field)(&plan.entries[i as usize])), value)
+                eh == h && Self::same(fold, span_str(arena, entries[i as usize].key), key)
             })
             .map(|&(_, i)| i)
     }
 
-    /// Adds row `idx`; returns the first row that already held the same value.
-    fn insert(&mut self, plan: &Plan, idx: u32) -> Option<u32> {
-        let value = plan.str((self.field)(&plan.entries[idx as usize]));
-        let h = self.hash(value);
-        let field = self.field;
+    /// Adds row `idx`; returns the first row that already held the same key.
+    fn insert(&mut self, arena: &str, entries: &[Entry], idx: u32) -> Option<u32> {
+        let key = span_str(arena, entries[idx as usize].key);
+        let h = self.hash(key);
         let fold = self.fold_case;
-        let same = |a: &str, b: &str| {
-            if fold {
-                a.eq_ignore_ascii_case(b)
-            } else {
-                a == b
-            }
-        };
         match self.table.find(h, |&(eh, i)| {
-            eh == h && same(plan.str(field(&plan.entries[i as usize])), value)
+            eh == h && Self::same(fold, span_str(arena, entries[i as usize].key), key)
         }) {
             Some(&(_, first)) => Some(first),
             None => {
@@ -610,33 +815,65 @@ impl RowIndex {
     }
 }
 
+/// Rows by (lower-cased) e-mail, kept as 128-bit hashes: the strings are not
+/// needed after the pass, only for the messages of duplicates.
+#[derive(Default)]
+struct EmailIndex {
+    table: HashTable<([u64; 2], u32)>,
+    dups: Vec<(u32, String)>,
+}
+
+impl EmailIndex {
+    fn insert(&mut self, folded: &str, idx: u32) {
+        let h = xxhash_rust::xxh3::xxh3_128(folded.as_bytes());
+        let h = [h as u64, (h >> 64) as u64];
+        match self.table.find(h[0], |&(eh, _)| eh == h) {
+            Some(&(_, first)) => {
+                self.dups.push((first, folded.to_string()));
+                self.dups.push((idx, folded.to_string()));
+            }
+            None => {
+                self.table.insert_unique(h[0], (h, idx), |&(eh, _)| eh[0]);
+            }
+        }
+    }
+}
+
+/// Rejects every row of `dups` (row, value) unless it has an earlier
+/// problem, naming the lines of all occurrences of the value.
 fn reject_duplicates(
     plan: &mut Plan,
-    mut dups: Vec<u32>,
+    mut dups: Vec<(u32, String)>,
     code: Code,
-    field: fn(&Entry) -> Span,
     name: &str,
+    fold_case: bool,
 ) {
     if dups.is_empty() {
         return;
     }
     dups.sort_unstable();
     dups.dedup();
-    // Lines of each duplicated value, for the messages.
+    let group = |v: &str| {
+        if fold_case {
+            v.to_lowercase()
+        } else {
+            v.to_string()
+        }
+    };
     let mut lines: ahash::AHashMap<String, Vec<u64>> = ahash::AHashMap::new();
-    for &i in &dups {
-        let e = &plan.entries[i as usize];
-        let v = plan.str(field(e)).to_lowercase();
-        lines.entry(v).or_default().push(e.line);
+    for (i, v) in &dups {
+        lines
+            .entry(group(v))
+            .or_default()
+            .push(plan.entries[*i as usize].line);
     }
-    for &i in &dups {
-        let e = &plan.entries[i as usize];
+    for (i, value) in &dups {
+        let e = &plan.entries[*i as usize];
         // An earlier problem of the row wins.
         if e.action == Action::Reject {
             continue;
         }
-        let value = plan.str(field(e)).to_string();
-        let all = &lines[&value.to_lowercase()];
+        let all = &lines[&group(value)];
         let shown: Vec<String> = all.iter().take(10).map(u64::to_string).collect();
         let more = if all.len() > 10 { ", …" } else { "" };
         let message = format!(
@@ -644,126 +881,6 @@ fn reject_duplicates(
             all.len(),
             shown.join(", ")
         );
-        plan.set(i as usize, Action::Reject, Some(code), message);
-    }
-}
-
-/// Whether the object `key` names will exist after the plan: the file
-/// creates, updates or deactivates it, or leaves a known object as it is
-/// (unchanged, or rejected: its state stays), or does not name it and the
-/// prior state holds it (unless the missing rule deletes it).
-fn exists(plan: &Plan, keys: &RowIndex, prior: &dyn Prior, key: &str) -> bool {
-    match keys.find(plan, key) {
-        Some(i) => {
-            let e = &plan.entries[i as usize];
-            match e.action {
-                Action::Create | Action::Update | Action::Deactivate => true,
-                Action::Unchanged | Action::Reject => e.known,
-                Action::Delete => false,
-            }
-        }
-        None => prior.get(key).is_some() && !plan.inferred_delete(key),
-    }
-}
-
-/// Every group on a parent cycle is rejected, naming the ids in the cycle.
-fn reject_cycles(plan: &mut Plan, keys: &RowIndex, prior: &dyn Prior) {
-    let n = plan.entries.len();
-    let parent: Vec<Option<u32>> = (0..n)
-        .map(|i| {
-            let e = &plan.entries[i];
-            let alive = matches!(
-                e.action,
-                Action::Create | Action::Update | Action::Deactivate
-            );
-            if e.reference.is_none() || !alive {
-                return None;
-            }
-            let parent = plan.str(e.reference);
-            keys.find(plan, parent)
-                .filter(|_| exists(plan, keys, prior, parent))
-        })
-        .collect();
-    // 0 = unseen, 1 = on the current walk, 2 = done.
-    let mut state = vec![0u8; n];
-    let mut cycles: Vec<Vec<u32>> = Vec::new();
-    for start in 0..n {
-        if state[start] != 0 {
-            continue;
-        }
-        let mut walk = Vec::new();
-        let mut at = Some(start as u32);
-        while let Some(i) = at {
-            match state[i as usize] {
-                0 => {
-                    state[i as usize] = 1;
-                    walk.push(i);
-                    at = parent[i as usize];
-                }
-                1 => {
-                    let from = walk.iter().position(|&w| w == i).unwrap_or(0);
-                    cycles.push(walk[from..].to_vec());
-                    break;
-                }
-                _ => break,
-            }
-        }
-        for w in walk {
-            state[w as usize] = 2;
-        }
-    }
-    for cycle in cycles {
-        let ids: Vec<String> = cycle
-            .iter()
-            .map(|&i| plan.str(plan.entries[i as usize].key).to_string())
-            .collect();
-        let message = format!("parent_id forms a cycle: {} → {}", ids.join(" → "), ids[0]);
-        for &i in &cycle {
-            plan.set(
-                i as usize,
-                Action::Reject,
-                Some(Code::GroupCycle),
-                message.clone(),
-            );
-        }
-    }
-}
-
-/// A reference to an id that exists nowhere does not stop the row: it is
-/// applied without the link, and its line says so.
-fn flag_unknown_references(
-    plan: &mut Plan,
-    keys: &RowIndex,
-    prior: &dyn Prior,
-    field: &str,
-    object: ObjectKind,
-) {
-    for i in 0..plan.entries.len() {
-        let e = &plan.entries[i];
-        if e.reference.is_none()
-            || matches!(e.action, Action::Reject | Action::Delete)
-            || e.code.is_some()
-        {
-            continue;
-        }
-        let r = plan.str(e.reference);
-        if !exists(plan, keys, prior, r) {
-            let why = match keys.find(plan, r).map(|j| &plan.entries[j as usize]) {
-                Some(target) => match (target.action, target.code) {
-                    (Action::Delete, _) => format!("names line {}, which deletes it", target.line),
-                    (_, Some(code)) => {
-                        format!("names line {}, which is rejected ({code})", target.line)
-                    }
-                    _ => format!(
-                        "names line {}, which creates nothing (inactive or ended)",
-                        target.line
-                    ),
-                },
-                None => format!("matches no {} in the file or the store", object.as_str()),
-            };
-            let message = format!("{field} {r:?} {why}; applied without the link");
-            let action = e.action;
-            plan.set(i, action, Some(Code::UnknownReference), message);
-        }
+        plan.set(*i as usize, Action::Reject, Some(code), message);
     }
 }

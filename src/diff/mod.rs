@@ -9,7 +9,8 @@ mod fingerprint;
 
 pub use fingerprint::{changed_fields, FieldHash, Fingerprinter};
 
-use ahash::AHashMap;
+use ahash::{AHashMap, AHashSet, RandomState};
+use hashbrown::HashTable;
 
 /// What the last applied state says about one key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,10 +45,30 @@ impl Prior for NoPrior {
     fn for_each_key(&self, _: &mut dyn FnMut(&str)) {}
 }
 
-/// A prior state held in memory.
-#[derive(Clone, Debug, Default)]
+/// A prior state held in memory: keys in one string arena, an entry per
+/// key, and a hash index holding each key's hash (no allocation per key).
+#[derive(Clone, Debug)]
 pub struct MemoryPrior {
-    map: AHashMap<Box<str>, PriorEntry>,
+    arena: String,
+    slots: Vec<Slot>,
+    index: HashTable<(u64, u32)>,
+    hasher: RandomState,
+    live: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    start: u32,
+    len: u32,
+    fingerprint: [u64; 2],
+    active: bool,
+    live: bool,
+}
+
+impl Default for MemoryPrior {
+    fn default() -> Self {
+        MemoryPrior::with_arena(String::new())
+    }
 }
 
 impl MemoryPrior {
@@ -55,29 +76,102 @@ impl MemoryPrior {
         MemoryPrior::default()
     }
 
+    /// A prior whose keys will be spans of `arena` ([`MemoryPrior::insert_span`]).
+    pub(crate) fn with_arena(arena: String) -> MemoryPrior {
+        MemoryPrior {
+            arena,
+            slots: Vec::new(),
+            index: HashTable::new(),
+            hasher: RandomState::with_seeds(5, 6, 7, 8),
+            live: 0,
+        }
+    }
+
+    fn key(&self, slot: &Slot) -> &str {
+        &self.arena[slot.start as usize..(slot.start + slot.len) as usize]
+    }
+
+    fn find(&self, key: &str) -> Option<u32> {
+        let h = self.hasher.hash_one(key);
+        self.index
+            .find(h, |&(eh, i)| {
+                eh == h && self.key(&self.slots[i as usize]) == key
+            })
+            .map(|&(_, i)| i)
+    }
+
     pub fn insert(&mut self, key: &str, entry: PriorEntry) {
-        self.map.insert(key.into(), entry);
+        if let Some(i) = self.find(key) {
+            self.set(i, entry);
+            return;
+        }
+        let start = self.arena.len() as u32;
+        self.arena.push_str(key);
+        self.insert_span(start, key.len() as u32, entry);
+    }
+
+    /// Inserts the key at `arena[start..start + len]`.
+    pub(crate) fn insert_span(&mut self, start: u32, len: u32, entry: PriorEntry) {
+        let key = &self.arena[start as usize..(start + len) as usize];
+        if let Some(i) = self.find(key) {
+            self.set(i, entry);
+            return;
+        }
+        let h = self.hasher.hash_one(key);
+        let i = self.slots.len() as u32;
+        self.slots.push(Slot {
+            start,
+            len,
+            fingerprint: split(entry.fingerprint),
+            active: entry.active,
+            live: true,
+        });
+        self.index.insert_unique(h, (h, i), |&(eh, _)| eh);
+        self.live += 1;
+    }
+
+    fn set(&mut self, i: u32, entry: PriorEntry) {
+        let slot = &mut self.slots[i as usize];
+        if !slot.live {
+            self.live += 1;
+        }
+        *slot = Slot {
+            fingerprint: split(entry.fingerprint),
+            active: entry.active,
+            live: true,
+            ..*slot
+        };
     }
 
     pub fn remove(&mut self, key: &str) {
-        self.map.remove(key);
+        if let Some(i) = self.find(key) {
+            let slot = &mut self.slots[i as usize];
+            if slot.live {
+                slot.live = false;
+                self.live -= 1;
+            }
+        }
     }
+}
 
-    pub fn reserve(&mut self, n: usize) {
-        self.map.reserve(n);
-    }
+fn split(fp: u128) -> [u64; 2] {
+    [fp as u64, (fp >> 64) as u64]
 }
 
 impl Prior for MemoryPrior {
     fn get(&self, key: &str) -> Option<PriorEntry> {
-        self.map.get(key).copied()
+        let slot = &self.slots[self.find(key)? as usize];
+        slot.live.then(|| PriorEntry {
+            fingerprint: u128::from(slot.fingerprint[0]) | u128::from(slot.fingerprint[1]) << 64,
+            active: slot.active,
+        })
     }
     fn len(&self) -> usize {
-        self.map.len()
+        self.live
     }
     fn for_each_key(&self, f: &mut dyn FnMut(&str)) {
-        for k in self.map.keys() {
-            f(k);
+        for slot in self.slots.iter().filter(|s| s.live) {
+            f(self.key(slot));
         }
     }
 }
@@ -101,56 +195,106 @@ pub struct DiffError {
 /// What `muster diff OLD NEW` computes: the plan a run of NEW would make
 /// right after OLD had been applied to an empty store with the same
 /// `today` (so OLD's rejected, inactive or ended rows never entered it).
-/// Returns the plan and OLD's record count (the last accepted file, for the
-/// shrink guard).
+/// Returns the plan, OLD's record count (the last accepted file, for the
+/// shrink guard) and the number of objects OLD left in the store.
+///
+/// OLD and NEW are read at the same time, one thread each; which fields of
+/// an update changed is read afterwards for those rows only.
 pub fn diff_files(
     profile: &Profile,
     old: &Path,
     new: &Path,
     today: Date,
-) -> Result<(Plan, u64, MemoryPrior), DiffError> {
-    let open = |p: &Path| {
-        File::open(p).map_err(|e| DiffError {
-            path: p.display().to_string(),
-            error: FileError::Read(e.into()),
-        })
+) -> Result<DiffOutcome, DiffError> {
+    let read = |path: &Path| -> Result<Plan, DiffError> {
+        let file = open(path)?;
+        let size = file.metadata().ok().map(|m| m.len());
+        plan::read(profile, file, today, size, &mut |_| {}).map_err(named(path))
     };
-    let named = |p: &Path| {
-        let path = p.display().to_string();
-        move |error| DiffError { path, error }
-    };
-    let old_plan =
-        plan::build(profile, open(old)?, today, &NoPrior, &mut |_| {}).map_err(named(old))?;
-    let mut prior = MemoryPrior::new();
-    prior.reserve(old_plan.len());
-    old_plan.apply_to(&mut prior);
+    let (old_plan, new_plan) = std::thread::scope(|s| {
+        let old_plan = s.spawn(|| read(old));
+        let new_plan = read(new);
+        (
+            old_plan
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            new_plan,
+        )
+    });
+    let (old_plan, mut new_plan) = (old_plan?, new_plan?);
     let old_records = old_plan.records;
-    drop(old_plan);
-    let mut new_plan =
-        plan::build(profile, open(new)?, today, &prior, &mut |_| {}).map_err(named(new))?;
-    // Which fields changed: read OLD again for the rows whose fingerprint moved.
-    let wanted: ahash::AHashSet<String> =
-        new_plan.update_candidates().map(str::to_string).collect();
-    let mut old_fields: AHashMap<String, Vec<FieldHash>> = AHashMap::new();
+    let mut old_plan = old_plan;
+    old_plan.against(profile, &NoPrior);
+    let prior = old_plan.into_prior();
+    new_plan.against(profile, &prior);
+    let wanted: AHashSet<String> = new_plan.update_candidates().map(str::to_string).collect();
     if !wanted.is_empty() {
-        let mut snapshot = Snapshot::open(profile, open(old)?).map_err(named(old))?;
-        let layout = snapshot.layout().clone();
-        let fingerprinter = Fingerprinter::new(profile);
-        let mut rec = Record::new();
-        let mut row = MappedRow::new();
-        while snapshot.read_record(&mut rec).map_err(named(old))? {
-            let Some(key) = profile
-                .key_of(&rec, &layout)
-                .filter(|k| wanted.contains(*k))
-            else {
-                continue;
-            };
-            let key = key.to_string();
-            if profile.map(&rec, &layout, &mut row).is_ok() {
-                old_fields.insert(key, fingerprinter.field_hashes(&row));
-            }
+        let (old_fields, new_fields) = std::thread::scope(|s| {
+            let old_fields = s.spawn(|| field_hashes_of(profile, old, &wanted));
+            let new_fields = field_hashes_of(profile, new, &wanted);
+            (
+                old_fields
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                new_fields,
+            )
+        });
+        let (mut old_fields, mut new_fields) = (old_fields?, new_fields?);
+        new_plan.resolve_updates(&mut |k| old_fields.remove(k), &mut |k| new_fields.remove(k));
+    }
+    Ok(DiffOutcome {
+        objects: prior.len(),
+        plan: new_plan,
+        old_records,
+    })
+}
+
+/// The result of [`diff_files`].
+#[derive(Debug)]
+pub struct DiffOutcome {
+    pub plan: Plan,
+    /// Records of OLD: the last accepted file, for the shrink guard.
+    pub old_records: u64,
+    /// Objects OLD left in the store.
+    pub objects: usize,
+}
+
+fn open(path: &Path) -> Result<File, DiffError> {
+    File::open(path).map_err(|e| DiffError {
+        path: path.display().to_string(),
+        error: FileError::Read(e.into()),
+    })
+}
+
+fn named(path: &Path) -> impl Fn(FileError) -> DiffError {
+    let path = path.display().to_string();
+    move |error| DiffError {
+        path: path.clone(),
+        error,
+    }
+}
+
+/// The field hashes of the valid rows of `path` whose key is in `keys`.
+/// Rows are mapped only when their key is wanted.
+pub fn field_hashes_of(
+    profile: &Profile,
+    path: &Path,
+    keys: &AHashSet<String>,
+) -> Result<AHashMap<String, Vec<FieldHash>>, DiffError> {
+    let mut snapshot = Snapshot::open(profile, open(path)?).map_err(named(path))?;
+    let layout = snapshot.layout().clone();
+    let fingerprinter = Fingerprinter::new(profile);
+    let mut rec = Record::new();
+    let mut row = MappedRow::new();
+    let mut found = AHashMap::new();
+    while snapshot.read_record(&mut rec).map_err(named(path))? {
+        let Some(key) = profile.key_of(&rec, &layout).filter(|k| keys.contains(*k)) else {
+            continue;
+        };
+        let key = key.to_string();
+        if profile.map(&rec, &layout, &mut row).is_ok() {
+            found.insert(key, fingerprinter.field_hashes(&row));
         }
     }
-    new_plan.resolve_updates(&mut |k| old_fields.remove(k));
-    Ok((new_plan, old_records, prior))
+    Ok(found)
 }
