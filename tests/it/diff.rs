@@ -136,7 +136,7 @@ proptest! {
         let mut model: HashMap<u8, State> = HashMap::new();
         for (day, rows) in days.iter().enumerate() {
             let text = render(rows);
-            let mut plan = plan::build(&profile, text.as_bytes(), today, &prior, &mut |_| {}).unwrap();
+            let plan = plan::build(&profile, text.as_bytes(), today, &prior, &mut |_| {}).unwrap();
             let expected = model_step(&mut model, rows);
             let got: Vec<Action> = plan.rows().map(|r| r.action).collect();
             prop_assert_eq!(&got, &expected, "day {}:\n{}", day, text);
