@@ -12,8 +12,10 @@ mkdir -p "$dir"
 file="$dir/winningtemp-users-$rows-seed1.csv"
 [ -f "$file" ] || ./target/release/muster gen --profile winningtemp-users --rows "$rows" --seed 1 > "$file"
 echo "file: $file ($(stat -c %s "$file") bytes)"
-for i in 1 2 3 4 5; do
-  /usr/bin/time -v ./target/release/muster check --profile winningtemp-users --today 2026-11-21 \
-    --results /dev/null "$file" 2>&1 >/dev/null |
-    awk -F': ' '/Elapsed \(wall clock\)/ {w=$2} /Maximum resident set size/ {r=$2} END {print w, r}'
-done | sort | awk '{ w[NR]=$1; r[NR]=$2 } END { print "median wall (m:ss):", w[3], " median peak RSS (KiB):", r[3] }'
+runs=$(for i in 1 2 3 4 5; do
+  /usr/bin/time -f "%e %M" ./target/release/muster check --profile winningtemp-users --today 2026-11-21 \
+    --results /dev/null "$file" 2>&1 >/dev/null | tail -1
+done)
+wall=$(echo "$runs" | awk '{print $1}' | sort -n | sed -n 3p)
+rss=$(echo "$runs" | awk '{print $2}' | sort -n | sed -n 3p)
+echo "muster check: median wall ${wall} s, median peak RSS $((rss / 1024)) MB"

@@ -14,6 +14,13 @@
 //! references that resolve to nothing. The first phase needs no state, so
 //! several files can be read at once.
 //!
+//! Performance note: the key and e-mail indexes are hash tables filled row
+//! by row, and [`Plan::against`] looks every row up in the prior (and every
+//! prior key up in the plan for the missing rule). On 1M-row files these
+//! random accesses dominate (BENCHMARKS.md). Sorting `(hash, row)` pairs
+//! once and merge-joining them with the prior's sorted pairs would make all
+//! of it sequential; that is the next step for speed.
+//!
 //! Nothing is written before the pass ends, so a file refused for its header
 //! or for not being text is refused whole. An update's list of changed
 //! fields comes last, from [`Plan::resolve_updates`], for the few rows whose

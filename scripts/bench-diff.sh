@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Whole-process figures for `muster diff` of two generated 1M-row winningtemp-users files, side
+# by side with DuckDB doing the same keyed diff (full outer join on the key plus a row hash).
+# Day 2 = `muster gen --from day1 --change-ratio 0.02 --shuffle`: 0.5 % deleted, 0.5 % created,
+# 1 % touched (70 % real updates, 15 % deactivations, 15 % changes that normalise away).
+# Wall time and peak RSS from /usr/bin/time -v; median of 5 runs each.
+# Usage: scripts/bench-diff.sh [ROWS]   (default 1000000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rows=${1:-1000000}
+command -v /usr/bin/time >/dev/null || apt-get install -y time
+cargo build --release --quiet
+dir=target/bench-data
+mkdir -p "$dir"
+day1="$dir/winningtemp-users-$rows-seed1.csv"
+day2="$dir/winningtemp-users-$rows-seed1-day2.csv"
+[ -f "$day1" ] || ./target/release/muster gen --profile winningtemp-users --rows "$rows" --seed 1 > "$day1"
+[ -f "$day2" ] || ./target/release/muster gen --profile winningtemp-users --from "$day1" \
+  --change-ratio 0.02 --seed 2 --shuffle > "$day2"
+
+median() { # command... -> "median wall, median peak RSS" over 5 runs
+  local runs
+  runs=$(for i in 1 2 3 4 5; do /usr/bin/time -f "%e %M" "$@" 2>&1 >/dev/null | tail -1; done)
+  local wall rss
+  wall=$(echo "$runs" | awk '{print $1}' | sort -n | sed -n 3p)
+  rss=$(echo "$runs" | awk '{print $2}' | sort -n | sed -n 3p)
+  echo "${wall} s  $((rss / 1024)) MB"
+}
+
+echo "muster diff:  $(median ./target/release/muster diff --profile winningtemp-users \
+  --today 2026-11-21 --results /dev/null "$day1" "$day2")"
+
+venv="$dir/venv"
+[ -x "$venv/bin/python" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install -q duckdb; }
+cat > "$dir/duckdb_diff.py" <<'PY'
+import sys, duckdb
+old, new = sys.argv[1], sys.argv[2]
+con = duckdb.connect()
+read = "read_csv('{}', delim=';', header=true, quote='\"', all_varchar=true)"
+# The key column by position (names may differ), and a hash of the whole row.
+con.execute(f"create table o as select #1 as k, hash(t) as h from {read.format(old)} t")
+con.execute(f"create table n as select #1 as k, hash(t) as h from {read.format(new)} t")
+r = con.execute("""select
+  count(*) filter (where o.k is null) as creates,
+  count(*) filter (where n.k is null) as deletes,
+  count(*) filter (where o.k is not null and n.k is not null and o.h <> n.h) as updates
+  from o full outer join n on o.k = n.k""").fetchone()
+print(r)
+PY
+echo "duckdb $("$venv/bin/python" -c 'import duckdb; print(duckdb.__version__)'): $(median "$venv/bin/python" "$dir/duckdb_diff.py" "$day1" "$day2")"
