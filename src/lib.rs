@@ -57,6 +57,7 @@ pub mod profile;
 pub mod reader;
 pub mod results;
 pub mod snapshot;
+pub mod store;
 #[doc(hidden)]
 pub mod testing;
 

@@ -143,6 +143,11 @@ impl MemoryPrior {
         };
     }
 
+    pub fn reserve(&mut self, n: usize) {
+        self.slots.reserve(n);
+        self.index.reserve(n, |&(h, _)| h);
+    }
+
     pub fn remove(&mut self, key: &str) {
         if let Some(i) = self.find(key) {
             let slot = &mut self.slots[i as usize];

@@ -5,6 +5,7 @@ mod diff;
 mod fixtures;
 mod profile;
 mod reader;
+mod store;
 
 /// Counts allocations per thread, so a test can assert that a loop
 /// allocates nothing while other tests run in parallel.

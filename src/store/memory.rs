@@ -1,0 +1,95 @@
+//! The state store in memory, for tests and `muster diff`.
+
+use std::collections::BTreeMap;
+
+use super::{PendingOp, StateStore, StoreError, StoredObject};
+use crate::diff::{MemoryPrior, PriorEntry};
+use crate::plan::Action;
+use crate::profile::ObjectKind;
+
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStore {
+    objects: BTreeMap<(u8, String), StoredObject>,
+    records: BTreeMap<u8, u64>,
+    pending: BTreeMap<u64, PendingOp>,
+    next_op: u64,
+}
+
+fn k(kind: ObjectKind) -> u8 {
+    kind as u8
+}
+
+impl MemoryStore {
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    /// Every object of a kind, by key.
+    pub fn objects(&self, kind: ObjectKind) -> impl Iterator<Item = (&str, &StoredObject)> {
+        self.objects
+            .iter()
+            .filter(move |((c, _), _)| *c == k(kind))
+            .map(|((_, key), o)| (key.as_str(), o))
+    }
+}
+
+impl StateStore for MemoryStore {
+    fn prior(&self, kind: ObjectKind) -> Result<MemoryPrior, StoreError> {
+        let mut prior = MemoryPrior::new();
+        for (key, o) in self.objects(kind) {
+            prior.insert(
+                key,
+                PriorEntry {
+                    fingerprint: o.fingerprint,
+                    active: o.active,
+                },
+            );
+        }
+        Ok(prior)
+    }
+
+    fn get(&self, kind: ObjectKind, key: &str) -> Result<Option<StoredObject>, StoreError> {
+        Ok(self.objects.get(&(k(kind), key.to_string())).cloned())
+    }
+
+    fn last_records(&self, kind: ObjectKind) -> Result<Option<u64>, StoreError> {
+        Ok(self.records.get(&k(kind)).copied())
+    }
+
+    fn set_last_records(&mut self, kind: ObjectKind, records: u64) -> Result<(), StoreError> {
+        self.records.insert(k(kind), records);
+        Ok(())
+    }
+
+    fn begin(&mut self, ops: &[PendingOp]) -> Result<(), StoreError> {
+        for op in ops {
+            self.pending.insert(op.id, op.clone());
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, acked: &[PendingOp], dropped: &[u64]) -> Result<(), StoreError> {
+        for op in acked {
+            let key = (k(op.kind), op.key.clone());
+            if op.action == Action::Delete {
+                self.objects.remove(&key);
+            } else {
+                self.objects.insert(key, op.object.clone());
+            }
+            self.pending.remove(&op.id);
+        }
+        for id in dropped {
+            self.pending.remove(id);
+        }
+        Ok(())
+    }
+
+    fn pending(&self) -> Result<Vec<PendingOp>, StoreError> {
+        Ok(self.pending.values().cloned().collect())
+    }
+
+    fn next_op_id(&mut self) -> Result<u64, StoreError> {
+        self.next_op += 1;
+        Ok(self.next_op)
+    }
+}

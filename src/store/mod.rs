@@ -1,0 +1,230 @@
+//! The state store: what muster applied last time, per object kind and key.
+//!
+//! Per key it keeps a [`StoredObject`]: the fingerprint of the row as last
+//! applied, whether the object is active, the per-field hashes (to tell
+//! which fields an update changes), the LMS's id for it and whether the user
+//! was invited. No field values are kept: the store holds keys and hashes,
+//! not personal data.
+//!
+//! Writes go through a journal: [`StateStore::begin`] records the operations
+//! about to be sent to the LMS; [`StateStore::commit`] applies the ones the
+//! LMS acknowledged and clears them from the journal in one transaction. A
+//! crash in between leaves them in the journal; the next run asks the sink
+//! which of them were applied ([`crate::sink::Sink::recover`]) and commits
+//! those, so nothing is applied twice and nothing acknowledged is lost.
+//!
+//! [`RedbStore`] is the embedded, crash-safe implementation on disk (redb:
+//! copy-on-write B-trees with an fsync per commit, pure Rust, no server);
+//! [`MemoryStore`] is for tests and for `muster diff`.
+
+mod memory;
+mod redb_store;
+
+pub use memory::MemoryStore;
+pub use redb_store::RedbStore;
+
+use crate::diff::{FieldHash, MemoryPrior};
+use crate::plan::Action;
+use crate::profile::ObjectKind;
+
+/// The store's on-disk format. A store of another format is refused with
+/// a message naming both.
+pub const FORMAT: &str = "muster-state/1";
+
+/// A store that cannot be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("state store {path}: {message}")]
+pub struct StoreError {
+    pub path: String,
+    pub message: String,
+}
+
+/// What the store keeps per key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredObject {
+    pub fingerprint: u128,
+    pub active: bool,
+    pub invited: bool,
+    pub lms_id: Option<String>,
+    pub fields: Vec<FieldHash>,
+}
+
+/// One write to the LMS, journalled before it is sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingOp {
+    /// Unique across runs: the sink's idempotency key.
+    pub id: u64,
+    pub kind: ObjectKind,
+    pub key: String,
+    pub action: Action,
+    /// The object after the write (ignored for deletes).
+    pub object: StoredObject,
+}
+
+/// The last applied state, with a journal of writes in flight.
+pub trait StateStore {
+    /// The differ's view of one kind: key → fingerprint and active flag.
+    fn prior(&self, kind: ObjectKind) -> Result<MemoryPrior, StoreError>;
+    fn get(&self, kind: ObjectKind, key: &str) -> Result<Option<StoredObject>, StoreError>;
+    /// Record count of the last accepted file of a kind (the shrink guard).
+    fn last_records(&self, kind: ObjectKind) -> Result<Option<u64>, StoreError>;
+    fn set_last_records(&mut self, kind: ObjectKind, records: u64) -> Result<(), StoreError>;
+    /// Journals `ops` durably before they are sent.
+    fn begin(&mut self, ops: &[PendingOp]) -> Result<(), StoreError>;
+    /// Applies the acknowledged operations and drops `done` and `dropped`
+    /// ids from the journal, in one transaction.
+    fn commit(&mut self, acked: &[PendingOp], dropped: &[u64]) -> Result<(), StoreError>;
+    /// The journal: operations begun and neither committed nor dropped.
+    fn pending(&self) -> Result<Vec<PendingOp>, StoreError>;
+    /// A fresh id for the next operation (never reused).
+    fn next_op_id(&mut self) -> Result<u64, StoreError>;
+}
+
+// ---- encoding (stable, versioned by FORMAT) ----
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Some(a)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4)
+            .map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.take(8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
+    }
+    fn str(&mut self) -> Option<&'a str> {
+        let n = self.u32()? as usize;
+        std::str::from_utf8(self.take(n)?).ok()
+    }
+}
+
+pub(crate) fn encode_object(o: &StoredObject, out: &mut Vec<u8>) {
+    out.extend_from_slice(&o.fingerprint.to_le_bytes());
+    out.push(o.active as u8 | (o.invited as u8) << 1 | (o.lms_id.is_some() as u8) << 2);
+    if let Some(id) = &o.lms_id {
+        put_str(out, id);
+    }
+    out.extend_from_slice(&(o.fields.len() as u32).to_le_bytes());
+    for f in &o.fields {
+        put_str(out, &f.field);
+        out.extend_from_slice(&f.hash.to_le_bytes());
+    }
+}
+
+fn decode_object_from(c: &mut Cursor<'_>) -> Option<StoredObject> {
+    let lo = c.u64()?;
+    let hi = c.u64()?;
+    let flags = c.u8()?;
+    let lms_id = if flags & 4 != 0 {
+        Some(c.str()?.to_string())
+    } else {
+        None
+    };
+    let n = c.u32()?;
+    let mut fields = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let field = c.str()?.to_string();
+        fields.push(FieldHash {
+            field,
+            hash: c.u64()?,
+        });
+    }
+    Some(StoredObject {
+        fingerprint: u128::from(lo) | u128::from(hi) << 64,
+        active: flags & 1 != 0,
+        invited: flags & 2 != 0,
+        lms_id,
+        fields,
+    })
+}
+
+pub(crate) fn decode_object(bytes: &[u8]) -> Option<StoredObject> {
+    decode_object_from(&mut Cursor(bytes))
+}
+
+/// The fingerprint and active flag, without decoding the rest.
+pub(crate) fn decode_prior(bytes: &[u8]) -> Option<(u128, bool)> {
+    let mut c = Cursor(bytes);
+    let lo = c.u64()?;
+    let hi = c.u64()?;
+    Some((u128::from(lo) | u128::from(hi) << 64, c.u8()? & 1 != 0))
+}
+
+fn kind_code(k: ObjectKind) -> u8 {
+    match k {
+        ObjectKind::User => 0,
+        ObjectKind::Group => 1,
+        ObjectKind::Segment => 2,
+    }
+}
+
+fn kind_of(c: u8) -> Option<ObjectKind> {
+    Some(match c {
+        0 => ObjectKind::User,
+        1 => ObjectKind::Group,
+        2 => ObjectKind::Segment,
+        _ => return None,
+    })
+}
+
+fn action_code(a: Action) -> u8 {
+    match a {
+        Action::Create => 0,
+        Action::Update => 1,
+        Action::Unchanged => 2,
+        Action::Deactivate => 3,
+        Action::Delete => 4,
+        Action::Reject => 5,
+    }
+}
+
+fn action_of(c: u8) -> Option<Action> {
+    Some(match c {
+        0 => Action::Create,
+        1 => Action::Update,
+        2 => Action::Unchanged,
+        3 => Action::Deactivate,
+        4 => Action::Delete,
+        5 => Action::Reject,
+        _ => return None,
+    })
+}
+
+pub(crate) fn encode_pending(op: &PendingOp) -> Vec<u8> {
+    let mut out = vec![kind_code(op.kind), action_code(op.action)];
+    put_str(&mut out, &op.key);
+    encode_object(&op.object, &mut out);
+    out
+}
+
+pub(crate) fn decode_pending(id: u64, bytes: &[u8]) -> Option<PendingOp> {
+    let mut c = Cursor(bytes);
+    let kind = kind_of(c.u8()?)?;
+    let action = action_of(c.u8()?)?;
+    let key = c.str()?.to_string();
+    let object = decode_object_from(&mut c)?;
+    Some(PendingOp {
+        id,
+        kind,
+        key,
+        action,
+        object,
+    })
+}

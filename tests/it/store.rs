@@ -1,0 +1,178 @@
+//! The state stores against a `BTreeMap` model: random sequences of
+//! journalled writes, commits and drops; the redb store is closed and
+//! reopened between steps, so what it answers is what reached the disk.
+
+use std::collections::BTreeMap;
+
+use muster::diff::{FieldHash, Prior};
+use muster::plan::Action;
+use muster::profile::ObjectKind;
+use muster::store::{MemoryStore, PendingOp, RedbStore, StateStore, StoredObject};
+use proptest::prelude::*;
+
+#[derive(Clone, Debug)]
+enum Step {
+    /// Journal writes of these (key, delete?, value) and commit the first `acked` of them.
+    Write {
+        ops: Vec<(u8, bool, u8)>,
+        acked: usize,
+        drop_rest: bool,
+    },
+    Records(u64),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => (proptest::collection::vec((0u8..12, proptest::bool::weighted(0.2), any::<u8>()), 0..8), 0usize..9, any::<bool>())
+            .prop_map(|(ops, acked, drop_rest)| Step::Write { ops, acked, drop_rest }),
+        1 => (0u64..1000).prop_map(Step::Records),
+    ]
+}
+
+fn object(v: u8) -> StoredObject {
+    StoredObject {
+        fingerprint: u128::from(v) << 70 | u128::from(v),
+        active: v % 3 != 0,
+        invited: v % 2 == 0,
+        lms_id: (v % 4 != 0).then(|| format!("lms-{v}")),
+        fields: vec![FieldHash {
+            field: "email".into(),
+            hash: u64::from(v),
+        }],
+    }
+}
+
+fn run_steps<S: StateStore>(
+    steps: &[Step],
+    mut store: S,
+    reopen: &mut dyn FnMut(S) -> S,
+) -> Result<(), TestCaseError> {
+    let kind = ObjectKind::User;
+    let mut model: BTreeMap<String, StoredObject> = BTreeMap::new();
+    let mut journal: BTreeMap<u64, PendingOp> = BTreeMap::new();
+    let mut records = None;
+    for step in steps {
+        match step {
+            Step::Write {
+                ops,
+                acked,
+                drop_rest,
+            } => {
+                let ops: Vec<PendingOp> = ops
+                    .iter()
+                    .map(|&(k, delete, v)| PendingOp {
+                        id: store.next_op_id().unwrap(),
+                        kind,
+                        key: format!("k{k}"),
+                        action: if delete {
+                            Action::Delete
+                        } else {
+                            Action::Update
+                        },
+                        object: object(v),
+                    })
+                    .collect();
+                store.begin(&ops).unwrap();
+                for op in &ops {
+                    journal.insert(op.id, op.clone());
+                }
+                let acked = &ops[..(*acked).min(ops.len())];
+                let rest: Vec<u64> = if *drop_rest {
+                    ops[acked.len()..].iter().map(|o| o.id).collect()
+                } else {
+                    vec![]
+                };
+                store.commit(acked, &rest).unwrap();
+                for op in acked {
+                    journal.remove(&op.id);
+                    if op.action == Action::Delete {
+                        model.remove(&op.key);
+                    } else {
+                        model.insert(op.key.clone(), op.object.clone());
+                    }
+                }
+                for id in rest {
+                    journal.remove(&id);
+                }
+            }
+            Step::Records(n) => {
+                store.set_last_records(kind, *n).unwrap();
+                records = Some(*n);
+            }
+        }
+        store = reopen(store);
+        prop_assert_eq!(store.last_records(kind).unwrap(), records);
+        let prior = store.prior(kind).unwrap();
+        prop_assert_eq!(prior.len(), model.len());
+        for (key, o) in &model {
+            let stored = store.get(kind, key).unwrap();
+            prop_assert_eq!(stored.as_ref(), Some(o));
+            let p = prior.get(key).unwrap();
+            prop_assert_eq!((p.fingerprint, p.active), (o.fingerprint, o.active));
+        }
+        prop_assert_eq!(
+            store.get(ObjectKind::Group, "k1").unwrap(),
+            None,
+            "kinds are apart"
+        );
+        let pending: BTreeMap<u64, PendingOp> = store
+            .pending()
+            .unwrap()
+            .into_iter()
+            .map(|o| (o.id, o))
+            .collect();
+        prop_assert_eq!(&pending, &journal);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(if cfg!(debug_assertions) { 24 } else { 96 }))]
+
+    #[test]
+    fn stores_match_a_btreemap_model(steps in proptest::collection::vec(step(), 1..12)) {
+        run_steps(&steps, MemoryStore::new(), &mut |s| s)?;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        run_steps(&steps, RedbStore::open(&path).unwrap(), &mut |store| {
+            // Close the database, then open the file again.
+            drop(store);
+            RedbStore::open(&path).unwrap()
+        })?;
+    }
+}
+
+#[test]
+fn operation_ids_never_repeat_across_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..3 {
+        let mut store = RedbStore::open(&path).unwrap();
+        for _ in 0..5 {
+            assert!(seen.insert(store.next_op_id().unwrap()));
+        }
+    }
+}
+
+#[test]
+fn a_store_of_another_format_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let w = db.begin_write().unwrap();
+        {
+            let mut t = w
+                .open_table(redb::TableDefinition::<&str, &[u8]>::new("meta"))
+                .unwrap();
+            t.insert("format", &b"muster-state/0"[..]).unwrap();
+        }
+        w.commit().unwrap();
+    }
+    let err = RedbStore::open(&path).err().unwrap().to_string();
+    assert!(
+        err.contains("muster-state/0") && err.contains("muster-state/1"),
+        "{err}"
+    );
+}
