@@ -49,6 +49,7 @@
 //! reads the environment or starts threads of its own.
 
 pub mod code;
+pub mod config;
 pub mod diff;
 pub mod gen;
 pub mod guard;
@@ -56,6 +57,8 @@ pub mod plan;
 pub mod profile;
 pub mod reader;
 pub mod results;
+pub mod run;
+pub mod sink;
 pub mod snapshot;
 pub mod store;
 #[doc(hidden)]

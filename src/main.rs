@@ -42,6 +42,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Process each tenant's inbox: plan, guard, write through the sink, move to processed/.
+    Run {
+        /// The configuration file (tenants, sources, files, sinks, state).
+        #[arg(long)]
+        config: PathBuf,
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Plan and check the guards; write nothing, move nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Release files a safety guard holds.
+        #[arg(long)]
+        force: bool,
+        /// "Today" for end dates, YYYY-MM-DD (default: today in each profile's time zone).
+        #[arg(long)]
+        today: Option<String>,
+    },
     /// Parse and validate a snapshot: the plan against an empty store.
     Check {
         /// A preset name or a profile TOML file.
@@ -113,6 +131,13 @@ fn main() -> ExitCode {
             results,
             today,
         } => check(&profile, &input, results, today),
+        Command::Run {
+            config,
+            tenant,
+            dry_run,
+            force,
+            today,
+        } => run(&config, tenant, dry_run, force, today),
         Command::Diff {
             profile,
             old,
@@ -244,6 +269,100 @@ fn finish(
     } else {
         Exit::Rows
     })
+}
+
+fn run(
+    config: &std::path::Path,
+    only: Option<String>,
+    dry_run: bool,
+    force: bool,
+    today: Option<String>,
+) -> Exit {
+    use muster::run::{run_tenant, FileStatus, RunOptions};
+    let config = match muster::config::Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::Usage;
+        }
+    };
+    let today = match today {
+        None => None,
+        Some(s) => match Date::parse_iso(&s) {
+            Some(d) => Some(d),
+            None => {
+                eprintln!("error: --today {s:?} is not a date (YYYY-MM-DD)");
+                return Exit::Usage;
+            }
+        },
+    };
+    if let Some(name) = &only {
+        if !config.tenants.iter().any(|t| &t.name == name) {
+            let names: Vec<&str> = config.tenants.iter().map(|t| t.name.as_str()).collect();
+            eprintln!("error: no tenant {name:?} (tenants: {})", names.join(", "));
+            return Exit::Usage;
+        }
+    }
+    let opts = RunOptions {
+        dry_run,
+        force,
+        today,
+    };
+    let mut exit = Exit::Clean;
+    let worse = |a: Exit, b: Exit| {
+        let rank = |e: Exit| match e {
+            Exit::Clean => 0,
+            Exit::Rows => 1,
+            Exit::Refused => 2,
+            Exit::Failed => 3,
+            Exit::Usage => 4,
+        };
+        if rank(b) > rank(a) {
+            b
+        } else {
+            a
+        }
+    };
+    for tenant in config
+        .tenants
+        .iter()
+        .filter(|t| only.as_ref().is_none_or(|n| &t.name == n))
+    {
+        match run_tenant(tenant, &opts) {
+            Ok(reports) => {
+                if reports.is_empty() {
+                    eprintln!(
+                        "{}: nothing to do in {}",
+                        tenant.name,
+                        tenant.inbox.display()
+                    );
+                }
+                for r in reports {
+                    eprintln!("{}: {}: {}", tenant.name, r.file.display(), r.summary);
+                    if let Some(res) = &r.results {
+                        eprintln!("  results: {}", res.display());
+                    }
+                    exit = worse(
+                        exit,
+                        match r.status {
+                            FileStatus::Clean => Exit::Clean,
+                            FileStatus::Rows => Exit::Rows,
+                            FileStatus::Refused => Exit::Refused,
+                            FileStatus::SinkUnavailable => Exit::Failed,
+                        },
+                    );
+                }
+            }
+            Err(e) => {
+                eprintln!(
+                    "error: tenant {}: {e}; the next run resumes where this one stopped",
+                    tenant.name
+                );
+                exit = worse(exit, Exit::Failed);
+            }
+        }
+    }
+    exit
 }
 
 fn diff(

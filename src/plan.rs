@@ -208,6 +208,40 @@ impl Plan {
         self.entries.iter().filter(|e| e.action == action).count()
     }
 
+    /// Row `i` of the plan (rows of records first, in file order; then the
+    /// rows the missing rule adds).
+    pub fn row(&self, i: usize) -> PlannedRow<'_> {
+        let e = &self.entries[i];
+        PlannedRow {
+            line: e.line,
+            key: (!e.key.is_none()).then(|| self.str(e.key)),
+            action: e.action,
+            code: e.code,
+            message: self
+                .messages
+                .get(e.message as usize)
+                .map_or("", String::as_str),
+        }
+    }
+
+    /// The fingerprint of row `i` (0 for rejected and inferred rows).
+    pub fn fingerprint(&self, i: usize) -> u128 {
+        let f = self.entries[i].fingerprint;
+        u128::from(f[0]) | u128::from(f[1]) << 64
+    }
+
+    /// Whether the object of row `i` is active after its write.
+    pub fn active_after(&self, i: usize) -> bool {
+        let e = &self.entries[i];
+        !e.has(INACTIVE) && e.action != Action::Deactivate
+    }
+
+    /// Changes row `i`'s action, code and message (e.g. an update with no
+    /// changed field, found while writing).
+    pub fn set_row(&mut self, i: usize, action: Action, code: Option<Code>, message: String) {
+        self.set(i, action, code, message);
+    }
+
     /// Compares the rows with `prior`, the last applied state of the plan's
     /// object kind (SPEC §3 steps 3–4): decides each valid row's action,
     /// adds the keys the missing rule removes, rejects groups on a parent

@@ -1,0 +1,651 @@
+//! `muster run`: one tenant's files, from the inbox to the sink and
+//! `processed/`.
+//!
+//! # What a run does
+//!
+//! 1. Recovery: operations a crash left in the store's journal are asked of
+//!    the sink; those it applied are committed, the others dropped (they are
+//!    planned again below).
+//! 2. Pickup: files of the inbox matching a pattern, not `.part` / `.tmp` /
+//!    dot files, whose size is the same across two looks `settle_ms` apart;
+//!    groups first, then segments, then users (so a users file can name the
+//!    groups of the same run).
+//! 3. Per file: plan against the store ([`crate::plan`]), check the guards
+//!    ([`crate::guard`]); a held file writes nothing. Then a second read of
+//!    the file sends the planned writes in batches — journalled in the store
+//!    first, committed only once the sink acknowledged them — deletions
+//!    last.
+//! 4. The results CSV and a summary JSON go to `processed/` under a
+//!    temporary name, then are renamed; the original is moved beside them:
+//!    `<stem>.<UTC timestamp>.csv`, `.results.csv`, `.summary.json`.
+//!
+//! `--dry-run` plans and checks the guards but writes nothing to the sink or
+//! the store and moves nothing: its results and summary go to `processed/`
+//! as `<stem>.<timestamp>.dry-run.results.csv` / `.dry-run.summary.json`.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::code::Code;
+use crate::config::{SinkConfig, Tenant};
+use crate::diff::{changed_fields, Fingerprinter, Prior};
+use crate::guard::{self, Verdict};
+use crate::plan::{self, Action, FileError, Plan};
+use crate::profile::{Cell, Date, FieldKind, MappedRow, ObjectKind, Profile};
+use crate::reader::Record;
+use crate::results::{Outcome, ResultsWriter};
+use crate::sink::{Ack, JsonlOutbox, Operation, Sink, Value};
+use crate::snapshot::Snapshot;
+use crate::store::{PendingOp, RedbStore, StateStore, StoreError, StoredObject};
+
+/// Options of one run.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub dry_run: bool,
+    pub force: bool,
+    /// "Today" for end dates; default: today in each profile's time zone.
+    pub today: Option<Date>,
+}
+
+/// What stopped a run: the next run resumes safely.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Sink(#[from] crate::sink::SinkError),
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> RunError + '_ {
+    move |error| RunError::Io {
+        path: path.display().to_string(),
+        error,
+    }
+}
+
+/// How one file ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileStatus {
+    /// Every line fine.
+    Clean,
+    /// Some lines rejected, failed or carrying a code.
+    Rows,
+    /// Refused (header, not text) or held by a guard: nothing applied.
+    Refused,
+    /// The sink could not be reached for some writes (exit 1).
+    SinkUnavailable,
+}
+
+/// The report of one file.
+#[derive(Clone, Debug)]
+pub struct FileReport {
+    pub file: PathBuf,
+    pub status: FileStatus,
+    pub results: Option<PathBuf>,
+    pub summary: String,
+}
+
+/// Runs one tenant.
+pub fn run_tenant(tenant: &Tenant, opts: &RunOptions) -> Result<Vec<FileReport>, RunError> {
+    let mut store = RedbStore::open(&tenant.state)?;
+    let SinkConfig::Jsonl { path } = &tenant.sink;
+    let mut sink = JsonlOutbox::open(path)?;
+    recover(&mut store, &mut sink)?;
+    let files = pick_up(tenant)?;
+    let mut reports = Vec::new();
+    for (path, profile) in files {
+        let report = process_file(tenant, profile, &path, &mut store, &mut sink, opts)?;
+        reports.push(report);
+    }
+    sink.finish()?;
+    Ok(reports)
+}
+
+/// Commits the journalled operations the sink already applied; drops the rest.
+pub fn recover(store: &mut dyn StateStore, sink: &mut dyn Sink) -> Result<(), RunError> {
+    let pending = store.pending()?;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let applied: ahash::AHashSet<u64> = sink.recover(&pending)?.into_iter().collect();
+    let (done, dropped): (Vec<PendingOp>, Vec<PendingOp>) =
+        pending.into_iter().partition(|p| applied.contains(&p.id));
+    let dropped: Vec<u64> = dropped.iter().map(|p| p.id).collect();
+    tracing::warn!(
+        committed = done.len(),
+        dropped = dropped.len(),
+        "recovered the writes of an interrupted run"
+    );
+    store.commit(&done, &dropped)?;
+    Ok(())
+}
+
+fn ignored(name: &str) -> bool {
+    name.starts_with('.') || name.ends_with(".part") || name.ends_with(".tmp")
+}
+
+/// The inbox files to process now, in dependency order.
+fn pick_up(tenant: &Tenant) -> Result<Vec<(PathBuf, &Profile)>, RunError> {
+    let inbox = &tenant.inbox;
+    let list = || -> Result<Vec<(PathBuf, u64)>, RunError> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(inbox).map_err(io(inbox))? {
+            let entry = entry.map_err(io(inbox))?;
+            let meta = entry.metadata().map_err(io(inbox))?;
+            if meta.is_file() {
+                out.push((entry.path(), meta.len()));
+            }
+        }
+        Ok(out)
+    };
+    let first = list()?;
+    if tenant.settle_ms > 0 {
+        std::thread::sleep(Duration::from_millis(tenant.settle_ms));
+    }
+    let second = list()?;
+    let mut files = Vec::new();
+    for (path, size) in first {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if ignored(name) {
+            continue;
+        }
+        let Some((_, profile)) = tenant.files.iter().find(|(p, _)| p.matches(name)) else {
+            continue;
+        };
+        if second.iter().find(|(p, _)| *p == path).map(|(_, s)| *s) != Some(size) {
+            tracing::info!(file = %path.display(), "still being written; left for the next run");
+            continue;
+        }
+        files.push((path, profile));
+    }
+    let rank = |k: ObjectKind| match k {
+        ObjectKind::Group => 0,
+        ObjectKind::Segment => 1,
+        ObjectKind::User => 2,
+    };
+    files.sort_by(|a, b| rank(a.1.object).cmp(&rank(b.1.object)).then(a.0.cmp(&b.0)));
+    Ok(files)
+}
+
+/// `<stem>.<UTC timestamp>` in `dir`, not taken yet.
+fn stamped(dir: &Path, stem: &str, suffix: &str) -> String {
+    let ts = jiff::Timestamp::now()
+        .strftime("%Y%m%dT%H%M%SZ")
+        .to_string();
+    let mut name = format!("{stem}.{ts}");
+    let mut n = 1;
+    while dir.join(format!("{name}{suffix}.csv")).exists()
+        || dir.join(format!("{name}{suffix}.results.csv")).exists()
+    {
+        n += 1;
+        name = format!("{stem}.{ts}-{n}");
+    }
+    name
+}
+
+/// Writes `bytes` to `path` through a temporary name and a rename.
+fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
+) -> Result<(), RunError> {
+    let tmp = path.with_extension("tmp");
+    let mut w = BufWriter::new(File::create(&tmp).map_err(io(&tmp))?);
+    write(&mut w).map_err(io(&tmp))?;
+    let f = w.into_inner().map_err(|e| io(&tmp)(e.into_error()))?;
+    f.sync_all().map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// Per plan row: what happened.
+#[derive(Clone, Debug)]
+struct Line {
+    outcome: Outcome,
+    code: Option<Code>,
+    message: Option<String>,
+}
+
+fn process_file(
+    tenant: &Tenant,
+    profile: &Profile,
+    path: &Path,
+    store: &mut RedbStore,
+    sink: &mut dyn Sink,
+    opts: &RunOptions,
+) -> Result<FileReport, RunError> {
+    let started = Instant::now();
+    let today = opts.today.unwrap_or_else(|| profile.today());
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("file")
+        .to_string();
+    std::fs::create_dir_all(&tenant.processed).map_err(io(&tenant.processed))?;
+    let suffix = if opts.dry_run { ".dry-run" } else { "" };
+    let name = stamped(&tenant.processed, &stem, suffix);
+    let results_path = tenant.processed.join(format!("{name}{suffix}.results.csv"));
+    let summary_path = tenant
+        .processed
+        .join(format!("{name}{suffix}.summary.json"));
+    let kind = profile.object;
+    let prior = store.prior(kind)?;
+    let size = std::fs::metadata(path).map_err(io(path))?.len();
+    let planned = File::open(path)
+        .map_err(io(path))
+        .map(|f| plan::read(profile, f, today, Some(size), &mut |_| {}));
+    let mut plan = match planned? {
+        Ok(plan) => plan,
+        Err(FileError::Read(crate::reader::ReadError::Io(e))) => return Err(io(path)(e)),
+        Err(e) => {
+            // Refused whole: a header-only results file, the original moved.
+            tracing::warn!(file = %path.display(), error = %e, "file refused");
+            write_atomically(&results_path, |w| ResultsWriter::new(w).map(|_| ()))?;
+            let summary = summary_json(
+                tenant,
+                profile,
+                path,
+                None,
+                &Verdict::default(),
+                opts,
+                started,
+                Some(&e.to_string()),
+            );
+            write_atomically(&summary_path, |w| w.write_all(summary.as_bytes()))?;
+            if !opts.dry_run {
+                move_original(path, &tenant.processed, &name)?;
+            }
+            return Ok(FileReport {
+                file: path.to_path_buf(),
+                status: FileStatus::Refused,
+                results: Some(results_path),
+                summary: format!("refused: {e}"),
+            });
+        }
+    };
+    plan.against(profile, &prior);
+    let verdict = guard::check(
+        &plan,
+        &profile.safety,
+        prior.len(),
+        store.last_records(kind)?,
+        opts.force,
+    );
+    let base = if verdict.held() {
+        Outcome::Held
+    } else if opts.dry_run {
+        Outcome::Planned
+    } else {
+        Outcome::Ok
+    };
+    let mut lines: Vec<Line> = (0..plan.len())
+        .map(|i| Line {
+            outcome: if base == Outcome::Ok && plan.row(i).action == Action::Reject {
+                Outcome::Failed
+            } else {
+                base
+            },
+            code: None,
+            message: None,
+        })
+        .collect();
+    let mut unavailable = false;
+    if !verdict.held() {
+        unavailable = write_pass(
+            tenant, profile, path, &mut plan, &mut lines, store, sink, opts,
+        )?;
+        if !opts.dry_run && !unavailable {
+            store.set_last_records(kind, plan.records)?;
+        }
+    }
+    write_atomically(&results_path, |w| {
+        let mut r = ResultsWriter::new(w)?;
+        for (i, line) in lines.iter().enumerate() {
+            let row = plan.row(i);
+            let code = line.code.or(row.code);
+            let message = line.message.as_deref().unwrap_or(row.message);
+            r.write(
+                (row.line > 0).then_some(row.line),
+                row.key,
+                row.action,
+                line.outcome,
+                code,
+                message,
+            )?;
+        }
+        Ok(())
+    })?;
+    let summary = summary_json(
+        tenant,
+        profile,
+        path,
+        Some((&plan, &lines)),
+        &verdict,
+        opts,
+        started,
+        None,
+    );
+    write_atomically(&summary_path, |w| w.write_all(summary.as_bytes()))?;
+    if !opts.dry_run {
+        move_original(path, &tenant.processed, &name)?;
+    }
+    let status = if unavailable {
+        FileStatus::SinkUnavailable
+    } else if verdict.held() {
+        FileStatus::Refused
+    } else if plan.is_clean()
+        && lines
+            .iter()
+            .all(|l| l.code.is_none() && l.outcome != Outcome::Failed)
+    {
+        FileStatus::Clean
+    } else {
+        FileStatus::Rows
+    };
+    let mut text = format!("{} records", plan.records);
+    for a in [
+        Action::Create,
+        Action::Update,
+        Action::Unchanged,
+        Action::Deactivate,
+        Action::Delete,
+        Action::Reject,
+    ] {
+        let n = plan.count(a);
+        if n > 0 {
+            text.push_str(&format!(", {n} {}", a.as_str()));
+        }
+    }
+    for reason in &verdict.reasons {
+        text.push_str(&format!("; held: {reason}"));
+    }
+    Ok(FileReport {
+        file: path.to_path_buf(),
+        status,
+        results: Some(results_path),
+        summary: text,
+    })
+}
+
+fn move_original(path: &Path, processed: &Path, name: &str) -> Result<(), RunError> {
+    let to = processed.join(format!("{name}.csv"));
+    std::fs::rename(path, &to).map_err(io(&to))
+}
+
+/// The fields of a row as an operation carries them: every field the file
+/// states, or only `only` when given.
+fn fields_of(profile: &Profile, row: &MappedRow, only: Option<&[String]>) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for (slot, spec) in profile.slots.iter().enumerate() {
+        let name = spec.field.to_string();
+        if only.is_some_and(|o| !o.contains(&name)) {
+            continue;
+        }
+        let value = match row.cell(slot) {
+            Cell::Absent => continue,
+            Cell::Empty if profile.empty == crate::profile::EmptyCell::Keep => continue,
+            Cell::Empty if spec.kind == FieldKind::List => Value::List(Vec::new()),
+            Cell::Empty => Value::Text(String::new()),
+            Cell::Value { .. } if spec.kind == FieldKind::List => {
+                Value::List(row.items(slot).map(str::to_string).collect())
+            }
+            Cell::Value { .. } => Value::Text(row.get(slot).unwrap_or_default().to_string()),
+        };
+        out.push((name, value));
+    }
+    out
+}
+
+/// The second read: builds and sends the planned writes in batches,
+/// deletions last. Returns whether the sink was unavailable for some.
+#[allow(clippy::too_many_arguments)]
+fn write_pass(
+    tenant: &Tenant,
+    profile: &Profile,
+    path: &Path,
+    plan: &mut Plan,
+    lines: &mut [Line],
+    store: &mut RedbStore,
+    sink: &mut dyn Sink,
+    opts: &RunOptions,
+) -> Result<bool, RunError> {
+    let kind = profile.object;
+    let mut snapshot = match Snapshot::open(profile, File::open(path).map_err(io(path))?) {
+        Ok(s) => s,
+        Err(e) => return Err(io(path)(std::io::Error::other(e.to_string()))),
+    };
+    let layout = snapshot.layout().clone();
+    let fingerprinter = Fingerprinter::new(profile);
+    let mut rec = Record::new();
+    let mut row = MappedRow::new();
+    let mut batch: Vec<(usize, Operation, PendingOp)> = Vec::new();
+    let mut deletions: Vec<(usize, Operation, PendingOp)> = Vec::new();
+    let mut unavailable = false;
+    let mut i = 0usize;
+    while snapshot
+        .read_record(&mut rec)
+        .map_err(|e| io(path)(std::io::Error::other(e.to_string())))?
+    {
+        let idx = i;
+        i += 1;
+        let planned = plan.row(idx);
+        let action = planned.action;
+        if !matches!(
+            action,
+            Action::Create | Action::Update | Action::Deactivate | Action::Delete
+        ) {
+            continue;
+        }
+        let key = planned.key.unwrap_or_default().to_string();
+        if profile.map(&rec, &layout, &mut row).is_err() {
+            continue; // planned from the same bytes: cannot differ
+        }
+        let stored = store.get(kind, &key)?;
+        let hashes = fingerprinter.field_hashes(&row);
+        let mut fields = match action {
+            Action::Create => fields_of(profile, &row, None),
+            Action::Update => {
+                let changed = stored.as_ref().map_or_else(
+                    || hashes.iter().map(|h| h.field.clone()).collect(),
+                    |s| changed_fields(&s.fields, &hashes),
+                );
+                if changed.is_empty() {
+                    let (code, message) = (planned.code, planned.message.to_string());
+                    plan.set_row(idx, Action::Unchanged, code, message);
+                    continue;
+                }
+                let message = format!("changed: {}", changed.join(", "));
+                let message = if planned.message.is_empty() {
+                    message
+                } else {
+                    format!("{message}; {}", planned.message)
+                };
+                let code = planned.code;
+                plan.set_row(idx, Action::Update, code, message);
+                fields_of(profile, &row, Some(&changed))
+            }
+            _ => Vec::new(),
+        };
+        if action == Action::Deactivate {
+            fields.clear();
+        }
+        let invite =
+            action == Action::Create && profile.invite_on_create && kind == ObjectKind::User;
+        let object = StoredObject {
+            fingerprint: plan.fingerprint(idx),
+            active: plan.active_after(idx),
+            invited: invite || stored.as_ref().is_some_and(|s| s.invited),
+            lms_id: stored.as_ref().and_then(|s| s.lms_id.clone()),
+            fields: hashes,
+        };
+        let id = if opts.dry_run { 0 } else { store.next_op_id()? };
+        let op = Operation {
+            op: id,
+            kind,
+            action,
+            key: key.clone(),
+            fields,
+            invite,
+        };
+        let pending = PendingOp {
+            id,
+            kind,
+            key,
+            action,
+            object,
+        };
+        if action == Action::Delete {
+            deletions.push((idx, op, pending));
+        } else {
+            batch.push((idx, op, pending));
+            if batch.len() >= tenant.batch_size {
+                unavailable |= flush(&mut batch, lines, store, sink, opts)?;
+            }
+        }
+    }
+    unavailable |= flush(&mut batch, lines, store, sink, opts)?;
+    // Rows the missing rule adds, after the file's rows.
+    for idx in i..plan.len() {
+        let planned = plan.row(idx);
+        let key = planned.key.unwrap_or_default().to_string();
+        let Some(stored) = store.get(kind, &key)? else {
+            continue;
+        };
+        let id = if opts.dry_run { 0 } else { store.next_op_id()? };
+        let action = planned.action;
+        let object = StoredObject {
+            active: false,
+            ..stored
+        };
+        let op = Operation {
+            op: id,
+            kind,
+            action,
+            key: key.clone(),
+            fields: Vec::new(),
+            invite: false,
+        };
+        let pending = PendingOp {
+            id,
+            kind,
+            key,
+            action,
+            object,
+        };
+        if action == Action::Delete {
+            deletions.push((idx, op, pending));
+        } else {
+            batch.push((idx, op, pending));
+        }
+    }
+    unavailable |= flush(&mut batch, lines, store, sink, opts)?;
+    // Deletions last.
+    for chunk in deletions.chunks(tenant.batch_size) {
+        let mut chunk = chunk.to_vec();
+        unavailable |= flush(&mut chunk, lines, store, sink, opts)?;
+    }
+    Ok(unavailable)
+}
+
+/// Journals, sends and commits one batch; records each line's outcome.
+fn flush(
+    batch: &mut Vec<(usize, Operation, PendingOp)>,
+    lines: &mut [Line],
+    store: &mut RedbStore,
+    sink: &mut dyn Sink,
+    opts: &RunOptions,
+) -> Result<bool, RunError> {
+    if batch.is_empty() || opts.dry_run {
+        batch.clear();
+        return Ok(false);
+    }
+    let pending: Vec<PendingOp> = batch.iter().map(|b| b.2.clone()).collect();
+    store.begin(&pending)?;
+    let ops: Vec<Operation> = batch.iter().map(|b| b.1.clone()).collect();
+    // A sink error leaves the batch journalled: the next run recovers it.
+    let acks = sink.apply(&ops)?;
+    let mut acked = Vec::new();
+    let mut dropped = Vec::new();
+    let mut unavailable = false;
+    for ((idx, _, mut op), ack) in batch.drain(..).zip(acks) {
+        match ack {
+            Ack::Applied { lms_id } => {
+                if lms_id.is_some() {
+                    op.object.lms_id = lms_id;
+                }
+                acked.push(op);
+            }
+            Ack::Rejected { message } => {
+                lines[idx] = Line {
+                    outcome: Outcome::Failed,
+                    code: Some(Code::SinkRejected),
+                    message: Some(message),
+                };
+                dropped.push(op.id);
+            }
+            Ack::Unavailable { message } => {
+                lines[idx] = Line {
+                    outcome: Outcome::Failed,
+                    code: Some(Code::SinkUnavailable),
+                    message: Some(message),
+                };
+                dropped.push(op.id);
+                unavailable = true;
+            }
+        }
+    }
+    store.commit(&acked, &dropped)?;
+    Ok(unavailable)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn summary_json(
+    tenant: &Tenant,
+    profile: &Profile,
+    path: &Path,
+    plan: Option<(&Plan, &[Line])>,
+    verdict: &Verdict,
+    opts: &RunOptions,
+    started: Instant,
+    refused: Option<&str>,
+) -> String {
+    let mut counts = serde_json::Map::new();
+    let (mut rows, mut bytes) = (0, 0);
+    if let Some((plan, lines)) = plan {
+        rows = plan.records;
+        bytes = plan.bytes;
+        for (i, line) in lines.iter().enumerate() {
+            let action = plan.row(i).action.as_str();
+            let entry = counts
+                .entry(action)
+                .or_insert_with(|| serde_json::json!({}));
+            let n = entry
+                .get(line.outcome.as_str())
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0);
+            entry[line.outcome.as_str()] = serde_json::json!(n + 1);
+        }
+    }
+    let summary = serde_json::json!({
+        "tenant": tenant.name,
+        "source": { "type": "dir", "file": path.display().to_string() },
+        "profile": profile.name,
+        "dry_run": opts.dry_run,
+        "held": verdict.held(),
+        "held_reasons": verdict.reasons,
+        "forced": verdict.forced,
+        "refused": refused,
+        "rows": rows,
+        "bytes": bytes,
+        "counts": counts,
+        "duration_ms": started.elapsed().as_millis() as u64,
+    });
+    let mut text = serde_json::to_string_pretty(&summary).unwrap_or_default();
+    text.push('\n');
+    text
+}

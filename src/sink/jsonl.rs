@@ -1,0 +1,136 @@
+//! The JSONL outbox: one applied operation per line, appended and synced to
+//! disk before it is acknowledged. The embedded default sink, for demos and
+//! for services that consume the changes themselves.
+//!
+//! Format (one JSON object per line, keys in this order):
+//!
+//! ```text
+//! {"op":17,"kind":"user","action":"create","key":"E1","fields":{"first_name":"Anna","groups":["G1","G2"]},"invite":true}
+//! ```
+//!
+//! `op` is unique across runs (muster's idempotency key); `fields` holds
+//! what the file states — every field for a create, the changed ones for an
+//! update, none for a deactivation or a deletion; `invite` appears (true)
+//! only on a create that invites. Nothing else is written: no secrets, no
+//! configuration.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::{Ack, Operation, Sink, SinkError};
+use crate::store::PendingOp;
+
+pub struct JsonlOutbox {
+    path: PathBuf,
+    file: File,
+    line: Vec<u8>,
+}
+
+impl JsonlOutbox {
+    /// Opens the outbox for appending. A last line without its newline is
+    /// the trace of a write a crash interrupted, never acknowledged: it is
+    /// cut off.
+    pub fn open(path: &Path) -> Result<JsonlOutbox, SinkError> {
+        let err = |e: std::io::Error| SinkError {
+            sink: path.display().to_string(),
+            message: e.to_string(),
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(path)
+            .map_err(err)?;
+        let len = file.metadata().map_err(err)?.len();
+        if len > 0 {
+            let mut last = [0u8; 1];
+            file.seek(SeekFrom::Start(len - 1)).map_err(err)?;
+            std::io::Read::read_exact(&mut file, &mut last).map_err(err)?;
+            if last[0] != b'\n' {
+                let text = std::fs::read(path).map_err(err)?;
+                let keep = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+                file.set_len(keep as u64).map_err(err)?;
+                file.sync_data().map_err(err)?;
+            }
+        }
+        Ok(JsonlOutbox {
+            path: path.to_path_buf(),
+            file,
+            line: Vec::with_capacity(512),
+        })
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> SinkError {
+        SinkError {
+            sink: self.path.display().to_string(),
+            message: e.to_string(),
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Line<'a> {
+    op: u64,
+    kind: crate::profile::ObjectKind,
+    action: crate::plan::Action,
+    key: &'a str,
+    fields: serde_json::Map<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    invite: bool,
+}
+
+impl Sink for JsonlOutbox {
+    fn apply(&mut self, batch: &[Operation]) -> Result<Vec<Ack>, SinkError> {
+        let mut out = Vec::with_capacity(batch.len() * 200);
+        for op in batch {
+            let fields = op
+                .fields
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default()))
+                .collect();
+            let line = Line {
+                op: op.op,
+                kind: op.kind,
+                action: op.action,
+                key: &op.key,
+                fields,
+                invite: op.invite,
+            };
+            self.line.clear();
+            serde_json::to_writer(&mut self.line, &line).map_err(|e| self.err(e))?;
+            out.extend_from_slice(&self.line);
+            out.push(b'\n');
+        }
+        self.file.write_all(&out).map_err(|e| self.err(e))?;
+        self.file.sync_data().map_err(|e| self.err(e))?;
+        Ok(batch
+            .iter()
+            .map(|_| Ack::Applied { lms_id: None })
+            .collect())
+    }
+
+    fn recover(&mut self, pending: &[PendingOp]) -> Result<Vec<u64>, SinkError> {
+        if pending.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted: ahash::AHashSet<u64> = pending.iter().map(|p| p.id).collect();
+        let mut found = Vec::new();
+        let reader = BufReader::new(File::open(&self.path).map_err(|e| self.err(e))?);
+        for line in reader.split(b'\n') {
+            let line = line.map_err(|e| self.err(e))?;
+            // Every line starts `{"op":N,`.
+            let id = line
+                .strip_prefix(b"{\"op\":")
+                .and_then(|rest| rest.iter().position(|&b| b == b',').map(|end| &rest[..end]))
+                .and_then(|n| std::str::from_utf8(n).ok()?.parse::<u64>().ok());
+            if let Some(id) = id.filter(|id| wanted.contains(id)) {
+                found.push(id);
+            }
+        }
+        Ok(found)
+    }
+}

@@ -1,0 +1,89 @@
+//! Where writes go: the LMS, or the JSONL outbox.
+//!
+//! A [`Sink`] takes a batch of [`Operation`]s and answers one [`Ack`] per
+//! operation: applied (with the LMS's id), rejected by the LMS (not retried)
+//! or unavailable (retried by the next run). Only applied operations are
+//! committed to the state store. After a crash, [`Sink::recover`] tells
+//! which journalled operations the LMS already has, so none is applied twice.
+
+mod jsonl;
+
+pub use jsonl::JsonlOutbox;
+
+use serde::Serialize;
+
+use crate::plan::Action;
+use crate::profile::ObjectKind;
+use crate::store::PendingOp;
+
+/// A field value as the file states it, normalised.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Value {
+    Text(String),
+    List(Vec<String>),
+}
+
+/// One write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Operation {
+    /// Unique across runs; the idempotency key.
+    pub op: u64,
+    pub kind: ObjectKind,
+    pub action: Action,
+    pub key: String,
+    /// The fields the file states (all of them for a create, the changed
+    /// ones for an update; none for a deactivation or a deletion).
+    pub fields: Vec<(String, Value)>,
+    /// Invite the user (a create under a profile with `invite_on_create`).
+    pub invite: bool,
+}
+
+/// The LMS's answer for one operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ack {
+    Applied {
+        lms_id: Option<String>,
+    },
+    /// The LMS refused it (e.g. a 4xx): reported, not retried.
+    Rejected {
+        message: String,
+    },
+    /// The LMS could not be reached: the next run tries again.
+    Unavailable {
+        message: String,
+    },
+}
+
+/// A sink that failed as a whole (the batch's fate is unknown until
+/// [`Sink::recover`]).
+#[derive(Debug, thiserror::Error)]
+#[error("sink {sink}: {message}")]
+pub struct SinkError {
+    pub sink: String,
+    pub message: String,
+}
+
+/// The push side of the pipeline.
+pub trait Sink {
+    /// Applies a batch; one acknowledgement per operation, in order.
+    fn apply(&mut self, batch: &[Operation]) -> Result<Vec<Ack>, SinkError>;
+    /// Which of these journalled operations the LMS already applied.
+    fn recover(&mut self, pending: &[PendingOp]) -> Result<Vec<u64>, SinkError>;
+    /// Called once after the last batch.
+    fn finish(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+impl Serialize for ObjectKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl Serialize for Action {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
