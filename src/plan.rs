@@ -637,7 +637,7 @@ pub fn read<R: Read>(
     let mut folded = String::new();
     while snapshot.read_record(&mut rec)? {
         plan.records += 1;
-        if plan.records % 65_536 == 0 {
+        if plan.records.is_multiple_of(65_536) {
             progress(Progress {
                 records: plan.records,
                 bytes: snapshot.byte_offset(),
