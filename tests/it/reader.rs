@@ -142,7 +142,11 @@ fn render(doc: &Doc) -> (Vec<u8>, Vec<u64>) {
     for (r, rec) in doc.records.iter().enumerate() {
         // Blank lines before the record: empty or only spaces.
         for _ in 0..(doc.blanks[r] / 3) {
-            let blank = if doc.blanks[r] % 2 == 0 { "" } else { "  " };
+            let blank = if doc.blanks[r].is_multiple_of(2) {
+                ""
+            } else {
+                "  "
+            };
             out.push_str(blank);
             out.push_str(ending(doc.endings[r]));
             line += 1;

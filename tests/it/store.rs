@@ -32,9 +32,9 @@ fn step() -> impl Strategy<Value = Step> {
 fn object(v: u8) -> StoredObject {
     StoredObject {
         fingerprint: u128::from(v) << 70 | u128::from(v),
-        active: v % 3 != 0,
-        invited: v % 2 == 0,
-        lms_id: (v % 4 != 0).then(|| format!("lms-{v}")),
+        active: !v.is_multiple_of(3),
+        invited: v.is_multiple_of(2),
+        lms_id: (!v.is_multiple_of(4)).then(|| format!("lms-{v}")),
         fields: vec![FieldHash {
             field: "email".into(),
             hash: u64::from(v),
