@@ -5,6 +5,7 @@ mod diff;
 mod fixtures;
 mod profile;
 mod reader;
+mod run;
 mod store;
 
 /// Counts allocations per thread, so a test can assert that a loop

@@ -1,0 +1,506 @@
+//! `muster run` on a local inbox with the JSONL outbox, as a user runs it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use muster::diff::Prior;
+use muster::profile::ObjectKind;
+use muster::store::{RedbStore, StateStore};
+
+use crate::fixtures::TODAY;
+
+struct Tenant {
+    dir: tempfile::TempDir,
+}
+
+impl Tenant {
+    fn new(batch_size: usize) -> Tenant {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("inbox")).unwrap();
+        std::fs::write(
+            dir.path().join("muster.toml"),
+            format!(
+                r#"
+[[tenant]]
+name = "t"
+state = "state.redb"
+batch_size = {batch_size}
+[tenant.source]
+type = "dir"
+path = "inbox"
+settle_ms = 0
+[[tenant.files]]
+pattern = "wt_groups*.csv"
+profile = "winningtemp-groups"
+[[tenant.files]]
+pattern = "wt_users*.csv"
+profile = "winningtemp-users"
+[tenant.sink]
+type = "jsonl"
+path = "outbox.jsonl"
+"#
+            ),
+        )
+        .unwrap();
+        Tenant { dir }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn drop_file(&self, name: &str, text: &[u8]) {
+        std::fs::write(self.path("inbox").join(name), text).unwrap();
+    }
+
+    fn run(&self, extra: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_muster"))
+            .args(["run", "--config"])
+            .arg(self.path("muster.toml"))
+            .args(["--today", TODAY])
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+
+    /// The outbox's complete lines (a line still being written, without its
+    /// newline, is not an applied operation yet).
+    fn outbox(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(self.path("outbox.jsonl")).unwrap_or_default();
+        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+        complete
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn processed(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.path("inbox/processed"))
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().into_string().unwrap())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// The results file written last (by modification time: two runs in
+    /// the same second get `…Z` and `…Z-2` names).
+    fn latest_results(&self, stem: &str) -> String {
+        let dir = self.path("inbox/processed");
+        let name = self
+            .processed()
+            .into_iter()
+            .filter(|n| n.starts_with(stem) && n.ends_with(".results.csv"))
+            .max_by_key(|n| std::fs::metadata(dir.join(n)).unwrap().modified().unwrap())
+            .unwrap();
+        std::fs::read_to_string(dir.join(name)).unwrap()
+    }
+}
+
+fn gen(rows: u64, seed: u64) -> Vec<u8> {
+    Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args([
+            "gen",
+            "--profile",
+            "winningtemp-users",
+            "--rows",
+            &rows.to_string(),
+            "--seed",
+            &seed.to_string(),
+        ])
+        .output()
+        .unwrap()
+        .stdout
+}
+
+fn derive(from: &Path, ratio: &str) -> Vec<u8> {
+    let o = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args([
+            "gen",
+            "--profile",
+            "winningtemp-users",
+            "--seed",
+            "9",
+            "--change-ratio",
+            ratio,
+            "--from",
+        ])
+        .arg(from)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    o.stdout
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn a_rerun_of_the_same_file_applies_nothing() {
+    let t = Tenant::new(100);
+    let users = gen(300, 1);
+    t.drop_file("wt_users.csv", &users);
+    let o = t.run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let first = t.outbox();
+    let creates = first.iter().filter(|l| l["action"] == "create").count();
+    assert!(creates > 280, "{creates} creates");
+    assert!(first.iter().all(|l| l["kind"] == "user"));
+    // The same file again: nothing to write.
+    t.drop_file("wt_users.csv", &users);
+    let o = t.run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        t.outbox().len(),
+        first.len(),
+        "a re-run wrote to the outbox"
+    );
+    let results = t.latest_results("wt_users");
+    assert!(
+        results
+            .lines()
+            .skip(1)
+            .all(|l| l.contains(",unchanged,ok,")),
+        "{results}"
+    );
+}
+
+#[test]
+fn processed_holds_the_original_results_and_summary_with_spec_names() {
+    let t = Tenant::new(100);
+    t.drop_file("wt_users.csv", &gen(20, 2));
+    t.drop_file("wt_users.csv.part", b"half a file");
+    t.drop_file(".hidden.csv", b"x");
+    t.drop_file("notes.txt", b"x");
+    assert_eq!(t.run(&[]).status.code(), Some(0));
+    let names = t.processed();
+    assert_eq!(names.len(), 3, "{names:?}");
+    let stamp = |n: &str, suffix: &str| {
+        let rest = n
+            .strip_prefix("wt_users.")
+            .and_then(|r| r.strip_suffix(suffix))
+            .unwrap_or("");
+        rest.len() == 16 && rest.as_bytes()[8] == b'T' && rest.ends_with('Z')
+    };
+    assert!(
+        names
+            .iter()
+            .any(|n| stamp(n, ".csv") && !n.ends_with(".results.csv")),
+        "{names:?}"
+    );
+    assert!(names.iter().any(|n| stamp(n, ".results.csv")), "{names:?}");
+    assert!(names.iter().any(|n| stamp(n, ".summary.json")), "{names:?}");
+    // Partial, hidden and unmatched files stay in the inbox.
+    for left in ["wt_users.csv.part", ".hidden.csv", "notes.txt"] {
+        assert!(t.path("inbox").join(left).exists(), "{left}");
+    }
+    assert!(!t.path("inbox/wt_users.csv").exists());
+    let summary = t
+        .processed()
+        .into_iter()
+        .find(|n| n.ends_with(".summary.json"))
+        .unwrap();
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(t.path("inbox/processed").join(summary)).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["rows"], 20);
+    assert_eq!(summary["held"], false);
+    assert_eq!(summary["dry_run"], false);
+}
+
+#[test]
+fn day_two_updates_deactivates_and_deletes() {
+    let t = Tenant::new(50);
+    t.drop_file("wt_users.csv", &gen(400, 3));
+    assert_eq!(t.run(&[]).status.code(), Some(0));
+    let day1 = t
+        .processed()
+        .into_iter()
+        .find(|n| n.ends_with("Z.csv"))
+        .unwrap();
+    let day2 = derive(&t.path("inbox/processed").join(day1), "0.1");
+    let before = t.outbox().len();
+    t.drop_file("wt_users.csv", &day2);
+    let o = t.run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let new: Vec<_> = t.outbox().into_iter().skip(before).collect();
+    let count = |a: &str| new.iter().filter(|l| l["action"] == a).count();
+    assert!(
+        count("update") > 0
+            && count("delete") > 0
+            && count("create") > 0
+            && count("deactivate") > 0,
+        "{new:?}"
+    );
+    // Deletions come last.
+    let first_delete = new.iter().position(|l| l["action"] == "delete").unwrap();
+    assert!(new[first_delete..].iter().all(|l| l["action"] == "delete"));
+    // An update carries only the changed fields.
+    let update = new.iter().find(|l| l["action"] == "update").unwrap();
+    assert!(update["fields"].as_object().unwrap().len() < 4, "{update}");
+    // The store holds exactly the objects the outbox left.
+    let store = RedbStore::open(&t.path("state.redb")).unwrap();
+    let prior = store.prior(ObjectKind::User).unwrap();
+    let mut alive: HashMap<String, bool> = HashMap::new();
+    for l in t.outbox() {
+        let key = l["key"].as_str().unwrap().to_string();
+        match l["action"].as_str().unwrap() {
+            "delete" => {
+                alive.remove(&key);
+            }
+            "deactivate" => {
+                alive.insert(key, false);
+            }
+            _ => {
+                alive.entry(key).or_insert(true);
+            }
+        }
+    }
+    assert_eq!(prior.len(), alive.len());
+    for (key, active) in &alive {
+        assert_eq!(prior.get(key).map(|e| e.active), Some(*active), "{key}");
+    }
+}
+
+#[test]
+fn a_held_file_writes_nothing_until_forced() {
+    let t = Tenant::new(100);
+    let users = gen(50, 4);
+    t.drop_file("wt_users.csv", &users);
+    assert_eq!(t.run(&[]).status.code(), Some(0));
+    let before = t.outbox().len();
+    // Day 2 keeps only the header and 10 rows: 80 % would be deleted.
+    let text = String::from_utf8(users).unwrap();
+    let short: String = text.lines().take(11).map(|l| format!("{l}\n")).collect();
+    t.drop_file("wt_users.csv", short.as_bytes());
+    let o = t.run(&[]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("max_delete_ratio"), "{}", stderr(&o));
+    assert_eq!(t.outbox().len(), before, "a held file wrote");
+    let results = t.latest_results("wt_users");
+    assert!(
+        results.lines().skip(1).all(|l| l.contains(",held,")),
+        "{results}"
+    );
+    // The same file with --force goes through: the store then holds the
+    // active users of the short file, nothing else.
+    t.drop_file("wt_users.csv", short.as_bytes());
+    let o = t.run(&["--force"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(t.outbox().len() > before);
+    let store = RedbStore::open(&t.path("state.redb")).unwrap();
+    let prior = store.prior(ObjectKind::User).unwrap();
+    let active: Vec<&str> = short
+        .lines()
+        .skip(1)
+        .filter(|l| !l.contains(";Inactive;"))
+        .map(|l| l.split(';').next().unwrap())
+        .collect();
+    assert_eq!(prior.len(), active.len());
+    for key in active {
+        assert!(prior.get(key).is_some(), "{key}");
+    }
+}
+
+#[test]
+fn a_dry_run_writes_and_moves_nothing() {
+    let t = Tenant::new(100);
+    t.drop_file("wt_users.csv", &gen(30, 5));
+    let o = t.run(&["--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(t.outbox().is_empty());
+    assert!(t.path("inbox/wt_users.csv").exists());
+    let results = t.latest_results("wt_users");
+    assert!(
+        results.lines().skip(1).all(|l| l.contains(",planned,")),
+        "{results}"
+    );
+    assert!(t.processed().iter().all(|n| n.contains(".dry-run.")));
+}
+
+#[test]
+fn groups_are_processed_before_users() {
+    let t = Tenant::new(100);
+    t.drop_file("wt_users.csv", &gen(5, 6));
+    t.drop_file(
+        "wt_groups.csv",
+        b"Group name;GroupID;Parent groupID\nProduct;prod;\n",
+    );
+    assert_eq!(t.run(&[]).status.code(), Some(0));
+    let kinds: Vec<String> = t
+        .outbox()
+        .iter()
+        .map(|l| l["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds[0], "group");
+    assert!(kinds[1..].iter().all(|k| k == "user"));
+}
+
+#[test]
+fn unknown_config_keys_are_named() {
+    let t = Tenant::new(100);
+    let cfg = std::fs::read_to_string(t.path("muster.toml"))
+        .unwrap()
+        .replace("batch_size", "batch_sise");
+    std::fs::write(t.path("muster.toml"), cfg).unwrap();
+    let o = t.run(&[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("batch_sise"), "{}", stderr(&o));
+}
+
+/// Recovery, deterministically: a batch journalled and written to the
+/// outbox but never committed (a crash between the two) is committed by the
+/// next run; a batch journalled but never written is dropped and planned
+/// again. Either way each user is created exactly once.
+#[test]
+fn journalled_writes_are_recovered_exactly_once() {
+    use muster::plan::Action;
+    use muster::sink::{JsonlOutbox, Operation, Sink};
+    use muster::store::{PendingOp, StoredObject};
+    let t = Tenant::new(100);
+    let users = gen(10, 8);
+    let keys: Vec<String> = String::from_utf8(users.clone())
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter(|l| !l.contains(";Inactive;"))
+        .map(|l| l.split(';').next().unwrap().to_string())
+        .collect();
+    {
+        let mut store = RedbStore::open(&t.path("state.redb")).unwrap();
+        let mut outbox = JsonlOutbox::open(&t.path("outbox.jsonl")).unwrap();
+        let op = |store: &mut RedbStore, key: &str| {
+            let id = store.next_op_id().unwrap();
+            let object = StoredObject {
+                fingerprint: 1,
+                active: true,
+                invited: false,
+                lms_id: None,
+                fields: vec![],
+            };
+            (
+                Operation {
+                    op: id,
+                    kind: ObjectKind::User,
+                    action: Action::Create,
+                    key: key.into(),
+                    fields: vec![],
+                    invite: false,
+                },
+                PendingOp {
+                    id,
+                    kind: ObjectKind::User,
+                    key: key.into(),
+                    action: Action::Create,
+                    object,
+                },
+            )
+        };
+        // Key 0: journalled and applied, not committed. Key 1: only journalled.
+        let (applied_op, applied) = op(&mut store, &keys[0]);
+        let (_, lost) = op(&mut store, &keys[1]);
+        store.begin(&[applied.clone(), lost]).unwrap();
+        outbox.apply(&[applied_op]).unwrap();
+    }
+    t.drop_file("wt_users.csv", &users);
+    let o = t.run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("recovered"), "{}", stderr(&o));
+    // One create per user. (Key 0's journal entry had a made-up
+    // fingerprint, so the re-plan updates it; a real entry matches.)
+    let mut creates: HashMap<String, usize> = HashMap::new();
+    for l in t.outbox().iter().filter(|l| l["action"] == "create") {
+        *creates
+            .entry(l["key"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(creates.len(), keys.len());
+    assert!(creates.values().all(|&n| n == 1), "{creates:?}");
+    let results = t.latest_results("wt_users");
+    let line0 = results.lines().find(|l| l.contains(&keys[0])).unwrap();
+    assert!(
+        line0.contains(",unchanged,ok,") || line0.contains(",update,ok,"),
+        "recovered user re-planned as new: {line0}"
+    );
+    let store = RedbStore::open(&t.path("state.redb")).unwrap();
+    assert!(store.pending().unwrap().is_empty());
+}
+
+/// A real crash: kill -9 the process in the middle of a run, run again, and
+/// check that every user was created exactly once and the store agrees with
+/// the outbox.
+#[test]
+fn kill_9_mid_run_then_resume_applies_everything_exactly_once() {
+    let t = Tenant::new(20);
+    let rows = 20_000;
+    t.drop_file("wt_users.csv", &gen(rows, 7));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(["run", "--config"])
+        .arg(t.path("muster.toml"))
+        .args(["--today", TODAY])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until some batches are out, then kill without warning.
+    let started = std::time::Instant::now();
+    while t.outbox().len() < 2_000 && started.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let at_kill = t.outbox().len();
+    assert!(
+        at_kill >= 2_000,
+        "the run ended before it could be killed ({at_kill} lines)"
+    );
+    assert!(
+        t.path("inbox/wt_users.csv").exists(),
+        "the file was moved although the run was killed"
+    );
+    // Run again: it resumes.
+    let o = t.run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    if std::env::var_os("MUSTER_SHOW_RECOVERY").is_some() {
+        eprintln!(
+            "resume run: {}",
+            stderr(&o)
+                .lines()
+                .find(|l| l.contains("recovered"))
+                .unwrap_or("no journal to recover")
+        );
+    }
+    let outbox = t.outbox();
+    let mut creates: HashMap<String, usize> = HashMap::new();
+    for l in &outbox {
+        assert_eq!(l["action"], "create");
+        *creates
+            .entry(l["key"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    assert!(
+        creates.values().all(|&n| n == 1),
+        "a user was created twice"
+    );
+    let store = RedbStore::open(&t.path("state.redb")).unwrap();
+    let prior = store.prior(ObjectKind::User).unwrap();
+    assert_eq!(prior.len(), creates.len(), "store and outbox disagree");
+    for key in creates.keys() {
+        assert!(
+            prior.get(key).is_some(),
+            "{key} in the outbox, not in the store"
+        );
+    }
+    assert!(store.pending().unwrap().is_empty(), "journal left behind");
+    // Every active generated user is there (inactive ones are never created).
+    let inactive = String::from_utf8(gen(rows, 7))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(";Inactive;"))
+        .count();
+    assert_eq!(creates.len() as u64, rows - inactive as u64);
+}
