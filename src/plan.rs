@@ -236,6 +236,37 @@ impl Plan {
         !e.has(INACTIVE) && e.action != Action::Deactivate
     }
 
+    /// Per row: how many of its ancestors (parent, grandparent, …) this file
+    /// holds. Writing rows in increasing depth writes parents first; in
+    /// decreasing depth, children first.
+    pub fn parent_depths(&self) -> Vec<u32> {
+        let n = self.entries.len();
+        let mut depth: Vec<Option<u32>> = vec![None; n];
+        for start in 0..n {
+            let mut chain = Vec::new();
+            let mut at = start;
+            let base = loop {
+                if let Some(d) = depth[at] {
+                    break d + 1;
+                }
+                let e = &self.entries[at];
+                let parent = (!e.reference.is_none())
+                    .then(|| self.find_key(self.str(e.reference)))
+                    .flatten();
+                chain.push(at);
+                match parent {
+                    // A cycle (its groups are rejected) ends the walk.
+                    Some(p) if !chain.contains(&(p as usize)) && chain.len() < n => at = p as usize,
+                    _ => break 0,
+                }
+            };
+            for (k, &i) in chain.iter().rev().enumerate() {
+                depth[i].get_or_insert(base + k as u32);
+            }
+        }
+        depth.into_iter().map(|d| d.unwrap_or(0)).collect()
+    }
+
     /// Changes row `i`'s action, code and message (e.g. an update with no
     /// changed field, found while writing).
     pub fn set_row(&mut self, i: usize, action: Action, code: Option<Code>, message: String) {
@@ -615,15 +646,68 @@ pub fn build<R: Read>(
     Ok(plan)
 }
 
-/// The first phase: reads a whole snapshot through `profile`, maps,
-/// validates and fingerprints every row, and rejects duplicate keys and
-/// e-mails. `size_hint` (the file size, when known) sizes the buffers once.
-/// Call [`Plan::against`] before using the actions.
+/// What the list fields of a users file refer to, when the tenant has a
+/// group or segment file: the groups and segments known after those files
+/// were applied. `None`: names are taken as they are (created on demand).
+#[derive(Clone, Copy, Default)]
+pub struct ListRefs<'a> {
+    pub groups: Option<&'a dyn Prior>,
+    pub segments: Option<&'a dyn Prior>,
+}
+
+/// [`read_with`] without list references.
 pub fn read<R: Read>(
     profile: &Profile,
     input: R,
     today: Date,
     size_hint: Option<u64>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Plan, FileError> {
+    read_with(
+        profile,
+        input,
+        today,
+        size_hint,
+        ListRefs::default(),
+        progress,
+    )
+}
+
+/// The names in a user's list fields that `refs` does not know, as a
+/// results message, or `None` when all resolve.
+fn unknown_list_items(profile: &Profile, row: &MappedRow, refs: ListRefs<'_>) -> Option<String> {
+    let mut problems = Vec::new();
+    for (slot, spec) in profile.slots.iter().enumerate() {
+        let (known, what) = match spec.field {
+            crate::profile::Field::Groups | crate::profile::Field::AdminGroups => {
+                (refs.groups, "group")
+            }
+            crate::profile::Field::Segments => (refs.segments, "segment"),
+            _ => continue,
+        };
+        let Some(known) = known else { continue };
+        let missing: Vec<&str> = row.items(slot).filter(|i| known.get(i).is_none()).collect();
+        if !missing.is_empty() {
+            problems.push(format!(
+                "{} {:?} match no {what}",
+                spec.field,
+                missing.join(", ")
+            ));
+        }
+    }
+    (!problems.is_empty()).then(|| format!("{}; applied without them", problems.join("; ")))
+}
+
+/// The first phase: reads a whole snapshot through `profile`, maps,
+/// validates and fingerprints every row, and rejects duplicate keys and
+/// e-mails. `size_hint` (the file size, when known) sizes the buffers once.
+/// Call [`Plan::against`] before using the actions.
+pub fn read_with<R: Read>(
+    profile: &Profile,
+    input: R,
+    today: Date,
+    size_hint: Option<u64>,
+    refs: ListRefs<'_>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Plan, FileError> {
     let mut snapshot = Snapshot::open(profile, input)?;
@@ -685,12 +769,18 @@ pub fn read<R: Read>(
                         _ => plan.intern(r),
                     };
                 }
-                match row.decoded_column {
-                    Some(c) => format!(
+                let decoded = row.decoded_column.map(|c| {
+                    format!(
                         "column {}: decoded as windows-1252 (the file is not UTF-8)",
                         c + 1
-                    ),
-                    None => String::new(),
+                    )
+                });
+                match unknown_list_items(profile, &row, refs) {
+                    Some(m) => {
+                        entry.code = Some(Code::UnknownReference);
+                        decoded.map_or(m.clone(), |d| format!("{m}; {d}"))
+                    }
+                    None => decoded.unwrap_or_default(),
                 }
             }
             Err(issue) => {

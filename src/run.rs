@@ -236,9 +236,26 @@ fn process_file(
     let kind = profile.object;
     let prior = store.prior(kind)?;
     let size = std::fs::metadata(path).map_err(io(path))?.len();
+    // A users file's groups and segments must name objects of the tenant's
+    // group and segment files, when it has them (processed before it).
+    let has = |k: ObjectKind| tenant.files.iter().any(|(_, p)| p.object == k);
+    let groups = if kind == ObjectKind::User && has(ObjectKind::Group) {
+        Some(store.prior(ObjectKind::Group)?)
+    } else {
+        None
+    };
+    let segments = if kind == ObjectKind::User && has(ObjectKind::Segment) {
+        Some(store.prior(ObjectKind::Segment)?)
+    } else {
+        None
+    };
+    let refs = plan::ListRefs {
+        groups: groups.as_ref().map(|p| p as &dyn Prior),
+        segments: segments.as_ref().map(|p| p as &dyn Prior),
+    };
     let planned = File::open(path)
         .map_err(io(path))
-        .map(|f| plan::read(profile, f, today, Some(size), &mut |_| {}));
+        .map(|f| plan::read_with(profile, f, today, Some(size), refs, &mut |_| {}));
     let mut plan = match planned? {
         Ok(plan) => plan,
         Err(FileError::Read(crate::reader::ReadError::Io(e))) => return Err(io(path)(e)),
@@ -426,6 +443,8 @@ fn write_pass(
     let mut batch: Vec<(usize, Operation, PendingOp)> = Vec::new();
     let mut deletions: Vec<(usize, Operation, PendingOp)> = Vec::new();
     let mut unavailable = false;
+    // Groups are written parent first: hold them until the file is read.
+    let hold = kind == ObjectKind::Group;
     let mut i = 0usize;
     while snapshot
         .read_record(&mut rec)
@@ -503,9 +522,17 @@ fn write_pass(
             deletions.push((idx, op, pending));
         } else {
             batch.push((idx, op, pending));
-            if batch.len() >= tenant.batch_size {
+            if !hold && batch.len() >= tenant.batch_size {
                 unavailable |= flush(&mut batch, lines, store, sink, opts)?;
             }
+        }
+    }
+    if hold {
+        let depth = plan.parent_depths();
+        batch.sort_by_key(|(idx, _, _)| depth[*idx]);
+        deletions.sort_by_key(|(idx, _, _)| std::cmp::Reverse(depth[*idx]));
+        for chunk in std::mem::take(&mut batch).chunks(tenant.batch_size) {
+            unavailable |= flush(&mut chunk.to_vec(), lines, store, sink, opts)?;
         }
     }
     unavailable |= flush(&mut batch, lines, store, sink, opts)?;

@@ -16,6 +16,17 @@ struct Tenant {
 
 impl Tenant {
     fn new(batch_size: usize) -> Tenant {
+        Tenant::with_groups(batch_size, false)
+    }
+
+    /// With `groups`, the tenant also has a group file, and a users file's
+    /// group names must name its groups.
+    fn with_groups(batch_size: usize, groups: bool) -> Tenant {
+        let group_file = if groups {
+            "[[tenant.files]]\npattern = \"wt_groups*.csv\"\nprofile = \"winningtemp-groups\""
+        } else {
+            ""
+        };
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("inbox")).unwrap();
         std::fs::write(
@@ -30,9 +41,7 @@ batch_size = {batch_size}
 type = "dir"
 path = "inbox"
 settle_ms = 0
-[[tenant.files]]
-pattern = "wt_groups*.csv"
-profile = "winningtemp-groups"
+{group_file}
 [[tenant.files]]
 pattern = "wt_users*.csv"
 profile = "winningtemp-users"
@@ -325,13 +334,14 @@ fn a_dry_run_writes_and_moves_nothing() {
 
 #[test]
 fn groups_are_processed_before_users() {
-    let t = Tenant::new(100);
+    let t = Tenant::with_groups(100, true);
     t.drop_file("wt_users.csv", &gen(5, 6));
     t.drop_file(
         "wt_groups.csv",
         b"Group name;GroupID;Parent groupID\nProduct;prod;\n",
     );
-    assert_eq!(t.run(&[]).status.code(), Some(0));
+    // The generated users name groups this tenant's file does not have.
+    assert_eq!(t.run(&[]).status.code(), Some(3));
     let kinds: Vec<String> = t
         .outbox()
         .iter()
@@ -503,4 +513,41 @@ fn kill_9_mid_run_then_resume_applies_everything_exactly_once() {
         .filter(|l| l.contains(";Inactive;"))
         .count();
     assert_eq!(creates.len() as u64, rows - inactive as u64);
+}
+
+#[test]
+fn groups_are_written_parent_first_whatever_the_file_order() {
+    let t = Tenant::with_groups(100, true);
+    t.drop_file("wt_groups.csv", b"Group name;GroupID;Parent groupID\nTeam 1;t1;dev\nDev;dev;prod\nProduct;prod;\nSales;sales;\n");
+    let o = t.run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let order: Vec<String> = t
+        .outbox()
+        .iter()
+        .map(|l| l["key"].as_str().unwrap().to_string())
+        .collect();
+    let at = |k: &str| order.iter().position(|x| x == k).unwrap();
+    assert!(at("prod") < at("dev") && at("dev") < at("t1"), "{order:?}");
+}
+
+#[test]
+fn user_groups_must_name_groups_of_the_tenant_group_file() {
+    let t = Tenant::with_groups(100, true);
+    t.drop_file(
+        "wt_groups.csv",
+        b"Group name;GroupID;Parent groupID\nProduct;prod;\n",
+    );
+    let header = "Unique ID;Firstname;Lastname;Username;Email;Phone;Title;Birthday;EmployedSince;EmployedUntil;Gender;Group member;Group admin;Segment;Status;Language";
+    let users = format!("{header}\nu1;A;B;ab;a@x.example;;;;;;;prod;;;Active;en\nu2;C;D;cd;c@x.example;;;;;;;prod,nope;;;Active;en\n");
+    t.drop_file("wt_users.csv", users.as_bytes());
+    let o = t.run(&[]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let results = t.latest_results("wt_users");
+    let u2 = results.lines().find(|l| l.contains(",u2,")).unwrap();
+    assert!(
+        u2.contains(",create,ok,unknown_reference,") && u2.contains("nope"),
+        "{u2}"
+    );
+    let u1 = results.lines().find(|l| l.contains(",u1,")).unwrap();
+    assert!(u1.ends_with(",create,ok,,"), "{u1}");
 }
