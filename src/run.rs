@@ -464,7 +464,13 @@ fn write_pass(
         if profile.map(&rec, &layout, &mut row).is_err() {
             continue; // planned from the same bytes: cannot differ
         }
-        let stored = store.get(kind, &key)?;
+        // Only keys the store knows have something stored (an update, a
+        // deactivation); a create needs no lookup.
+        let stored = if action == Action::Create {
+            None
+        } else {
+            store.get(kind, &key)?
+        };
         let hashes = fingerprinter.field_hashes(&row);
         let mut fields = match action {
             Action::Create => fields_of(profile, &row, None),

@@ -37,6 +37,9 @@ pub struct RedbStore {
     block_end: u64,
 }
 
+/// redb's page cache.
+const CACHE_BYTES: usize = 64 << 20;
+
 /// Operation ids reserved per store write.
 const ID_BLOCK: u64 = 1 << 16;
 
@@ -51,7 +54,12 @@ impl RedbStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
         }
-        let db = Database::create(path).map_err(|e| err(&e))?;
+        // A bounded page cache: the store is read mostly once per run (the
+        // prior), so a large cache only grows the process.
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| err(&e))?;
         let store = RedbStore {
             db,
             path: path.to_path_buf(),

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Whole-process figures for `muster run` with the JSONL outbox: the first import of a generated
+# 1M-row winningtemp-users file into an empty store, then the day-2 file (see bench-diff.sh)
+# against the store holding day 1. Wall time and peak RSS from /usr/bin/time; one run each
+# (a run changes the store, so each measurement starts from a fresh copy of the tenant).
+# Usage: scripts/bench-run.sh [ROWS]   (default 1000000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rows=${1:-1000000}
+command -v /usr/bin/time >/dev/null || apt-get install -y time
+cargo build --release --quiet
+muster=$PWD/target/release/muster
+data=target/bench-data
+mkdir -p "$data"
+day1="$data/winningtemp-users-$rows-seed1.csv"
+day2="$data/winningtemp-users-$rows-seed1-day2.csv"
+[ -f "$day1" ] || "$muster" gen --profile winningtemp-users --rows "$rows" --seed 1 > "$day1"
+[ -f "$day2" ] || "$muster" gen --profile winningtemp-users --from "$day1" --change-ratio 0.02 --seed 2 --shuffle > "$day2"
+work=$data/run-tenant
+rm -rf "$work" && mkdir -p "$work/inbox"
+cat > "$work/muster.toml" <<'TOML'
+[[tenant]]
+name = "bench"
+state = "state.redb"
+[tenant.source]
+type = "dir"
+path = "inbox"
+settle_ms = 0
+[[tenant.files]]
+pattern = "*.csv"
+profile = "winningtemp-users"
+[tenant.sink]
+type = "jsonl"
+path = "outbox.jsonl"
+TOML
+measure() {
+  /usr/bin/time -f "%e %M" "$muster" run --config "$work/muster.toml" --today 2026-11-21 2>&1 >/dev/null |
+    tail -1 | awk '{ printf "%s s  %d MB\n", $1, $2 / 1024 }'
+}
+cp "$day1" "$work/inbox/users.csv"
+echo "first import ($rows rows, empty store): $(measure)"
+cp "$day2" "$work/inbox/users.csv"
+echo "day 2 against day 1:                   $(measure)"
+echo "outbox lines: $(wc -l < "$work/outbox.jsonl"), store: $(du -h "$work/state.redb" | cut -f1)"
