@@ -90,6 +90,7 @@ const VALID: u8 = 1; // mapped without a problem
 const INACTIVE: u8 = 2; // status inactive
 const ENDED: u8 = 4; // end date on or before today
 const KNOWN: u8 = 8; // the prior state holds the key
+const UNRESOLVED: u8 = 16; // the manager / parent reference resolves to nothing
 
 #[derive(Clone, Debug)]
 struct Entry {
@@ -265,6 +266,12 @@ impl Plan {
             }
         }
         depth.into_iter().map(|d| d.unwrap_or(0)).collect()
+    }
+
+    /// Whether row `i`'s manager or parent reference resolves to nothing (the
+    /// write leaves the link out).
+    pub fn reference_unresolved(&self, i: usize) -> bool {
+        self.entries[i].has(UNRESOLVED)
     }
 
     /// Changes row `i`'s action, code and message (e.g. an update with no
@@ -599,6 +606,7 @@ impl Plan {
             };
             let message = format!("{field} {r:?} {why}; applied without the link");
             let action = e.action;
+            self.entries[i].flags |= UNRESOLVED;
             self.set(i, action, Some(Code::UnknownReference), message);
         }
     }

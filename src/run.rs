@@ -314,7 +314,7 @@ fn process_file(
     let mut unavailable = false;
     if !verdict.held() {
         unavailable = write_pass(
-            tenant, profile, path, &mut plan, &mut lines, store, sink, opts,
+            tenant, profile, path, &mut plan, &mut lines, store, sink, opts, refs,
         )?;
         if !opts.dry_run && !unavailable {
             store.set_last_records(kind, plan.records)?;
@@ -418,6 +418,29 @@ fn fields_of(profile: &Profile, row: &MappedRow, only: Option<&[String]>) -> Vec
     out
 }
 
+/// Removes from an operation's fields the references the plan found
+/// unresolved: a manager or parent id, and group or segment names the
+/// tenant's files do not have.
+fn drop_unresolved(
+    fields: &mut Vec<(String, Value)>,
+    refs: plan::ListRefs<'_>,
+    reference_unresolved: bool,
+) {
+    fields.retain(|(name, _)| {
+        !(reference_unresolved && (name == "manager_id" || name == "parent_id"))
+    });
+    for (name, value) in fields.iter_mut() {
+        let known = match name.as_str() {
+            "groups" | "admin_groups" => refs.groups,
+            "segments" => refs.segments,
+            _ => None,
+        };
+        if let (Some(known), Value::List(items)) = (known, value) {
+            items.retain(|i| known.get(i).is_some());
+        }
+    }
+}
+
 /// The second read: builds and sends the planned writes in batches,
 /// deletions last. Returns whether the sink was unavailable for some.
 #[allow(clippy::too_many_arguments)]
@@ -430,6 +453,7 @@ fn write_pass(
     store: &mut RedbStore,
     sink: &mut dyn Sink,
     opts: &RunOptions,
+    refs: plan::ListRefs<'_>,
 ) -> Result<bool, RunError> {
     let kind = profile.object;
     let mut snapshot = match Snapshot::open(profile, File::open(path).map_err(io(path))?) {
@@ -499,6 +523,8 @@ fn write_pass(
         if action == Action::Deactivate {
             fields.clear();
         }
+        // Applied without links that resolve to nothing.
+        drop_unresolved(&mut fields, refs, plan.reference_unresolved(idx));
         let invite =
             action == Action::Create && profile.invite_on_create && kind == ObjectKind::User;
         let object = StoredObject {

@@ -550,4 +550,7 @@ fn user_groups_must_name_groups_of_the_tenant_group_file() {
     );
     let u1 = results.lines().find(|l| l.contains(",u1,")).unwrap();
     assert!(u1.ends_with(",create,ok,,"), "{u1}");
+    // Applied without the unknown group.
+    let u2 = t.outbox().into_iter().find(|l| l["key"] == "u2").unwrap();
+    assert_eq!(u2["fields"]["groups"], serde_json::json!(["prod"]), "{u2}");
 }
