@@ -286,20 +286,27 @@ impl Plan {
     /// cycle and flags references that resolve to no object.
     pub fn against(&mut self, profile: &Profile, prior: &dyn Prior) {
         let mut folded = String::new();
+        // The prior keys this file names (rejected rows too): the others are
+        // missing.
+        let mut named = vec![false; prior.slots()];
         for i in 0..self.entries.len() {
             let e = &self.entries[i];
             if e.key.is_none() {
                 continue;
             }
             let key = self.str(e.key);
-            let known = if self.key_is_email {
+            let found = if self.key_is_email {
                 folded.clear();
                 folded.push_str(key);
                 fold(&mut folded);
-                prior.get(&folded)
+                prior.get_indexed(&folded)
             } else {
-                prior.get(key)
+                prior.get_indexed(key)
             };
+            let known = found.map(|(entry, slot)| {
+                named[slot] = true;
+                entry
+            });
             let e = &mut self.entries[i];
             if known.is_some() {
                 e.flags |= KNOWN;
@@ -308,7 +315,7 @@ impl Plan {
                 e.action = decide(profile, e, known);
             }
         }
-        self.infer_missing(profile, prior);
+        self.infer_missing(profile, prior, &named);
         if self.object == ObjectKind::Group {
             self.reject_cycles(prior);
         }
@@ -458,15 +465,15 @@ impl Plan {
     /// Keys the prior state holds that the file does not name: the profile's
     /// `missing` rule, for full snapshots. A key the file names on a rejected
     /// row is not missing.
-    fn infer_missing(&mut self, profile: &Profile, prior: &dyn Prior) {
+    fn infer_missing(&mut self, profile: &Profile, prior: &dyn Prior, named: &[bool]) {
         let action = match profile.missing {
             MissingRule::Ignore => return,
             MissingRule::Delete => Action::Delete,
             MissingRule::Deactivate => Action::Deactivate,
         };
         let mut missing: Vec<(String, bool)> = Vec::new();
-        prior.for_each_key(&mut |k| {
-            if self.find_key(k).is_none() {
+        prior.for_each_indexed(&mut |slot, k| {
+            if !named[slot] {
                 let active = prior.get(k).is_some_and(|e| e.active);
                 // An object already inactive has nothing left to deactivate.
                 if action == Action::Delete || active {

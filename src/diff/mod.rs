@@ -20,15 +20,29 @@ pub struct PriorEntry {
 }
 
 /// The last applied state of one object kind, as the differ reads it.
+///
+/// Each key has an index below [`Prior::slots`], so the differ can mark the
+/// keys a file names in a plain vector and find the missing ones with a
+/// sequential scan instead of a lookup per key.
 pub trait Prior {
-    fn get(&self, key: &str) -> Option<PriorEntry>;
+    fn get(&self, key: &str) -> Option<PriorEntry> {
+        self.get_indexed(key).map(|(e, _)| e)
+    }
+    /// The entry of `key` and its index.
+    fn get_indexed(&self, key: &str) -> Option<(PriorEntry, usize)>;
+    /// One more than the largest index.
+    fn slots(&self) -> usize;
+    /// Calls `f` with every key and its index.
+    fn for_each_indexed(&self, f: &mut dyn FnMut(usize, &str));
     /// Number of objects.
     fn len(&self) -> usize;
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// Calls `f` with every key (for keys missing from a full snapshot).
-    fn for_each_key(&self, f: &mut dyn FnMut(&str));
+    /// Calls `f` with every key.
+    fn for_each_key(&self, f: &mut dyn FnMut(&str)) {
+        self.for_each_indexed(&mut |_, k| f(k));
+    }
 }
 
 /// Nothing applied yet (`muster check`).
@@ -36,13 +50,16 @@ pub trait Prior {
 pub struct NoPrior;
 
 impl Prior for NoPrior {
-    fn get(&self, _: &str) -> Option<PriorEntry> {
+    fn get_indexed(&self, _: &str) -> Option<(PriorEntry, usize)> {
         None
     }
+    fn slots(&self) -> usize {
+        0
+    }
+    fn for_each_indexed(&self, _: &mut dyn FnMut(usize, &str)) {}
     fn len(&self) -> usize {
         0
     }
-    fn for_each_key(&self, _: &mut dyn FnMut(&str)) {}
 }
 
 /// A prior state held in memory: keys in one string arena, an entry per
@@ -164,20 +181,31 @@ fn split(fp: u128) -> [u64; 2] {
 }
 
 impl Prior for MemoryPrior {
-    fn get(&self, key: &str) -> Option<PriorEntry> {
-        let slot = &self.slots[self.find(key)? as usize];
-        slot.live.then(|| PriorEntry {
-            fingerprint: u128::from(slot.fingerprint[0]) | u128::from(slot.fingerprint[1]) << 64,
-            active: slot.active,
+    fn get_indexed(&self, key: &str) -> Option<(PriorEntry, usize)> {
+        let i = self.find(key)? as usize;
+        let slot = &self.slots[i];
+        slot.live.then(|| {
+            let fingerprint =
+                u128::from(slot.fingerprint[0]) | u128::from(slot.fingerprint[1]) << 64;
+            (
+                PriorEntry {
+                    fingerprint,
+                    active: slot.active,
+                },
+                i,
+            )
         })
+    }
+    fn slots(&self) -> usize {
+        self.slots.len()
+    }
+    fn for_each_indexed(&self, f: &mut dyn FnMut(usize, &str)) {
+        for (i, slot) in self.slots.iter().enumerate().filter(|(_, s)| s.live) {
+            f(i, self.key(slot));
+        }
     }
     fn len(&self) -> usize {
         self.live
-    }
-    fn for_each_key(&self, f: &mut dyn FnMut(&str)) {
-        for slot in self.slots.iter().filter(|s| s.live) {
-            f(self.key(slot));
-        }
     }
 }
 
