@@ -281,7 +281,7 @@ fn run(
     force: bool,
     today: Option<String>,
 ) -> Exit {
-    use muster::run::{run_tenant, FileStatus, RunOptions};
+    use muster::run::{FileStatus, RunOptions};
     let config = match muster::config::Config::load(config) {
         Ok(c) => c,
         Err(e) => {
@@ -326,12 +326,47 @@ fn run(
             a
         }
     };
+    let mut table: Vec<(String, muster::run::FileReport)> = Vec::new();
+    let tty = io::stderr().is_terminal();
     for tenant in config
         .tenants
         .iter()
         .filter(|t| only.as_ref().is_none_or(|n| &t.name == n))
     {
-        match run_tenant(tenant, &opts) {
+        let started = std::time::Instant::now();
+        let mut last = started;
+        let mut progress = |p: muster::run::RunProgress<'_>| {
+            let now = std::time::Instant::now();
+            if !tty || now.duration_since(last).as_millis() < 200 {
+                return;
+            }
+            last = now;
+            let secs = now.duration_since(started).as_secs_f64().max(1e-9);
+            match p {
+                muster::run::RunProgress::Reading {
+                    file,
+                    records,
+                    bytes,
+                } => eprint!(
+                    "\r\x1b[K{}: reading {}: {records} rows, {:.0} MB/s",
+                    tenant.name,
+                    file.display(),
+                    bytes as f64 / 1e6 / secs
+                ),
+                muster::run::RunProgress::Writing { file, written } => {
+                    eprint!(
+                        "\r\x1b[K{}: writing {}: {written} acknowledged",
+                        tenant.name,
+                        file.display()
+                    )
+                }
+            }
+        };
+        let result = muster::run::run_tenant_with_progress(tenant, &opts, &mut progress);
+        if tty {
+            eprint!("\r\x1b[K");
+        }
+        match result {
             Ok(reports) => {
                 if reports.is_empty() {
                     eprintln!(
@@ -354,6 +389,7 @@ fn run(
                             FileStatus::SinkUnavailable => Exit::Failed,
                         },
                     );
+                    table.push((tenant.name.clone(), r));
                 }
             }
             Err(e) => {
@@ -365,7 +401,40 @@ fn run(
             }
         }
     }
+    print_run_table(&table);
     exit
+}
+
+/// The summary table at the end of a run.
+fn print_run_table(table: &[(String, muster::run::FileReport)]) {
+    if table.is_empty() {
+        return;
+    }
+    let mut err = io::stderr().lock();
+    let _ = writeln!(
+        err,
+        "\n{:<10} {:<26} {:>9} {:>8} {:>8} {:>9} {:>10} {:>8} {:>8}  status",
+        "tenant", "file", "rows", "create", "update", "unchanged", "deactivate", "delete", "reject"
+    );
+    for (tenant, r) in table {
+        let name = r
+            .file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let c = r.counts;
+        let status = match r.status {
+            muster::run::FileStatus::Clean => "ok",
+            muster::run::FileStatus::Rows => "rows with problems",
+            muster::run::FileStatus::Refused => "refused or held",
+            muster::run::FileStatus::SinkUnavailable => "sink unavailable",
+        };
+        let _ = writeln!(
+            err,
+            "{tenant:<10} {name:<26} {:>9} {:>8} {:>8} {:>9} {:>10} {:>8} {:>8}  {status}",
+            r.records, c[0], c[1], c[2], c[3], c[4], c[5]
+        );
+    }
 }
 
 fn diff(

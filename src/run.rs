@@ -88,10 +88,47 @@ pub struct FileReport {
     pub status: FileStatus,
     pub results: Option<PathBuf>,
     pub summary: String,
+    /// Records read.
+    pub records: u64,
+    /// Lines per action (create, update, unchanged, deactivate, delete, reject).
+    pub counts: [usize; 6],
+}
+
+/// The actions in the order of [`FileReport::counts`].
+pub const ACTIONS: [Action; 6] = [
+    Action::Create,
+    Action::Update,
+    Action::Unchanged,
+    Action::Deactivate,
+    Action::Delete,
+    Action::Reject,
+];
+
+/// How far a run has come, for progress displays.
+#[derive(Clone, Debug)]
+pub enum RunProgress<'a> {
+    Reading {
+        file: &'a Path,
+        records: u64,
+        bytes: u64,
+    },
+    Writing {
+        file: &'a Path,
+        written: u64,
+    },
 }
 
 /// Runs one tenant.
 pub fn run_tenant(tenant: &Tenant, opts: &RunOptions) -> Result<Vec<FileReport>, RunError> {
+    run_tenant_with_progress(tenant, opts, &mut |_| {})
+}
+
+/// [`run_tenant`], telling `progress` how far it has come.
+pub fn run_tenant_with_progress(
+    tenant: &Tenant,
+    opts: &RunOptions,
+    progress: &mut dyn FnMut(RunProgress<'_>),
+) -> Result<Vec<FileReport>, RunError> {
     let mut store = RedbStore::open(&tenant.state)?;
     let SinkConfig::Jsonl { path } = &tenant.sink;
     let mut sink = JsonlOutbox::open(path)?;
@@ -99,7 +136,9 @@ pub fn run_tenant(tenant: &Tenant, opts: &RunOptions) -> Result<Vec<FileReport>,
     let files = pick_up(tenant)?;
     let mut reports = Vec::new();
     for (path, profile) in files {
-        let report = process_file(tenant, profile, &path, &mut store, &mut sink, opts)?;
+        let report = process_file(
+            tenant, profile, &path, &mut store, &mut sink, opts, progress,
+        )?;
         reports.push(report);
     }
     sink.finish()?;
@@ -211,6 +250,7 @@ struct Line {
     message: Option<String>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn process_file(
     tenant: &Tenant,
     profile: &Profile,
@@ -218,6 +258,7 @@ fn process_file(
     store: &mut RedbStore,
     sink: &mut dyn Sink,
     opts: &RunOptions,
+    progress: &mut dyn FnMut(RunProgress<'_>),
 ) -> Result<FileReport, RunError> {
     let started = Instant::now();
     let today = opts.today.unwrap_or_else(|| profile.today());
@@ -253,9 +294,15 @@ fn process_file(
         groups: groups.as_ref().map(|p| p as &dyn Prior),
         segments: segments.as_ref().map(|p| p as &dyn Prior),
     };
-    let planned = File::open(path)
-        .map_err(io(path))
-        .map(|f| plan::read_with(profile, f, today, Some(size), refs, &mut |_| {}));
+    let planned = File::open(path).map_err(io(path)).map(|f| {
+        plan::read_with(profile, f, today, Some(size), refs, &mut |p| {
+            progress(RunProgress::Reading {
+                file: path,
+                records: p.records,
+                bytes: p.bytes,
+            })
+        })
+    });
     let mut plan = match planned? {
         Ok(plan) => plan,
         Err(FileError::Read(crate::reader::ReadError::Io(e))) => return Err(io(path)(e)),
@@ -282,6 +329,8 @@ fn process_file(
                 status: FileStatus::Refused,
                 results: Some(results_path),
                 summary: format!("refused: {e}"),
+                records: 0,
+                counts: [0; 6],
             });
         }
     };
@@ -313,8 +362,25 @@ fn process_file(
         .collect();
     let mut unavailable = false;
     if !verdict.held() {
+        let mut written = 0u64;
+        let mut on_write = |n: usize| {
+            written += n as u64;
+            progress(RunProgress::Writing {
+                file: path,
+                written,
+            });
+        };
         unavailable = write_pass(
-            tenant, profile, path, &mut plan, &mut lines, store, sink, opts, refs,
+            tenant,
+            profile,
+            path,
+            &mut plan,
+            &mut lines,
+            store,
+            sink,
+            opts,
+            refs,
+            &mut on_write,
         )?;
         if !opts.dry_run && !unavailable {
             store.set_last_records(kind, plan.records)?;
@@ -386,6 +452,8 @@ fn process_file(
         status,
         results: Some(results_path),
         summary: text,
+        records: plan.records,
+        counts: ACTIONS.map(|a| plan.count(a)),
     })
 }
 
@@ -454,6 +522,7 @@ fn write_pass(
     sink: &mut dyn Sink,
     opts: &RunOptions,
     refs: plan::ListRefs<'_>,
+    on_write: &mut dyn FnMut(usize),
 ) -> Result<bool, RunError> {
     let kind = profile.object;
     let mut snapshot = match Snapshot::open(profile, File::open(path).map_err(io(path))?) {
@@ -555,7 +624,7 @@ fn write_pass(
         } else {
             batch.push((idx, op, pending));
             if !hold && batch.len() >= tenant.batch_size {
-                unavailable |= flush(&mut batch, lines, store, sink, opts)?;
+                unavailable |= flush_reporting(&mut batch, lines, store, sink, opts, on_write)?;
             }
         }
     }
@@ -564,10 +633,11 @@ fn write_pass(
         batch.sort_by_key(|(idx, _, _)| depth[*idx]);
         deletions.sort_by_key(|(idx, _, _)| std::cmp::Reverse(depth[*idx]));
         for chunk in std::mem::take(&mut batch).chunks(tenant.batch_size) {
-            unavailable |= flush(&mut chunk.to_vec(), lines, store, sink, opts)?;
+            unavailable |=
+                flush_reporting(&mut chunk.to_vec(), lines, store, sink, opts, on_write)?;
         }
     }
-    unavailable |= flush(&mut batch, lines, store, sink, opts)?;
+    unavailable |= flush_reporting(&mut batch, lines, store, sink, opts, on_write)?;
     // Rows the missing rule adds, after the file's rows.
     for idx in i..plan.len() {
         let planned = plan.row(idx);
@@ -602,16 +672,32 @@ fn write_pass(
             batch.push((idx, op, pending));
         }
     }
-    unavailable |= flush(&mut batch, lines, store, sink, opts)?;
+    unavailable |= flush_reporting(&mut batch, lines, store, sink, opts, on_write)?;
     // Deletions last.
     for chunk in deletions.chunks(tenant.batch_size) {
         let mut chunk = chunk.to_vec();
-        unavailable |= flush(&mut chunk, lines, store, sink, opts)?;
+        unavailable |= flush_reporting(&mut chunk, lines, store, sink, opts, on_write)?;
     }
     Ok(unavailable)
 }
 
 /// Journals, sends and commits one batch; records each line's outcome.
+fn flush_reporting(
+    batch: &mut Vec<(usize, Operation, PendingOp)>,
+    lines: &mut [Line],
+    store: &mut RedbStore,
+    sink: &mut dyn Sink,
+    opts: &RunOptions,
+    on_write: &mut dyn FnMut(usize),
+) -> Result<bool, RunError> {
+    let n = batch.len();
+    let unavailable = flush(batch, lines, store, sink, opts)?;
+    if n > 0 {
+        on_write(n);
+    }
+    Ok(unavailable)
+}
+
 fn flush(
     batch: &mut Vec<(usize, Operation, PendingOp)>,
     lines: &mut [Line],
