@@ -554,3 +554,39 @@ fn user_groups_must_name_groups_of_the_tenant_group_file() {
     let u2 = t.outbox().into_iter().find(|l| l["key"] == "u2").unwrap();
     assert_eq!(u2["fields"]["groups"], serde_json::json!(["prod"]), "{u2}");
 }
+
+#[test]
+fn a_manager_that_exists_nowhere_is_left_out_of_the_write() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("inbox")).unwrap();
+    std::fs::write(
+        dir.path().join("muster.toml"),
+        "[[tenant]]\nname = \"lucca\"\nstate = \"s.redb\"\n[tenant.source]\ntype = \"dir\"\npath = \"inbox\"\nsettle_ms = 0\n\
+         [[tenant.files]]\npattern = \"*.csv\"\nprofile = \"lucca-360learning\"\n[tenant.sink]\ntype = \"jsonl\"\npath = \"out.jsonl\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("inbox/export.csv"),
+        "uniqueId;email;firstName;lastName;managerId;status\n1;a@x.example;Ann;A;;Active\n2;b@x.example;Bob;B;1;Active\n3;c@x.example;Cat;C;9999;Active\n",
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(["run", "--config"])
+        .arg(dir.path().join("muster.toml"))
+        .args(["--today", TODAY])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let out: Vec<serde_json::Value> = std::fs::read_to_string(dir.path().join("out.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let by_key = |k: &str| out.iter().find(|l| l["key"] == k).unwrap().clone();
+    assert_eq!(by_key("2")["fields"]["manager_id"], "1");
+    assert!(
+        by_key("3")["fields"].get("manager_id").is_none(),
+        "{}",
+        by_key("3")
+    );
+}
