@@ -510,14 +510,7 @@ fn print_summary(input: &std::path::Path, plan: &Plan, elapsed: std::time::Durat
         secs,
         plan.bytes as f64 / 1e6 / secs
     );
-    for action in [
-        Action::Create,
-        Action::Update,
-        Action::Unchanged,
-        Action::Deactivate,
-        Action::Delete,
-        Action::Reject,
-    ] {
+    for action in Action::ALL {
         let n = plan.count(action);
         if n > 0 {
             let _ = writeln!(err, "  {:<10} {n:>10}", action.as_str());

@@ -53,6 +53,16 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, in the order summaries list them.
+    pub const ALL: [Action; 6] = [
+        Action::Create,
+        Action::Update,
+        Action::Unchanged,
+        Action::Deactivate,
+        Action::Delete,
+        Action::Reject,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Create => "create",
@@ -186,16 +196,7 @@ impl Plan {
     }
 
     pub fn rows(&self) -> impl Iterator<Item = PlannedRow<'_>> + '_ {
-        self.entries.iter().map(move |e| PlannedRow {
-            line: e.line,
-            key: (!e.key.is_none()).then(|| self.str(e.key)),
-            action: e.action,
-            code: e.code,
-            message: self
-                .messages
-                .get(e.message as usize)
-                .map_or("", String::as_str),
-        })
+        (0..self.entries.len()).map(move |i| self.row(i))
     }
 
     /// Whether every line is fine: nothing rejected and no code.

@@ -90,19 +90,9 @@ pub struct FileReport {
     pub summary: String,
     /// Records read.
     pub records: u64,
-    /// Lines per action (create, update, unchanged, deactivate, delete, reject).
+    /// Lines per action, in the order of [`Action::ALL`].
     pub counts: [usize; 6],
 }
-
-/// The actions in the order of [`FileReport::counts`].
-pub const ACTIONS: [Action; 6] = [
-    Action::Create,
-    Action::Update,
-    Action::Unchanged,
-    Action::Deactivate,
-    Action::Delete,
-    Action::Reject,
-];
 
 /// How far a run has come, for progress displays.
 #[derive(Clone, Debug)]
@@ -431,14 +421,7 @@ fn process_file(
         FileStatus::Rows
     };
     let mut text = format!("{} records", plan.records);
-    for a in [
-        Action::Create,
-        Action::Update,
-        Action::Unchanged,
-        Action::Deactivate,
-        Action::Delete,
-        Action::Reject,
-    ] {
+    for a in Action::ALL {
         let n = plan.count(a);
         if n > 0 {
             text.push_str(&format!(", {n} {}", a.as_str()));
@@ -453,7 +436,7 @@ fn process_file(
         results: Some(results_path),
         summary: text,
         records: plan.records,
-        counts: ACTIONS.map(|a| plan.count(a)),
+        counts: Action::ALL.map(|a| plan.count(a)),
     })
 }
 
@@ -484,6 +467,36 @@ fn fields_of(profile: &Profile, row: &MappedRow, only: Option<&[String]>) -> Vec
         out.push((name, value));
     }
     out
+}
+
+/// One planned write: what the sink gets, and what the journal keeps.
+fn planned_write(
+    id: u64,
+    kind: ObjectKind,
+    action: Action,
+    key: String,
+    fields: Vec<(String, Value)>,
+    invite: bool,
+    object: StoredObject,
+) -> (Operation, PendingOp) {
+    let op = Operation {
+        op: id,
+        kind,
+        action,
+        key: key.clone(),
+        fields,
+        invite,
+    };
+    (
+        op,
+        PendingOp {
+            id,
+            kind,
+            key,
+            action,
+            object,
+        },
+    )
 }
 
 /// Removes from an operation's fields the references the plan found
@@ -604,21 +617,7 @@ fn write_pass(
             fields: hashes,
         };
         let id = if opts.dry_run { 0 } else { store.next_op_id()? };
-        let op = Operation {
-            op: id,
-            kind,
-            action,
-            key: key.clone(),
-            fields,
-            invite,
-        };
-        let pending = PendingOp {
-            id,
-            kind,
-            key,
-            action,
-            object,
-        };
+        let (op, pending) = planned_write(id, kind, action, key, fields, invite, object);
         if action == Action::Delete {
             deletions.push((idx, op, pending));
         } else {
@@ -651,21 +650,7 @@ fn write_pass(
             active: false,
             ..stored
         };
-        let op = Operation {
-            op: id,
-            kind,
-            action,
-            key: key.clone(),
-            fields: Vec::new(),
-            invite: false,
-        };
-        let pending = PendingOp {
-            id,
-            kind,
-            key,
-            action,
-            object,
-        };
+        let (op, pending) = planned_write(id, kind, action, key, Vec::new(), false, object);
         if action == Action::Delete {
             deletions.push((idx, op, pending));
         } else {
