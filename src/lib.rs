@@ -12,8 +12,18 @@
 //! | map and validate rows through a profile | [`profile`] | [`Profile`], [`Layout`](profile::Layout), [`MappedRow`] |
 //! | open a file through a profile (header, delimiter) | [`snapshot`] | [`Snapshot`](snapshot::Snapshot) |
 //! | plan a whole file (duplicates, references, cycles) | [`plan`] | [`Plan`], [`Action`] |
+//! | compare with the last applied state | [`diff`] | [`Prior`](diff::Prior), [`Fingerprinter`](diff::Fingerprinter), [`diff_files`](diff::diff_files) |
+//! | hold a file that would do damage | [`guard`] | [`guard::check`], [`Verdict`](guard::Verdict) |
+//! | remember what was applied | [`store`] | [`StateStore`](store::StateStore), [`RedbStore`](store::RedbStore), [`MemoryStore`](store::MemoryStore) |
+//! | write to the LMS | [`sink`] | [`Sink`](sink::Sink), [`Operation`](sink::Operation), [`JsonlOutbox`](sink::JsonlOutbox) |
+//! | the whole pipeline for a tenant | [`run`], [`config`] | [`run::run_tenant`], [`Config`](config::Config) |
 //! | write the results CSV | [`results`] | [`ResultsWriter`], [`Outcome`] |
 //! | synthetic snapshots | [`gen`] | [`gen::generate`], [`gen::derive`] |
+//!
+//! Three ways in, as the `csv` crate offers `csv-core`, `read_byte_record`
+//! and `records()`: the [`SnapshotReader`] alone; [`plan::read`] +
+//! [`Plan::against`] with your own [`Prior`](diff::Prior) and your own
+//! [`Sink`](sink::Sink); or [`run::run_tenant`] for everything.
 //!
 //! # The reader alone
 //!
