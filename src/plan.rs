@@ -396,13 +396,24 @@ impl Plan {
 
     /// The state this plan leaves when applied to an empty store, reusing
     /// the plan's key strings: what `muster diff` compares NEW with.
-    pub fn into_prior(self) -> MemoryPrior {
-        let mut prior = MemoryPrior::with_arena(if self.key_is_email {
+    pub fn into_prior(mut self) -> MemoryPrior {
+        // Plain keys move with their arena; e-mail keys are stored folded.
+        let arena = if self.key_is_email {
             String::new()
         } else {
-            self.arena.clone()
-        });
-        for e in &self.entries {
+            std::mem::take(&mut self.arena)
+        };
+        let folded: Vec<String> = if self.key_is_email {
+            self.entries
+                .iter()
+                .map(|e| self.str(e.key).to_lowercase())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut prior = MemoryPrior::with_arena(arena);
+        prior.reserve(self.entries.len());
+        for (i, e) in self.entries.iter().enumerate() {
             let fingerprint = u128::from(e.fingerprint[0]) | u128::from(e.fingerprint[1]) << 64;
             let entry = match e.action {
                 Action::Create | Action::Update => PriorEntry {
@@ -416,7 +427,7 @@ impl Plan {
                 _ => continue,
             };
             if self.key_is_email {
-                prior.insert(&self.str(e.key).to_lowercase(), entry);
+                prior.insert(&folded[i], entry);
             } else {
                 prior.insert_span(e.key.start, e.key.len, entry);
             }

@@ -231,8 +231,9 @@ pub struct DiffError {
 /// Returns the plan, OLD's record count (the last accepted file, for the
 /// shrink guard) and the number of objects OLD left in the store.
 ///
-/// OLD and NEW are read at the same time, one thread each; which fields of
-/// an update changed is read afterwards for those rows only.
+/// OLD is read and becomes the prior, then NEW is read and compared with it;
+/// which fields of an update changed is read afterwards for those rows only
+/// (both files at once, as that pass is light).
 pub fn diff_files(
     profile: &Profile,
     old: &Path,
@@ -244,21 +245,14 @@ pub fn diff_files(
         let size = file.metadata().ok().map(|m| m.len());
         plan::read(profile, file, today, size, &mut |_| {}).map_err(named(path))
     };
-    let (old_plan, new_plan) = std::thread::scope(|s| {
-        let old_plan = s.spawn(|| read(old));
-        let new_plan = read(new);
-        (
-            old_plan
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
-            new_plan,
-        )
-    });
-    let (old_plan, mut new_plan) = (old_plan?, new_plan?);
+    // One file after the other: on a 2-core machine the two reads barely
+    // overlap (they are bound by hash-table memory access), and reading them
+    // at once doubles the peak memory (BENCHMARKS.md).
+    let mut old_plan = read(old)?;
     let old_records = old_plan.records;
-    let mut old_plan = old_plan;
     old_plan.against(profile, &NoPrior);
     let prior = old_plan.into_prior();
+    let mut new_plan = read(new)?;
     new_plan.against(profile, &prior);
     let wanted: AHashSet<String> = new_plan.update_candidates().map(str::to_string).collect();
     if !wanted.is_empty() {
