@@ -663,6 +663,9 @@ fn write_pass(
         let mut chunk = chunk.to_vec();
         unavailable |= flush_reporting(&mut chunk, lines, store, sink, opts, on_write)?;
     }
+    if !opts.dry_run {
+        store.checkpoint()?;
+    }
     Ok(unavailable)
 }
 

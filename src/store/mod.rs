@@ -8,10 +8,11 @@
 //!
 //! Writes go through a journal: [`StateStore::begin`] records the operations
 //! about to be sent to the LMS; [`StateStore::commit`] applies the ones the
-//! LMS acknowledged and clears them from the journal in one transaction. A
-//! crash in between leaves them in the journal; the next run asks the sink
-//! which of them were applied ([`crate::sink::Sink::recover`]) and commits
-//! those, so nothing is applied twice and nothing acknowledged is lost.
+//! LMS acknowledged (a store may buffer them until a
+//! [`StateStore::checkpoint`], their journal records standing in). After a
+//! crash the journal still holds them; the next run asks the sink which of
+//! them were applied ([`crate::sink::Sink::recover`]) and commits those, so
+//! nothing is applied twice and nothing acknowledged is lost.
 //!
 //! [`RedbStore`] is the embedded, crash-safe implementation on disk (redb:
 //! copy-on-write B-trees with an fsync per commit, pure Rust, no server);
@@ -78,6 +79,12 @@ pub trait StateStore {
     fn pending(&self) -> Result<Vec<PendingOp>, StoreError>;
     /// A fresh id for the next operation (never reused).
     fn next_op_id(&mut self) -> Result<u64, StoreError>;
+    /// Makes every commit so far durable in the store itself (a store may
+    /// buffer commits, their operations being journalled). Default: nothing
+    /// to do.
+    fn checkpoint(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 // ---- encoding (stable, versioned by FORMAT) ----
