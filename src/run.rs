@@ -546,8 +546,8 @@ fn write_pass(
     let fingerprinter = Fingerprinter::new(profile);
     let mut rec = Record::new();
     let mut row = MappedRow::new();
-    let mut batch: Vec<(usize, Operation, PendingOp)> = Vec::new();
-    let mut deletions: Vec<(usize, Operation, PendingOp)> = Vec::new();
+    let mut batch: Vec<PlannedWrite> = Vec::new();
+    let mut deletions: Vec<PlannedWrite> = Vec::new();
     let mut unavailable = false;
     // Groups are written parent first: hold them until the file is read.
     let hold = kind == ObjectKind::Group;
@@ -623,7 +623,14 @@ fn write_pass(
         } else {
             batch.push((idx, op, pending));
             if !hold && batch.len() >= tenant.batch_size {
-                unavailable |= flush_reporting(&mut batch, lines, store, sink, opts, on_write)?;
+                unavailable |= flush(
+                    std::mem::take(&mut batch),
+                    lines,
+                    store,
+                    sink,
+                    opts,
+                    on_write,
+                )?;
             }
         }
     }
@@ -631,12 +638,17 @@ fn write_pass(
         let depth = plan.parent_depths();
         batch.sort_by_key(|(idx, _, _)| depth[*idx]);
         deletions.sort_by_key(|(idx, _, _)| std::cmp::Reverse(depth[*idx]));
-        for chunk in std::mem::take(&mut batch).chunks(tenant.batch_size) {
-            unavailable |=
-                flush_reporting(&mut chunk.to_vec(), lines, store, sink, opts, on_write)?;
-        }
     }
-    unavailable |= flush_reporting(&mut batch, lines, store, sink, opts, on_write)?;
+    let size = tenant.batch_size;
+    unavailable |= send_all(
+        std::mem::take(&mut batch),
+        size,
+        lines,
+        store,
+        sink,
+        opts,
+        on_write,
+    )?;
     // Rows the missing rule adds, after the file's rows.
     for idx in i..plan.len() {
         let planned = plan.row(idx);
@@ -657,55 +669,72 @@ fn write_pass(
             batch.push((idx, op, pending));
         }
     }
-    unavailable |= flush_reporting(&mut batch, lines, store, sink, opts, on_write)?;
+    unavailable |= send_all(batch, size, lines, store, sink, opts, on_write)?;
     // Deletions last.
-    for chunk in deletions.chunks(tenant.batch_size) {
-        let mut chunk = chunk.to_vec();
-        unavailable |= flush_reporting(&mut chunk, lines, store, sink, opts, on_write)?;
-    }
+    unavailable |= send_all(deletions, size, lines, store, sink, opts, on_write)?;
     if !opts.dry_run {
         store.checkpoint()?;
     }
     Ok(unavailable)
 }
 
-/// Journals, sends and commits one batch; records each line's outcome.
-fn flush_reporting(
-    batch: &mut Vec<(usize, Operation, PendingOp)>,
+/// One planned write: its plan row, what the sink gets, what the journal keeps.
+type PlannedWrite = (usize, Operation, PendingOp);
+
+/// Sends `writes` in batches of `size`, in order.
+#[allow(clippy::too_many_arguments)]
+fn send_all(
+    mut writes: Vec<PlannedWrite>,
+    size: usize,
     lines: &mut [Line],
     store: &mut RedbStore,
     sink: &mut dyn Sink,
     opts: &RunOptions,
     on_write: &mut dyn FnMut(usize),
 ) -> Result<bool, RunError> {
-    let n = batch.len();
-    let unavailable = flush(batch, lines, store, sink, opts)?;
-    if n > 0 {
-        on_write(n);
+    let mut unavailable = false;
+    while !writes.is_empty() {
+        let rest = writes.split_off(writes.len().min(size));
+        unavailable |= flush(
+            std::mem::replace(&mut writes, rest),
+            lines,
+            store,
+            sink,
+            opts,
+            on_write,
+        )?;
     }
     Ok(unavailable)
 }
 
+/// Journals, sends and commits one batch; records each line's outcome.
 fn flush(
-    batch: &mut Vec<(usize, Operation, PendingOp)>,
+    batch: Vec<PlannedWrite>,
     lines: &mut [Line],
     store: &mut RedbStore,
     sink: &mut dyn Sink,
     opts: &RunOptions,
+    on_write: &mut dyn FnMut(usize),
 ) -> Result<bool, RunError> {
     if batch.is_empty() || opts.dry_run {
-        batch.clear();
         return Ok(false);
     }
-    let pending: Vec<PendingOp> = batch.iter().map(|b| b.2.clone()).collect();
+    let n = batch.len();
+    let mut rows = Vec::with_capacity(n);
+    let mut ops = Vec::with_capacity(n);
+    let mut pending = Vec::with_capacity(n);
+    for (idx, op, p) in batch {
+        rows.push(idx);
+        ops.push(op);
+        pending.push(p);
+    }
     store.begin(&pending)?;
-    let ops: Vec<Operation> = batch.iter().map(|b| b.1.clone()).collect();
     // A sink error leaves the batch journalled: the next run recovers it.
     let acks = sink.apply(&ops)?;
     let mut acked = Vec::new();
     let mut dropped = Vec::new();
     let mut unavailable = false;
-    for ((idx, _, mut op), ack) in batch.drain(..).zip(acks) {
+    for ((idx, mut op), ack) in rows.into_iter().zip(pending).zip(acks) {
         match ack {
             Ack::Applied { lms_id } => {
                 if lms_id.is_some() {
@@ -733,6 +762,7 @@ fn flush(
         }
     }
     store.commit(&acked, &dropped)?;
+    on_write(n);
     Ok(unavailable)
 }
 
