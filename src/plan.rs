@@ -655,7 +655,11 @@ pub fn check_with_progress<R: Read>(
     today: Date,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Plan, FileError> {
-    let mut plan = read(profile, input, today, None, progress)?;
+    let opts = ReadOptions {
+        no_fingerprints: true,
+        ..ReadOptions::default()
+    };
+    let mut plan = read_with(profile, input, today, opts, progress)?;
     plan.against(profile, &NoPrior);
     Ok(plan)
 }
@@ -682,6 +686,18 @@ pub struct ListRefs<'a> {
     pub segments: Option<&'a dyn Prior>,
 }
 
+/// How [`read_with`] reads a file.
+#[derive(Clone, Copy, Default)]
+pub struct ReadOptions<'a> {
+    /// The file size, when known: sizes the buffers once.
+    pub size_hint: Option<u64>,
+    /// What list fields refer to.
+    pub refs: ListRefs<'a>,
+    /// Skip fingerprints: the plan will only be compared with an empty
+    /// prior (`muster check`), where they are never looked at.
+    pub no_fingerprints: bool,
+}
+
 /// [`read_with`] without list references.
 pub fn read<R: Read>(
     profile: &Profile,
@@ -690,14 +706,11 @@ pub fn read<R: Read>(
     size_hint: Option<u64>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Plan, FileError> {
-    read_with(
-        profile,
-        input,
-        today,
+    let opts = ReadOptions {
         size_hint,
-        ListRefs::default(),
-        progress,
-    )
+        ..ReadOptions::default()
+    };
+    read_with(profile, input, today, opts, progress)
 }
 
 /// The names in a user's list fields that `refs` does not know, as a
@@ -733,13 +746,13 @@ pub fn read_with<R: Read>(
     profile: &Profile,
     input: R,
     today: Date,
-    size_hint: Option<u64>,
-    refs: ListRefs<'_>,
+    opts: ReadOptions<'_>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Plan, FileError> {
     let mut snapshot = Snapshot::open(profile, input)?;
     let layout = snapshot.layout().clone();
     let mut rec = Record::new();
+    let (size_hint, refs) = (opts.size_hint, opts.refs);
     let mut plan = Plan::new(profile, size_hint);
     let mut row = MappedRow::new();
     let mut fingerprinter = Fingerprinter::new(profile);
@@ -772,7 +785,11 @@ pub fn read_with<R: Read>(
         }
         let message = match result {
             Ok(()) => {
-                let fp = fingerprinter.fingerprint(&row);
+                let fp = if opts.no_fingerprints {
+                    0
+                } else {
+                    fingerprinter.fingerprint(&row)
+                };
                 entry.fingerprint = [fp as u64, (fp >> 64) as u64];
                 entry.action = Action::Create;
                 entry.flags = VALID;

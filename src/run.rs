@@ -285,13 +285,23 @@ fn process_file(
         segments: segments.as_ref().map(|p| p as &dyn Prior),
     };
     let planned = File::open(path).map_err(io(path)).map(|f| {
-        plan::read_with(profile, f, today, Some(size), refs, &mut |p| {
-            progress(RunProgress::Reading {
-                file: path,
-                records: p.records,
-                bytes: p.bytes,
-            })
-        })
+        plan::read_with(
+            profile,
+            f,
+            today,
+            plan::ReadOptions {
+                size_hint: Some(size),
+                refs,
+                no_fingerprints: false,
+            },
+            &mut |p| {
+                progress(RunProgress::Reading {
+                    file: path,
+                    records: p.records,
+                    bytes: p.bytes,
+                })
+            },
+        )
     });
     let mut plan = match planned? {
         Ok(plan) => plan,
