@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Whole-process figures for `muster check` on a generated 1M-row winningtemp-users file:
-# wall time and peak RSS from /usr/bin/time -v, median of 5 runs.
+# wall time and peak RSS from /usr/bin/time -f "%e %M", median of 5 runs.
 # Usage: scripts/bench-check.sh [ROWS]   (default 1000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -3,7 +3,7 @@
 # by side with DuckDB doing the same keyed diff (full outer join on the key plus a row hash).
 # Day 2 = `muster gen --from day1 --change-ratio 0.02 --shuffle`: 0.5 % deleted, 0.5 % created,
 # 1 % touched (70 % real updates, 15 % deactivations, 15 % changes that normalise away).
-# Wall time and peak RSS from /usr/bin/time -v; median of 5 runs each.
+# Wall time and peak RSS from /usr/bin/time -f "%e %M"; median of 5 runs each.
 # Usage: scripts/bench-diff.sh [ROWS]   (default 1000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
