@@ -14,26 +14,22 @@
 //! references that resolve to nothing. The first phase needs no state, so
 //! several files can be read at once.
 //!
-//! Performance note: the key and e-mail indexes are hash tables filled row
-//! by row, and [`Plan::against`] looks every row up in the prior (and every
-//! prior key up in the plan for the missing rule). On 1M-row files these
-//! random accesses dominate (BENCHMARKS.md). Sorting `(hash, row)` pairs
-//! once and merge-joining them with the prior's sorted pairs would make all
-//! of it sequential; that is the next step for speed.
+//! Keys and e-mails are indexed by sorting `(hash, row)` pairs once the
+//! file is read (see [`crate::diff`]): duplicates are neighbours, and
+//! [`Plan::against`] merges the plan's sorted keys with the prior's in one
+//! sequential pass, instead of a hash-table lookup (a cache miss) per row.
 //!
 //! Nothing is written before the pass ends, so a file refused for its header
 //! or for not being text is refused whole. An update's list of changed
-//! fields comes last, from [`Plan::resolve_updates`], for the few rows whose
+//! fields comes last, from [`Plan::resolve_update`], for the few rows whose
 //! fingerprint moved.
 
 use std::io::Read;
 
-use ahash::RandomState;
-use hashbrown::HashTable;
-
 use crate::code::Code;
 use crate::diff::{
-    changed_fields, FieldHash, Fingerprinter, MemoryPrior, NoPrior, Prior, PriorEntry,
+    changed_fields, hash_run, key_hash, sort_index, FieldHash, Fingerprinter, MemoryPrior, NoPrior,
+    Prior, PriorEntry,
 };
 use crate::profile::{
     Date, EndAction, FieldKind, Layout, MappedRow, MissingRule, ObjectKind, Profile,
@@ -106,6 +102,8 @@ const UNRESOLVED: u8 = 16; // the manager / parent reference resolves to nothing
 struct Entry {
     /// 1-based line; 0 for rows the missing rule adds.
     line: u64,
+    /// Where the record starts in the file.
+    byte: u64,
     key: Span,
     reference: Span,
     fingerprint: [u64; 2],
@@ -139,7 +137,8 @@ pub struct Plan {
     arena: String,
     entries: Vec<Entry>,
     messages: Vec<String>,
-    keys: RowIndex,
+    /// `(key hash, row)` of every row with a key, sorted (after [`read`]).
+    keys: Vec<(u64, u32)>,
     key_is_email: bool,
     object: ObjectKind,
     reference_field: Option<&'static str>,
@@ -158,7 +157,7 @@ impl Plan {
             arena: String::new(),
             entries: Vec::new(),
             messages: Vec::new(),
-            keys: RowIndex::new(key_is_email),
+            keys: Vec::new(),
             key_is_email,
             object: profile.object,
             reference_field: profile
@@ -173,11 +172,10 @@ impl Plan {
         };
         if let Some(bytes) = size_hint {
             // A typical HR row is 100–250 bytes. Reserving for 150 avoids
-            // most regrowth without touching much memory that stays unused
-            // (a hash table initialises what it reserves).
+            // most regrowth; what stays unused is never touched.
             let rows = (bytes / 150) as usize;
             plan.entries.reserve(rows);
-            plan.keys.table.reserve(rows, |&(h, _)| h);
+            plan.keys.reserve(rows);
             plan.arena.reserve(rows * 40);
         }
         plan
@@ -286,34 +284,33 @@ impl Plan {
     /// adds the keys the missing rule removes, rejects groups on a parent
     /// cycle and flags references that resolve to no object.
     pub fn against(&mut self, profile: &Profile, prior: &dyn Prior) {
-        let mut folded = String::new();
+        let index = prior.index();
         // The prior keys this file names (rejected rows too): the others are
-        // missing.
-        let mut named = vec![false; prior.slots()];
-        for i in 0..self.entries.len() {
-            let e = &self.entries[i];
-            if e.key.is_none() {
-                continue;
+        // missing. One merge of two lists sorted by key hash.
+        let mut named = vec![false; index.len()];
+        let Plan {
+            arena,
+            entries,
+            keys,
+            key_is_email,
+            ..
+        } = self;
+        join(keys, index, |a, b| {
+            let (row, slot) = (keys[a].1 as usize, index[b].1);
+            let e = &mut entries[row];
+            if !same_key(*key_is_email, span_str(arena, e.key), prior.key(slot)) {
+                return false;
             }
-            let key = self.str(e.key);
-            let found = if self.key_is_email {
-                folded.clear();
-                folded.push_str(key);
-                fold(&mut folded);
-                prior.get_indexed(&folded)
-            } else {
-                prior.get_indexed(key)
-            };
-            let known = found.map(|(entry, slot)| {
-                named[slot] = true;
-                entry
-            });
-            let e = &mut self.entries[i];
-            if known.is_some() {
-                e.flags |= KNOWN;
-            }
+            named[b] = true;
+            e.flags |= KNOWN;
             if e.has(VALID) && e.action != Action::Reject {
-                e.action = decide(profile, e, known);
+                e.action = decide(profile, e, Some(prior.entry(slot)));
+            }
+            true
+        });
+        for e in entries.iter_mut() {
+            if !e.has(KNOWN) && e.has(VALID) && e.action != Action::Reject {
+                e.action = decide(profile, e, None);
             }
         }
         self.infer_missing(profile, prior, &named);
@@ -325,44 +322,33 @@ impl Plan {
         }
     }
 
-    /// Keys of the rows planned as updates: their fingerprint moved.
-    pub fn update_candidates(&self) -> impl Iterator<Item = &str> + '_ {
-        self.entries
-            .iter()
-            .filter(|e| e.action == Action::Update && e.line > 0)
-            .map(|e| self.str(e.key))
+    /// The rows of records planned as updates: their fingerprint moved.
+    pub fn update_rows(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.entries.len())
+            .filter(|&i| self.entries[i].action == Action::Update && self.entries[i].line > 0)
     }
 
-    /// Decides the updates: `old(key)` and `new(key)` give the field hashes
-    /// the prior state and the file hold for the key. An update with no
-    /// changed field becomes `unchanged` (e.g. a field only emptied where the
-    /// profile keeps it); the others name the changed fields.
-    pub fn resolve_updates(
-        &mut self,
-        old: &mut dyn FnMut(&str) -> Option<Vec<FieldHash>>,
-        new: &mut dyn FnMut(&str) -> Option<Vec<FieldHash>>,
-    ) {
-        for i in 0..self.entries.len() {
-            let e = &self.entries[i];
-            if e.action != Action::Update || e.line == 0 {
-                continue;
+    /// Where the record of row `i` starts in the file (its byte offset).
+    pub fn record_start(&self, i: usize) -> u64 {
+        self.entries[i].byte
+    }
+
+    /// Decides update row `i` from the field hashes the prior state and the
+    /// file hold for its key. An update with no changed field becomes
+    /// `unchanged` (e.g. a field only emptied where the profile keeps it);
+    /// the others name the changed fields.
+    pub fn resolve_update(&mut self, i: usize, old: &[FieldHash], new: &[FieldHash]) {
+        let changed = changed_fields(old, new);
+        let code = self.entries[i].code;
+        let other = self.messages.get(self.entries[i].message as usize).cloned();
+        if changed.is_empty() {
+            self.set(i, Action::Unchanged, code, other.unwrap_or_default());
+        } else {
+            let mut message = format!("changed: {}", changed.join(", "));
+            if let Some(other) = other {
+                message = format!("{message}; {other}");
             }
-            let key = self.str(e.key).to_string();
-            let (Some(old), Some(new)) = (old(&key), new(&key)) else {
-                continue;
-            };
-            let changed = changed_fields(&old, &new);
-            let code = self.entries[i].code;
-            let other = self.messages.get(self.entries[i].message as usize).cloned();
-            if changed.is_empty() {
-                self.set(i, Action::Unchanged, code, other.unwrap_or_default());
-            } else {
-                let mut message = format!("changed: {}", changed.join(", "));
-                if let Some(other) = other {
-                    message = format!("{message}; {other}");
-                }
-                self.set(i, Action::Update, code, message);
-            }
+            self.set(i, Action::Update, code, message);
         }
     }
 
@@ -394,45 +380,19 @@ impl Plan {
         }
     }
 
-    /// The state this plan leaves when applied to an empty store, reusing
-    /// the plan's key strings: what `muster diff` compares NEW with.
-    pub fn into_prior(mut self) -> MemoryPrior {
-        // Plain keys move with their arena; e-mail keys are stored folded.
-        let arena = if self.key_is_email {
-            String::new()
-        } else {
-            std::mem::take(&mut self.arena)
-        };
-        let folded: Vec<String> = if self.key_is_email {
-            self.entries
-                .iter()
-                .map(|e| self.str(e.key).to_lowercase())
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let mut prior = MemoryPrior::with_arena(arena);
-        prior.reserve(self.entries.len());
-        for (i, e) in self.entries.iter().enumerate() {
-            let fingerprint = u128::from(e.fingerprint[0]) | u128::from(e.fingerprint[1]) << 64;
-            let entry = match e.action {
-                Action::Create | Action::Update => PriorEntry {
-                    fingerprint,
-                    active: !e.has(INACTIVE),
-                },
-                Action::Deactivate => PriorEntry {
-                    fingerprint,
-                    active: false,
-                },
-                _ => continue,
-            };
-            if self.key_is_email {
-                prior.insert(&folded[i], entry);
-            } else {
-                prior.insert_span(e.key.start, e.key.len, entry);
-            }
-        }
-        prior
+    /// The state this plan leaves when applied to an empty store: what
+    /// `muster diff` compares NEW with. The plan itself serves as that
+    /// state, its key index narrowed to the rows applied; nothing is copied.
+    pub fn into_prior(mut self) -> PlanPrior {
+        let entries = &self.entries;
+        self.keys.retain(|&(_, row)| {
+            matches!(
+                entries[row as usize].action,
+                Action::Create | Action::Update | Action::Deactivate
+            )
+        });
+        self.messages = Vec::new();
+        PlanPrior { plan: self }
     }
 
     /// Whether the plan deletes `key` as missing from the file.
@@ -445,8 +405,19 @@ impl Plan {
             .is_ok_and(|i| inferred[i].action == Action::Delete)
     }
 
+    /// The first row holding `key`.
     fn find_key(&self, key: &str) -> Option<u32> {
-        self.keys.find(&self.arena, &self.entries, key)
+        let h = hash_key(self.key_is_email, key, &mut String::new());
+        hash_run(&self.keys, h)
+            .iter()
+            .find(|&&(_, i)| {
+                same_key(
+                    self.key_is_email,
+                    self.str(self.entries[i as usize].key),
+                    key,
+                )
+            })
+            .map(|&(_, i)| i)
     }
 
     fn str(&self, s: Span) -> &str {
@@ -483,21 +454,20 @@ impl Plan {
             MissingRule::Delete => Action::Delete,
             MissingRule::Deactivate => Action::Deactivate,
         };
-        let mut missing: Vec<(String, bool)> = Vec::new();
-        prior.for_each_indexed(&mut |slot, k| {
-            if !named[slot] {
-                let active = prior.get(k).is_some_and(|e| e.active);
-                // An object already inactive has nothing left to deactivate.
-                if action == Action::Delete || active {
-                    missing.push((k.to_string(), active));
-                }
+        let mut missing: Vec<(&str, bool)> = Vec::new();
+        for (&(_, slot), _) in prior.index().iter().zip(named).filter(|(_, &n)| !n) {
+            let active = prior.entry(slot).active;
+            // An object already inactive has nothing left to deactivate.
+            if action == Action::Delete || active {
+                missing.push((prior.key(slot), active));
             }
-        });
+        }
         missing.sort_unstable();
         for (key, active) in missing {
-            let key = self.intern(&key);
+            let key = self.intern(key);
             self.entries.push(Entry {
                 line: 0,
+                byte: 0,
                 key,
                 reference: Span::NONE,
                 fingerprint: [0; 2],
@@ -517,7 +487,12 @@ impl Plan {
     /// (unchanged, or rejected: its state stays), or does not name it and the
     /// prior state holds it (unless the missing rule deletes it).
     fn exists(&self, prior: &dyn Prior, key: &str) -> bool {
-        match self.find_key(key) {
+        self.exists_at(self.find_key(key), prior, key)
+    }
+
+    /// [`Plan::exists`], given the first row holding `key` (if any).
+    fn exists_at(&self, row: Option<u32>, prior: &dyn Prior, key: &str) -> bool {
+        match row {
             Some(i) => {
                 let e = &self.entries[i as usize];
                 match e.action {
@@ -525,6 +500,11 @@ impl Plan {
                     Action::Unchanged | Action::Reject => e.has(KNOWN),
                     Action::Delete => false,
                 }
+            }
+            None if self.key_is_email => {
+                let mut folded = key.to_string();
+                fold_case(&mut folded);
+                prior.get(&folded).is_some() && !self.inferred_delete(&folded)
             }
             None => prior.get(key).is_some() && !self.inferred_delete(key),
         }
@@ -595,19 +575,49 @@ impl Plan {
     /// A reference to an id that exists nowhere does not stop the row: it is
     /// applied without the link, and its line says so.
     fn flag_unknown_references(&mut self, prior: &dyn Prior, field: &str) {
-        for i in 0..self.entries.len() {
-            let e = &self.entries[i];
+        // The references to check, sorted by hash and merged with the key
+        // index: the row each one names, if the file holds it.
+        let mut buf = String::new();
+        let mut refs: Vec<(u64, u32)> = Vec::new();
+        for (i, e) in self.entries.iter().enumerate() {
             if e.reference.is_none()
                 || matches!(e.action, Action::Reject | Action::Delete)
                 || e.code.is_some()
             {
                 continue;
             }
-            let r = self.str(e.reference);
-            if self.exists(prior, r) {
-                continue;
+            let h = hash_key(self.key_is_email, self.str(e.reference), &mut buf);
+            refs.push((h, i as u32));
+        }
+        sort_index(&mut refs);
+        let mut target: Vec<Option<u32>> = vec![None; refs.len()];
+        join(&refs, &self.keys, |a, b| {
+            let (from, to) = (refs[a].1 as usize, self.keys[b].1 as usize);
+            let found = target[a].is_none()
+                && same_key(
+                    self.key_is_email,
+                    self.str(self.entries[from].reference),
+                    self.str(self.entries[to].key),
+                );
+            if found {
+                target[a] = Some(to as u32);
             }
-            let why = match self.find_key(r).map(|j| &self.entries[j as usize]) {
+            found
+        });
+        let mut unknown: Vec<(u32, Option<u32>)> = refs
+            .iter()
+            .zip(target)
+            .filter(|&(&(_, i), t)| {
+                let r = self.str(self.entries[i as usize].reference);
+                !self.exists_at(t, prior, r)
+            })
+            .map(|(&(_, i), t)| (i, t))
+            .collect();
+        unknown.sort_unstable();
+        for (i, target) in unknown {
+            let i = i as usize;
+            let r = self.str(self.entries[i].reference);
+            let why = match target.map(|j| &self.entries[j as usize]) {
                 Some(target) => match (target.action, target.code) {
                     (Action::Delete, _) => format!("names line {}, which deletes it", target.line),
                     (_, Some(code)) => {
@@ -624,10 +634,49 @@ impl Plan {
                 ),
             };
             let message = format!("{field} {r:?} {why}; applied without the link");
-            let action = e.action;
+            let action = self.entries[i].action;
             self.entries[i].flags |= UNRESOLVED;
             self.set(i, action, Some(Code::UnknownReference), message);
         }
+    }
+}
+
+/// A plan applied to an empty store, as a [`Prior`] ([`Plan::into_prior`]):
+/// each key once (a key applied is on one row only, as every occurrence of a
+/// duplicate is rejected), with where its row starts in the file, to read
+/// its fields again.
+#[derive(Debug)]
+pub struct PlanPrior {
+    plan: Plan,
+}
+
+impl PlanPrior {
+    /// Where the row of `slot` starts in the file it was read from.
+    pub fn origin(&self, slot: u32) -> u64 {
+        self.plan.entries[slot as usize].byte
+    }
+}
+
+impl Prior for PlanPrior {
+    fn index(&self) -> &[(u64, u32)] {
+        &self.plan.keys
+    }
+    fn key(&self, slot: u32) -> &str {
+        self.plan.str(self.plan.entries[slot as usize].key)
+    }
+    fn entry(&self, slot: u32) -> PriorEntry {
+        let e = &self.plan.entries[slot as usize];
+        PriorEntry {
+            fingerprint: u128::from(e.fingerprint[0]) | u128::from(e.fingerprint[1]) << 64,
+            active: !e.has(INACTIVE) && e.action != Action::Deactivate,
+        }
+    }
+    fn get_indexed(&self, key: &str) -> Option<(PriorEntry, u32)> {
+        let fold = self.plan.key_is_email;
+        hash_run(&self.plan.keys, hash_key(fold, key, &mut String::new()))
+            .iter()
+            .find(|&&(_, s)| same_key(fold, self.key(s), key))
+            .map(|&(_, s)| (self.entry(s), s))
     }
 }
 
@@ -757,7 +806,8 @@ pub fn read_with<R: Read>(
     let mut row = MappedRow::new();
     let mut fingerprinter = Fingerprinter::new(profile);
     let mut emails = EmailIndex::default();
-    let mut dup_keys: Vec<u32> = Vec::new();
+    emails.entries.reserve(plan.entries.capacity());
+    emails.text.reserve(plan.entries.capacity() * 32);
     let mut folded = String::new();
     while snapshot.read_record(&mut rec)? {
         plan.records += 1;
@@ -772,6 +822,7 @@ pub fn read_with<R: Read>(
         let key = row.key_as_read().map_or(Span::NONE, |k| plan.intern(k));
         let mut entry = Entry {
             line: rec.position().line,
+            byte: rec.position().byte,
             key,
             reference: Span::NONE,
             fingerprint: [0; 2],
@@ -805,13 +856,7 @@ pub fn read_with<R: Read>(
                     entry.flags |= ENDED;
                 }
                 if let Some(r) = profile.reference_slot.and_then(|s| row.get(s)) {
-                    // Most references name a row already read: share its key.
-                    entry.reference = match plan.find_key(r) {
-                        Some(i) if plan.str(plan.entries[i as usize].key) == r => {
-                            plan.entries[i as usize].key
-                        }
-                        _ => plan.intern(r),
-                    };
+                    entry.reference = plan.intern(r);
                 }
                 let decoded = row.decoded_column.map(|c| {
                     format!(
@@ -840,9 +885,8 @@ pub fn read_with<R: Read>(
         }
         // Duplicate keys and e-mails: every occurrence counts, rejected rows too.
         if !key.is_none() {
-            if let Some(first) = plan.keys.insert(&plan.arena, &plan.entries, idx) {
-                dup_keys.extend([first, idx]);
-            }
+            let h = hash_key(plan.key_is_email, plan.str(key), &mut folded);
+            plan.keys.push((h, idx));
         }
         if profile.object == ObjectKind::User {
             if let Some(email) = profile
@@ -851,8 +895,8 @@ pub fn read_with<R: Read>(
             {
                 folded.clear();
                 folded.push_str(email);
-                fold(&mut folded);
-                emails.insert(&folded, idx);
+                fold_case(&mut folded);
+                emails.push(&folded, idx);
             }
         }
     }
@@ -860,13 +904,22 @@ pub fn read_with<R: Read>(
     tracing::debug!(records = plan.records, bytes = plan.bytes, profile = %profile.name, "file read");
 
     let key_name = profile.slots[profile.key_slot].field.name();
+    sort_index(&mut plan.keys);
+    let fold_keys = plan.key_is_email;
+    let dup_keys = duplicates(&plan.keys, |a, b| {
+        same_key(
+            fold_keys,
+            plan.str(plan.entries[a as usize].key),
+            plan.str(plan.entries[b as usize].key),
+        )
+    });
     let dup_keys: Vec<(u32, String)> = dup_keys
         .into_iter()
         .map(|i| (i, plan.str(plan.entries[i as usize].key).to_string()))
         .collect();
-    let fold_keys = plan.key_is_email;
     reject_duplicates(&mut plan, dup_keys, Code::DuplicateKey, key_name, fold_keys);
-    reject_duplicates(&mut plan, emails.dups, Code::DuplicateEmail, "email", true);
+    let dup_emails = emails.duplicates();
+    reject_duplicates(&mut plan, dup_emails, Code::DuplicateEmail, "email", true);
     Ok(plan)
 }
 
@@ -920,7 +973,7 @@ fn email_as_read<'a>(
 }
 
 /// Lower-cases in place (ASCII fast path).
-fn fold(s: &mut String) {
+fn fold_case(s: &mut String) {
     if s.is_ascii() {
         s.make_ascii_lowercase();
     } else {
@@ -928,89 +981,130 @@ fn fold(s: &mut String) {
     }
 }
 
-/// An index of rows by key, holding each key's hash so growing the table
-/// never reads the arena again.
-#[derive(Debug)]
-struct RowIndex {
-    table: HashTable<(u64, u32)>,
-    hasher: RandomState,
-    fold_case: bool,
+/// The hash a key is indexed by: of the key lower-cased when keys are
+/// e-mails (`buf` holds the folded key).
+fn hash_key(fold: bool, key: &str, buf: &mut String) -> u64 {
+    if fold && !key.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+        buf.clear();
+        buf.push_str(key);
+        fold_case(buf);
+        key_hash(buf)
+    } else {
+        key_hash(key)
+    }
 }
 
-impl RowIndex {
-    fn new(fold_case: bool) -> RowIndex {
-        RowIndex {
-            table: HashTable::new(),
-            hasher: RandomState::with_seeds(1, 2, 3, 4),
-            fold_case,
-        }
+/// Whether two keys are the same key (e-mails: ignoring case).
+fn same_key(fold: bool, a: &str, b: &str) -> bool {
+    if !fold || a == b {
+        a == b
+    } else if a.is_ascii() && b.is_ascii() {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a.to_lowercase() == b.to_lowercase()
     }
+}
 
-    fn hash(&self, s: &str) -> u64 {
-        if self.fold_case && s.bytes().any(|b| b.is_ascii_uppercase()) {
-            self.hasher.hash_one(s.to_ascii_lowercase())
+/// Merges two lists sorted by hash: calls `matched(i, j)` for the pairs of
+/// positions whose hashes are equal, until it returns `true` for `i`
+/// (collisions make a run of several).
+fn join(a: &[(u64, u32)], b: &[(u64, u32)], mut matched: impl FnMut(usize, usize) -> bool) {
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let h = a[i].0;
+        if h < b[j].0 {
+            i += 1;
+        } else if b[j].0 < h {
+            j += 1;
         } else {
-            self.hasher.hash_one(s)
+            let end = j + b[j..].iter().take_while(|&&(bh, _)| bh == h).count();
+            while i < a.len() && a[i].0 == h {
+                for k in j..end {
+                    if matched(i, k) {
+                        break;
+                    }
+                }
+                i += 1;
+            }
+            j = end;
         }
     }
+}
 
-    fn same(fold_case: bool, a: &str, b: &str) -> bool {
-        if fold_case {
-            a.eq_ignore_ascii_case(b)
-        } else {
-            a == b
-        }
-    }
-
-    /// The first row holding `key`.
-    fn find(&self, arena: &str, entries: &[Entry], key: &str) -> Option<u32> {
-        let h = self.hash(key);
-        let fold = self.fold_case;
-        self.table
-            .find(h, |&(eh, i)| {
-                eh == h && Self::same(fold, span_str(arena, entries[i as usize].key), key)
-            })
-            .map(|&(_, i)| i)
-    }
-
-    /// Adds row `idx`; returns the first row that already held the same key.
-    fn insert(&mut self, arena: &str, entries: &[Entry], idx: u32) -> Option<u32> {
-        let key = span_str(arena, entries[idx as usize].key);
-        let h = self.hash(key);
-        let fold = self.fold_case;
-        match self.table.find(h, |&(eh, i)| {
-            eh == h && Self::same(fold, span_str(arena, entries[i as usize].key), key)
-        }) {
-            Some(&(_, first)) => Some(first),
-            None => {
-                self.table.insert_unique(h, (h, idx), |&(eh, _)| eh);
-                None
+/// The rows of a sorted `(hash, row)` list whose value another row also
+/// holds (`same(row, row)` tells): each one with the first row of its value.
+fn duplicates(sorted: &[(u64, u32)], same: impl Fn(u32, u32) -> bool) -> Vec<u32> {
+    let mut dups = Vec::new();
+    let mut start = 0;
+    while start < sorted.len() {
+        let h = sorted[start].0;
+        let end = start
+            + sorted[start..]
+                .iter()
+                .take_while(|&&(eh, _)| eh == h)
+                .count();
+        // Rows are in file order within a run.
+        for k in start + 1..end {
+            let row = sorted[k].1;
+            if let Some(&(_, first)) = sorted[start..k].iter().find(|&&(_, f)| same(f, row)) {
+                dups.extend([first, row]);
             }
         }
+        start = end;
     }
+    dups
 }
 
-/// Rows by (lower-cased) e-mail, kept as 128-bit hashes: the strings are not
-/// needed after the pass, only for the messages of duplicates.
+/// Rows by (lower-cased) e-mail: the e-mails appended to one text, each
+/// ended by a NUL (never in a text file), and `(hash, start, row)` per
+/// e-mail, sorted once the file is read. Equal hashes are confirmed by
+/// comparing the e-mails. Everything is written in sequence: a hash table or
+/// a bitmap of hashes seen would cost a cache miss per row.
 #[derive(Default)]
 struct EmailIndex {
-    table: HashTable<([u64; 2], u32)>,
-    dups: Vec<(u32, String)>,
+    text: String,
+    /// `(hash, start in text, row)`.
+    entries: Vec<(u64, u32, u32)>,
 }
 
 impl EmailIndex {
-    fn insert(&mut self, folded: &str, idx: u32) {
-        let h = xxhash_rust::xxh3::xxh3_128(folded.as_bytes());
-        let h = [h as u64, (h >> 64) as u64];
-        match self.table.find(h[0], |&(eh, _)| eh == h) {
-            Some(&(_, first)) => {
-                self.dups.push((first, folded.to_string()));
-                self.dups.push((idx, folded.to_string()));
-            }
-            None => {
-                self.table.insert_unique(h[0], (h, idx), |&(eh, _)| eh[0]);
+    fn push(&mut self, folded: &str, row: u32) {
+        let start = self.text.len() as u32;
+        self.text.push_str(folded);
+        self.text.push('\0');
+        self.entries.push((key_hash(folded), start, row));
+    }
+
+    fn email(&self, start: u32) -> &str {
+        let text = &self.text[start as usize..];
+        &text[..text.find('\0').unwrap_or(text.len())]
+    }
+
+    /// Every row whose e-mail another row has, with the e-mail.
+    fn duplicates(mut self) -> Vec<(u32, String)> {
+        if self.entries.len() > 1 << 16 {
+            rayon::slice::ParallelSliceMut::par_sort_unstable(&mut self.entries[..]);
+        } else {
+            self.entries.sort_unstable();
+        }
+        let mut dups = Vec::new();
+        for run in self
+            .entries
+            .chunk_by(|a, b| a.0 == b.0)
+            .filter(|r| r.len() > 1)
+        {
+            // Rows are in file order within a run.
+            for (k, &(_, start, row)) in run.iter().enumerate().skip(1) {
+                let email = self.email(start);
+                if let Some(&(_, _, first)) =
+                    run[..k].iter().find(|&&(_, s, _)| self.email(s) == email)
+                {
+                    dups.push((first, email.to_string()));
+                    dups.push((row, email.to_string()));
+                }
             }
         }
+        dups
     }
 }
 

@@ -2,10 +2,10 @@
 //! (delimiter detected when the profile says `auto`), the header read, and
 //! the [`Layout`] it gives. Every consumer of a file starts here.
 
-use std::io::{Chain, Cursor, Read};
+use std::io::{Chain, Cursor, Read, Seek};
 
 use crate::profile::{HeaderError, HeaderMode, Layout, Profile};
-use crate::reader::{ReadError, Record, SnapshotReader};
+use crate::reader::{ReadError, ReaderOptions, Record, SnapshotReader};
 
 /// A file refused whole: nothing from it is applied.
 #[derive(Debug, thiserror::Error)]
@@ -65,4 +65,35 @@ impl<R: Read> Snapshot<R> {
     pub fn byte_offset(&self) -> u64 {
         self.reader.byte_offset()
     }
+}
+
+/// Reads again the records of `file` that start at `offsets` (as
+/// [`Position::byte`](crate::reader::Position) gave them when `profile` read
+/// it), calling `f` with each one's index in `offsets`, the record and the
+/// file's layout: for the few rows whose fields are asked for after a pass.
+/// An offset past the end calls nothing.
+pub fn records_at<F: Read + Seek>(
+    profile: &Profile,
+    mut file: F,
+    offsets: &[u64],
+    mut f: impl FnMut(usize, &Record, &Layout),
+) -> Result<(), FileError> {
+    let (opts, layout) = {
+        let s = Snapshot::open(profile, &mut file)?;
+        (s.reader.options().clone(), s.layout)
+    };
+    // A small buffer: one record is read at each offset.
+    let opts = ReaderOptions {
+        buffer_bytes: 1 << 10,
+        ..opts
+    };
+    let mut rec = Record::new();
+    let mut reader = SnapshotReader::new(file, opts);
+    for (i, &at) in offsets.iter().enumerate() {
+        reader.seek_to_record(at).map_err(FileError::Read)?;
+        if reader.read_record(&mut rec).map_err(FileError::Read)? {
+            f(i, &rec, &layout);
+        }
+    }
+    Ok(())
 }

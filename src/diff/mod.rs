@@ -3,14 +3,55 @@
 //! The differ needs, per key, only what the last applied state says in a few
 //! bytes — its [`PriorEntry`]: the fingerprint and whether the object is
 //! active. Which fields of a changed row differ is asked afterwards, for the
-//! few rows whose fingerprint moved (see [`Plan::resolve_updates`](crate::plan::Plan::resolve_updates)).
+//! few rows whose fingerprint moved (see [`Plan::resolve_update`](crate::plan::Plan::resolve_update)).
+//!
+//! # Sorted indexes
+//!
+//! Keys are found through indexes sorted by [`key_hash`], not through hash
+//! tables: a plan's keys and a prior's keys are both sorted by the same hash
+//! and compared with one sequential merge ([`Plan::against`](crate::plan::Plan::against)),
+//! where a hash table would cost a cache miss per row on a 1M-row file. A
+//! run of equal hashes is resolved by comparing the keys themselves, so a
+//! hash collision is never taken for equality.
 
 mod fingerprint;
+#[cfg(test)]
+mod model_tests;
 
 pub use fingerprint::{changed_fields, FieldHash, Fingerprinter};
 
-use ahash::{AHashMap, AHashSet, RandomState};
-use hashbrown::HashTable;
+use std::sync::OnceLock;
+
+/// The hash the sorted key indexes are ordered by: xxh3-64 of the key (an
+/// e-mail key lower-cased first). In the crate's unit tests it keeps 3 bits,
+/// so that collisions are common and their handling is tested.
+#[inline]
+pub fn key_hash(key: &str) -> u64 {
+    let h = xxhash_rust::xxh3::xxh3_64(key.as_bytes());
+    if cfg!(test) {
+        h & 7
+    } else {
+        h
+    }
+}
+
+/// The range of `sorted` (ordered by hash) whose hash is `h`.
+#[inline]
+pub(crate) fn hash_run(sorted: &[(u64, u32)], h: u64) -> &[(u64, u32)] {
+    let start = sorted.partition_point(|&(eh, _)| eh < h);
+    let len = sorted[start..].partition_point(|&(eh, _)| eh == h);
+    &sorted[start..start + len]
+}
+
+/// Sorts `(hash, id)` pairs by hash, then id (on both cores for large
+/// inputs).
+pub(crate) fn sort_index(v: &mut [(u64, u32)]) {
+    if v.len() > 1 << 16 {
+        rayon::slice::ParallelSliceMut::par_sort_unstable(v);
+    } else {
+        v.sort_unstable();
+    }
+}
 
 /// What the last applied state says about one key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,29 +60,37 @@ pub struct PriorEntry {
     pub active: bool,
 }
 
-/// The last applied state of one object kind, as the differ reads it.
-///
-/// Each key has an index below [`Prior::slots`], so the differ can mark the
-/// keys a file names in a plain vector and find the missing ones with a
-/// sequential scan instead of a lookup per key.
-pub trait Prior {
+/// The last applied state of one object kind, as the differ reads it: an
+/// index of `(key_hash(key), slot)` for every key, sorted, and per slot its
+/// key and entry.
+pub trait Prior: Sync {
+    /// Every key once, as `(key_hash(key), slot)`, sorted.
+    fn index(&self) -> &[(u64, u32)];
+    fn key(&self, slot: u32) -> &str;
+    fn entry(&self, slot: u32) -> PriorEntry;
+
+    /// The entry of `key` and its slot.
+    fn get_indexed(&self, key: &str) -> Option<(PriorEntry, u32)> {
+        hash_run(self.index(), key_hash(key))
+            .iter()
+            .find(|&&(_, s)| self.key(s) == key)
+            .map(|&(_, s)| (self.entry(s), s))
+    }
     fn get(&self, key: &str) -> Option<PriorEntry> {
         self.get_indexed(key).map(|(e, _)| e)
     }
-    /// The entry of `key` and its index.
-    fn get_indexed(&self, key: &str) -> Option<(PriorEntry, usize)>;
-    /// One more than the largest index.
-    fn slots(&self) -> usize;
-    /// Calls `f` with every key and its index.
-    fn for_each_indexed(&self, f: &mut dyn FnMut(usize, &str));
     /// Number of objects.
-    fn len(&self) -> usize;
+    fn len(&self) -> usize {
+        self.index().len()
+    }
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// Calls `f` with every key.
+    /// Calls `f` with every key (in no useful order).
     fn for_each_key(&self, f: &mut dyn FnMut(&str)) {
-        self.for_each_indexed(&mut |_, k| f(k));
+        for &(_, s) in self.index() {
+            f(self.key(s));
+        }
     }
 }
 
@@ -50,27 +99,29 @@ pub trait Prior {
 pub struct NoPrior;
 
 impl Prior for NoPrior {
-    fn get_indexed(&self, _: &str) -> Option<(PriorEntry, usize)> {
-        None
+    fn index(&self) -> &[(u64, u32)] {
+        &[]
     }
-    fn slots(&self) -> usize {
-        0
+    fn key(&self, _: u32) -> &str {
+        ""
     }
-    fn for_each_indexed(&self, _: &mut dyn FnMut(usize, &str)) {}
-    fn len(&self) -> usize {
-        0
+    fn entry(&self, _: u32) -> PriorEntry {
+        PriorEntry {
+            fingerprint: 0,
+            active: false,
+        }
     }
 }
 
-/// A prior state held in memory: keys in one string arena, an entry per
-/// key, and a hash index holding each key's hash (no allocation per key).
-#[derive(Clone, Debug)]
+/// A prior state held in memory: keys in one string arena and a slot per
+/// insert or removal. The sorted index is built on first use after a
+/// change; a later slot of a key wins over an earlier one, and a removal is
+/// a slot that is not live.
+#[derive(Debug, Default)]
 pub struct MemoryPrior {
     arena: String,
     slots: Vec<Slot>,
-    index: HashTable<(u64, u32)>,
-    hasher: RandomState,
-    live: usize,
+    index: OnceLock<Vec<(u64, u32)>>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -82,9 +133,18 @@ struct Slot {
     live: bool,
 }
 
-impl Default for MemoryPrior {
-    fn default() -> Self {
-        MemoryPrior::with_arena(String::new())
+impl Clone for MemoryPrior {
+    fn clone(&self) -> Self {
+        MemoryPrior {
+            arena: self.arena.clone(),
+            slots: self.slots.clone(),
+            index: self
+                .index
+                .get()
+                .cloned()
+                .map(OnceLock::from)
+                .unwrap_or_default(),
+        }
     }
 }
 
@@ -93,86 +153,67 @@ impl MemoryPrior {
         MemoryPrior::default()
     }
 
-    /// A prior whose keys will be spans of `arena` ([`MemoryPrior::insert_span`]).
-    pub(crate) fn with_arena(arena: String) -> MemoryPrior {
-        MemoryPrior {
-            arena,
-            slots: Vec::new(),
-            index: HashTable::new(),
-            hasher: RandomState::with_seeds(5, 6, 7, 8),
-            live: 0,
-        }
-    }
-
-    fn key(&self, slot: &Slot) -> &str {
+    fn slot_key(&self, slot: &Slot) -> &str {
         &self.arena[slot.start as usize..(slot.start + slot.len) as usize]
     }
 
-    fn find(&self, key: &str) -> Option<u32> {
-        let h = self.hasher.hash_one(key);
-        self.index
-            .find(h, |&(eh, i)| {
-                eh == h && self.key(&self.slots[i as usize]) == key
-            })
-            .map(|&(_, i)| i)
-    }
-
+    /// Sets `key`'s entry (a later insert of a key replaces the earlier).
     pub fn insert(&mut self, key: &str, entry: PriorEntry) {
-        if let Some(i) = self.find(key) {
-            self.set(i, entry);
-            return;
-        }
         let start = self.arena.len() as u32;
         self.arena.push_str(key);
-        self.insert_span(start, key.len() as u32, entry);
+        self.push(start, key.len() as u32, entry, true);
     }
 
-    /// Inserts the key at `arena[start..start + len]`.
-    pub(crate) fn insert_span(&mut self, start: u32, len: u32, entry: PriorEntry) {
-        let key = &self.arena[start as usize..(start + len) as usize];
-        if let Some(i) = self.find(key) {
-            self.set(i, entry);
-            return;
-        }
-        let h = self.hasher.hash_one(key);
-        let i = self.slots.len() as u32;
+    pub fn remove(&mut self, key: &str) {
+        let start = self.arena.len() as u32;
+        self.arena.push_str(key);
+        let gone = PriorEntry {
+            fingerprint: 0,
+            active: false,
+        };
+        self.push(start, key.len() as u32, gone, false);
+    }
+
+    fn push(&mut self, start: u32, len: u32, entry: PriorEntry, live: bool) {
+        self.index.take();
         self.slots.push(Slot {
             start,
             len,
             fingerprint: split(entry.fingerprint),
             active: entry.active,
-            live: true,
+            live,
         });
-        self.index.insert_unique(h, (h, i), |&(eh, _)| eh);
-        self.live += 1;
-    }
-
-    fn set(&mut self, i: u32, entry: PriorEntry) {
-        let slot = &mut self.slots[i as usize];
-        if !slot.live {
-            self.live += 1;
-        }
-        *slot = Slot {
-            fingerprint: split(entry.fingerprint),
-            active: entry.active,
-            live: true,
-            ..*slot
-        };
     }
 
     pub fn reserve(&mut self, n: usize) {
         self.slots.reserve(n);
-        self.index.reserve(n, |&(h, _)| h);
     }
 
-    pub fn remove(&mut self, key: &str) {
-        if let Some(i) = self.find(key) {
-            let slot = &mut self.slots[i as usize];
-            if slot.live {
-                slot.live = false;
-                self.live -= 1;
+    fn build_index(&self) -> Vec<(u64, u32)> {
+        let mut all: Vec<(u64, u32)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (key_hash(self.slot_key(s)), i as u32))
+            .collect();
+        sort_index(&mut all);
+        // Within a run of equal hashes, the last slot of each key decides.
+        let mut index = Vec::with_capacity(all.len());
+        let mut run = 0;
+        while run < all.len() {
+            let end = run + all[run..].partition_point(|&(h, _)| h == all[run].0);
+            for (i, &(h, s)) in all[run..end].iter().enumerate() {
+                let key = self.slot_key(&self.slots[s as usize]);
+                let later = all[run + i + 1..end]
+                    .iter()
+                    .any(|&(_, t)| self.slot_key(&self.slots[t as usize]) == key);
+                if !later && self.slots[s as usize].live {
+                    index.push((h, s));
+                }
             }
+            run = end;
         }
+        index
     }
 }
 
@@ -181,31 +222,18 @@ fn split(fp: u128) -> [u64; 2] {
 }
 
 impl Prior for MemoryPrior {
-    fn get_indexed(&self, key: &str) -> Option<(PriorEntry, usize)> {
-        let i = self.find(key)? as usize;
-        let slot = &self.slots[i];
-        slot.live.then(|| {
-            let fingerprint =
-                u128::from(slot.fingerprint[0]) | u128::from(slot.fingerprint[1]) << 64;
-            (
-                PriorEntry {
-                    fingerprint,
-                    active: slot.active,
-                },
-                i,
-            )
-        })
+    fn index(&self) -> &[(u64, u32)] {
+        self.index.get_or_init(|| self.build_index())
     }
-    fn slots(&self) -> usize {
-        self.slots.len()
+    fn key(&self, slot: u32) -> &str {
+        self.slot_key(&self.slots[slot as usize])
     }
-    fn for_each_indexed(&self, f: &mut dyn FnMut(usize, &str)) {
-        for (i, slot) in self.slots.iter().enumerate().filter(|(_, s)| s.live) {
-            f(i, self.key(slot));
+    fn entry(&self, slot: u32) -> PriorEntry {
+        let s = &self.slots[slot as usize];
+        PriorEntry {
+            fingerprint: u128::from(s.fingerprint[0]) | u128::from(s.fingerprint[1]) << 64,
+            active: s.active,
         }
-    }
-    fn len(&self) -> usize {
-        self.live
     }
 }
 
@@ -214,8 +242,7 @@ use std::path::Path;
 
 use crate::plan::{self, Plan};
 use crate::profile::{Date, MappedRow, Profile};
-use crate::reader::Record;
-use crate::snapshot::{FileError, Snapshot};
+use crate::snapshot::{records_at, FileError};
 
 /// A file of a diff that could not be used, with its path.
 #[derive(Debug, thiserror::Error)]
@@ -232,8 +259,8 @@ pub struct DiffError {
 /// shrink guard) and the number of objects OLD left in the store.
 ///
 /// OLD is read and becomes the prior, then NEW is read and compared with it;
-/// which fields of an update changed is read afterwards for those rows only
-/// (both files at once, as that pass is light).
+/// which fields of an update changed is read afterwards, from the records
+/// of those rows only (each side remembers where its rows start).
 pub fn diff_files(
     profile: &Profile,
     old: &Path,
@@ -245,29 +272,49 @@ pub fn diff_files(
         let size = file.metadata().ok().map(|m| m.len());
         plan::read(profile, file, today, size, &mut |_| {}).map_err(named(path))
     };
-    // One file after the other: on a 2-core machine the two reads barely
-    // overlap (they are bound by hash-table memory access), and reading them
-    // at once doubles the peak memory (BENCHMARKS.md).
-    let mut old_plan = read(old)?;
-    let old_records = old_plan.records;
-    old_plan.against(profile, &NoPrior);
-    let prior = old_plan.into_prior();
-    let mut new_plan = read(new)?;
-    new_plan.against(profile, &prior);
-    let wanted: AHashSet<String> = new_plan.update_candidates().map(str::to_string).collect();
-    if !wanted.is_empty() {
-        let (old_fields, new_fields) = std::thread::scope(|s| {
-            let old_fields = s.spawn(|| field_hashes_of(profile, old, &wanted));
-            let new_fields = field_hashes_of(profile, new, &wanted);
-            (
-                old_fields
-                    .join()
-                    .unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                new_fields,
-            )
+    // The two files are read at once, one thread each.
+    let (old_side, new_plan) = std::thread::scope(|s| {
+        let old_side = s.spawn(|| {
+            read(old).map(|mut old_plan| {
+                old_plan.against(profile, &NoPrior);
+                (old_plan.records, old_plan.into_prior())
+            })
         });
-        let (mut old_fields, mut new_fields) = (old_fields?, new_fields?);
-        new_plan.resolve_updates(&mut |k| old_fields.remove(k), &mut |k| new_fields.remove(k));
+        let new_plan = read(new);
+        let old_side = old_side
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (old_side, new_plan)
+    });
+    let (old_records, prior) = old_side?;
+    let mut new_plan = new_plan?;
+    new_plan.against(profile, &prior);
+    // Per update row: where its record starts in NEW and in OLD.
+    let mut folded = String::new();
+    let updates: Vec<(usize, u64, u64)> = new_plan
+        .update_rows()
+        .filter_map(|i| {
+            let key = new_plan.row(i).key?;
+            let key = if profile.slots[profile.key_slot].kind == crate::profile::FieldKind::Email {
+                folded = key.to_lowercase();
+                folded.as_str()
+            } else {
+                key
+            };
+            let (_, slot) = prior.get_indexed(key)?;
+            Some((i, new_plan.record_start(i), prior.origin(slot)))
+        })
+        .collect();
+    if !updates.is_empty() {
+        let new_at: Vec<u64> = updates.iter().map(|u| u.1).collect();
+        let old_at: Vec<u64> = updates.iter().map(|u| u.2).collect();
+        let new_fields = field_hashes_at(profile, new, &new_at)?;
+        let old_fields = field_hashes_at(profile, old, &old_at)?;
+        for ((&(i, _, _), o), n) in updates.iter().zip(&old_fields).zip(&new_fields) {
+            if let (Some(o), Some(n)) = (o, n) {
+                new_plan.resolve_update(i, o, n);
+            }
+        }
     }
     Ok(DiffOutcome {
         objects: prior.len(),
@@ -301,27 +348,26 @@ fn named(path: &Path) -> impl Fn(FileError) -> DiffError {
     }
 }
 
-/// The field hashes of the valid rows of `path` whose key is in `keys`.
-/// Rows are mapped only when their key is wanted.
-pub fn field_hashes_of(
+/// The field hashes of the records of `path` that start at `offsets` (in
+/// the same order; `None` for a record that does not map). The offsets are
+/// visited in file order.
+pub fn field_hashes_at(
     profile: &Profile,
     path: &Path,
-    keys: &AHashSet<String>,
-) -> Result<AHashMap<String, Vec<FieldHash>>, DiffError> {
-    let mut snapshot = Snapshot::open(profile, open(path)?).map_err(named(path))?;
-    let layout = snapshot.layout().clone();
+    offsets: &[u64],
+) -> Result<Vec<Option<Vec<FieldHash>>>, DiffError> {
+    let mut order: Vec<usize> = (0..offsets.len()).collect();
+    order.sort_unstable_by_key(|&i| offsets[i]);
+    let sorted: Vec<u64> = order.iter().map(|&i| offsets[i]).collect();
     let fingerprinter = Fingerprinter::new(profile);
-    let mut rec = Record::new();
     let mut row = MappedRow::new();
-    let mut found = AHashMap::new();
-    while snapshot.read_record(&mut rec).map_err(named(path))? {
-        let Some(key) = profile.key_of(&rec, &layout).filter(|k| keys.contains(*k)) else {
-            continue;
-        };
-        let key = key.to_string();
-        if profile.map(&rec, &layout, &mut row).is_ok() {
-            found.insert(key, fingerprinter.field_hashes(&row));
+    let mut found = vec![None; offsets.len()];
+    let file = open(path)?;
+    records_at(profile, file, &sorted, |k, rec, layout| {
+        if profile.map(rec, layout, &mut row).is_ok() {
+            found[order[k]] = Some(fingerprinter.field_hashes(&row));
         }
-    }
+    })
+    .map_err(named(path))?;
     Ok(found)
 }

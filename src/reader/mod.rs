@@ -347,6 +347,21 @@ impl<R: Read> SnapshotReader<R> {
         }
     }
 
+    /// Moves to byte `at` of the input, where a record starts (a
+    /// [`Position::byte`] read before with the same options): the next
+    /// [`SnapshotReader::read_record`] reads that record. Line numbers count
+    /// from 1 again.
+    pub fn seek_to_record(&mut self, at: u64) -> Result<(), ReadError>
+    where
+        R: io::Seek,
+    {
+        self.rdr.seek(io::SeekFrom::Start(at))?;
+        self.core.reset();
+        (self.pos, self.end, self.base, self.line) = (0, 0, at, 1);
+        (self.eof, self.done, self.started) = (false, false, true);
+        Ok(())
+    }
+
     fn start(&mut self) -> Result<(), ReadError> {
         self.started = true;
         while self.end - self.pos < 3 && !self.eof {

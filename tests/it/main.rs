@@ -1,7 +1,6 @@
 //! The one integration-test binary.
 mod alloc;
 mod cli;
-mod diff;
 mod fixtures;
 mod profile;
 mod reader;

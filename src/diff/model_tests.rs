@@ -1,12 +1,14 @@
 //! The differ against a naive model: random sequences of snapshots applied
 //! one after another; after each, the plan's actions and the resulting state
-//! must be what a plain `HashMap` model of the SPEC rules says.
+//! must be what a plain `HashMap` model of the SPEC rules says. A unit test of
+//! the crate, so that [`key_hash`](super::key_hash) keeps 3 bits and the
+//! sorted indexes meet hash collisions on almost every key.
 
 use std::collections::{BTreeSet, HashMap};
 
-use muster::diff::{MemoryPrior, Prior};
-use muster::plan::{self, Action};
-use muster::profile::{Date, Profile};
+use crate::diff::{MemoryPrior, NoPrior, Prior};
+use crate::plan::{self, Action};
+use crate::profile::{Date, Profile};
 use proptest::prelude::*;
 
 const PROFILE: &str = r#"
@@ -142,6 +144,20 @@ proptest! {
             prop_assert_eq!(&got, &expected, "day {}:\n{}", day, text);
             plan.apply_to(&mut prior);
             prop_assert_eq!(prior.len(), model.len(), "day {}", day);
+            // `muster diff` of the day before and this day: the day before,
+            // as a plan applied to an empty store, is the prior.
+            if day > 0 {
+                let old = render(&days[day - 1]);
+                let mut old_plan = plan::read(&profile, old.as_bytes(), today, None, &mut |_| {}).unwrap();
+                old_plan.against(&profile, &NoPrior);
+                let mut fresh = MemoryPrior::new();
+                old_plan.apply_to(&mut fresh);
+                let old_prior = old_plan.into_prior();
+                prop_assert_eq!(old_prior.len(), fresh.len());
+                let via_plan = plan::build(&profile, text.as_bytes(), today, &old_prior, &mut |_| {}).unwrap();
+                let via_memory = plan::build(&profile, text.as_bytes(), today, &fresh, &mut |_| {}).unwrap();
+                prop_assert_eq!(via_plan.rows().collect::<Vec<_>>(), via_memory.rows().collect::<Vec<_>>());
+            }
             for (k, state) in &model {
                 let entry = prior.get(&format!("K{k}"));
                 prop_assert!(entry.is_some(), "day {}: K{} missing from the store", day, k);
