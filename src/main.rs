@@ -457,7 +457,15 @@ fn diff(
                     Some(d.old_records),
                     false,
                 );
-                finish(&results, new, &d.plan, &verdict, started)
+                let exit = finish(&results, new, &d.plan, &verdict, started);
+                tracing::debug!(
+                    ms = started.elapsed().as_millis() as u64,
+                    "diff: results written"
+                );
+                // The process ends here: the OS takes the plan's memory back
+                // at once, where freeing it block by block takes a while.
+                std::mem::forget(d);
+                exit
             }
             Err(muster::diff::DiffError {
                 path,

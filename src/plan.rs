@@ -284,33 +284,55 @@ impl Plan {
     /// adds the keys the missing rule removes, rejects groups on a parent
     /// cycle and flags references that resolve to no object.
     pub fn against(&mut self, profile: &Profile, prior: &dyn Prior) {
+        // The prior slot of each row: one merge of the two key indexes,
+        // sorted by hash. A row whose hash matches several prior keys (a
+        // collision) is looked up by key.
+        const NONE: u32 = u32::MAX;
+        const MANY: u32 = u32::MAX - 1;
         let index = prior.index();
-        // The prior keys this file names (rejected rows too): the others are
-        // missing. One merge of two lists sorted by key hash.
-        let mut named = vec![false; index.len()];
-        let Plan {
-            arena,
-            entries,
-            keys,
-            key_is_email,
-            ..
-        } = self;
-        join(keys, index, |a, b| {
-            let (row, slot) = (keys[a].1 as usize, index[b].1);
-            let e = &mut entries[row];
-            if !same_key(*key_is_email, span_str(arena, e.key), prior.key(slot)) {
-                return false;
-            }
-            named[b] = true;
-            e.flags |= KNOWN;
-            if e.has(VALID) && e.action != Action::Reject {
-                e.action = decide(profile, e, Some(prior.entry(slot)));
-            }
-            true
+        let mut slot_of = vec![NONE; self.entries.len()];
+        join(&self.keys, index, |i, j| {
+            let row = self.keys[i].1 as usize;
+            slot_of[row] = if slot_of[row] == NONE {
+                index[j].1
+            } else {
+                MANY
+            };
+            false
         });
-        for e in entries.iter_mut() {
-            if !e.has(KNOWN) && e.has(VALID) && e.action != Action::Reject {
-                e.action = decide(profile, e, None);
+        // Then the rows in file order, the prior entries they need fetched
+        // a few rows ahead. The prior keys this file names (rejected rows
+        // too) are marked: the others are missing.
+        let mut named = vec![false; prior.slots()];
+        let mut buf = String::new();
+        let fold = self.key_is_email;
+        for row in 0..self.entries.len() {
+            if let Some(&ahead) = slot_of.get(row + 16).filter(|&&s| s < MANY) {
+                prior.prefetch(ahead, false);
+            }
+            if let Some(&ahead) = slot_of.get(row + 8).filter(|&&s| s < MANY) {
+                prior.prefetch(ahead, true);
+            }
+            // A row without a key is in no index: its slot is NONE.
+            let key = || self.str(self.entries[row].key);
+            let slot = match slot_of[row] {
+                NONE => None,
+                MANY if fold => {
+                    buf.clear();
+                    buf.push_str(key());
+                    fold_case(&mut buf);
+                    prior.get_indexed(&buf).map(|(_, s)| s)
+                }
+                MANY => prior.get_indexed(key()).map(|(_, s)| s),
+                s => same_key(fold, key(), prior.key(s)).then_some(s),
+            };
+            let e = &mut self.entries[row];
+            if let Some(slot) = slot {
+                named[slot as usize] = true;
+                e.flags |= KNOWN;
+            }
+            if e.has(VALID) && e.action != Action::Reject {
+                e.action = decide(profile, e, slot.map(|s| prior.entry(s)));
             }
         }
         self.infer_missing(profile, prior, &named);
@@ -455,7 +477,7 @@ impl Plan {
             MissingRule::Deactivate => Action::Deactivate,
         };
         let mut missing: Vec<(&str, bool)> = Vec::new();
-        for (&(_, slot), _) in prior.index().iter().zip(named).filter(|(_, &n)| !n) {
+        for &(_, slot) in prior.index().iter().filter(|&&(_, s)| !named[s as usize]) {
             let active = prior.entry(slot).active;
             // An object already inactive has nothing left to deactivate.
             if action == Action::Delete || active {
@@ -663,6 +685,17 @@ impl Prior for PlanPrior {
     }
     fn key(&self, slot: u32) -> &str {
         self.plan.str(self.plan.entries[slot as usize].key)
+    }
+    fn slots(&self) -> usize {
+        self.plan.entries.len()
+    }
+    fn prefetch(&self, slot: u32, key: bool) {
+        if let Some(e) = self.plan.entries.get(slot as usize) {
+            match key {
+                false => crate::diff::prefetch(e),
+                true => crate::diff::prefetch(self.plan.str(e.key)),
+            }
+        }
     }
     fn entry(&self, slot: u32) -> PriorEntry {
         let e = &self.plan.entries[slot as usize];
@@ -1082,11 +1115,7 @@ impl EmailIndex {
 
     /// Every row whose e-mail another row has, with the e-mail.
     fn duplicates(mut self) -> Vec<(u32, String)> {
-        if self.entries.len() > 1 << 16 {
-            rayon::slice::ParallelSliceMut::par_sort_unstable(&mut self.entries[..]);
-        } else {
-            self.entries.sort_unstable();
-        }
+        crate::diff::sort_by_hash(&mut self.entries, |e| e.0);
         let mut dups = Vec::new();
         for run in self
             .entries

@@ -86,7 +86,7 @@ impl<W: Write> ResultsWriter<W> {
         let l = &mut self.line;
         l.clear();
         if let Some(n) = line {
-            l.extend_from_slice(n.to_string().as_bytes());
+            l.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
         }
         l.push(b',');
         write_field(l, key.unwrap_or("").as_bytes(), b',', b'"', false);

@@ -43,14 +43,79 @@ pub(crate) fn hash_run(sorted: &[(u64, u32)], h: u64) -> &[(u64, u32)] {
     &sorted[start..start + len]
 }
 
-/// Sorts `(hash, id)` pairs by hash, then id (on both cores for large
-/// inputs).
+/// Sorts `(hash, id)` pairs by hash, then id.
 pub(crate) fn sort_index(v: &mut [(u64, u32)]) {
-    if v.len() > 1 << 16 {
-        rayon::slice::ParallelSliceMut::par_sort_unstable(v);
-    } else {
+    sort_by_hash(v, |&(h, _)| h);
+}
+
+/// Sorts items whose order starts with a uniform 64-bit hash (`hash`), in
+/// place: one pass counts the items per bucket of the hash's top 11 bits,
+/// one moves each item into its bucket (American flag sort: 2,048 write
+/// positions stay in cache), then the buckets — a few hundred items each
+/// for 1M — are sorted on the rayon pool. About three times faster than a
+/// comparison sort of the whole, with no second buffer.
+pub(crate) fn sort_by_hash<T: Copy + Ord + Send>(v: &mut [T], hash: impl Fn(&T) -> u64) {
+    const BITS: u32 = 11;
+    const BUCKETS: usize = 1 << BITS;
+    if v.len() < 1 << 14 {
         v.sort_unstable();
+        return;
     }
+    let bucket = |t: &T| (hash(t) >> (64 - BITS)) as usize;
+    let mut ends = vec![0usize; BUCKETS];
+    for t in v.iter() {
+        ends[bucket(t)] += 1;
+    }
+    let mut heads = vec![0usize; BUCKETS];
+    let mut total = 0;
+    for b in 0..BUCKETS {
+        heads[b] = total;
+        total += ends[b];
+        ends[b] = total;
+    }
+    let starts = heads.clone();
+    for b in 0..BUCKETS {
+        while heads[b] < ends[b] {
+            // Carry the item at the head of bucket `b` to its bucket, and
+            // the one it displaces on, until one belongs in `b`.
+            let mut t = v[heads[b]];
+            loop {
+                let d = bucket(&t);
+                if d == b {
+                    break;
+                }
+                std::mem::swap(&mut t, &mut v[heads[d]]);
+                heads[d] += 1;
+            }
+            v[heads[b]] = t;
+            heads[b] += 1;
+        }
+    }
+    let mut rest = v;
+    let mut parts = Vec::with_capacity(BUCKETS);
+    for b in 0..BUCKETS {
+        let (part, tail) = rest.split_at_mut(ends[b] - starts[b]);
+        parts.push(part);
+        rest = tail;
+    }
+    use rayon::prelude::*;
+    parts.into_par_iter().for_each(|p| p.sort_unstable());
+}
+
+/// Asks the CPU to start loading the cache line of `r`: a hint that changes
+/// nothing the program computes, for loops that know which random address
+/// they will read a few iterations ahead.
+#[inline(always)]
+pub(crate) fn prefetch<T: ?Sized>(r: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch has no effect visible to the program and cannot
+    // fault; the pointer comes from a live reference anyway.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>((r as *const T).cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = r;
 }
 
 /// What the last applied state says about one key.
@@ -68,6 +133,12 @@ pub trait Prior: Sync {
     fn index(&self) -> &[(u64, u32)];
     fn key(&self, slot: u32) -> &str;
     fn entry(&self, slot: u32) -> PriorEntry;
+    /// One more than the largest slot.
+    fn slots(&self) -> usize;
+    /// A hint that `slot`'s entry will be read soon ([`prefetch`]); with
+    /// `key`, its key too (call it first without, some iterations earlier,
+    /// as finding the key reads the entry).
+    fn prefetch(&self, _slot: u32, _key: bool) {}
 
     /// The entry of `key` and its slot.
     fn get_indexed(&self, key: &str) -> Option<(PriorEntry, u32)> {
@@ -110,6 +181,9 @@ impl Prior for NoPrior {
             fingerprint: 0,
             active: false,
         }
+    }
+    fn slots(&self) -> usize {
+        0
     }
 }
 
@@ -228,6 +302,17 @@ impl Prior for MemoryPrior {
     fn key(&self, slot: u32) -> &str {
         self.slot_key(&self.slots[slot as usize])
     }
+    fn slots(&self) -> usize {
+        self.slots.len()
+    }
+    fn prefetch(&self, slot: u32, key: bool) {
+        if let Some(s) = self.slots.get(slot as usize) {
+            match key {
+                false => prefetch(s),
+                true => prefetch(self.slot_key(s)),
+            }
+        }
+    }
     fn entry(&self, slot: u32) -> PriorEntry {
         let s = &self.slots[slot as usize];
         PriorEntry {
@@ -272,15 +357,19 @@ pub fn diff_files(
         let size = file.metadata().ok().map(|m| m.len());
         plan::read(profile, file, today, size, &mut |_| {}).map_err(named(path))
     };
+    let started = std::time::Instant::now();
+    let ms = || started.elapsed().as_millis() as u64;
     // The two files are read at once, one thread each.
     let (old_side, new_plan) = std::thread::scope(|s| {
         let old_side = s.spawn(|| {
             read(old).map(|mut old_plan| {
                 old_plan.against(profile, &NoPrior);
+                tracing::debug!(ms = ms(), "diff: OLD read");
                 (old_plan.records, old_plan.into_prior())
             })
         });
         let new_plan = read(new);
+        tracing::debug!(ms = ms(), "diff: NEW read");
         let old_side = old_side
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
@@ -289,6 +378,7 @@ pub fn diff_files(
     let (old_records, prior) = old_side?;
     let mut new_plan = new_plan?;
     new_plan.against(profile, &prior);
+    tracing::debug!(ms = ms(), "diff: compared");
     // Per update row: where its record starts in NEW and in OLD.
     let mut folded = String::new();
     let updates: Vec<(usize, u64, u64)> = new_plan
@@ -316,6 +406,11 @@ pub fn diff_files(
             }
         }
     }
+    tracing::debug!(
+        ms = ms(),
+        updates = updates.len(),
+        "diff: update fields read"
+    );
     Ok(DiffOutcome {
         objects: prior.len(),
         plan: new_plan,
@@ -370,4 +465,34 @@ pub fn field_hashes_at(
     })
     .map_err(named(path))?;
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(16))]
+
+        /// The bucket sort against the standard library's, on inputs large
+        /// enough to take the bucket path, with hashes uniform or crowded
+        /// into few buckets.
+        #[test]
+        fn sort_by_hash_sorts(seed in any::<u64>(), len in 1usize << 14..1 << 17, crowd in 0u32..64) {
+            let mut x = seed | 1;
+            let v: Vec<(u64, u32)> = (0..len)
+                .map(|i| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x >> crowd, i as u32 % 1000)
+                })
+                .collect();
+            let mut want = v.clone();
+            want.sort_unstable();
+            let mut got = v;
+            super::sort_by_hash(&mut got, |&(h, _)| h);
+            prop_assert_eq!(got, want);
+        }
+    }
 }

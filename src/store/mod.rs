@@ -30,7 +30,9 @@ use crate::profile::ObjectKind;
 
 /// The store's on-disk format. A store of another format is refused with
 /// a message naming both.
-pub const FORMAT: &str = "muster-state/1";
+/// `/2`: fingerprints hash the normalised values in one pass (`/1` hashed
+/// per-field hashes); a `/1` store's fingerprints would all look changed.
+pub const FORMAT: &str = "muster-state/2";
 
 /// A store that cannot be read or written.
 #[derive(Debug, thiserror::Error)]
