@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use crate::code::Code;
 use crate::config::{SinkConfig, Tenant};
-use crate::diff::{changed_fields, Fingerprinter, Prior};
+use crate::diff::{changed_fields, FieldHash, Fingerprinter, Prior};
 use crate::guard::{self, Verdict};
 use crate::plan::{self, Action, FileError, Plan};
 use crate::profile::{Cell, Date, FieldKind, MappedRow, ObjectKind, Profile};
@@ -238,6 +238,9 @@ struct Line {
     outcome: Outcome,
     code: Option<Code>,
     message: Option<String>,
+    /// The LMS's id for the object, when the sink's acknowledgement gave
+    /// one: the row's second-wave write carries it on to the store.
+    lms_id: Option<String>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -358,6 +361,7 @@ fn process_file(
             },
             code: None,
             message: None,
+            lms_id: None,
         })
         .collect();
     let mut unavailable = false;
@@ -558,6 +562,7 @@ fn write_pass(
     let mut row = MappedRow::new();
     let mut batch: Vec<PlannedWrite> = Vec::new();
     let mut deletions: Vec<PlannedWrite> = Vec::new();
+    let mut link_wave: Vec<PlannedWrite> = Vec::new();
     let mut unavailable = false;
     // Groups are written parent first: hold them until the file is read.
     let hold = kind == ObjectKind::Group;
@@ -619,13 +624,62 @@ fn write_pass(
         drop_unresolved(&mut fields, refs, plan.reference_unresolved(idx));
         let invite =
             action == Action::Create && profile.invite_on_create && kind == ObjectKind::User;
+        let parent = match (kind, profile.reference_slot) {
+            (ObjectKind::Group, Some(slot)) if !plan.reference_unresolved(idx) => {
+                row.get(slot).map(str::to_string)
+            }
+            _ => None,
+        };
         let object = StoredObject {
             fingerprint: plan.fingerprint(idx),
             active: plan.active_after(idx),
             invited: invite || stored.as_ref().is_some_and(|s| s.invited),
             lms_id: stored.as_ref().and_then(|s| s.lms_id.clone()),
+            parent,
             fields: hashes,
         };
+        // A user's manager and memberships go in a second wave, once every
+        // user of the file exists (SPEC §3 step 4).
+        let mut links = match (kind, action) {
+            (ObjectKind::User, Action::Create | Action::Update) => take_links(&mut fields),
+            _ => Vec::new(),
+        };
+        if action == Action::Create {
+            // A new user with no manager or membership has nothing to link
+            // (an update that empties one does: it removes the link).
+            links.retain(|(_, v)| !v.is_empty());
+        }
+        if !links.is_empty() {
+            // Until the links are acknowledged the store says they are
+            // not applied: after a crash between the waves, the next run
+            // sees the row changed and sends them again.
+            let first = StoredObject {
+                fingerprint: stored.as_ref().map_or(0, |s| s.fingerprint),
+                fields: without_links(&object.fields, stored.as_ref().map(|s| &s.fields[..])),
+                ..object.clone()
+            };
+            let id = if opts.dry_run { 0 } else { store.next_op_id()? };
+            let (op, pending) =
+                planned_write(id, kind, Action::Update, key.clone(), links, false, object);
+            link_wave.push((idx, op, pending));
+            if action == Action::Update && fields.is_empty() {
+                continue;
+            }
+            let id = if opts.dry_run { 0 } else { store.next_op_id()? };
+            let (op, pending) = planned_write(id, kind, action, key, fields, invite, first);
+            batch.push((idx, op, pending));
+            if batch.len() >= tenant.batch_size {
+                unavailable |= flush(
+                    std::mem::take(&mut batch),
+                    lines,
+                    store,
+                    sink,
+                    opts,
+                    on_write,
+                )?;
+            }
+            continue;
+        }
         let id = if opts.dry_run { 0 } else { store.next_op_id()? };
         let (op, pending) = planned_write(id, kind, action, key, fields, invite, object);
         if action == Action::Delete {
@@ -647,7 +701,6 @@ fn write_pass(
     if hold {
         let depth = plan.parent_depths();
         batch.sort_by_key(|(idx, _, _)| depth[*idx]);
-        deletions.sort_by_key(|(idx, _, _)| std::cmp::Reverse(depth[*idx]));
     }
     let size = tenant.batch_size;
     unavailable |= send_all(
@@ -680,7 +733,18 @@ fn write_pass(
         }
     }
     unavailable |= send_all(batch, size, lines, store, sink, opts, on_write)?;
-    // Deletions last.
+    // The links of the users written (not of those whose write failed).
+    link_wave.retain(|(idx, _, _)| lines[*idx].outcome != Outcome::Failed);
+    for (idx, _, pending) in &mut link_wave {
+        if let Some(id) = &lines[*idx].lms_id {
+            pending.object.lms_id = Some(id.clone());
+        }
+    }
+    unavailable |= send_all(link_wave, size, lines, store, sink, opts, on_write)?;
+    // Deletions last; groups children first.
+    if kind == ObjectKind::Group {
+        children_first(&mut deletions, store)?;
+    }
     unavailable |= send_all(deletions, size, lines, store, sink, opts, on_write)?;
     if !opts.dry_run {
         store.checkpoint()?;
@@ -690,6 +754,61 @@ fn write_pass(
 
 /// One planned write: its plan row, what the sink gets, what the journal keeps.
 type PlannedWrite = (usize, Operation, PendingOp);
+
+/// The fields that link a user to other objects: written in the second wave.
+const LINK_FIELDS: [&str; 4] = ["manager_id", "groups", "admin_groups", "segments"];
+
+/// Moves the link fields out of `fields`.
+fn take_links(fields: &mut Vec<(String, Value)>) -> Vec<(String, Value)> {
+    let (links, rest) = std::mem::take(fields)
+        .into_iter()
+        .partition(|(name, _)| LINK_FIELDS.contains(&name.as_str()));
+    *fields = rest;
+    links
+}
+
+/// Field hashes as they stand after the first wave: `new` for the other
+/// fields, `old` (what the store had) for the links.
+fn without_links(new: &[FieldHash], old: Option<&[FieldHash]>) -> Vec<FieldHash> {
+    let is_link = |f: &FieldHash| LINK_FIELDS.contains(&f.field.as_str());
+    let mut out: Vec<FieldHash> = new.iter().filter(|f| !is_link(f)).cloned().collect();
+    out.extend(
+        old.unwrap_or_default()
+            .iter()
+            .filter(|f| is_link(f))
+            .cloned(),
+    );
+    out.sort();
+    out
+}
+
+/// Orders group deletions children first: deepest in the hierarchy the
+/// store holds (what was applied) first.
+fn children_first(deletions: &mut Vec<PlannedWrite>, store: &RedbStore) -> Result<(), RunError> {
+    let mut depths = Vec::with_capacity(deletions.len());
+    for (_, op, _) in deletions.iter() {
+        let mut depth = 0usize;
+        let mut seen = std::collections::HashSet::new();
+        let mut at = store
+            .get(ObjectKind::Group, &op.key)?
+            .and_then(|o| o.parent);
+        while let Some(parent) = at {
+            if !seen.insert(parent.clone()) {
+                break; // a cycle in what was applied: stop counting
+            }
+            depth += 1;
+            at = store
+                .get(ObjectKind::Group, &parent)?
+                .and_then(|o| o.parent);
+        }
+        depths.push(depth);
+    }
+    let mut order: Vec<(usize, PlannedWrite)> =
+        depths.into_iter().zip(deletions.drain(..)).collect();
+    order.sort_by_key(|(depth, _)| std::cmp::Reverse(*depth));
+    deletions.extend(order.into_iter().map(|(_, w)| w));
+    Ok(())
+}
 
 /// Sends `writes` in batches of `size`, in order.
 #[allow(clippy::too_many_arguments)]
@@ -750,6 +869,9 @@ fn flush(
                 if lms_id.is_some() {
                     op.object.lms_id = lms_id;
                 }
+                if op.object.lms_id.is_some() {
+                    lines[idx].lms_id = op.object.lms_id.clone();
+                }
                 acked.push(op);
             }
             Ack::Rejected { message } => {
@@ -757,6 +879,7 @@ fn flush(
                     outcome: Outcome::Failed,
                     code: Some(Code::SinkRejected),
                     message: Some(message),
+                    lms_id: None,
                 };
                 dropped.push(op.id);
             }
@@ -765,6 +888,7 @@ fn flush(
                     outcome: Outcome::Failed,
                     code: Some(Code::SinkUnavailable),
                     message: Some(message),
+                    lms_id: None,
                 };
                 dropped.push(op.id);
                 unavailable = true;

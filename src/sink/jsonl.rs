@@ -5,14 +5,17 @@
 //! Format (one JSON object per line, keys in this order):
 //!
 //! ```text
-//! {"op":17,"kind":"user","action":"create","key":"E1","fields":{"first_name":"Anna","groups":["G1","G2"]},"invite":true}
+//! {"op":17,"kind":"user","action":"create","key":"E1","fields":{"first_name":"Anna"},"invite":true}
+//! {"op":18,"kind":"user","action":"update","key":"E1","fields":{"groups":["G1","G2"]}}
 //! ```
 //!
 //! `op` is unique across runs (muster's idempotency key); `fields` holds
 //! what the file states — every field for a create, the changed ones for an
 //! update, none for a deactivation or a deletion; `invite` appears (true)
-//! only on a create that invites. Nothing else is written: no secrets, no
-//! configuration.
+//! only on a create that invites. A user's links (`manager_id`, `groups`,
+//! `admin_groups`, `segments`) come in a second wave, as an update of those
+//! fields alone once every user of the file is written. Nothing else is
+//! written: no secrets, no configuration.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};

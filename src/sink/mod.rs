@@ -24,6 +24,16 @@ pub enum Value {
     List(Vec<String>),
 }
 
+impl Value {
+    /// An empty text or an empty list.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Value::Text(t) => t.is_empty(),
+            Value::List(l) => l.is_empty(),
+        }
+    }
+}
+
 /// One write.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Operation {

@@ -2,9 +2,9 @@
 //!
 //! Per key it keeps a [`StoredObject`]: the fingerprint of the row as last
 //! applied, whether the object is active, the per-field hashes (to tell
-//! which fields an update changes), the LMS's id for it and whether the user
-//! was invited. No field values are kept: the store holds keys and hashes,
-//! not personal data.
+//! which fields an update changes), the LMS's id for it, whether the user
+//! was invited and, for a group, its parent's key. No field values are
+//! kept: the store holds keys and hashes, not personal data.
 //!
 //! Writes go through a journal: [`StateStore::begin`] records the operations
 //! about to be sent to the LMS; [`StateStore::commit`] applies the ones the
@@ -49,6 +49,9 @@ pub struct StoredObject {
     pub active: bool,
     pub invited: bool,
     pub lms_id: Option<String>,
+    /// A group's parent group (its key): orders inferred deletions
+    /// children first. A key, not personal data.
+    pub parent: Option<String>,
     pub fields: Vec<FieldHash>,
 }
 
@@ -126,9 +129,17 @@ impl<'a> Cursor<'a> {
 
 pub(crate) fn encode_object(o: &StoredObject, out: &mut Vec<u8>) {
     out.extend_from_slice(&o.fingerprint.to_le_bytes());
-    out.push(o.active as u8 | (o.invited as u8) << 1 | (o.lms_id.is_some() as u8) << 2);
+    out.push(
+        o.active as u8
+            | (o.invited as u8) << 1
+            | (o.lms_id.is_some() as u8) << 2
+            | (o.parent.is_some() as u8) << 3,
+    );
     if let Some(id) = &o.lms_id {
         put_str(out, id);
+    }
+    if let Some(parent) = &o.parent {
+        put_str(out, parent);
     }
     out.extend_from_slice(&(o.fields.len() as u32).to_le_bytes());
     for f in &o.fields {
@@ -142,6 +153,11 @@ fn decode_object_from(c: &mut Cursor<'_>) -> Option<StoredObject> {
     let hi = c.u64()?;
     let flags = c.u8()?;
     let lms_id = if flags & 4 != 0 {
+        Some(c.str()?.to_string())
+    } else {
+        None
+    };
+    let parent = if flags & 8 != 0 {
         Some(c.str()?.to_string())
     } else {
         None
@@ -160,6 +176,7 @@ fn decode_object_from(c: &mut Cursor<'_>) -> Option<StoredObject> {
         active: flags & 1 != 0,
         invited: flags & 2 != 0,
         lms_id,
+        parent,
         fields,
     })
 }

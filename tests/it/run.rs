@@ -391,6 +391,7 @@ fn journalled_writes_are_recovered_exactly_once() {
                 active: true,
                 invited: false,
                 lms_id: None,
+                parent: None,
                 fields: vec![],
             };
             (
@@ -484,18 +485,34 @@ fn kill_9_mid_run_then_resume_applies_everything_exactly_once() {
                 .unwrap_or("no journal to recover")
         );
     }
+    // Each user: one create, then at most one second-wave update with its
+    // links (groups, segments) only.
     let outbox = t.outbox();
     let mut creates: HashMap<String, usize> = HashMap::new();
+    let mut links: HashMap<String, usize> = HashMap::new();
     for l in &outbox {
-        assert_eq!(l["action"], "create");
-        *creates
-            .entry(l["key"].as_str().unwrap().to_string())
-            .or_default() += 1;
+        let key = l["key"].as_str().unwrap().to_string();
+        match l["action"].as_str().unwrap() {
+            "create" => *creates.entry(key).or_default() += 1,
+            "update" => {
+                let fields = l["fields"].as_object().unwrap();
+                assert!(
+                    fields
+                        .keys()
+                        .all(|f| ["groups", "admin_groups", "segments"].contains(&f.as_str())),
+                    "{l}"
+                );
+                *links.entry(key).or_default() += 1;
+            }
+            other => panic!("unexpected {other}: {l}"),
+        }
     }
     assert!(
         creates.values().all(|&n| n == 1),
         "a user was created twice"
     );
+    assert!(links.values().all(|&n| n == 1), "links sent twice");
+    assert!(links.keys().all(|k| creates.contains_key(k)));
     let store = RedbStore::open(&t.path("state.redb")).unwrap();
     let prior = store.prior(ObjectKind::User).unwrap();
     assert_eq!(prior.len(), creates.len(), "store and outbox disagree");
@@ -506,6 +523,12 @@ fn kill_9_mid_run_then_resume_applies_everything_exactly_once() {
         );
     }
     assert!(store.pending().unwrap().is_empty(), "journal left behind");
+    drop(store);
+    // Every link was applied: a third run has nothing to write.
+    let before = t.outbox().len();
+    let o = t.run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(t.outbox().len(), before, "the crash left links unapplied");
     // Every active generated user is there (inactive ones are never created).
     let inactive = String::from_utf8(gen(rows, 7))
         .unwrap()
@@ -550,8 +573,12 @@ fn user_groups_must_name_groups_of_the_tenant_group_file() {
     );
     let u1 = results.lines().find(|l| l.contains(",u1,")).unwrap();
     assert!(u1.ends_with(",create,ok,,"), "{u1}");
-    // Applied without the unknown group.
-    let u2 = t.outbox().into_iter().find(|l| l["key"] == "u2").unwrap();
+    // Applied without the unknown group, in the second wave.
+    let u2 = t
+        .outbox()
+        .into_iter()
+        .find(|l| l["key"] == "u2" && l["action"] == "update")
+        .unwrap();
     assert_eq!(u2["fields"]["groups"], serde_json::json!(["prod"]), "{u2}");
 }
 
@@ -582,11 +609,95 @@ fn a_manager_that_exists_nowhere_is_left_out_of_the_write() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let by_key = |k: &str| out.iter().find(|l| l["key"] == k).unwrap().clone();
-    assert_eq!(by_key("2")["fields"]["manager_id"], "1");
-    assert!(
-        by_key("3")["fields"].get("manager_id").is_none(),
-        "{}",
-        by_key("3")
+    // Managers travel in a second wave, after every user of the file.
+    let actions: Vec<(String, String)> = out
+        .iter()
+        .map(|l| {
+            (
+                l["action"].as_str().unwrap().into(),
+                l["key"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let pair = |a: &str, k: &str| (a.to_string(), k.to_string());
+    assert_eq!(
+        actions,
+        vec![
+            pair("create", "1"),
+            pair("create", "2"),
+            pair("create", "3"),
+            pair("update", "2")
+        ]
     );
+    assert_eq!(out[3]["fields"], serde_json::json!({"manager_id": "1"}));
+    assert!(out[..3]
+        .iter()
+        .all(|l| l["fields"].get("manager_id").is_none()));
+}
+
+#[test]
+fn a_manager_later_in_the_file_is_linked_after_every_user_exists() {
+    let t = Tenant::new(100);
+    let header = "Unique ID;Firstname;Lastname;Username;Email;Phone;Title;Birthday;EmployedSince;EmployedUntil;Gender;Group member;Group admin;Segment;Status;Language";
+    // Winningtemp users have no manager column; memberships are links too.
+    let users = format!("{header}\nu1;A;B;ab;a@x.example;;;;;;;g1;;s1;Active;en\nu2;C;D;cd;c@x.example;;;;;;;;;;Active;en\n");
+    t.drop_file("wt_users.csv", users.as_bytes());
+    let o = t.run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = t.outbox();
+    let seq: Vec<String> = out
+        .iter()
+        .map(|l| {
+            format!(
+                "{} {}",
+                l["action"].as_str().unwrap(),
+                l["key"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(seq, ["create u1", "create u2", "update u1"]);
+    assert_eq!(
+        out[2]["fields"],
+        serde_json::json!({"groups": ["g1"], "segments": ["s1"]})
+    );
+    // Day 2: only a membership changes: one update, links only.
+    let users = format!("{header}\nu1;A;B;ab;a@x.example;;;;;;;g1,g2;;s1;Active;en\nu2;C;D;cd;c@x.example;;;;;;;;;;Active;en\n");
+    t.drop_file("wt_users.csv", users.as_bytes());
+    let o = t.run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = t.outbox();
+    assert_eq!(out.len(), 4, "{out:?}");
+    assert_eq!(out[3]["action"], "update");
+    assert_eq!(
+        out[3]["fields"],
+        serde_json::json!({"groups": ["g1", "g2"]})
+    );
+}
+
+#[test]
+fn group_deletions_go_children_first() {
+    let t = Tenant::with_groups(100, true);
+    let header = "Group name;GroupID;Parent groupID";
+    t.drop_file(
+        "wt_groups.csv",
+        format!("{header}\nA;a;\nB;b;a\nC;c;b\nD;d;c\nKeep;keep;\n").as_bytes(),
+    );
+    let o = t.run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // Day 2 drops b and its subtree: inferred deletions, which the plan
+    // lists by key (b, c, d), are sent deepest first from the parents the
+    // store keeps.
+    t.drop_file(
+        "wt_groups.csv",
+        format!("{header}\nA;a;\nKeep;keep;\n").as_bytes(),
+    );
+    let o = t.run(&["--force"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let deleted: Vec<String> = t
+        .outbox()
+        .iter()
+        .filter(|l| l["action"] == "delete")
+        .map(|l| l["key"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(deleted, ["d", "c", "b"]);
 }

@@ -35,6 +35,7 @@ fn object(v: u8) -> StoredObject {
         active: !v.is_multiple_of(3),
         invited: v.is_multiple_of(2),
         lms_id: (!v.is_multiple_of(4)).then(|| format!("lms-{v}")),
+        parent: v.is_multiple_of(5).then(|| format!("g{}", v / 5)),
         fields: vec![FieldHash {
             field: "email".into(),
             hash: u64::from(v),
