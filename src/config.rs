@@ -21,6 +21,25 @@
 //! type = "jsonl"
 //! path = "outbox/acme.jsonl"
 //! ```
+//!
+//! An SFTP inbox instead of a folder (secrets only from an environment
+//! variable or a file, never in the config itself):
+//!
+//! ```toml
+//! [tenant.source]
+//! type = "sftp"
+//! host = "sftp.example.com"
+//! port = 22                          # default 22
+//! user = "acme"
+//! password_env = "ACME_SFTP_PASSWORD" # or password_file, or key_file / key_env
+//! # key_file = "keys/acme_ed25519"   # an OpenSSH private key
+//! # passphrase_env = "ACME_KEY_PASSPHRASE"  # or passphrase_file
+//! known_hosts = "known_hosts"        # default ~/.ssh/known_hosts; or:
+//! # host_key_sha256 = "SHA256:…"     # the server key's fingerprint, as ssh-keygen -lf prints it
+//! path = "/upload"                   # the remote inbox
+//! processed = "processed"            # relative to the inbox; default processed
+//! timeout_ms = 30000                 # connect and I/O timeout
+//! ```
 
 use std::path::{Path, PathBuf};
 
@@ -73,6 +92,28 @@ enum SourceFile {
         #[serde(default = "default_settle")]
         settle_ms: u64,
     },
+    Sftp {
+        host: String,
+        #[serde(default = "default_port")]
+        port: u16,
+        user: String,
+        password_env: Option<String>,
+        password_file: Option<PathBuf>,
+        key_env: Option<String>,
+        key_file: Option<PathBuf>,
+        passphrase_env: Option<String>,
+        passphrase_file: Option<PathBuf>,
+        known_hosts: Option<PathBuf>,
+        host_key_sha256: Option<String>,
+        /// The remote inbox.
+        path: String,
+        #[serde(default = "default_processed")]
+        processed: PathBuf,
+        #[serde(default = "default_settle")]
+        settle_ms: u64,
+        #[serde(default = "default_timeout")]
+        timeout_ms: u64,
+    },
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -108,6 +149,12 @@ fn default_settle() -> u64 {
 fn default_batch() -> usize {
     1000
 }
+fn default_port() -> u16 {
+    22
+}
+fn default_timeout() -> u64 {
+    30_000
+}
 
 /// A configuration error: what, where, why.
 #[derive(Debug, thiserror::Error)]
@@ -128,8 +175,7 @@ pub struct Config {
 pub struct Tenant {
     pub name: String,
     pub state: PathBuf,
-    pub inbox: PathBuf,
-    pub processed: PathBuf,
+    pub source: SourceConfig,
     pub settle_ms: u64,
     pub files: Vec<(glob::Pattern, Profile)>,
     pub sink: SinkConfig,
@@ -141,6 +187,108 @@ pub struct Tenant {
 #[derive(Clone, Debug)]
 pub enum SinkConfig {
     Jsonl { path: PathBuf },
+}
+
+/// Where a tenant's files come from.
+#[derive(Clone, Debug)]
+pub enum SourceConfig {
+    /// A local folder; `processed` inside it.
+    Dir {
+        inbox: PathBuf,
+        processed: PathBuf,
+    },
+    Sftp(SftpConfig),
+}
+
+impl SourceConfig {
+    /// For messages: the folder, or `user@host:port/path`.
+    pub fn describe(&self) -> String {
+        match self {
+            SourceConfig::Dir { inbox, .. } => inbox.display().to_string(),
+            SourceConfig::Sftp(s) => format!("{}@{}:{}{}", s.user, s.host, s.port, s.inbox),
+        }
+    }
+}
+
+/// An SFTP inbox (see the module documentation).
+#[derive(Clone, Debug)]
+pub struct SftpConfig {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub auth: SftpAuth,
+    pub host_key: HostKeyCheck,
+    /// Remote inbox and processed folders.
+    pub inbox: String,
+    pub processed: String,
+    pub timeout_ms: u64,
+}
+
+/// How muster proves who it is to the SFTP server.
+#[derive(Clone, Debug)]
+pub enum SftpAuth {
+    Password(Secret),
+    /// An OpenSSH private key (its text) and its passphrase.
+    Key {
+        key: Secret,
+        passphrase: Option<Secret>,
+    },
+}
+
+/// How the server's host key is checked. An unknown or changed key is
+/// refused.
+#[derive(Clone, Debug)]
+pub enum HostKeyCheck {
+    /// An OpenSSH known_hosts file.
+    KnownHosts(PathBuf),
+    /// The key's SHA-256 fingerprint as OpenSSH prints it (`SHA256:…`).
+    Sha256(String),
+}
+
+/// A password, key or token: its `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: String) -> Secret {
+        Secret(s)
+    }
+    /// The secret itself, for the one call that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Reads a secret from the environment variable `env` or the file `file`
+/// (exactly one given); `what` names it in errors, which never hold it.
+fn secret(
+    what: &str,
+    env: &Option<String>,
+    file: &Option<PathBuf>,
+    rel: &dyn Fn(&Path) -> PathBuf,
+) -> Result<Option<Secret>, String> {
+    match (env, file) {
+        (Some(_), Some(_)) => Err(format!("give {what}_env or {what}_file, not both")),
+        (Some(var), None) => match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Ok(Some(Secret(v))),
+            _ => Err(format!(
+                "{what}_env names the environment variable {var:?}, which is not set"
+            )),
+        },
+        (None, Some(f)) => {
+            let f = rel(f);
+            std::fs::read_to_string(&f)
+                .map(|s| Some(Secret(s.trim_end_matches(['\r', '\n']).to_string())))
+                .map_err(|e| format!("{what}_file {}: {e}", f.display()))
+        }
+        (None, None) => Ok(None),
+    }
 }
 
 impl Config {
@@ -174,12 +322,94 @@ impl Config {
             if t.batch_size == 0 {
                 return Err(at("`batch_size` must be at least 1".into()));
             }
-            let SourceFile::Dir {
-                path: inbox,
-                processed,
-                settle_ms,
-            } = &t.source;
-            let inbox = rel(inbox);
+            let (source, settle_ms) = match &t.source {
+                SourceFile::Dir {
+                    path,
+                    processed,
+                    settle_ms,
+                } => {
+                    let inbox = rel(path);
+                    let processed = inbox.join(processed);
+                    (SourceConfig::Dir { inbox, processed }, *settle_ms)
+                }
+                SourceFile::Sftp {
+                    host,
+                    port,
+                    user,
+                    password_env,
+                    password_file,
+                    key_env,
+                    key_file,
+                    passphrase_env,
+                    passphrase_file,
+                    known_hosts,
+                    host_key_sha256,
+                    path,
+                    processed,
+                    settle_ms,
+                    timeout_ms,
+                } => {
+                    let password =
+                        secret("password", password_env, password_file, &rel).map_err(at)?;
+                    let key = secret("key", key_env, key_file, &rel).map_err(at)?;
+                    let passphrase =
+                        secret("passphrase", passphrase_env, passphrase_file, &rel).map_err(at)?;
+                    let auth = match (password, key) {
+                        (Some(p), None) => SftpAuth::Password(p),
+                        (None, Some(key)) => SftpAuth::Key { key, passphrase },
+                        _ => {
+                            return Err(at(
+                                "an sftp source needs a password (password_env / password_file) or a private key (key_env / key_file), exactly one".into(),
+                            ))
+                        }
+                    };
+                    let host_key = match (known_hosts, host_key_sha256) {
+                        (Some(_), Some(_)) => {
+                            return Err(at("give known_hosts or host_key_sha256, not both".into()))
+                        }
+                        (None, Some(fp)) if fp.starts_with("SHA256:") => {
+                            HostKeyCheck::Sha256(fp.clone())
+                        }
+                        (None, Some(fp)) => {
+                            return Err(at(format!(
+                                "host_key_sha256 {fp:?} should look like ssh-keygen -lf prints it: SHA256:<base64>"
+                            )))
+                        }
+                        (Some(k), None) => HostKeyCheck::KnownHosts(rel(k)),
+                        (None, None) => {
+                            let home = std::env::var_os("HOME").ok_or_else(|| {
+                                at("no known_hosts given and no HOME for ~/.ssh/known_hosts".into())
+                            })?;
+                            HostKeyCheck::KnownHosts(Path::new(&home).join(".ssh/known_hosts"))
+                        }
+                    };
+                    if let HostKeyCheck::KnownHosts(k) = &host_key {
+                        if !k.is_file() {
+                            return Err(at(format!(
+                                "known_hosts {} does not exist (an unknown host key is refused)",
+                                k.display()
+                            )));
+                        }
+                    }
+                    let inbox = path.trim_end_matches('/').to_string();
+                    let processed = if processed.is_absolute() {
+                        processed.display().to_string()
+                    } else {
+                        format!("{inbox}/{}", processed.display())
+                    };
+                    let sftp = SftpConfig {
+                        host: host.clone(),
+                        port: *port,
+                        user: user.clone(),
+                        auth,
+                        host_key,
+                        inbox,
+                        processed,
+                        timeout_ms: *timeout_ms,
+                    };
+                    (SourceConfig::Sftp(sftp), *settle_ms)
+                }
+            };
             let mut files = Vec::new();
             for f in &t.files {
                 let pattern = glob::Pattern::new(&f.pattern)
@@ -201,9 +431,8 @@ impl Config {
             tenants.push(Tenant {
                 name: t.name.clone(),
                 state: rel(&t.state),
-                processed: inbox.join(processed),
-                inbox,
-                settle_ms: *settle_ms,
+                source,
+                settle_ms,
                 files,
                 sink: SinkConfig::Jsonl { path: rel(outbox) },
                 schedule: t.schedule.clone(),

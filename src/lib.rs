@@ -70,6 +70,7 @@ pub mod results;
 pub mod run;
 pub mod sink;
 pub mod snapshot;
+pub mod source;
 pub mod store;
 #[doc(hidden)]
 pub mod testing;

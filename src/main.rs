@@ -310,6 +310,7 @@ fn run(
         dry_run,
         force,
         today,
+        stop: None,
     };
     let mut exit = Exit::Clean;
     let worse = |a: Exit, b: Exit| {
@@ -372,7 +373,7 @@ fn run(
                     eprintln!(
                         "{}: nothing to do in {}",
                         tenant.name,
-                        tenant.inbox.display()
+                        tenant.source.describe()
                     );
                 }
                 for r in reports {

@@ -24,8 +24,10 @@
 //! as `<stem>.<timestamp>.dry-run.results.csv` / `.dry-run.summary.json`.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::code::Code;
@@ -38,6 +40,7 @@ use crate::reader::Record;
 use crate::results::{Outcome, ResultsWriter};
 use crate::sink::{Ack, JsonlOutbox, Operation, Sink, Value};
 use crate::snapshot::Snapshot;
+use crate::source::{Source, SourceError};
 use crate::store::{PendingOp, RedbStore, StateStore, StoreError, StoredObject};
 
 /// Options of one run.
@@ -47,6 +50,16 @@ pub struct RunOptions {
     pub force: bool,
     /// "Today" for end dates; default: today in each profile's time zone.
     pub today: Option<Date>,
+    /// Set (e.g. on SIGTERM) to stop cleanly: the batch in flight is
+    /// finished and committed, nothing more is sent, the file stays in the
+    /// inbox for the next run, and the run returns [`RunError::Stopped`].
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+impl RunOptions {
+    fn stopping(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+    }
 }
 
 /// What stopped a run: the next run resumes safely.
@@ -59,6 +72,12 @@ pub enum RunError {
     Sink(#[from] crate::sink::SinkError),
     #[error("{path}: {error}")]
     Io { path: String, error: std::io::Error },
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// A stop was asked for ([`RunOptions::stop`]); what was sent is
+    /// committed, the rest is left for the next run.
+    #[error("stopped on request; the rest is left for the next run")]
+    Stopped,
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> RunError + '_ {
@@ -123,16 +142,96 @@ pub fn run_tenant_with_progress(
     let SinkConfig::Jsonl { path } = &tenant.sink;
     let mut sink = JsonlOutbox::open(path)?;
     recover(&mut store, &mut sink)?;
-    let files = pick_up(tenant)?;
+    let mut source = crate::source::open(tenant)?;
+    let files = pick_up(tenant, source.as_mut())?;
     let mut reports = Vec::new();
-    for (path, profile) in files {
-        let report = process_file(
-            tenant, profile, &path, &mut store, &mut sink, opts, progress,
-        )?;
-        reports.push(report);
+    for (name, profile) in files {
+        if opts.stopping() {
+            return Err(RunError::Stopped);
+        }
+        let local = source.fetch(&name)?;
+        let result = (|| {
+            let hash = content_hash(&local)?;
+            if let Some(earlier) = store.seen_content(hash)? {
+                return skip_seen(source.as_mut(), &name, &earlier, opts);
+            }
+            let file = InboxFile {
+                name: &name,
+                local: &local,
+                hash,
+            };
+            process_file(
+                tenant,
+                profile,
+                &file,
+                source.as_mut(),
+                &mut store,
+                &mut sink,
+                opts,
+                progress,
+            )
+        })();
+        source.release(&local);
+        reports.push(result?);
     }
     sink.finish()?;
     Ok(reports)
+}
+
+/// A file taken from the inbox: its name there, a local path with its
+/// bytes, and its content hash.
+struct InboxFile<'a> {
+    name: &'a str,
+    local: &'a Path,
+    hash: u128,
+}
+
+/// xxh3-128 of a file's bytes: the same content is never processed twice.
+fn content_hash(path: &Path) -> Result<u128, RunError> {
+    let mut file = File::open(path).map_err(io(path))?;
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io(path)(e)),
+        }
+    }
+    Ok(hasher.digest128())
+}
+
+/// A file whose content was processed before (a crash left it in the
+/// inbox after its results were published, or it was dropped again): it
+/// is moved to `processed/` without being applied a second time.
+fn skip_seen(
+    source: &mut dyn Source,
+    name: &str,
+    earlier: &str,
+    opts: &RunOptions,
+) -> Result<FileReport, RunError> {
+    tracing::warn!(
+        file = name,
+        earlier,
+        "same content as a file processed before; not applied again"
+    );
+    let stem = Path::new(name)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("file");
+    if !opts.dry_run {
+        let stamp = stamped(source, stem, "")?;
+        source.archive(name, &format!("{stamp}.csv"))?;
+    }
+    Ok(FileReport {
+        file: PathBuf::from(name),
+        status: FileStatus::Clean,
+        results: None,
+        summary: format!("same content as {earlier}, processed before: not applied again"),
+        records: 0,
+        counts: [0; 6],
+    })
 }
 
 /// Commits the journalled operations the sink already applied; drops the rest.
@@ -154,45 +253,31 @@ pub fn recover(store: &mut dyn StateStore, sink: &mut dyn Sink) -> Result<(), Ru
     Ok(())
 }
 
-fn ignored(name: &str) -> bool {
-    name.starts_with('.') || name.ends_with(".part") || name.ends_with(".tmp")
-}
-
-/// The inbox files to process now, in dependency order.
-fn pick_up(tenant: &Tenant) -> Result<Vec<(PathBuf, &Profile)>, RunError> {
-    let inbox = &tenant.inbox;
-    let list = || -> Result<Vec<(PathBuf, u64)>, RunError> {
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(inbox).map_err(io(inbox))? {
-            let entry = entry.map_err(io(inbox))?;
-            let meta = entry.metadata().map_err(io(inbox))?;
-            if meta.is_file() {
-                out.push((entry.path(), meta.len()));
-            }
-        }
-        Ok(out)
-    };
-    let first = list()?;
+/// The inbox files to process now, in dependency order: matching a
+/// pattern, not ignored, and the same size across two looks `settle_ms`
+/// apart.
+fn pick_up<'t>(
+    tenant: &'t Tenant,
+    source: &mut dyn Source,
+) -> Result<Vec<(String, &'t Profile)>, RunError> {
+    let first = source.list()?;
     if tenant.settle_ms > 0 {
         std::thread::sleep(Duration::from_millis(tenant.settle_ms));
     }
-    let second = list()?;
+    let second = source.list()?;
     let mut files = Vec::new();
-    for (path, size) in first {
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        if ignored(name) {
+    for (name, size) in first {
+        if crate::source::ignored(&name) {
             continue;
         }
-        let Some((_, profile)) = tenant.files.iter().find(|(p, _)| p.matches(name)) else {
+        let Some((_, profile)) = tenant.files.iter().find(|(p, _)| p.matches(&name)) else {
             continue;
         };
-        if second.iter().find(|(p, _)| *p == path).map(|(_, s)| *s) != Some(size) {
-            tracing::info!(file = %path.display(), "still being written; left for the next run");
+        if second.iter().find(|(n, _)| *n == name).map(|(_, s)| *s) != Some(size) {
+            tracing::info!(file = name, "still being written; left for the next run");
             continue;
         }
-        files.push((path, profile));
+        files.push((name, profile));
     }
     let rank = |k: ObjectKind| match k {
         ObjectKind::Group => 0,
@@ -203,20 +288,49 @@ fn pick_up(tenant: &Tenant) -> Result<Vec<(PathBuf, &Profile)>, RunError> {
     Ok(files)
 }
 
-/// `<stem>.<UTC timestamp>` in `dir`, not taken yet.
-fn stamped(dir: &Path, stem: &str, suffix: &str) -> String {
+/// `<stem>.<UTC timestamp>`, not taken yet in the source's `processed/`.
+fn stamped(source: &mut dyn Source, stem: &str, suffix: &str) -> Result<String, RunError> {
     let ts = jiff::Timestamp::now()
         .strftime("%Y%m%dT%H%M%SZ")
         .to_string();
     let mut name = format!("{stem}.{ts}");
     let mut n = 1;
-    while dir.join(format!("{name}{suffix}.csv")).exists()
-        || dir.join(format!("{name}{suffix}.results.csv")).exists()
+    while source.processed_exists(&format!("{name}{suffix}.csv"))?
+        || source.processed_exists(&format!("{name}{suffix}.results.csv"))?
     {
         n += 1;
         name = format!("{stem}.{ts}-{n}");
     }
-    name
+    Ok(name)
+}
+
+/// Publishes the results and summary of a file, records its content as
+/// applied (`applied`: not a file refused or held, which `--force` or a fix
+/// may send again), and moves the original beside them (not on a dry run).
+fn finish_file(
+    source: &mut dyn Source,
+    store: &mut RedbStore,
+    opts: &RunOptions,
+    file: &InboxFile<'_>,
+    (stamp, applied): (&str, bool),
+    staged: &[&Path],
+) -> Result<(), RunError> {
+    for local in staged {
+        let name = local
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        source.publish(local, &name)?;
+    }
+    if !opts.dry_run {
+        let to = format!("{stamp}.csv");
+        if applied {
+            store.remember_content(file.hash, &to)?;
+        }
+        source.archive(file.name, &to)?;
+    }
+    Ok(())
 }
 
 /// Writes `bytes` to `path` through a temporary name and a rename.
@@ -247,7 +361,8 @@ struct Line {
 fn process_file(
     tenant: &Tenant,
     profile: &Profile,
-    path: &Path,
+    file: &InboxFile<'_>,
+    source: &mut dyn Source,
     store: &mut RedbStore,
     sink: &mut dyn Sink,
     opts: &RunOptions,
@@ -255,18 +370,19 @@ fn process_file(
 ) -> Result<FileReport, RunError> {
     let started = Instant::now();
     let today = opts.today.unwrap_or_else(|| profile.today());
-    let stem = path
+    let path = file.local;
+    let stem = Path::new(file.name)
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or("file")
         .to_string();
-    std::fs::create_dir_all(&tenant.processed).map_err(io(&tenant.processed))?;
     let suffix = if opts.dry_run { ".dry-run" } else { "" };
-    let name = stamped(&tenant.processed, &stem, suffix);
-    let results_path = tenant.processed.join(format!("{name}{suffix}.results.csv"));
-    let summary_path = tenant
-        .processed
+    let name = stamped(source, &stem, suffix)?;
+    let results_path = source.staging().join(format!("{name}{suffix}.results.csv"));
+    let summary_path = source
+        .staging()
         .join(format!("{name}{suffix}.summary.json"));
+    let shown = PathBuf::from(file.name);
     let kind = profile.object;
     let prior = store.prior(kind)?;
     let size = std::fs::metadata(path).map_err(io(path))?.len();
@@ -316,7 +432,8 @@ fn process_file(
             let summary = summary_json(
                 tenant,
                 profile,
-                path,
+                source.describe(),
+                file.name,
                 None,
                 &Verdict::default(),
                 opts,
@@ -324,13 +441,12 @@ fn process_file(
                 Some(&e.to_string()),
             );
             write_atomically(&summary_path, |w| w.write_all(summary.as_bytes()))?;
-            if !opts.dry_run {
-                move_original(path, &tenant.processed, &name)?;
-            }
+            let staged = [results_path.as_path(), summary_path.as_path()];
+            finish_file(source, store, opts, file, (&name, false), &staged)?;
             return Ok(FileReport {
-                file: path.to_path_buf(),
+                file: shown,
                 status: FileStatus::Refused,
-                results: Some(results_path),
+                results: Some(source.location(&format!("{name}{suffix}.results.csv"))),
                 summary: format!("refused: {e}"),
                 records: 0,
                 counts: [0; 6],
@@ -410,7 +526,8 @@ fn process_file(
     let summary = summary_json(
         tenant,
         profile,
-        path,
+        source.describe(),
+        file.name,
         Some((&plan, &lines)),
         &verdict,
         opts,
@@ -418,9 +535,11 @@ fn process_file(
         None,
     );
     write_atomically(&summary_path, |w| w.write_all(summary.as_bytes()))?;
-    if !opts.dry_run {
-        move_original(path, &tenant.processed, &name)?;
-    }
+    // A file whose sink was unavailable is not remembered either: sending
+    // it again resumes its writes.
+    let applied = !verdict.held() && !unavailable;
+    let staged = [results_path.as_path(), summary_path.as_path()];
+    finish_file(source, store, opts, file, (&name, applied), &staged)?;
     let status = if unavailable {
         FileStatus::SinkUnavailable
     } else if verdict.held() {
@@ -445,18 +564,13 @@ fn process_file(
         text.push_str(&format!("; held: {reason}"));
     }
     Ok(FileReport {
-        file: path.to_path_buf(),
+        file: shown,
         status,
-        results: Some(results_path),
+        results: Some(source.location(&format!("{name}{suffix}.results.csv"))),
         summary: text,
         records: plan.records,
         counts: Action::ALL.map(|a| plan.count(a)),
     })
-}
-
-fn move_original(path: &Path, processed: &Path, name: &str) -> Result<(), RunError> {
-    let to = processed.join(format!("{name}.csv"));
-    std::fs::rename(path, &to).map_err(io(&to))
 }
 
 /// The fields of a row as an operation carries them: every field the file
@@ -848,6 +962,10 @@ fn flush(
     if batch.is_empty() || opts.dry_run {
         return Ok(false);
     }
+    // A stop asked for: nothing more is sent (what was sent is committed).
+    if opts.stopping() {
+        return Err(RunError::Stopped);
+    }
     let n = batch.len();
     let mut rows = Vec::with_capacity(n);
     let mut ops = Vec::with_capacity(n);
@@ -904,7 +1022,8 @@ fn flush(
 fn summary_json(
     tenant: &Tenant,
     profile: &Profile,
-    path: &Path,
+    source: String,
+    file: &str,
     plan: Option<(&Plan, &[Line])>,
     verdict: &Verdict,
     opts: &RunOptions,
@@ -930,7 +1049,8 @@ fn summary_json(
     }
     let summary = serde_json::json!({
         "tenant": tenant.name,
-        "source": { "type": "dir", "file": path.display().to_string() },
+        "source": source,
+        "file": file,
         "profile": profile.name,
         "dry_run": opts.dry_run,
         "held": verdict.held(),

@@ -146,6 +146,31 @@ impl RedbStore {
             .map(|v| v.value().to_vec()))
     }
 
+    /// The processed name of an earlier file with the same content (its
+    /// xxh3-128 hash), if one was processed: the same file is never
+    /// processed twice, even when a crash left it in the inbox.
+    pub fn seen_content(&self, hash: u128) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .meta(&format!("content/{hash:032x}"))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Records that the file with this content was processed as `name`.
+    pub fn remember_content(&mut self, hash: u128, name: &str) -> Result<(), StoreError> {
+        self.set_meta(&format!("content/{hash:032x}"), name.as_bytes())
+    }
+
+    /// A value the daemon keeps per tenant (e.g. its last scheduled run).
+    pub fn daemon_value(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .meta(&format!("daemon/{name}"))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    pub fn set_daemon_value(&mut self, name: &str, value: &str) -> Result<(), StoreError> {
+        self.set_meta(&format!("daemon/{name}"), value.as_bytes())
+    }
+
     fn set_meta(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError> {
         let w = self.db.begin_write().map_err(|e| self.err(e))?;
         {

@@ -159,8 +159,17 @@ fn a_rerun_of_the_same_file_applies_nothing() {
     let creates = first.iter().filter(|l| l["action"] == "create").count();
     assert!(creates > 280, "{creates} creates");
     assert!(first.iter().all(|l| l["kind"] == "user"));
-    // The same file again: nothing to write.
+    // The same file again: its content was applied, so it is only moved.
     t.drop_file("wt_users.csv", &users);
+    let o = t.run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("same content"), "{}", stderr(&o));
+    assert!(!t.path("inbox/wt_users.csv").exists(), "left in the inbox");
+    assert_eq!(t.outbox().len(), first.len(), "a re-run wrote");
+    // The same rows in other bytes (CRLF line ends) are planned again:
+    // nothing to write, every line unchanged.
+    let crlf = String::from_utf8(users).unwrap().replace('\n', "\r\n");
+    t.drop_file("wt_users.csv", crlf.as_bytes());
     let o = t.run(&[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(
