@@ -78,6 +78,8 @@ struct TenantFile {
     batch_size: usize,
 }
 
+// Read once per config load: the size of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, tag = "type", rename_all = "lowercase")]
 enum SourceFile {

@@ -5,6 +5,7 @@ mod fixtures;
 mod profile;
 mod reader;
 mod run;
+mod sftp;
 mod store;
 
 /// Counts allocations per thread, so a test can assert that a loop

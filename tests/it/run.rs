@@ -109,7 +109,7 @@ path = "outbox.jsonl"
     }
 }
 
-fn gen(rows: u64, seed: u64) -> Vec<u8> {
+pub fn gen(rows: u64, seed: u64) -> Vec<u8> {
     Command::new(env!("CARGO_BIN_EXE_muster"))
         .args([
             "gen",
@@ -144,7 +144,7 @@ fn derive(from: &Path, ratio: &str) -> Vec<u8> {
     o.stdout
 }
 
-fn stderr(o: &Output) -> String {
+pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
