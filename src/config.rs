@@ -181,8 +181,9 @@ pub struct Tenant {
     pub settle_ms: u64,
     pub files: Vec<(glob::Pattern, Profile)>,
     pub sink: SinkConfig,
-    pub schedule: String,
-    pub time_zone: String,
+    /// When the daemon runs the tenant, in `time_zone`.
+    pub schedule: crate::schedule::Schedule,
+    pub time_zone: jiff::tz::TimeZone,
     pub batch_size: usize,
 }
 
@@ -427,8 +428,10 @@ impl Config {
                 }
                 files.push((pattern, profile));
             }
-            jiff::tz::TimeZone::get(&t.time_zone)
+            let time_zone = jiff::tz::TimeZone::get(&t.time_zone)
                 .map_err(|e| at(format!("time_zone {:?}: {e}", t.time_zone)))?;
+            let schedule: crate::schedule::Schedule =
+                t.schedule.parse().map_err(|e| at(format!("{e}")))?;
             let SinkFile::Jsonl { path: outbox } = &t.sink;
             tenants.push(Tenant {
                 name: t.name.clone(),
@@ -437,8 +440,8 @@ impl Config {
                 settle_ms,
                 files,
                 sink: SinkConfig::Jsonl { path: rel(outbox) },
-                schedule: t.schedule.clone(),
-                time_zone: t.time_zone.clone(),
+                schedule,
+                time_zone,
                 batch_size: t.batch_size,
             });
         }

@@ -60,6 +60,7 @@
 
 pub mod code;
 pub mod config;
+pub mod daemon;
 pub mod diff;
 pub mod gen;
 pub mod guard;
@@ -68,6 +69,7 @@ pub mod profile;
 pub mod reader;
 pub mod results;
 pub mod run;
+pub mod schedule;
 pub mod sink;
 pub mod snapshot;
 pub mod source;

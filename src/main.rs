@@ -60,6 +60,15 @@ enum Command {
         #[arg(long)]
         today: Option<String>,
     },
+    /// Run each tenant on its schedule until SIGTERM / SIGINT (logs on stderr).
+    Daemon {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
     /// Parse and validate a snapshot: the plan against an empty store.
     Check {
         /// A preset name or a profile TOML file.
@@ -120,10 +129,15 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { Exit::Usage as u8 } else { 0 });
         }
     };
+    // The daemon's log is its output: runs, schedules, problems.
+    let level = match cli.command {
+        Command::Daemon { .. } => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
         .with_writer(io::stderr)
         .init();
@@ -141,6 +155,7 @@ fn main() -> ExitCode {
             force,
             today,
         } => run(&config, tenant, dry_run, force, today),
+        Command::Daemon { config, tenant } => daemon(&config, tenant),
         Command::Diff {
             profile,
             old,
@@ -158,6 +173,43 @@ fn main() -> ExitCode {
         } => gen(&profile, rows, seed, from, change_ratio, shuffle),
     };
     ExitCode::from(exit as u8)
+}
+
+fn daemon(config: &std::path::Path, only: Option<String>) -> Exit {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    let config = match muster::config::Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::Usage;
+        }
+    };
+    if let Some(name) = &only {
+        if !config.tenants.iter().any(|t| &t.name == name) {
+            eprintln!("error: no tenant {name:?}");
+            return Exit::Usage;
+        }
+    }
+    // The first SIGTERM / SIGINT asks for a clean stop; a second one
+    // exits at once.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        let registered = signal_hook::flag::register_conditional_shutdown(signal, 1, stop.clone())
+            .and_then(|_| signal_hook::flag::register(signal, stop.clone()));
+        if let Err(e) = registered {
+            eprintln!("error: cannot handle signal {signal}: {e}");
+            return Exit::Failed;
+        }
+    }
+    muster::daemon::run_daemon(&config, only.as_deref(), stop, &mut |tenant, result| {
+        if let Ok(reports) = result {
+            for r in reports {
+                tracing::info!(tenant = %tenant.name, file = %r.file.display(), "{}", r.summary);
+            }
+        }
+    });
+    Exit::Clean
 }
 
 fn load_profile(name: &str) -> Result<Profile, Exit> {

@@ -78,6 +78,9 @@ pub enum RunError {
     /// committed, the rest is left for the next run.
     #[error("stopped on request; the rest is left for the next run")]
     Stopped,
+    /// Another process is running this tenant.
+    #[error("tenant {0} is being run by another muster process; try again when it is done")]
+    Busy(String),
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> RunError + '_ {
@@ -138,6 +141,18 @@ pub fn run_tenant_with_progress(
     opts: &RunOptions,
     progress: &mut dyn FnMut(RunProgress<'_>),
 ) -> Result<Vec<FileReport>, RunError> {
+    // One run of a tenant at a time, across processes (a manual run and
+    // the daemon): an exclusive lock on `<state>.lock`, held to the end.
+    let lock_path = PathBuf::from(format!("{}.lock", tenant.state.display()));
+    if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+    }
+    let lock = File::create(&lock_path).map_err(io(&lock_path))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Err(RunError::Busy(tenant.name.clone())),
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
+    }
     let mut store = RedbStore::open(&tenant.state)?;
     let SinkConfig::Jsonl { path } = &tenant.sink;
     let mut sink = JsonlOutbox::open(path)?;

@@ -1,6 +1,7 @@
 //! The one integration-test binary.
 mod alloc;
 mod cli;
+mod daemon;
 mod fixtures;
 mod profile;
 mod reader;

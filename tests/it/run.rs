@@ -10,18 +10,23 @@ use muster::store::{RedbStore, StateStore};
 
 use crate::fixtures::TODAY;
 
-struct Tenant {
+pub struct Tenant {
     dir: tempfile::TempDir,
 }
 
 impl Tenant {
-    fn new(batch_size: usize) -> Tenant {
+    pub fn new(batch_size: usize) -> Tenant {
         Tenant::with_groups(batch_size, false)
     }
 
     /// With `groups`, the tenant also has a group file, and a users file's
     /// group names must name its groups.
-    fn with_groups(batch_size: usize, groups: bool) -> Tenant {
+    pub fn with_groups(batch_size: usize, groups: bool) -> Tenant {
+        Tenant::with_extra(batch_size, groups, "")
+    }
+
+    /// With `extra` lines in the `[[tenant]]` table (e.g. a schedule).
+    pub fn with_extra(batch_size: usize, groups: bool, extra: &str) -> Tenant {
         let group_file = if groups {
             "[[tenant.files]]\npattern = \"wt_groups*.csv\"\nprofile = \"winningtemp-groups\""
         } else {
@@ -37,6 +42,7 @@ impl Tenant {
 name = "t"
 state = "state.redb"
 batch_size = {batch_size}
+{extra}
 [tenant.source]
 type = "dir"
 path = "inbox"
@@ -55,15 +61,15 @@ path = "outbox.jsonl"
         Tenant { dir }
     }
 
-    fn path(&self, p: &str) -> PathBuf {
+    pub fn path(&self, p: &str) -> PathBuf {
         self.dir.path().join(p)
     }
 
-    fn drop_file(&self, name: &str, text: &[u8]) {
+    pub fn drop_file(&self, name: &str, text: &[u8]) {
         std::fs::write(self.path("inbox").join(name), text).unwrap();
     }
 
-    fn run(&self, extra: &[&str]) -> Output {
+    pub fn run(&self, extra: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_muster"))
             .args(["run", "--config"])
             .arg(self.path("muster.toml"))
@@ -75,7 +81,7 @@ path = "outbox.jsonl"
 
     /// The outbox's complete lines (a line still being written, without its
     /// newline, is not an applied operation yet).
-    fn outbox(&self) -> Vec<serde_json::Value> {
+    pub fn outbox(&self) -> Vec<serde_json::Value> {
         let text = std::fs::read_to_string(self.path("outbox.jsonl")).unwrap_or_default();
         let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
         complete
@@ -84,7 +90,7 @@ path = "outbox.jsonl"
             .collect()
     }
 
-    fn processed(&self) -> Vec<String> {
+    pub fn processed(&self) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(self.path("inbox/processed"))
             .map(|d| {
                 d.map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -97,7 +103,7 @@ path = "outbox.jsonl"
 
     /// The results file written last (by modification time: two runs in
     /// the same second get `…Z` and `…Z-2` names).
-    fn latest_results(&self, stem: &str) -> String {
+    pub fn latest_results(&self, stem: &str) -> String {
         let dir = self.path("inbox/processed");
         let name = self
             .processed()

@@ -176,6 +176,10 @@ impl SftpTenant {
     /// `source` is the `[tenant.source]` body after `type`, `host`, `port`,
     /// `user` and `path`.
     pub fn new(sshd: &Sshd, source: &str, settle_ms: u64) -> SftpTenant {
+        SftpTenant::scheduled(sshd, source, settle_ms, "0 4 * * *")
+    }
+
+    pub fn scheduled(sshd: &Sshd, source: &str, settle_ms: u64, schedule: &str) -> SftpTenant {
         let local = tempfile::tempdir().unwrap();
         let name = local
             .path()
@@ -197,6 +201,7 @@ impl SftpTenant {
 name = "sftp"
 state = "state.redb"
 batch_size = 100
+schedule = "{schedule}"
 [tenant.source]
 type = "sftp"
 host = "127.0.0.1"
@@ -445,4 +450,24 @@ fn a_file_still_being_written_is_left_for_the_next_run() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let original = std::fs::read(t.inbox.join("processed").join(&t.processed()[0])).unwrap();
     assert_eq!(original, users);
+}
+
+#[test]
+fn the_daemon_runs_an_sftp_tenant_on_its_schedule() {
+    let sshd = Sshd::start();
+    let t = SftpTenant::scheduled(&sshd, &password_source(&sshd), 0, "*/2 * * * * *");
+    t.drop_file("wt_users.csv", &gen(40, 17));
+    let d = crate::daemon::Daemon::start_with(
+        &t.local.path().join("muster.toml"),
+        &[("MUSTER_TEST_SFTP_PASSWORD", PASSWORD)],
+    );
+    d.wait_for("the SFTP file to be processed", 20, || {
+        t.processed().len() == 3
+    });
+    assert!(t.outbox_lines() > 35);
+    assert!(
+        !d.log().contains(PASSWORD),
+        "the password leaked into the log"
+    );
+    assert_eq!(d.terminate(), Some(0));
 }
