@@ -54,13 +54,16 @@ fn next_slot(tenant: &Tenant, after: Timestamp) -> Timestamp {
     }
 }
 
+/// The outcome of one scheduled run.
+pub type RunOutcome = Result<Vec<FileReport>, RunError>;
+
 /// Runs the tenants of `config` (only `only`, when given) on their
 /// schedules until `stop` is set. `report` hears each run's outcome.
 pub fn run_daemon(
     config: &Config,
     only: Option<&str>,
     stop: Arc<AtomicBool>,
-    report: &mut dyn FnMut(&Tenant, &Result<Vec<FileReport>, RunError>),
+    report: &mut dyn FnMut(&Tenant, &RunOutcome),
 ) {
     let tenants: Vec<&Tenant> = config
         .tenants

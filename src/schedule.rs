@@ -106,9 +106,11 @@ impl FromStr for Schedule {
         let (sec, rest) = match parts.len() {
             5 => ("0", &parts[..]),
             6 => (parts[0], &parts[1..]),
-            n => return Err(err(format!(
+            n => {
+                return Err(err(format!(
                 "{n} fields; a schedule has 5 (minute hour day month weekday) or 6 (seconds first)"
-            ))),
+            )))
+            }
         };
         let mut weekdays = field(rest[4], "day of week", 0, 7, &WEEKDAYS).map_err(err)?;
         if weekdays & (1 << 7) != 0 {
