@@ -277,10 +277,10 @@ impl Source for SftpSource {
         self.ensure_processed()?;
         let tmp = self.processed_path(&format!(".{name}.tmp"));
         let to = self.processed_path(name);
-        let bytes =
-            std::fs::read(local).map_err(|e| self.err(format!("{}: {e}", local.display())))?;
+        let mut from = std::fs::File::open(local)
+            .map_err(|e| self.err(format!("{}: {e}", local.display())))?;
         let mut file = self.with(&format!("create {}", tmp.display()), |s| s.create(&tmp))?;
-        if let Err(e) = file.write_all(&bytes).and_then(|()| file.flush()) {
+        if let Err(e) = std::io::copy(&mut from, &mut file).and_then(|_| file.flush()) {
             self.conn = None;
             return Err(self.err(format!("write {}: {e}", tmp.display())));
         }

@@ -211,8 +211,9 @@ path = "{inbox}"
 settle_ms = {settle_ms}
 timeout_ms = 10000
 {source}
+# Every name matches: only the ignore rules keep files out.
 [[tenant.files]]
-pattern = "wt_users*.csv"
+pattern = "*"
 profile = "winningtemp-users"
 [tenant.sink]
 type = "jsonl"
@@ -285,6 +286,10 @@ fn a_tenant_runs_end_to_end_over_sftp_with_a_password() {
     let t = SftpTenant::new(&sshd, &password_source(&sshd), 0);
     let users = gen(200, 11);
     t.drop_file("wt_users.csv", &users);
+    // Names a writer uses while a file is not complete are never taken.
+    t.drop_file("wt_users2.csv.part", &users);
+    t.drop_file(".wt_users3.csv", &users);
+    t.drop_file("wt_users4.tmp", &users);
     let o = t.run(&[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(t.outbox_lines() > 190, "{} lines", t.outbox_lines());
@@ -315,6 +320,10 @@ fn a_tenant_runs_end_to_end_over_sftp_with_a_password() {
         summary.contains("\"source\": \"sftp muster-sftp@127.0.0.1"),
         "{summary}"
     );
+    for name in ["wt_users2.csv.part", ".wt_users3.csv", "wt_users4.tmp"] {
+        assert!(t.inbox.join(name).exists(), "{name} was taken");
+        std::fs::remove_file(t.inbox.join(name)).unwrap();
+    }
     // A second run finds nothing to do.
     let before = t.outbox_lines();
     let o = t.run(&[]);
