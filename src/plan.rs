@@ -25,6 +25,7 @@
 //! fingerprint moved.
 
 use std::io::Read;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::code::Code;
 use crate::diff::{
@@ -285,55 +286,47 @@ impl Plan {
     /// cycle and flags references that resolve to no object.
     pub fn against(&mut self, profile: &Profile, prior: &dyn Prior) {
         // The prior slot of each row: one merge of the two key indexes,
-        // sorted by hash. A row whose hash matches several prior keys (a
-        // collision) is looked up by key.
-        const NONE: u32 = u32::MAX;
-        const MANY: u32 = u32::MAX - 1;
+        // sorted by hash, in two halves of the hash range on the pool. A row
+        // whose hash matches several prior keys (a collision) is looked up
+        // by key.
         let index = prior.index();
-        let mut slot_of = vec![NONE; self.entries.len()];
-        join(&self.keys, index, |i, j| {
-            let row = self.keys[i].1 as usize;
-            slot_of[row] = if slot_of[row] == NONE {
-                index[j].1
-            } else {
-                MANY
-            };
-            false
-        });
-        // Then the rows in file order, the prior entries they need fetched
-        // a few rows ahead. The prior keys this file names (rejected rows
-        // too) are marked: the others are missing.
-        let mut named = vec![false; prior.slots()];
-        let mut buf = String::new();
+        let slot_of: Vec<AtomicU32> = (0..self.entries.len())
+            .map(|_| AtomicU32::new(NONE))
+            .collect();
+        let keys = &self.keys;
+        let mid = keys.get(keys.len() / 2).map_or(u64::MAX, |k| k.0);
+        let (ka, kb) = keys.split_at(keys.partition_point(|k| k.0 < mid));
+        let (ia, ib) = index.split_at(index.partition_point(|k| k.0 < mid));
+        let merge = |keys: &[(u64, u32)], index: &[(u64, u32)]| {
+            join(keys, index, |i, j| {
+                // Each row is in one half, once: no other thread writes it.
+                let cell = &slot_of[keys[i].1 as usize];
+                let slot = match cell.load(Ordering::Relaxed) {
+                    NONE => index[j].1,
+                    _ => MANY,
+                };
+                cell.store(slot, Ordering::Relaxed);
+                false
+            })
+        };
+        rayon::join(|| merge(ka, ia), || merge(kb, ib));
+        let slot_of: Vec<u32> = slot_of.into_iter().map(AtomicU32::into_inner).collect();
+        // Then the rows in file order, in two halves on the pool. The prior
+        // keys this file names (rejected rows too) are marked: the others
+        // are missing.
         let fold = self.key_is_email;
-        for row in 0..self.entries.len() {
-            if let Some(&ahead) = slot_of.get(row + 16).filter(|&&s| s < MANY) {
-                prior.prefetch(ahead, false);
-            }
-            if let Some(&ahead) = slot_of.get(row + 8).filter(|&&s| s < MANY) {
-                prior.prefetch(ahead, true);
-            }
-            // A row without a key is in no index: its slot is NONE.
-            let key = || self.str(self.entries[row].key);
-            let slot = match slot_of[row] {
-                NONE => None,
-                MANY if fold => {
-                    buf.clear();
-                    buf.push_str(key());
-                    fold_case(&mut buf);
-                    prior.get_indexed(&buf).map(|(_, s)| s)
-                }
-                MANY => prior.get_indexed(key()).map(|(_, s)| s),
-                s => same_key(fold, key(), prior.key(s)).then_some(s),
-            };
-            let e = &mut self.entries[row];
-            if let Some(slot) = slot {
-                named[slot as usize] = true;
-                e.flags |= KNOWN;
-            }
-            if e.has(VALID) && e.action != Action::Reject {
-                e.action = decide(profile, e, slot.map(|s| prior.entry(s)));
-            }
+        let arena = &self.arena;
+        let half = self.entries.len() / 2;
+        let (left, right) = self.entries.split_at_mut(half);
+        let decide_rows = |rows: &mut [Entry], first: usize| {
+            decide_rows(profile, prior, arena, fold, rows, &slot_of[first..])
+        };
+        let (mut named_slots, right_slots) =
+            rayon::join(|| decide_rows(left, 0), || decide_rows(right, half));
+        named_slots.extend(right_slots);
+        let mut named = vec![false; prior.slots()];
+        for slot in named_slots {
+            named[slot as usize] = true;
         }
         self.infer_missing(profile, prior, &named);
         if self.object == ObjectKind::Group {
@@ -954,6 +947,62 @@ pub fn read_with<R: Read>(
     let dup_emails = emails.duplicates();
     reject_duplicates(&mut plan, dup_emails, Code::DuplicateEmail, "email", true);
     Ok(plan)
+}
+
+/// No prior slot for a row; several (a hash collision: look the key up).
+const NONE: u32 = u32::MAX;
+const MANY: u32 = u32::MAX - 1;
+
+/// Decides `rows` given each one's prior slot (`slot_of`, [`NONE`] or
+/// [`MANY`]); returns the prior slots they name. The prior entries are
+/// fetched a few rows ahead.
+fn decide_rows(
+    profile: &Profile,
+    prior: &dyn Prior,
+    arena: &str,
+    fold: bool,
+    rows: &mut [Entry],
+    slot_of: &[u32],
+) -> Vec<u32> {
+    let mut named = Vec::with_capacity(rows.len());
+    let mut buf = String::new();
+    for (row, e) in rows.iter_mut().enumerate() {
+        if let Some(&ahead) = slot_of.get(row + 16).filter(|&&s| s < MANY) {
+            prior.prefetch(ahead, false);
+        }
+        if let Some(&ahead) = slot_of.get(row + 8).filter(|&&s| s < MANY) {
+            prior.prefetch(ahead, true);
+        }
+        // A row without a key is in no index: its slot is NONE.
+        let key = span_str_or_empty(arena, e.key);
+        let slot = match slot_of[row] {
+            NONE => None,
+            MANY if fold => {
+                buf.clear();
+                buf.push_str(key);
+                fold_case(&mut buf);
+                prior.get_indexed(&buf).map(|(_, s)| s)
+            }
+            MANY => prior.get_indexed(key).map(|(_, s)| s),
+            s => same_key(fold, key, prior.key(s)).then_some(s),
+        };
+        if let Some(slot) = slot {
+            named.push(slot);
+            e.flags |= KNOWN;
+        }
+        if e.has(VALID) && e.action != Action::Reject {
+            e.action = decide(profile, e, slot.map(|s| prior.entry(s)));
+        }
+    }
+    named
+}
+
+fn span_str_or_empty(arena: &str, s: Span) -> &str {
+    if s.is_none() {
+        ""
+    } else {
+        span_str(arena, s)
+    }
 }
 
 /// The action for a valid row, given what the prior state knows of its key

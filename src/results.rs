@@ -83,30 +83,41 @@ impl<W: Write> ResultsWriter<W> {
         code: Option<Code>,
         message: &str,
     ) -> io::Result<()> {
-        let l = &mut self.line;
-        l.clear();
-        if let Some(n) = line {
-            l.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-        }
-        l.push(b',');
-        write_field(l, key.unwrap_or("").as_bytes(), b',', b'"', false);
-        l.push(b',');
-        l.extend_from_slice(action.as_str().as_bytes());
-        l.push(b',');
-        l.extend_from_slice(outcome.as_str().as_bytes());
-        l.push(b',');
-        l.extend_from_slice(code.map_or("", Code::as_str).as_bytes());
-        l.push(b',');
-        write_field(l, message.as_bytes(), b',', b'"', false);
-        l.extend_from_slice(b"\r\n");
-        self.out.write_all(l)
+        self.line.clear();
+        format_line(&mut self.line, line, key, action, outcome, code, message);
+        self.out.write_all(&self.line)
     }
 
     /// Every line of a plan with the same outcome (`planned` for check/diff).
+    /// Lines are formatted on the rayon pool, a block per core at a time
+    /// (bounded memory), and written in order.
     pub fn write_plan(&mut self, plan: &Plan, outcome: Outcome) -> io::Result<()> {
-        for row in plan.rows() {
-            let line = (row.line > 0).then_some(row.line);
-            self.write(line, row.key, row.action, outcome, row.code, row.message)?;
+        const BLOCK: usize = 32 << 10;
+        let format_block = |from: usize| {
+            let mut out = Vec::with_capacity(BLOCK * 48);
+            for i in from..(from + BLOCK).min(plan.len()) {
+                let row = plan.row(i);
+                let line = (row.line > 0).then_some(row.line);
+                format_line(
+                    &mut out,
+                    line,
+                    row.key,
+                    row.action,
+                    outcome,
+                    row.code,
+                    row.message,
+                );
+            }
+            out
+        };
+        let cores = rayon::current_num_threads().max(1);
+        let starts: Vec<usize> = (0..plan.len()).step_by(BLOCK).collect();
+        for wave in starts.chunks(cores) {
+            use rayon::prelude::*;
+            let blocks: Vec<Vec<u8>> = wave.par_iter().map(|&from| format_block(from)).collect();
+            for block in blocks {
+                self.out.write_all(&block)?;
+            }
         }
         Ok(())
     }
@@ -115,4 +126,30 @@ impl<W: Write> ResultsWriter<W> {
         self.out.flush()?;
         Ok(self.out)
     }
+}
+
+/// Appends one results line to `l`.
+fn format_line(
+    l: &mut Vec<u8>,
+    line: Option<u64>,
+    key: Option<&str>,
+    action: Action,
+    outcome: Outcome,
+    code: Option<Code>,
+    message: &str,
+) {
+    if let Some(n) = line {
+        l.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    }
+    l.push(b',');
+    write_field(l, key.unwrap_or("").as_bytes(), b',', b'"', false);
+    l.push(b',');
+    l.extend_from_slice(action.as_str().as_bytes());
+    l.push(b',');
+    l.extend_from_slice(outcome.as_str().as_bytes());
+    l.push(b',');
+    l.extend_from_slice(code.map_or("", Code::as_str).as_bytes());
+    l.push(b',');
+    write_field(l, message.as_bytes(), b',', b'"', false);
+    l.extend_from_slice(b"\r\n");
 }

@@ -398,8 +398,11 @@ pub fn diff_files(
     if !updates.is_empty() {
         let new_at: Vec<u64> = updates.iter().map(|u| u.1).collect();
         let old_at: Vec<u64> = updates.iter().map(|u| u.2).collect();
-        let new_fields = field_hashes_at(profile, new, &new_at)?;
-        let old_fields = field_hashes_at(profile, old, &old_at)?;
+        let (new_fields, old_fields) = rayon::join(
+            || field_hashes_at(profile, new, &new_at),
+            || field_hashes_at(profile, old, &old_at),
+        );
+        let (new_fields, old_fields) = (new_fields?, old_fields?);
         for ((&(i, _, _), o), n) in updates.iter().zip(&old_fields).zip(&new_fields) {
             if let (Some(o), Some(n)) = (o, n) {
                 new_plan.resolve_update(i, o, n);
