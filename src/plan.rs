@@ -106,7 +106,6 @@ struct Entry {
     /// Where the record starts in the file.
     byte: u64,
     key: Span,
-    reference: Span,
     fingerprint: [u64; 2],
     /// Index into `messages`, or `u32::MAX`.
     message: u32,
@@ -114,6 +113,10 @@ struct Entry {
     code: Option<Code>,
     flags: u8,
 }
+
+// 48 bytes a row: with the key string and the key index, what a plan
+// holds per row (BENCHMARKS.md counts on it).
+const _: () = assert!(std::mem::size_of::<Entry>() == 48);
 
 impl Entry {
     fn has(&self, flag: u8) -> bool {
@@ -140,6 +143,9 @@ pub struct Plan {
     messages: Vec<String>,
     /// `(key hash, row)` of every row with a key, sorted (after [`read`]).
     keys: Vec<(u64, u32)>,
+    /// `(row, manager or parent id)` of the rows that name one, in row
+    /// order (apart from the entries: most files have no such column).
+    references: Vec<(u32, Span)>,
     key_is_email: bool,
     object: ObjectKind,
     reference_field: Option<&'static str>,
@@ -159,6 +165,7 @@ impl Plan {
             entries: Vec::new(),
             messages: Vec::new(),
             keys: Vec::new(),
+            references: Vec::new(),
             key_is_email,
             object: profile.object,
             reference_field: profile
@@ -250,10 +257,8 @@ impl Plan {
                 if let Some(d) = depth[at] {
                     break d + 1;
                 }
-                let e = &self.entries[at];
-                let parent = (!e.reference.is_none())
-                    .then(|| self.find_key(self.str(e.reference)))
-                    .flatten();
+                let r = self.reference(at);
+                let parent = (!r.is_none()).then(|| self.find_key(self.str(r))).flatten();
                 chain.push(at);
                 match parent {
                     // A cycle (its groups are rejected) ends the walk.
@@ -407,6 +412,7 @@ impl Plan {
             )
         });
         self.messages = Vec::new();
+        self.references = Vec::new();
         PlanPrior { plan: self }
     }
 
@@ -418,6 +424,13 @@ impl Plan {
         inferred
             .binary_search_by(|e| self.str(e.key).cmp(key))
             .is_ok_and(|i| inferred[i].action == Action::Delete)
+    }
+
+    /// Row `i`'s manager or parent id, or [`Span::NONE`].
+    fn reference(&self, i: usize) -> Span {
+        self.references
+            .binary_search_by_key(&(i as u32), |&(row, _)| row)
+            .map_or(Span::NONE, |k| self.references[k].1)
     }
 
     /// The first row holding `key`.
@@ -484,7 +497,6 @@ impl Plan {
                 line: 0,
                 byte: 0,
                 key,
-                reference: Span::NONE,
                 fingerprint: [0; 2],
                 message: u32::MAX,
                 action,
@@ -535,10 +547,11 @@ impl Plan {
                     e.action,
                     Action::Create | Action::Update | Action::Deactivate | Action::Unchanged
                 );
-                if e.reference.is_none() || !alive {
+                let r = self.reference(i);
+                if r.is_none() || !alive {
                     return None;
                 }
-                let parent = self.str(e.reference);
+                let parent = self.str(r);
                 self.find_key(parent).filter(|_| self.exists(prior, parent))
             })
             .collect();
@@ -594,15 +607,13 @@ impl Plan {
         // index: the row each one names, if the file holds it.
         let mut buf = String::new();
         let mut refs: Vec<(u64, u32)> = Vec::new();
-        for (i, e) in self.entries.iter().enumerate() {
-            if e.reference.is_none()
-                || matches!(e.action, Action::Reject | Action::Delete)
-                || e.code.is_some()
-            {
+        for &(i, r) in &self.references {
+            let e = &self.entries[i as usize];
+            if matches!(e.action, Action::Reject | Action::Delete) || e.code.is_some() {
                 continue;
             }
-            let h = hash_key(self.key_is_email, self.str(e.reference), &mut buf);
-            refs.push((h, i as u32));
+            let h = hash_key(self.key_is_email, self.str(r), &mut buf);
+            refs.push((h, i));
         }
         sort_index(&mut refs);
         let mut target: Vec<Option<u32>> = vec![None; refs.len()];
@@ -611,7 +622,7 @@ impl Plan {
             let found = target[a].is_none()
                 && same_key(
                     self.key_is_email,
-                    self.str(self.entries[from].reference),
+                    self.str(self.reference(from)),
                     self.str(self.entries[to].key),
                 );
             if found {
@@ -623,7 +634,7 @@ impl Plan {
             .iter()
             .zip(target)
             .filter(|&(&(_, i), t)| {
-                let r = self.str(self.entries[i as usize].reference);
+                let r = self.str(self.reference(i as usize));
                 !self.exists_at(t, prior, r)
             })
             .map(|(&(_, i), t)| (i, t))
@@ -631,7 +642,7 @@ impl Plan {
         unknown.sort_unstable();
         for (i, target) in unknown {
             let i = i as usize;
-            let r = self.str(self.entries[i].reference);
+            let r = self.str(self.reference(i));
             let why = match target.map(|j| &self.entries[j as usize]) {
                 Some(target) => match (target.action, target.code) {
                     (Action::Delete, _) => format!("names line {}, which deletes it", target.line),
@@ -833,7 +844,6 @@ pub fn read_with<R: Read>(
     let mut fingerprinter = Fingerprinter::new(profile);
     let mut emails = EmailIndex::default();
     emails.entries.reserve(plan.entries.capacity());
-    emails.text.reserve(plan.entries.capacity() * 32);
     let mut folded = String::new();
     while snapshot.read_record(&mut rec)? {
         plan.records += 1;
@@ -850,7 +860,6 @@ pub fn read_with<R: Read>(
             line: rec.position().line,
             byte: rec.position().byte,
             key,
-            reference: Span::NONE,
             fingerprint: [0; 2],
             message: u32::MAX,
             action: Action::Reject,
@@ -882,7 +891,8 @@ pub fn read_with<R: Read>(
                     entry.flags |= ENDED;
                 }
                 if let Some(r) = profile.reference_slot.and_then(|s| row.get(s)) {
-                    entry.reference = plan.intern(r);
+                    let span = plan.intern(r);
+                    plan.references.push((idx, span));
                 }
                 let decoded = row.decoded_column.map(|c| {
                     format!(
@@ -943,9 +953,21 @@ pub fn read_with<R: Read>(
         .into_iter()
         .map(|i| (i, plan.str(plan.entries[i as usize].key).to_string()))
         .collect();
-    reject_duplicates(&mut plan, dup_keys, Code::DuplicateKey, key_name, fold_keys);
+    reject_duplicates(
+        &mut plan,
+        dup_keys,
+        Code::DuplicateKey,
+        key_name,
+        (fold_keys, true),
+    );
     let dup_emails = emails.duplicates();
-    reject_duplicates(&mut plan, dup_emails, Code::DuplicateEmail, "email", true);
+    reject_duplicates(
+        &mut plan,
+        dup_emails,
+        Code::DuplicateEmail,
+        "email",
+        (true, false),
+    );
     Ok(plan)
 }
 
@@ -1137,50 +1159,34 @@ fn duplicates(sorted: &[(u64, u32)], same: impl Fn(u32, u32) -> bool) -> Vec<u32
     dups
 }
 
-/// Rows by (lower-cased) e-mail: the e-mails appended to one text, each
-/// ended by a NUL (never in a text file), and `(hash, start, row)` per
-/// e-mail, sorted once the file is read. Equal hashes are confirmed by
-/// comparing the e-mails. Everything is written in sequence: a hash table or
-/// a bitmap of hashes seen would cost a cache miss per row.
+/// Rows by (lower-cased) e-mail, as xxh3-128 hashes sorted once the file is
+/// read: two e-mails are the same when their 128-bit hashes are (the bet the
+/// row fingerprints make too: a collision among 2M e-mails has odds of
+/// about 10⁻²⁶). 24 bytes a row, written in sequence: no e-mail text is
+/// kept, and no hash table costs a cache miss per row.
 #[derive(Default)]
 struct EmailIndex {
-    text: String,
-    /// `(hash, start in text, row)`.
-    entries: Vec<(u64, u32, u32)>,
+    /// `(hash, row)`.
+    entries: Vec<([u64; 2], u32)>,
 }
 
 impl EmailIndex {
     fn push(&mut self, folded: &str, row: u32) {
-        let start = self.text.len() as u32;
-        self.text.push_str(folded);
-        self.text.push('\0');
-        self.entries.push((key_hash(folded), start, row));
+        let h = xxhash_rust::xxh3::xxh3_128(folded.as_bytes());
+        self.entries.push(([h as u64, (h >> 64) as u64], row));
     }
 
-    fn email(&self, start: u32) -> &str {
-        let text = &self.text[start as usize..];
-        &text[..text.find('\0').unwrap_or(text.len())]
-    }
-
-    /// Every row whose e-mail another row has, with the e-mail.
+    /// Every row whose e-mail another row has, with a name for its group.
     fn duplicates(mut self) -> Vec<(u32, String)> {
-        crate::diff::sort_by_hash(&mut self.entries, |e| e.0);
+        crate::diff::sort_by_hash(&mut self.entries, |e| e.0[0]);
         let mut dups = Vec::new();
         for run in self
             .entries
             .chunk_by(|a, b| a.0 == b.0)
             .filter(|r| r.len() > 1)
         {
-            // Rows are in file order within a run.
-            for (k, &(_, start, row)) in run.iter().enumerate().skip(1) {
-                let email = self.email(start);
-                if let Some(&(_, _, first)) =
-                    run[..k].iter().find(|&&(_, s, _)| self.email(s) == email)
-                {
-                    dups.push((first, email.to_string()));
-                    dups.push((row, email.to_string()));
-                }
-            }
+            let group = format!("{:016x}{:016x}", run[0].0[0], run[0].0[1]);
+            dups.extend(run.iter().map(|&(_, row)| (row, group.clone())));
         }
         dups
     }
@@ -1188,12 +1194,14 @@ impl EmailIndex {
 
 /// Rejects every row of `dups` (row, value) unless it has an earlier
 /// problem, naming the lines of all occurrences of the value.
+/// With `show` the value is named in the message; without, `value` only
+/// groups the rows (e-mails, whose text is not kept).
 fn reject_duplicates(
     plan: &mut Plan,
     mut dups: Vec<(u32, String)>,
     code: Code,
     name: &str,
-    fold_case: bool,
+    (fold_case, show): (bool, bool),
 ) {
     if dups.is_empty() {
         return;
@@ -1223,8 +1231,18 @@ fn reject_duplicates(
         let all = &lines[&group(value)];
         let shown: Vec<String> = all.iter().take(10).map(u64::to_string).collect();
         let more = if all.len() > 10 { ", …" } else { "" };
+        let what = if show {
+            format!("{name} {value:?}")
+        } else {
+            format!("the same {name}")
+        };
+        let case = if fold_case && !show {
+            "; compared ignoring case"
+        } else {
+            ""
+        };
         let message = format!(
-            "{name} {value:?} occurs {} times in the file (lines {}{more}); no occurrence is applied",
+            "{what} occurs {} times in the file (lines {}{more}{case}); no occurrence is applied",
             all.len(),
             shown.join(", ")
         );
