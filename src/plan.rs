@@ -802,6 +802,9 @@ pub fn read<R: Read>(
 /// The names in a user's list fields that `refs` does not know, as a
 /// results message, or `None` when all resolve.
 fn unknown_list_items(profile: &Profile, row: &MappedRow, refs: ListRefs<'_>) -> Option<String> {
+    if refs.groups.is_none() && refs.segments.is_none() {
+        return None;
+    }
     let mut problems = Vec::new();
     for (slot, spec) in profile.slots.iter().enumerate() {
         let (known, what) = match spec.field {

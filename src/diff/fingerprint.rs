@@ -87,9 +87,11 @@ impl Fingerprinter {
             buf.extend_from_slice(self.names[slot].as_bytes());
             buf.push(0);
             if self.lists[slot] && !value.is_empty() {
-                let sum = row
-                    .items(slot)
-                    .fold(0u64, |acc, item| acc.wrapping_add(xxh3_64(item.as_bytes())));
+                let sep = row.list_separator as u8;
+                let sum = value
+                    .as_bytes()
+                    .split(|&b| b == sep)
+                    .fold(0u64, |acc, item| acc.wrapping_add(xxh3_64(item)));
                 buf.extend_from_slice(&sum.to_le_bytes());
             } else {
                 buf.extend_from_slice(value.as_bytes());
