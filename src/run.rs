@@ -691,7 +691,9 @@ fn write_pass(
     let mut row = MappedRow::new();
     let mut batch: Vec<PlannedWrite> = Vec::new();
     let mut deletions: Vec<PlannedWrite> = Vec::new();
-    let mut link_wave: Vec<PlannedWrite> = Vec::new();
+    // Rows whose links follow in the second wave (built then from the file
+    // again, so memory holds a few bytes per row, not the operations).
+    let mut link_wave: Vec<LinkRow> = Vec::new();
     let mut unavailable = false;
     // Groups are written parent first: hold them until the file is read.
     let hold = kind == ObjectKind::Group;
@@ -787,10 +789,19 @@ fn write_pass(
                 fields: without_links(&object.fields, stored.as_ref().map(|s| &s.fields[..])),
                 ..object.clone()
             };
-            let id = if opts.dry_run { 0 } else { store.next_op_id()? };
-            let (op, pending) =
-                planned_write(id, kind, Action::Update, key.clone(), links, false, object);
-            link_wave.push((idx, op, pending));
+            let mask = LINK_FIELDS
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| links.iter().any(|(name, _)| name == *f))
+                .fold(0u8, |m, (k, _)| m | 1 << k);
+            link_wave.push(LinkRow {
+                row: idx as u32,
+                links: mask,
+                invited: object.invited,
+            });
+            if lines[idx].lms_id.is_none() {
+                lines[idx].lms_id = object.lms_id.clone();
+            }
             if action == Action::Update && fields.is_empty() {
                 continue;
             }
@@ -863,13 +874,14 @@ fn write_pass(
     }
     unavailable |= send_all(batch, size, lines, store, sink, opts, on_write)?;
     // The links of the users written (not of those whose write failed).
-    link_wave.retain(|(idx, _, _)| lines[*idx].outcome != Outcome::Failed);
-    for (idx, _, pending) in &mut link_wave {
-        if let Some(id) = &lines[*idx].lms_id {
-            pending.object.lms_id = Some(id.clone());
-        }
-    }
-    unavailable |= send_all(link_wave, size, lines, store, sink, opts, on_write)?;
+    link_wave.retain(|l| lines[l.row as usize].outcome != Outcome::Failed);
+    let links = LinkWave {
+        profile,
+        path,
+        plan,
+        refs,
+    };
+    unavailable |= links.send(link_wave, lines, store, sink, opts, size, on_write)?;
     // Deletions last; groups children first.
     if kind == ObjectKind::Group {
         children_first(&mut deletions, store)?;
@@ -886,6 +898,90 @@ type PlannedWrite = (usize, Operation, PendingOp);
 
 /// The fields that link a user to other objects: written in the second wave.
 const LINK_FIELDS: [&str; 4] = ["manager_id", "groups", "admin_groups", "segments"];
+
+/// A row whose links go in the second wave: which (bits of
+/// [`LINK_FIELDS`]) and whether the user is invited (kept in the store).
+struct LinkRow {
+    row: u32,
+    links: u8,
+    invited: bool,
+}
+
+/// The second wave of a file: its rows' links, built from the file read
+/// once more (only the link rows are mapped), sent in batches.
+struct LinkWave<'a> {
+    profile: &'a Profile,
+    path: &'a Path,
+    plan: &'a Plan,
+    refs: plan::ListRefs<'a>,
+}
+
+impl LinkWave<'_> {
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &self,
+        rows: Vec<LinkRow>,
+        lines: &mut [Line],
+        store: &mut RedbStore,
+        sink: &mut dyn Sink,
+        opts: &RunOptions,
+        size: usize,
+        on_write: &mut dyn FnMut(usize),
+    ) -> Result<bool, RunError> {
+        if rows.is_empty() {
+            return Ok(false);
+        }
+        let (profile, path, plan) = (self.profile, self.path, self.plan);
+        let read_err =
+            |e: crate::snapshot::FileError| io(path)(std::io::Error::other(e.to_string()));
+        let mut snapshot =
+            Snapshot::open(profile, File::open(path).map_err(io(path))?).map_err(read_err)?;
+        let layout = snapshot.layout().clone();
+        let fingerprinter = Fingerprinter::new(profile);
+        let (mut rec, mut row) = (Record::new(), MappedRow::new());
+        let mut batch: Vec<PlannedWrite> = Vec::new();
+        let mut unavailable = false;
+        let mut next = rows.iter().peekable();
+        let mut idx = 0usize;
+        while next.peek().is_some() && snapshot.read_record(&mut rec).map_err(read_err)? {
+            let i = idx;
+            idx += 1;
+            let Some(link) = next.next_if(|l| l.row as usize == i) else {
+                continue;
+            };
+            if profile.map(&rec, &layout, &mut row).is_err() {
+                continue; // planned from the same bytes: cannot differ
+            }
+            let wanted: Vec<String> = LINK_FIELDS
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| link.links & 1 << k != 0)
+                .map(|(_, f)| f.to_string())
+                .collect();
+            let mut fields = fields_of(profile, &row, Some(&wanted));
+            drop_unresolved(&mut fields, self.refs, plan.reference_unresolved(i));
+            let object = StoredObject {
+                fingerprint: plan.fingerprint(i),
+                active: plan.active_after(i),
+                invited: link.invited,
+                lms_id: lines[i].lms_id.clone(),
+                parent: None,
+                fields: fingerprinter.field_hashes(&row),
+            };
+            let id = if opts.dry_run { 0 } else { store.next_op_id()? };
+            let key = plan.row(i).key.unwrap_or_default().to_string();
+            let kind = profile.object;
+            let (op, pending) = planned_write(id, kind, Action::Update, key, fields, false, object);
+            batch.push((i, op, pending));
+            if batch.len() >= size {
+                let full = std::mem::take(&mut batch);
+                unavailable |= flush(full, lines, store, sink, opts, on_write)?;
+            }
+        }
+        unavailable |= flush(batch, lines, store, sink, opts, on_write)?;
+        Ok(unavailable)
+    }
+}
 
 /// Moves the link fields out of `fields`.
 fn take_links(fields: &mut Vec<(String, Value)>) -> Vec<(String, Value)> {
