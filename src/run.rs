@@ -780,7 +780,9 @@ fn write_pass(
             // (an update that empties one does: it removes the link).
             links.retain(|(_, v)| !v.is_empty());
         }
-        if !links.is_empty() {
+        let object = if links.is_empty() {
+            object
+        } else {
             // Until the links are acknowledged the store says they are
             // not applied: after a crash between the waves, the next run
             // sees the row changed and sends them again.
@@ -805,21 +807,8 @@ fn write_pass(
             if action == Action::Update && fields.is_empty() {
                 continue;
             }
-            let id = if opts.dry_run { 0 } else { store.next_op_id()? };
-            let (op, pending) = planned_write(id, kind, action, key, fields, invite, first);
-            batch.push((idx, op, pending));
-            if batch.len() >= tenant.batch_size {
-                unavailable |= flush(
-                    std::mem::take(&mut batch),
-                    lines,
-                    store,
-                    sink,
-                    opts,
-                    on_write,
-                )?;
-            }
-            continue;
-        }
+            first
+        };
         let id = if opts.dry_run { 0 } else { store.next_op_id()? };
         let (op, pending) = planned_write(id, kind, action, key, fields, invite, object);
         if action == Action::Delete {
