@@ -11,7 +11,7 @@ dir=target/bench-data
 mkdir -p "$dir"
 file="$dir/winningtemp-users-$rows-seed1.csv"
 [ -f "$file" ] || ./target/release/muster gen --profile winningtemp-users --rows "$rows" --seed 1 > "$file"
-echo "file: $file ($(stat -c %s "$file") bytes)"
+echo "file: $file ($(stat -L -c %s "$file") bytes)"
 runs=$(for i in 1 2 3 4 5; do
   /usr/bin/time -f "%e %M" ./target/release/muster check --profile winningtemp-users --today 2026-11-21 \
     --results /dev/null "$file" 2>&1 >/dev/null | tail -1
