@@ -25,7 +25,7 @@
 //! fingerprint moved.
 
 use std::io::Read;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use crate::code::Code;
 use crate::diff::{
@@ -295,9 +295,13 @@ impl Plan {
         // whose hash matches several prior keys (a collision) is looked up
         // by key.
         let index = prior.index();
-        let slot_of: Vec<AtomicU32> = (0..self.entries.len())
-            .map(|_| AtomicU32::new(NONE))
-            .collect();
+        // Nothing to look up in an empty prior (`check`, OLD of a diff).
+        let rows = if index.is_empty() {
+            0
+        } else {
+            self.entries.len()
+        };
+        let slot_of: Vec<AtomicU32> = (0..rows).map(|_| AtomicU32::new(NONE)).collect();
         let keys = &self.keys;
         let mid = keys.get(keys.len() / 2).map_or(u64::MAX, |k| k.0);
         let (ka, kb) = keys.split_at(keys.partition_point(|k| k.0 < mid));
@@ -315,7 +319,6 @@ impl Plan {
             })
         };
         rayon::join(|| merge(ka, ia), || merge(kb, ib));
-        let slot_of: Vec<u32> = slot_of.into_iter().map(AtomicU32::into_inner).collect();
         // Then the rows in file order, in two halves on the pool. The prior
         // keys this file names (rejected rows too) are marked: the others
         // are missing.
@@ -323,16 +326,13 @@ impl Plan {
         let arena = &self.arena;
         let half = self.entries.len() / 2;
         let (left, right) = self.entries.split_at_mut(half);
+        let named: Vec<AtomicBool> = (0..prior.slots()).map(|_| AtomicBool::new(false)).collect();
         let decide_rows = |rows: &mut [Entry], first: usize| {
-            decide_rows(profile, prior, arena, fold, rows, &slot_of[first..])
+            let slots = slot_of.get(first..).unwrap_or(&[]);
+            decide_rows(profile, prior, arena, fold, rows, slots, &named)
         };
-        let (mut named_slots, right_slots) =
-            rayon::join(|| decide_rows(left, 0), || decide_rows(right, half));
-        named_slots.extend(right_slots);
-        let mut named = vec![false; prior.slots()];
-        for slot in named_slots {
-            named[slot as usize] = true;
-        }
+        rayon::join(|| decide_rows(left, 0), || decide_rows(right, half));
+        let named: Vec<bool> = named.into_iter().map(AtomicBool::into_inner).collect();
         self.infer_missing(profile, prior, &named);
         if self.object == ObjectKind::Group {
             self.reject_cycles(prior);
@@ -979,28 +979,31 @@ const NONE: u32 = u32::MAX;
 const MANY: u32 = u32::MAX - 1;
 
 /// Decides `rows` given each one's prior slot (`slot_of`, [`NONE`] or
-/// [`MANY`]); returns the prior slots they name. The prior entries are
-/// fetched a few rows ahead.
+/// [`MANY`]; empty for an empty prior), and marks the prior slots they name
+/// in `named`. The prior entries are fetched a few rows ahead.
 fn decide_rows(
     profile: &Profile,
     prior: &dyn Prior,
     arena: &str,
     fold: bool,
     rows: &mut [Entry],
-    slot_of: &[u32],
-) -> Vec<u32> {
-    let mut named = Vec::with_capacity(rows.len());
+    slot_of: &[AtomicU32],
+    named: &[AtomicBool],
+) {
+    let slot_at = |row: usize| slot_of.get(row).map_or(NONE, |s| s.load(Ordering::Relaxed));
     let mut buf = String::new();
     for (row, e) in rows.iter_mut().enumerate() {
-        if let Some(&ahead) = slot_of.get(row + 16).filter(|&&s| s < MANY) {
+        let ahead = slot_at(row + 16);
+        if ahead < MANY {
             prior.prefetch(ahead, false);
         }
-        if let Some(&ahead) = slot_of.get(row + 8).filter(|&&s| s < MANY) {
+        let ahead = slot_at(row + 8);
+        if ahead < MANY {
             prior.prefetch(ahead, true);
         }
         // A row without a key is in no index: its slot is NONE.
         let key = span_str_or_empty(arena, e.key);
-        let slot = match slot_of[row] {
+        let slot = match slot_at(row) {
             NONE => None,
             MANY if fold => {
                 buf.clear();
@@ -1012,14 +1015,13 @@ fn decide_rows(
             s => same_key(fold, key, prior.key(s)).then_some(s),
         };
         if let Some(slot) = slot {
-            named.push(slot);
+            named[slot as usize].store(true, Ordering::Relaxed);
             e.flags |= KNOWN;
         }
         if e.has(VALID) && e.action != Action::Reject {
             e.action = decide(profile, e, slot.map(|s| prior.entry(s)));
         }
     }
-    named
 }
 
 fn span_str_or_empty(arena: &str, s: Span) -> &str {

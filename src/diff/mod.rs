@@ -395,15 +395,15 @@ pub fn diff_files(
             Some((i, new_plan.record_start(i), prior.origin(slot)))
         })
         .collect();
-    if !updates.is_empty() {
-        let new_at: Vec<u64> = updates.iter().map(|u| u.1).collect();
-        let old_at: Vec<u64> = updates.iter().map(|u| u.2).collect();
-        let (new_fields, old_fields) = rayon::join(
-            || field_hashes_at(profile, new, &new_at),
-            || field_hashes_at(profile, old, &old_at),
-        );
-        let (new_fields, old_fields) = (new_fields?, old_fields?);
-        for ((&(i, _, _), o), n) in updates.iter().zip(&old_fields).zip(&new_fields) {
+    // In chunks, so the field hashes held at once stay few; on this
+    // thread (a pool thread's first allocations cost it fresh memory, ~10 MB,
+    // more than the ~30 ms the two files at once would save).
+    for chunk in updates.chunks(2048) {
+        let new_at: Vec<u64> = chunk.iter().map(|u| u.1).collect();
+        let old_at: Vec<u64> = chunk.iter().map(|u| u.2).collect();
+        let new_fields = field_hashes_at(profile, new, &new_at)?;
+        let old_fields = field_hashes_at(profile, old, &old_at)?;
+        for ((&(i, _, _), o), n) in chunk.iter().zip(&old_fields).zip(&new_fields) {
             if let (Some(o), Some(n)) = (o, n) {
                 new_plan.resolve_update(i, o, n);
             }
