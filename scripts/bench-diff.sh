@@ -3,7 +3,7 @@
 # by side with DuckDB doing the same keyed diff (full outer join on the key plus a row hash).
 # Day 2 = `muster gen --from day1 --change-ratio 0.02 --shuffle`: 0.5 % deleted, 0.5 % created,
 # 1 % touched (70 % real updates, 15 % deactivations, 15 % changes that normalise away).
-# Wall time and peak RSS from /usr/bin/time -f "%e %M"; median of 5 runs each.
+# Wall time and peak RSS from /usr/bin/time -f "%e %M"; median of 5 runs each, the tools taking turns.
 # Usage: scripts/bench-diff.sh [ROWS]   (default 1000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,21 +17,6 @@ day2="$dir/winningtemp-users-$rows-seed1-day2.csv"
 [ -f "$day1" ] || ./target/release/muster gen --profile winningtemp-users --rows "$rows" --seed 1 > "$day1"
 [ -f "$day2" ] || ./target/release/muster gen --profile winningtemp-users --from "$day1" \
   --change-ratio 0.02 --seed 2 --shuffle > "$day2"
-
-median() { # command... -> "median wall, median peak RSS" over 5 runs, after 2 warm-up runs
-  # (on this VM the first runs after another memory-hungry process pay for the kernel
-  # reclaiming and zeroing memory: up to 2x slower; both tools get the same warm-up)
-  local runs
-  for i in 1 2; do "$@" >/dev/null 2>&1; done
-  runs=$(for i in 1 2 3 4 5; do /usr/bin/time -f "%e %M" "$@" 2>&1 >/dev/null | tail -1; done)
-  local wall rss
-  wall=$(echo "$runs" | awk '{print $1}' | sort -n | sed -n 3p)
-  rss=$(echo "$runs" | awk '{print $2}' | sort -n | sed -n 3p)
-  echo "${wall} s  $((rss / 1024)) MB"
-}
-
-echo "muster diff:  $(median ./target/release/muster diff --profile winningtemp-users \
-  --today 2026-11-21 --results /dev/null "$day1" "$day2")"
 
 venv="$dir/venv"
 [ -x "$venv/bin/python" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install -q duckdb; }
@@ -50,4 +35,24 @@ r = con.execute("""select
   from o full outer join n on o.k = n.k""").fetchone()
 print(r)
 PY
-echo "duckdb $("$venv/bin/python" -c 'import duckdb; print(duckdb.__version__)'): $(median "$venv/bin/python" "$dir/duckdb_diff.py" "$day1" "$day2")"
+muster=(./target/release/muster diff --profile winningtemp-users --today 2026-11-21 \
+  --results /dev/null "$day1" "$day2")
+duck=("$venv/bin/python" "$dir/duckdb_diff.py" "$day1" "$day2")
+# The two tools take turns (on this shared VM speed drifts by tens of percent over minutes;
+# turns give both the same conditions), after two warm-up runs each (the first runs after
+# another memory-hungry process pay for the kernel reclaiming and zeroing memory).
+for i in 1 2; do "${muster[@]}" >/dev/null 2>&1; "${duck[@]}" >/dev/null 2>&1; done
+m_runs=""; d_runs=""
+for i in 1 2 3 4 5; do
+  m_runs+="$(/usr/bin/time -f "%e %M" "${muster[@]}" 2>&1 >/dev/null | tail -1)"$'\n'
+  d_runs+="$(/usr/bin/time -f "%e %M" "${duck[@]}" 2>&1 >/dev/null | tail -1)"$'\n'
+done
+median() { # runs ("wall rss" lines) -> "median wall, median peak RSS; all walls"
+  local wall rss all
+  wall=$(echo "$1" | awk 'NF {print $1}' | sort -n | sed -n 3p)
+  rss=$(echo "$1" | awk 'NF {print $2}' | sort -n | sed -n 3p)
+  all=$(echo "$1" | awk 'NF {printf "%s ", $1}')
+  echo "${wall} s  $((rss / 1024)) MB   (runs: ${all% })"
+}
+echo "muster diff:  $(median "$m_runs")"
+echo "duckdb $("$venv/bin/python" -c 'import duckdb; print(duckdb.__version__)'): $(median "$d_runs")"

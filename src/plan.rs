@@ -872,6 +872,7 @@ pub fn read_with<R: Read>(
         if row.decoded_column.is_some() {
             plan.decoded_rows += 1;
         }
+        let mapped = result.is_ok();
         let message = match result {
             Ok(()) => {
                 let fp = if opts.no_fingerprints {
@@ -928,14 +929,18 @@ pub fn read_with<R: Read>(
             plan.keys.push((h, idx));
         }
         if profile.object == ObjectKind::User {
-            if let Some(email) = profile
-                .email_slot
-                .and_then(|s| email_as_read(&rec, &layout, &row, s))
-            {
-                folded.clear();
-                folded.push_str(email);
-                fold_case(&mut folded);
-                emails.push(&folded, idx);
+            if let Some(slot) = profile.email_slot {
+                if mapped {
+                    // A mapped row's e-mail is lower-cased already.
+                    if let Some(email) = row.get(slot) {
+                        emails.push(email, idx);
+                    }
+                } else if let Some(email) = email_as_read(&rec, &layout, &row, slot) {
+                    folded.clear();
+                    folded.push_str(email);
+                    fold_case(&mut folded);
+                    emails.push(&folded, idx);
+                }
             }
         }
     }

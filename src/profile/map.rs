@@ -164,39 +164,31 @@ fn list_is_normal(v: &str, sep: char) -> bool {
 /// at its ends, never two in a row). One pass over the bytes.
 pub fn is_valid_email(s: &str) -> bool {
     let b = s.as_bytes();
-    let mut at = None;
-    let mut ats = 0;
-    let mut control_or_space = false;
+    let mut at = usize::MAX;
+    let (mut non_ascii, mut dot, mut prev) = (false, false, 0u8);
     for (i, &c) in b.iter().enumerate() {
-        if c == b'@' {
-            ats += 1;
-            at = Some(i);
+        if c <= b' ' {
+            return false;
         }
-        control_or_space |= c <= b' ';
-    }
-    let Some(at) = at else {
-        return false;
-    };
-    if ats != 1 || control_or_space || at == 0 {
-        return false;
-    }
-    if !s.is_ascii() && s.chars().any(char::is_whitespace) {
-        return false;
-    }
-    let domain = &b[at + 1..];
-    if domain.len() < 3 || domain[0] == b'.' || domain[domain.len() - 1] == b'.' {
-        return false;
-    }
-    let mut dot = false;
-    for w in domain.windows(2) {
-        if w[0] == b'.' {
-            if w[1] == b'.' {
+        non_ascii |= c >= 0x80;
+        if c == b'@' {
+            if at != usize::MAX {
+                return false;
+            }
+            at = i;
+        } else if c == b'.' && at != usize::MAX {
+            // Not the domain's first character, never two in a row.
+            if i == at + 1 || prev == b'.' {
                 return false;
             }
             dot = true;
         }
+        prev = c;
     }
-    dot
+    if at == usize::MAX || at == 0 || b.len() - at - 1 < 3 || prev == b'.' || !dot {
+        return false;
+    }
+    !(non_ascii && s.chars().any(char::is_whitespace))
 }
 
 impl Profile {
@@ -504,5 +496,61 @@ impl Profile {
             e -= 1;
         }
         s..e
+    }
+}
+
+#[cfg(test)]
+mod email_tests {
+    use proptest::prelude::*;
+
+    /// The first version, in three passes: the oracle of the one-pass one.
+    fn oracle(s: &str) -> bool {
+        let b = s.as_bytes();
+        let mut at = None;
+        let mut ats = 0;
+        let mut control_or_space = false;
+        for (i, &c) in b.iter().enumerate() {
+            if c == b'@' {
+                ats += 1;
+                at = Some(i);
+            }
+            control_or_space |= c <= b' ';
+        }
+        let Some(at) = at else {
+            return false;
+        };
+        if ats != 1 || control_or_space || at == 0 {
+            return false;
+        }
+        if !s.is_ascii() && s.chars().any(char::is_whitespace) {
+            return false;
+        }
+        let domain = &b[at + 1..];
+        if domain.len() < 3 || domain[0] == b'.' || domain[domain.len() - 1] == b'.' {
+            return false;
+        }
+        let mut dot = false;
+        for w in domain.windows(2) {
+            if w[0] == b'.' {
+                if w[1] == b'.' {
+                    return false;
+                }
+                dot = true;
+            }
+        }
+        dot
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+        #[test]
+        fn one_pass_email_check_agrees_with_the_oracle(s in prop_oneof![
+            "[a.@ \tx\u{e9}\u{a0}]{0,12}",
+            // Near-valid: a local part, one or two @, a domain of letters and dots.
+            "[ax.\u{e9}]{0,3}(@[ax.\u{e9}]{0,6}){1,2}[ \u{a0}]?",
+            "a@[x.]{2,5}",
+        ]) {
+            prop_assert_eq!(super::is_valid_email(&s), oracle(&s), "{:?}", s);
+        }
     }
 }
