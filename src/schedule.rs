@@ -190,58 +190,92 @@ mod tests {
 
     #[test]
     fn next_runs() {
-        // The default: 04:00 UTC every day.
-        assert_eq!(
-            next("0 4 * * *", "2026-11-21T03:59:59Z", "UTC"),
-            "2026-11-21T04:00:00+00:00[UTC]"
-        );
-        assert_eq!(
-            next("0 4 * * *", "2026-11-21T04:00:00Z", "UTC"),
-            "2026-11-22T04:00:00+00:00[UTC]"
-        );
-        // Weekdays 1-5 are Monday to Friday: 2026-11-21 is a Saturday.
-        assert_eq!(
-            next("30 6 * * 1-5", "2026-11-21T10:00:00Z", "UTC"),
-            "2026-11-23T06:30:00+00:00[UTC]"
-        );
-        assert_eq!(
-            next("0 0 * * 7", "2026-11-21T10:00:00Z", "UTC"),
-            next("0 0 * * SUN", "2026-11-21T10:00:00Z", "UTC")
-        );
-        // Both day fields restricted: either one.
-        assert_eq!(
-            next("0 0 1 * MON", "2026-11-21T10:00:00Z", "UTC"),
-            "2026-11-23T00:00:00+00:00[UTC]"
-        );
-        // Local time across a clock change: 04:00 in Brussels, winter and summer.
-        assert_eq!(
-            next("0 4 * * *", "2026-03-28T12:00:00Z", "Europe/Brussels"),
-            "2026-03-29T04:00:00+02:00[Europe/Brussels]"
-        );
-        // 02:30 does not exist on 2026-03-29 in Brussels: the first instant after the gap.
-        assert_eq!(
-            next("30 2 * * *", "2026-03-28T12:00:00Z", "Europe/Brussels"),
-            "2026-03-29T03:30:00+02:00[Europe/Brussels]"
-        );
-        // 02:30 happens twice on 2026-10-25: once.
-        let first = next("30 2 * * *", "2026-10-24T12:00:00Z", "Europe/Brussels");
-        assert_eq!(first, "2026-10-25T02:30:00+02:00[Europe/Brussels]");
-        let after_first: Timestamp = "2026-10-25T00:30:00Z".parse().unwrap();
-        let s: Schedule = "30 2 * * *".parse().unwrap();
-        let tz = TimeZone::get("Europe/Brussels").unwrap();
-        assert_eq!(
-            s.next_after(after_first, &tz).unwrap().to_string(),
-            "2026-10-26T02:30:00+01:00[Europe/Brussels]"
-        );
-        // Seconds, steps, names, lists.
-        assert_eq!(
-            next("*/15 * * * * *", "2026-11-21T10:00:01Z", "UTC"),
-            "2026-11-21T10:00:15+00:00[UTC]"
-        );
-        assert_eq!(
-            next("0 9,17 * JAN,dec *", "2026-11-21T10:00:00Z", "UTC"),
-            "2026-12-01T09:00:00+00:00[UTC]"
-        );
+        // (schedule, after, time zone, next run)
+        let cases = [
+            // The default: 04:00 UTC every day.
+            (
+                "0 4 * * *",
+                "2026-11-21T03:59:59Z",
+                "UTC",
+                "2026-11-21T04:00:00+00:00[UTC]",
+            ),
+            (
+                "0 4 * * *",
+                "2026-11-21T04:00:00Z",
+                "UTC",
+                "2026-11-22T04:00:00+00:00[UTC]",
+            ),
+            // Weekdays 1-5 are Monday to Friday: 2026-11-21 is a Saturday.
+            (
+                "30 6 * * 1-5",
+                "2026-11-21T10:00:00Z",
+                "UTC",
+                "2026-11-23T06:30:00+00:00[UTC]",
+            ),
+            // Sunday is 0 and 7.
+            (
+                "0 0 * * 7",
+                "2026-11-21T10:00:00Z",
+                "UTC",
+                "2026-11-22T00:00:00+00:00[UTC]",
+            ),
+            (
+                "0 0 * * 0",
+                "2026-11-21T10:00:00Z",
+                "UTC",
+                "2026-11-22T00:00:00+00:00[UTC]",
+            ),
+            // Both day fields restricted: either one.
+            (
+                "0 0 1 * MON",
+                "2026-11-21T10:00:00Z",
+                "UTC",
+                "2026-11-23T00:00:00+00:00[UTC]",
+            ),
+            // Local time across a clock change: 04:00 in Brussels, in summer time.
+            (
+                "0 4 * * *",
+                "2026-03-28T12:00:00Z",
+                "Europe/Brussels",
+                "2026-03-29T04:00:00+02:00[Europe/Brussels]",
+            ),
+            // 02:30 does not exist on 2026-03-29 in Brussels: the first instant after the gap.
+            (
+                "30 2 * * *",
+                "2026-03-28T12:00:00Z",
+                "Europe/Brussels",
+                "2026-03-29T03:30:00+02:00[Europe/Brussels]",
+            ),
+            // 02:30 happens twice on 2026-10-25: once, the first time.
+            (
+                "30 2 * * *",
+                "2026-10-24T12:00:00Z",
+                "Europe/Brussels",
+                "2026-10-25T02:30:00+02:00[Europe/Brussels]",
+            ),
+            (
+                "30 2 * * *",
+                "2026-10-25T00:30:00Z",
+                "Europe/Brussels",
+                "2026-10-26T02:30:00+01:00[Europe/Brussels]",
+            ),
+            // Seconds, steps, names, lists.
+            (
+                "*/15 * * * * *",
+                "2026-11-21T10:00:01Z",
+                "UTC",
+                "2026-11-21T10:00:15+00:00[UTC]",
+            ),
+            (
+                "0 9,17 * JAN,dec *",
+                "2026-11-21T10:00:00Z",
+                "UTC",
+                "2026-12-01T09:00:00+00:00[UTC]",
+            ),
+        ];
+        for (expr, after, tz, want) in cases {
+            assert_eq!(next(expr, after, tz), want, "{expr} after {after} in {tz}");
+        }
         // Never.
         let s: Schedule = "0 0 31 2 *".parse().unwrap();
         assert!(s
