@@ -5,18 +5,7 @@
 # 1 % touched (70 % real updates, 15 % deactivations, 15 % changes that normalise away).
 # Wall time and peak RSS from /usr/bin/time -f "%e %M"; median of 5 runs each, the tools taking turns.
 # Usage: scripts/bench-diff.sh [ROWS]   (default 1000000)
-set -euo pipefail
-cd "$(dirname "$0")/.."
-rows=${1:-1000000}
-command -v /usr/bin/time >/dev/null || apt-get install -y time
-cargo build --release --quiet
-dir=target/bench-data
-mkdir -p "$dir"
-day1="$dir/winningtemp-users-$rows-seed1.csv"
-day2="$dir/winningtemp-users-$rows-seed1-day2.csv"
-[ -f "$day1" ] || ./target/release/muster gen --profile winningtemp-users --rows "$rows" --seed 1 > "$day1"
-[ -f "$day2" ] || ./target/release/muster gen --profile winningtemp-users --from "$day1" \
-  --change-ratio 0.02 --seed 2 --shuffle > "$day2"
+source "$(dirname "$0")/bench-data.sh"
 
 venv="$dir/venv"
 [ -x "$venv/bin/python" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install -q duckdb; }

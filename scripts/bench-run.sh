@@ -4,18 +4,9 @@
 # against the store holding day 1. Wall time and peak RSS from /usr/bin/time; one run each
 # (a run changes the store, so each measurement starts from a fresh copy of the tenant).
 # Usage: scripts/bench-run.sh [ROWS]   (default 1000000)
-set -euo pipefail
-cd "$(dirname "$0")/.."
-rows=${1:-1000000}
-command -v /usr/bin/time >/dev/null || apt-get install -y time
-cargo build --release --quiet
+source "$(dirname "$0")/bench-data.sh"
 muster=$PWD/target/release/muster
-data=target/bench-data
-mkdir -p "$data"
-day1="$data/winningtemp-users-$rows-seed1.csv"
-day2="$data/winningtemp-users-$rows-seed1-day2.csv"
-[ -f "$day1" ] || "$muster" gen --profile winningtemp-users --rows "$rows" --seed 1 > "$day1"
-[ -f "$day2" ] || "$muster" gen --profile winningtemp-users --from "$day1" --change-ratio 0.02 --seed 2 --shuffle > "$day2"
+data=$dir
 work=$data/run-tenant
 rm -rf "$work" && mkdir -p "$work/inbox"
 cat > "$work/muster.toml" <<'TOML'

@@ -157,12 +157,6 @@ pub trait Prior: Sync {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// Calls `f` with every key (in no useful order).
-    fn for_each_key(&self, f: &mut dyn FnMut(&str)) {
-        for &(_, s) in self.index() {
-            f(self.key(s));
-        }
-    }
 }
 
 /// Nothing applied yet (`muster check`).

@@ -1,0 +1,16 @@
+# Sourced by the bench scripts: builds the release binary and makes the generated input
+# files they share, in target/bench-data/ (not committed). Sets rows (from $1, default
+# 1000000), dir, day1 (`muster gen --seed 1`) and day2 (day 1 with 2 % of rows changed, 0.5 %
+# deleted and created, shuffled: `gen --from --change-ratio 0.02 --seed 2 --shuffle`).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+rows=${1:-1000000}
+command -v /usr/bin/time >/dev/null || apt-get install -y time
+cargo build --release --quiet
+dir=target/bench-data
+mkdir -p "$dir"
+day1="$dir/winningtemp-users-$rows-seed1.csv"
+day2="$dir/winningtemp-users-$rows-seed1-day2.csv"
+[ -f "$day1" ] || ./target/release/muster gen --profile winningtemp-users --rows "$rows" --seed 1 > "$day1"
+[ -f "$day2" ] || ./target/release/muster gen --profile winningtemp-users --from "$day1" \
+  --change-ratio 0.02 --seed 2 --shuffle > "$day2"
