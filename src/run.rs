@@ -38,7 +38,7 @@ use crate::plan::{self, Action, FileError, Plan};
 use crate::profile::{Cell, Date, FieldKind, MappedRow, ObjectKind, Profile};
 use crate::reader::Record;
 use crate::results::{Outcome, ResultsWriter};
-use crate::sink::{Ack, JsonlOutbox, Operation, Sink, Value};
+use crate::sink::{Ack, JsonlOutbox, KnownId, Operation, ScimSink, Sink, Value};
 use crate::snapshot::Snapshot;
 use crate::source::{Source, SourceError};
 use crate::store::{PendingOp, RedbStore, StateStore, StoreError, StoredObject};
@@ -154,9 +154,11 @@ pub fn run_tenant_with_progress(
         Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
     }
     let mut store = RedbStore::open(&tenant.state)?;
-    let SinkConfig::Jsonl { path } = &tenant.sink;
-    let mut sink = JsonlOutbox::open(path)?;
-    recover(&mut store, &mut sink)?;
+    let mut sink: Box<dyn Sink> = match &tenant.sink {
+        SinkConfig::Jsonl { path } => Box::new(JsonlOutbox::open(path)?),
+        SinkConfig::Scim(scim) => Box::new(ScimSink::open(scim)?),
+    };
+    recover(&mut store, sink.as_mut())?;
     let mut source = crate::source::open(tenant)?;
     let files = pick_up(tenant, source.as_mut())?;
     let mut reports = Vec::new();
@@ -181,7 +183,7 @@ pub fn run_tenant_with_progress(
                 &file,
                 source.as_mut(),
                 &mut store,
-                &mut sink,
+                sink.as_mut(),
                 opts,
                 progress,
             )
@@ -629,6 +631,9 @@ fn planned_write(
         key: key.clone(),
         fields,
         invite,
+        lms_id: object.lms_id.clone(),
+        ids: Vec::new(),
+        fresh: action == Action::Create,
     };
     (
         op,
@@ -800,6 +805,7 @@ fn write_pass(
                 row: idx as u32,
                 links: mask,
                 invited: object.invited,
+                fresh: action == Action::Create,
             });
             if lines[idx].lms_id.is_none() {
                 lines[idx].lms_id = object.lms_id.clone();
@@ -894,6 +900,8 @@ struct LinkRow {
     row: u32,
     links: u8,
     invited: bool,
+    /// Created in this run: no links to undo.
+    fresh: bool,
 }
 
 /// The second wave of a file: its rows' links, built from the file read
@@ -960,7 +968,9 @@ impl LinkWave<'_> {
             let id = if opts.dry_run { 0 } else { store.next_op_id()? };
             let key = plan.row(i).key.unwrap_or_default().to_string();
             let kind = profile.object;
-            let (op, pending) = planned_write(id, kind, Action::Update, key, fields, false, object);
+            let (mut op, pending) =
+                planned_write(id, kind, Action::Update, key, fields, false, object);
+            op.fresh = link.fresh;
             batch.push((i, op, pending));
             if batch.len() >= size {
                 let full = std::mem::take(&mut batch);
@@ -1075,6 +1085,9 @@ fn flush(
         ops.push(op);
         pending.push(p);
     }
+    if sink.wants_ids() {
+        known_ids(&mut ops, store)?;
+    }
     store.begin(&pending)?;
     // A sink error leaves the batch journalled: the next run recovers it.
     let acks = sink.apply(&ops)?;
@@ -1083,9 +1096,13 @@ fn flush(
     let mut unavailable = false;
     for ((idx, mut op), ack) in rows.into_iter().zip(pending).zip(acks) {
         match ack {
-            Ack::Applied { lms_id } => {
+            Ack::Applied { lms_id, linked } => {
                 if lms_id.is_some() {
                     op.object.lms_id = lms_id;
+                }
+                if linked {
+                    // An existing LMS user was linked: nobody was invited.
+                    op.object.invited = false;
                 }
                 if op.object.lms_id.is_some() {
                     lines[idx].lms_id = op.object.lms_id.clone();
@@ -1116,6 +1133,37 @@ fn flush(
     store.commit(&acked, &dropped)?;
     on_write(n);
     Ok(unavailable)
+}
+
+/// The LMS ids the store has for what each operation names (its manager,
+/// parent, groups and segments), for a sink that writes references by id.
+fn known_ids(ops: &mut [Operation], store: &RedbStore) -> Result<(), RunError> {
+    for op in ops.iter_mut() {
+        let mut named: Vec<(ObjectKind, String)> = Vec::new();
+        for (name, value) in &op.fields {
+            match (name.as_str(), value) {
+                ("manager_id", Value::Text(k)) if !k.is_empty() => {
+                    named.push((ObjectKind::User, k.clone()))
+                }
+                ("parent_id", Value::Text(k)) if !k.is_empty() => {
+                    named.push((ObjectKind::Group, k.clone()))
+                }
+                ("groups", Value::List(items)) => {
+                    named.extend(items.iter().map(|k| (ObjectKind::Group, k.clone())))
+                }
+                ("segments", Value::List(items)) => {
+                    named.extend(items.iter().map(|k| (ObjectKind::Segment, k.clone())))
+                }
+                _ => {}
+            }
+        }
+        for (kind, key) in named {
+            if let Some(lms_id) = store.get(kind, &key)?.and_then(|o| o.lms_id) {
+                op.ids.push(KnownId { kind, key, lms_id });
+            }
+        }
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]

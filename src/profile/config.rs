@@ -91,7 +91,7 @@ pub struct ProfileConfig {
     pub max_field_bytes: usize,
 }
 
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum ObjectKind {
     #[default]

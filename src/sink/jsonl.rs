@@ -112,7 +112,10 @@ impl Sink for JsonlOutbox {
         self.file.sync_data().map_err(|e| self.err(e))?;
         Ok(batch
             .iter()
-            .map(|_| Ack::Applied { lms_id: None })
+            .map(|_| Ack::Applied {
+                lms_id: None,
+                linked: false,
+            })
             .collect())
     }
 

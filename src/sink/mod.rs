@@ -7,8 +7,10 @@
 //! which journalled operations the LMS already has, so none is applied twice.
 
 mod jsonl;
+pub mod scim;
 
 pub use jsonl::JsonlOutbox;
+pub use scim::ScimSink;
 
 use serde::Serialize;
 
@@ -47,6 +49,22 @@ pub struct Operation {
     pub fields: Vec<(String, Value)>,
     /// Invite the user (a create under a profile with `invite_on_create`).
     pub invite: bool,
+    /// The object's id in the LMS, when the state store has it.
+    pub lms_id: Option<String>,
+    /// The LMS ids the store has for the objects this operation names
+    /// (manager, parent, groups, segments). Filled only for a sink that
+    /// asks for them ([`Sink::wants_ids`]).
+    pub ids: Vec<KnownId>,
+    /// The object did not exist before this run: it has no links to undo.
+    pub fresh: bool,
+}
+
+/// The LMS id of an object an operation names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KnownId {
+    pub kind: ObjectKind,
+    pub key: String,
+    pub lms_id: String,
 }
 
 /// The LMS's answer for one operation.
@@ -54,6 +72,9 @@ pub struct Operation {
 pub enum Ack {
     Applied {
         lms_id: Option<String>,
+        /// The object already existed in the LMS and was linked to, not
+        /// created: nobody was invited.
+        linked: bool,
     },
     /// The LMS refused it (e.g. a 4xx): reported, not retried.
     Rejected {
@@ -80,6 +101,11 @@ pub trait Sink {
     fn apply(&mut self, batch: &[Operation]) -> Result<Vec<Ack>, SinkError>;
     /// Which of these journalled operations the LMS already applied.
     fn recover(&mut self, pending: &[PendingOp]) -> Result<Vec<u64>, SinkError>;
+    /// Whether [`Operation::ids`] should be filled (a sink that writes
+    /// references by the LMS's ids). Default: no.
+    fn wants_ids(&self) -> bool {
+        false
+    }
     /// Called once after the last batch.
     fn finish(&mut self) -> Result<(), SinkError> {
         Ok(())

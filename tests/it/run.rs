@@ -417,6 +417,9 @@ fn journalled_writes_are_recovered_exactly_once() {
                     key: key.into(),
                     fields: vec![],
                     invite: false,
+                    lms_id: None,
+                    ids: vec![],
+                    fresh: true,
                 },
                 PendingOp {
                     id,

@@ -1,0 +1,1058 @@
+//! The SCIM 2.0 sink (RFC 7643/7644): users, groups and segments written
+//! to an LMS, through `/Bulk` when `/ServiceProviderConfig` offers it and
+//! one request per resource otherwise. `docs/scim.md` has the mapping.
+//!
+//! One [`Sink::apply`] takes a batch (at most the tenant's `batch_size`
+//! operations) and answers an acknowledgement per operation:
+//!
+//! 1. **Ids.** The LMS ids the state store has come with the operations;
+//!    the others (an object the store lost, a manager muster never wrote)
+//!    are found by `externalId`, twenty to a filter.
+//! 2. **Writes.** Creates (POST), updates and deactivations (PATCH with
+//!    only what changed), deletions (DELETE), cut into Bulk requests of at
+//!    most `maxOperations` and `maxPayloadSize` (a 413 halves a request).
+//!    They go to `senders` threads through a bounded channel, so what is
+//!    in memory is one batch however slow the LMS is. A batch in which an
+//!    operation names an object created in the same batch (a parent group,
+//!    a manager) is sent in order instead, with `bulkId:` references
+//!    inside a request and real ids across requests.
+//! 3. **Existing users.** A create the LMS refuses as a duplicate (409) is
+//!    linked instead: the user with that `userName` (or e-mail) gets the
+//!    file's attributes, and nobody is invited.
+//! 4. **Memberships** are written on the groups: one PATCH per group per
+//!    batch adds and removes members.
+//!
+//! The [`client`] retries 408, 429, 5xx and lost connections; an operation
+//! still failing is [`Ack::Unavailable`] (the next run sends it again), a
+//! refusal is [`Ack::Rejected`] with the LMS's own message. Invitations
+//! happen once: the invite attribute is only in a create's POST, a retried
+//! POST that meets its own earlier success is linked (not re-sent), and
+//! after a crash [`Sink::recover`] finds journalled creates by `externalId`.
+
+mod client;
+mod map;
+
+pub use map::{is_text_field, INVITE_ATTRIBUTE};
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ahash::AHashMap;
+use serde_json::{json, Value as Json};
+
+use self::client::{describe, retryable, Client, Method, Request, Response};
+use self::map::{Mapping, PATCH_OP};
+use super::{Ack, Operation, Sink, SinkError, Value};
+use crate::config::ScimConfig;
+use crate::plan::Action;
+use crate::profile::ObjectKind;
+use crate::store::PendingOp;
+
+const BULK_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
+const LIST_PAGE: usize = 1000;
+/// `externalId eq …` terms per search.
+const FILTER_TERMS: usize = 20;
+
+/// The LMS ids known in a batch, by kind and key.
+type Ids = AHashMap<(ObjectKind, String), String>;
+
+pub struct ScimSink {
+    client: Client,
+    map: Mapping,
+    bulk: Option<Bulk>,
+    senders: usize,
+    etag: bool,
+    create_missing_groups: bool,
+    max_rounds: u32,
+}
+
+/// What `/ServiceProviderConfig` allows in one Bulk request.
+#[derive(Clone, Copy, Debug)]
+struct Bulk {
+    max_ops: usize,
+    max_payload: usize,
+}
+
+/// What became of one operation's write.
+#[derive(Clone, Debug)]
+enum Outcome {
+    Done {
+        id: Option<String>,
+        linked: bool,
+    },
+    /// A create refused as a duplicate: link to the existing user. `ours`:
+    /// an earlier try of this very create may have made it.
+    Conflict { ours: bool, message: String },
+    /// Worth another round (a 408/429/5xx for one operation of a Bulk).
+    Again(String),
+    Rejected(String),
+    Unavailable(String),
+}
+
+impl ScimSink {
+    /// Connects: reads `/ServiceProviderConfig` (Bulk limits, ETags). An
+    /// LMS that cannot be reached or refuses the token is an error here,
+    /// before any file is touched.
+    pub fn open(cfg: &ScimConfig) -> Result<ScimSink, SinkError> {
+        let client = Client::new(cfg);
+        let err = |message: String| SinkError {
+            sink: cfg.url.clone(),
+            message,
+        };
+        let resp = client
+            .send(&Request::get("/ServiceProviderConfig".into()))
+            .map_err(err)?;
+        if resp.status == 401 || resp.status == 403 {
+            return Err(err(format!(
+                "the LMS refused the bearer token ({})",
+                resp.message()
+            )));
+        }
+        if !resp.ok() {
+            return Err(err(format!(
+                "GET /ServiceProviderConfig: {}",
+                resp.message()
+            )));
+        }
+        let spc = resp.json();
+        let num = |v: &Json| v.as_u64().map(|n| n as usize);
+        let bulk = match (&spc["bulk"]["supported"], cfg.bulk) {
+            (Json::Bool(true), crate::config::BulkMode::Auto) => Some(Bulk {
+                max_ops: num(&spc["bulk"]["maxOperations"]).unwrap_or(100).max(1),
+                max_payload: num(&spc["bulk"]["maxPayloadSize"]).unwrap_or(1 << 20),
+            }),
+            _ => None,
+        };
+        let etag = spc["etag"]["supported"] == Json::Bool(true);
+        tracing::info!(
+            url = %cfg.url,
+            bulk = ?bulk,
+            etag,
+            "scim: connected"
+        );
+        Ok(ScimSink {
+            client,
+            map: Mapping::new(cfg),
+            bulk,
+            senders: cfg.senders,
+            etag,
+            create_missing_groups: cfg.create_missing_groups,
+            max_rounds: cfg.max_attempts,
+        })
+    }
+
+    fn own(op: &Operation) -> (ObjectKind, String) {
+        (op.kind, op.key.clone())
+    }
+
+    /// The objects an operation names by key.
+    fn references(&self, op: &Operation) -> Vec<(ObjectKind, String)> {
+        let mut out = Vec::new();
+        for (name, value) in &op.fields {
+            match (op.kind, name.as_str(), value) {
+                (ObjectKind::User, "manager_id", Value::Text(k)) if !k.is_empty() => {
+                    out.push((ObjectKind::User, k.clone()))
+                }
+                (ObjectKind::Group, "parent_id", Value::Text(k)) if !k.is_empty() => {
+                    out.push((ObjectKind::Group, k.clone()))
+                }
+                (ObjectKind::User, field, Value::List(items)) => {
+                    if let Some(kind) = self.map.membership(field) {
+                        out.extend(items.iter().map(|k| (kind, k.clone())));
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Runs `f` over `jobs` on up to `threads` sender threads, fed through
+    /// a bounded channel; results in the order of `jobs`.
+    fn parallel<J: Send, R: Send>(
+        &self,
+        jobs: Vec<J>,
+        threads: usize,
+        f: impl Fn(J) -> R + Sync,
+    ) -> Vec<R> {
+        let n = jobs.len();
+        let threads = threads.min(n);
+        if threads <= 1 {
+            return jobs.into_iter().map(f).collect();
+        }
+        let (job_tx, job_rx) = crossbeam_channel::bounded::<(usize, J)>(threads);
+        let (res_tx, res_rx) = crossbeam_channel::bounded::<(usize, R)>(threads);
+        let f = &f;
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                let (rx, tx) = (job_rx.clone(), res_tx.clone());
+                s.spawn(move || {
+                    for (i, job) in rx {
+                        if tx.send((i, f(job))).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(res_tx);
+            s.spawn(move || {
+                for job in jobs.into_iter().enumerate() {
+                    if job_tx.send(job).is_err() {
+                        break;
+                    }
+                }
+            });
+            let mut out: Vec<Option<R>> = (0..n).map(|_| None).collect();
+            for (i, r) in res_rx {
+                out[i] = Some(r);
+            }
+            out.into_iter().flatten().collect()
+        })
+    }
+
+    /// Every resource of `endpoint` matching `filter`, page by page.
+    fn search(&self, endpoint: &str, filter: &str, attributes: &str) -> Result<Vec<Json>, String> {
+        let mut found = Vec::new();
+        let mut start = 1usize;
+        loop {
+            let path = format!(
+                "{endpoint}?filter={}&attributes={attributes}&startIndex={start}&count={LIST_PAGE}",
+                encode(filter)
+            );
+            let resp = self.client.send(&Request::get(path))?;
+            if !resp.ok() {
+                return Err(format!("GET {endpoint}?filter={filter}: {}", resp.message()));
+            }
+            let v = resp.json();
+            let page = v["Resources"].as_array().cloned().unwrap_or_default();
+            let total = v["totalResults"].as_u64().unwrap_or(0) as usize;
+            let got = page.len();
+            found.extend(page);
+            start += got;
+            if got == 0 || start > total {
+                return Ok(found);
+            }
+        }
+    }
+
+    /// Finds the LMS ids of `wanted` by `externalId`, into `ids`.
+    fn find(&self, wanted: &BTreeSet<(ObjectKind, String)>, ids: &mut Ids) -> Result<(), String> {
+        let mut jobs = Vec::new();
+        for kind in [ObjectKind::User, ObjectKind::Group, ObjectKind::Segment] {
+            let keys: Vec<&String> = wanted
+                .iter()
+                .filter(|(k, _)| *k == kind)
+                .map(|(_, key)| key)
+                .collect();
+            for chunk in keys.chunks(FILTER_TERMS) {
+                jobs.push((kind, chunk.to_vec()));
+            }
+        }
+        let results = self.parallel(jobs, self.senders, |(kind, keys)| {
+            let filter = keys
+                .iter()
+                .map(|k| format!("externalId eq {}", quote(&self.map.external_id(kind, k))))
+                .collect::<Vec<_>>()
+                .join(" or ");
+            let found = self.search(self.map.endpoint(kind), &filter, "id,externalId")?;
+            let mut out = Vec::new();
+            for r in found {
+                let (Some(id), Some(ext)) = (r["id"].as_str(), r["externalId"].as_str()) else {
+                    continue;
+                };
+                if let Some(key) = keys.iter().find(|k| self.map.external_id(kind, k) == ext) {
+                    out.push(((kind, key.to_string()), id.to_string()));
+                }
+            }
+            Ok::<_, String>(out)
+        });
+        for r in results {
+            ids.extend(r?);
+        }
+        Ok(())
+    }
+
+    /// Creates the groups users name that the LMS does not have (a tenant
+    /// without a group file: the names are the groups).
+    fn create_groups(&self, keys: Vec<String>, ids: &mut Ids) -> Result<(), String> {
+        let made = self.parallel(keys, self.senders, |key| {
+            let op = Operation {
+                op: 0,
+                kind: ObjectKind::Group,
+                action: Action::Create,
+                key: key.clone(),
+                fields: vec![("name".into(), Value::Text(key.clone()))],
+                invite: false,
+                lms_id: None,
+                ids: Vec::new(),
+                fresh: true,
+            };
+            match self.write_one(&op, &Ids::new()) {
+                Outcome::Done { id: Some(id), .. } => Ok(Some((key, id))),
+                Outcome::Unavailable(m) => Err(m),
+                other => {
+                    tracing::warn!(group = %key, outcome = ?other, "scim: could not create a group a user names");
+                    Ok(None)
+                }
+            }
+        });
+        for m in made {
+            if let Some((key, id)) = m? {
+                ids.insert((ObjectKind::Group, key), id);
+            }
+        }
+        Ok(())
+    }
+
+    /// The request writing `op`, or `None` when there is nothing to write
+    /// (an update of memberships only). `refs` resolves named objects.
+    fn request_parts(
+        &self,
+        op: &Operation,
+        own: Option<&str>,
+        refs: map::Refs<'_>,
+    ) -> Result<Option<(Method, String, Option<Json>)>, Outcome> {
+        let endpoint = self.map.endpoint(op.kind);
+        let at = |id: Option<&str>| match id {
+            Some(id) => Ok(format!("{endpoint}/{id}")),
+            None => Err(Outcome::Rejected(format!(
+                "{} {:?} is not in the LMS (no externalId {:?})",
+                op.kind.as_str(),
+                op.key,
+                self.map.external_id(op.kind, &op.key)
+            ))),
+        };
+        Ok(match op.action {
+            Action::Create => Some((Method::Post, endpoint.into(), Some(self.map.resource(op, refs)))),
+            Action::Update | Action::Deactivate => {
+                let ops = self.map.patch(op, refs);
+                if ops.is_empty() {
+                    None
+                } else {
+                    let body = json!({"schemas": [PATCH_OP], "Operations": ops});
+                    Some((Method::Patch, at(own)?, Some(body)))
+                }
+            }
+            Action::Delete => match own {
+                Some(id) => Some((Method::Delete, format!("{endpoint}/{id}"), None)),
+                // Not in the LMS: already gone.
+                None => None,
+            },
+            Action::Unchanged | Action::Reject => None,
+        })
+    }
+
+    /// One operation, one request (no Bulk).
+    fn write_one(&self, op: &Operation, ids: &Ids) -> Outcome {
+        let refs = |kind: ObjectKind, key: &str| ids.get(&(kind, key.to_string())).cloned();
+        let own = op.lms_id.clone().or_else(|| ids.get(&Self::own(op)).cloned());
+        let (method, path, body) = match self.request_parts(op, own.as_deref(), &refs) {
+            Ok(Some(parts)) => parts,
+            Ok(None) => return Outcome::Done { id: own, linked: false },
+            Err(outcome) => return outcome,
+        };
+        let mut req = Request {
+            method,
+            path,
+            body: body.map(|b| serde_json::to_vec(&b).unwrap_or_default()),
+            if_match: None,
+            writes: 1,
+        };
+        let mut resp = match self.client.send(&req) {
+            Ok(r) => r,
+            Err(m) => return Outcome::Unavailable(m),
+        };
+        // A server that wants the resource's version: read it, send again.
+        if matches!(resp.status, 412 | 428) && self.etag && method != Method::Post {
+            match self.client.send(&Request::get(req.path.clone())) {
+                Ok(r) if r.ok() => {
+                    req.if_match = r
+                        .etag
+                        .clone()
+                        .or_else(|| r.json()["meta"]["version"].as_str().map(str::to_string));
+                    resp = match self.client.send(&req) {
+                        Ok(r) => r,
+                        Err(m) => return Outcome::Unavailable(m),
+                    };
+                }
+                Ok(r) => return Outcome::Rejected(r.message()),
+                Err(m) => return Outcome::Unavailable(m),
+            }
+        }
+        self.outcome(op, method, resp.status, &resp, own, resp.attempts > 1)
+    }
+
+    /// What an answer means for `op`.
+    fn outcome(
+        &self,
+        op: &Operation,
+        method: Method,
+        status: u16,
+        resp: &Response,
+        own: Option<String>,
+        tried_before: bool,
+    ) -> Outcome {
+        let body = resp.json();
+        match status {
+            200..=299 if method == Method::Post => Outcome::Done {
+                id: body["id"]
+                    .as_str()
+                    .map(str::to_string)
+                    .or_else(|| resp.location.as_deref().and_then(last_segment)),
+                linked: false,
+            },
+            200..=299 => Outcome::Done { id: own, linked: false },
+            404 if method == Method::Delete => Outcome::Done { id: None, linked: false },
+            409 if method == Method::Post && op.kind == ObjectKind::User => Outcome::Conflict {
+                ours: tried_before,
+                message: resp.message(),
+            },
+            409 if method == Method::Post => {
+                // A group or segment that exists already: link to it.
+                Outcome::Conflict {
+                    ours: tried_before,
+                    message: resp.message(),
+                }
+            }
+            s if retryable(s) => Outcome::Again(resp.message()),
+            _ => Outcome::Rejected(resp.message()),
+        }
+    }
+
+    /// Sends `writes` one request each: in order when `ordered`, else on
+    /// the sender threads.
+    fn send_each(
+        &self,
+        batch: &[Operation],
+        writes: &[usize],
+        ids: &mut Ids,
+        ordered: bool,
+    ) -> Vec<(usize, Outcome)> {
+        if ordered {
+            let mut out = Vec::with_capacity(writes.len());
+            for &i in writes {
+                let outcome = self.write_one(&batch[i], ids);
+                if let Outcome::Done { id: Some(id), .. } = &outcome {
+                    ids.insert(Self::own(&batch[i]), id.clone());
+                }
+                out.push((i, outcome));
+            }
+            return out;
+        }
+        let shared: &Ids = ids;
+        let outcomes = self.parallel(writes.to_vec(), self.senders, |i| {
+            (i, self.write_one(&batch[i], shared))
+        });
+        outcomes
+    }
+
+    /// Sends `writes` through `/Bulk`, in rounds: operations a Bulk answer
+    /// says to try again go in the next round, after a backoff.
+    fn send_bulk(
+        &self,
+        bulk: Bulk,
+        batch: &[Operation],
+        writes: &[usize],
+        ids: &mut Ids,
+        ordered: bool,
+    ) -> Vec<(usize, Outcome)> {
+        let mut done = Vec::with_capacity(writes.len());
+        let mut todo = writes.to_vec();
+        let mut tried: BTreeSet<usize> = BTreeSet::new();
+        for round in 1..=self.max_rounds {
+            if todo.is_empty() {
+                break;
+            }
+            if round > 1 {
+                std::thread::sleep(std::time::Duration::from_millis(
+                    (100u64 << (round - 2).min(6)).min(5_000),
+                ));
+            }
+            let per_thread = todo.len().div_ceil(self.senders.max(1));
+            let size = if ordered {
+                bulk.max_ops
+            } else {
+                bulk.max_ops.min(per_thread.max(1))
+            };
+            let chunks: Vec<Vec<usize>> = todo.chunks(size).map(<[usize]>::to_vec).collect();
+            let results: Vec<Vec<(usize, Outcome)>> = if ordered {
+                let mut all = Vec::new();
+                for chunk in chunks {
+                    let r = self.bulk_chunk(bulk, batch, &chunk, ids, &tried);
+                    for (i, o) in &r {
+                        if let Outcome::Done { id: Some(id), .. } = o {
+                            ids.insert(Self::own(&batch[*i]), id.clone());
+                        }
+                    }
+                    all.push(r);
+                }
+                all
+            } else {
+                let shared: &Ids = ids;
+                let tried = &tried;
+                self.parallel(chunks, self.senders, |chunk| {
+                    self.bulk_chunk(bulk, batch, &chunk, shared, tried)
+                })
+            };
+            let mut again = Vec::new();
+            for (i, outcome) in results.into_iter().flatten() {
+                match outcome {
+                    Outcome::Again(m) if round < self.max_rounds => {
+                        tried.insert(i);
+                        again.push(i);
+                        tracing::debug!(op = batch[i].op, message = %m, "scim: bulk operation to retry");
+                    }
+                    Outcome::Again(m) => done.push((i, Outcome::Unavailable(m))),
+                    other => done.push((i, other)),
+                }
+            }
+            again.sort_unstable();
+            todo = again;
+        }
+        done
+    }
+
+    /// One Bulk request (halved while the LMS finds it too large).
+    fn bulk_chunk(
+        &self,
+        bulk: Bulk,
+        batch: &[Operation],
+        chunk: &[usize],
+        ids: &Ids,
+        tried: &BTreeSet<usize>,
+    ) -> Vec<(usize, Outcome)> {
+        let mut out = Vec::with_capacity(chunk.len());
+        // Objects created by this request, referenced as `bulkId:`.
+        let mut created: AHashMap<(ObjectKind, &str), String> = AHashMap::new();
+        let mut operations = Vec::with_capacity(chunk.len());
+        let mut sent: Vec<(usize, Method, Option<String>)> = Vec::new();
+        for &i in chunk {
+            let op = &batch[i];
+            let bulk_id = format!("b{}", op.op);
+            let refs = |kind: ObjectKind, key: &str| {
+                created
+                    .get(&(kind, key))
+                    .map(|b| format!("bulkId:{b}"))
+                    .or_else(|| ids.get(&(kind, key.to_string())).cloned())
+            };
+            let own = op.lms_id.clone().or_else(|| ids.get(&Self::own(op)).cloned());
+            match self.request_parts(op, own.as_deref(), &refs) {
+                Ok(Some((method, path, data))) => {
+                    let mut entry = json!({"method": method_name(method), "path": path, "bulkId": bulk_id});
+                    if let Some(data) = data {
+                        entry["data"] = data;
+                    }
+                    operations.push(entry);
+                    if method == Method::Post {
+                        created.insert((op.kind, op.key.as_str()), bulk_id);
+                    }
+                    sent.push((i, method, own));
+                }
+                Ok(None) => out.push((i, Outcome::Done { id: own, linked: false })),
+                Err(outcome) => out.push((i, outcome)),
+            }
+        }
+        if sent.is_empty() {
+            return out;
+        }
+        let body = json!({"schemas": [BULK_REQUEST], "Operations": operations});
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        let split = |out: &mut Vec<(usize, Outcome)>| {
+            let idx: Vec<usize> = sent.iter().map(|(i, _, _)| *i).collect();
+            let (a, b) = idx.split_at(idx.len() / 2);
+            out.extend(self.bulk_chunk(bulk, batch, a, ids, tried));
+            out.extend(self.bulk_chunk(bulk, batch, b, ids, tried));
+        };
+        if bytes.len() > bulk.max_payload && sent.len() > 1 {
+            split(&mut out);
+            return out;
+        }
+        let req = Request {
+            method: Method::Post,
+            path: "/Bulk".into(),
+            body: Some(bytes),
+            if_match: None,
+            writes: sent.len() as u32,
+        };
+        let resp = match self.client.send(&req) {
+            Ok(r) => r,
+            Err(m) => {
+                out.extend(sent.iter().map(|(i, _, _)| (*i, Outcome::Unavailable(m.clone()))));
+                return out;
+            }
+        };
+        if resp.status == 413 && sent.len() > 1 {
+            split(&mut out);
+            return out;
+        }
+        if !resp.ok() {
+            // The request as a whole was refused (one bad operation can do
+            // that): each operation on its own finds which.
+            tracing::debug!(status = resp.status, "scim: bulk refused, sending one by one");
+            for (i, _, _) in &sent {
+                out.push((*i, self.write_one(&batch[*i], ids)));
+            }
+            return out;
+        }
+        let answer = resp.json();
+        let answers = answer["Operations"].as_array().cloned().unwrap_or_default();
+        let by_bulk_id: AHashMap<&str, &Json> = answers
+            .iter()
+            .filter_map(|a| a["bulkId"].as_str().map(|b| (b, a)))
+            .collect();
+        for (pos, (i, method, own)) in sent.iter().enumerate() {
+            let op = &batch[*i];
+            let bulk_id = format!("b{}", op.op);
+            let Some(a) = by_bulk_id
+                .get(bulk_id.as_str())
+                .copied()
+                .or_else(|| answers.get(pos).filter(|a| a["bulkId"].is_null()))
+            else {
+                out.push((*i, Outcome::Again("the Bulk answer does not mention it".into())));
+                continue;
+            };
+            let status = match &a["status"] {
+                Json::String(s) => s.parse::<u16>().unwrap_or(500),
+                Json::Number(n) => n.as_u64().unwrap_or(500) as u16,
+                _ => 500,
+            };
+            let detail = serde_json::to_vec(&a["response"]).unwrap_or_default();
+            let one = Response {
+                status,
+                etag: a["version"].as_str().map(str::to_string),
+                location: a["location"].as_str().map(str::to_string),
+                body: if a["response"].is_null() { Vec::new() } else { detail },
+                retry_after: None,
+                attempts: 1,
+            };
+            let tried_before = resp.attempts > 1 || tried.contains(i);
+            let outcome = match status {
+                // A version to send: that operation alone, the ETag way.
+                412 | 428 => self.write_one(op, ids),
+                _ => self.outcome(op, *method, status, &one, own.clone(), tried_before),
+            };
+            let outcome = match outcome {
+                // The answer of an operation carries no body with the id.
+                Outcome::Done { id: None, linked } if *method == Method::Post => Outcome::Done {
+                    id: one.location.as_deref().and_then(last_segment),
+                    linked,
+                },
+                Outcome::Rejected(_) => Outcome::Rejected(describe(status, &one.body)),
+                other => other,
+            };
+            out.push((*i, outcome));
+        }
+        out
+    }
+
+    /// Links a create the LMS refused as a duplicate to the object it
+    /// already has: same `userName` (or e-mail; a group's `externalId` or
+    /// name), which gets the file's attributes and no invitation.
+    fn link(&self, op: &Operation, ids: &Ids, ours: bool, conflict: &str) -> Outcome {
+        let refs = |kind: ObjectKind, key: &str| ids.get(&(kind, key.to_string())).cloned();
+        let mut resource = self.map.resource(op, &refs);
+        let endpoint = self.map.endpoint(op.kind);
+        let mut filters = Vec::new();
+        if op.kind == ObjectKind::User {
+            if let Some(name) = resource["userName"].as_str() {
+                filters.push(format!("userName eq {}", quote(name)));
+            }
+            if let Some(email) = resource["emails"][0]["value"].as_str() {
+                filters.push(format!("emails.value eq {}", quote(email)));
+            }
+        } else {
+            filters.push(format!(
+                "externalId eq {}",
+                quote(&self.map.external_id(op.kind, &op.key))
+            ));
+            if let Some(name) = resource["displayName"].as_str() {
+                filters.push(format!("displayName eq {}", quote(name)));
+            }
+        }
+        let mut found = None;
+        for filter in &filters {
+            match self.search(endpoint, filter, "id") {
+                Ok(list) => {
+                    if let Some(id) = list.first().and_then(|r| r["id"].as_str()) {
+                        found = Some(id.to_string());
+                        break;
+                    }
+                }
+                Err(m) => return Outcome::Unavailable(m),
+            }
+        }
+        let Some(id) = found else {
+            return Outcome::Rejected(format!("{conflict}; no existing object found to link to"));
+        };
+        // The file's attributes, without the invitation: the user exists.
+        if let Json::Object(r) = &mut resource {
+            r.remove("schemas");
+            strip_invite(r, &self.map);
+        }
+        let body = json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": resource}]});
+        let req = Request {
+            method: Method::Patch,
+            path: format!("{endpoint}/{id}"),
+            body: Some(serde_json::to_vec(&body).unwrap_or_default()),
+            if_match: None,
+            writes: 1,
+        };
+        match self.client.send(&req) {
+            Ok(r) if r.ok() => Outcome::Done {
+                id: Some(id),
+                linked: !ours,
+            },
+            Ok(r) => Outcome::Rejected(format!("{conflict}; linking: {}", r.message())),
+            Err(m) => Outcome::Unavailable(m),
+        }
+    }
+
+    /// Writes the memberships the batch's users name: one PATCH per group.
+    fn memberships(&self, batch: &[Operation], acks: &mut [Option<Ack>], ids: &Ids) {
+        // Per user with a membership field: (op index, kinds touched, wanted group ids).
+        let mut users = Vec::new();
+        for (i, op) in batch.iter().enumerate() {
+            if acks[i].is_some()
+                || op.kind != ObjectKind::User
+                || !matches!(op.action, Action::Create | Action::Update)
+            {
+                continue;
+            }
+            let mut kinds = Vec::new();
+            let mut wanted = BTreeSet::new();
+            for (name, value) in &op.fields {
+                let (Some(kind), Value::List(items)) = (self.map.membership(name), value) else {
+                    continue;
+                };
+                kinds.push(kind);
+                for key in items {
+                    if let Some(id) = ids.get(&(kind, key.clone())) {
+                        wanted.insert(id.clone());
+                    }
+                }
+            }
+            if kinds.is_empty() {
+                continue;
+            }
+            let Some(uid) = ids.get(&Self::own(op)) else {
+                acks[i] = Some(Ack::Rejected {
+                    message: format!("user {:?} is not in the LMS", op.key),
+                });
+                continue;
+            };
+            users.push((i, uid.clone(), kinds, wanted));
+        }
+        if users.is_empty() {
+            return;
+        }
+        // What each user is a member of now (nothing, for a new user).
+        let current = self.parallel(users.iter().collect(), self.senders, |(i, uid, kinds, _)| {
+            if batch[*i].fresh {
+                return Ok(BTreeSet::new());
+            }
+            let filter = format!("members.value eq {}", quote(uid));
+            let groups = self.search("/Groups", &filter, "id,externalId")?;
+            Ok::<_, String>(
+                groups
+                    .iter()
+                    .filter(|g| {
+                        let ext = g["externalId"].as_str().unwrap_or_default();
+                        // Only the groups muster manages, of the kinds the
+                        // operation states.
+                        !ext.is_empty()
+                            && kinds.iter().any(|k| (*k == ObjectKind::Segment) == ext.starts_with("segment:"))
+                    })
+                    .filter_map(|g| g["id"].as_str().map(str::to_string))
+                    .collect(),
+            )
+        });
+        // Per group: members to add and to remove, and the operations asking.
+        let mut changes: BTreeMap<String, (Vec<String>, Vec<String>, Vec<usize>)> = BTreeMap::new();
+        for ((i, uid, _, wanted), now) in users.iter().zip(current) {
+            let now = match now {
+                Ok(now) => now,
+                Err(message) => {
+                    acks[*i] = Some(Ack::Unavailable { message });
+                    continue;
+                }
+            };
+            for gid in wanted.difference(&now) {
+                let c = changes.entry(gid.clone()).or_default();
+                c.0.push(uid.clone());
+                c.2.push(*i);
+            }
+            for gid in now.difference(wanted) {
+                let c = changes.entry(gid.clone()).or_default();
+                c.1.push(uid.clone());
+                c.2.push(*i);
+            }
+        }
+        let changes: Vec<(String, (Vec<String>, Vec<String>, Vec<usize>))> = changes.into_iter().collect();
+        let results = self.parallel(changes, self.senders, |(gid, (add, remove, ops))| {
+            let mut operations = Vec::new();
+            if !add.is_empty() {
+                let members: Vec<Json> = add.iter().map(|u| json!({"value": u})).collect();
+                operations.push(json!({"op": "add", "path": "members", "value": members}));
+            }
+            for u in &remove {
+                operations.push(json!({"op": "remove", "path": format!("members[value eq {}]", quote(u))}));
+            }
+            let body = json!({"schemas": [PATCH_OP], "Operations": operations});
+            let req = Request {
+                method: Method::Patch,
+                path: format!("/Groups/{gid}"),
+                body: Some(serde_json::to_vec(&body).unwrap_or_default()),
+                if_match: None,
+                writes: 1,
+            };
+            let ack = match self.client.send(&req) {
+                Ok(r) if r.ok() => None,
+                Ok(r) => Some(Ack::Rejected {
+                    message: format!("memberships of group {gid}: {}", r.message()),
+                }),
+                Err(message) => Some(Ack::Unavailable { message }),
+            };
+            (ops, ack)
+        });
+        for (ops, ack) in results {
+            if let Some(ack) = ack {
+                for i in ops {
+                    acks[i].get_or_insert_with(|| ack.clone());
+                }
+            }
+        }
+    }
+}
+
+impl Sink for ScimSink {
+    fn wants_ids(&self) -> bool {
+        true
+    }
+
+    fn apply(&mut self, batch: &[Operation]) -> Result<Vec<Ack>, SinkError> {
+        let n = batch.len();
+        let mut acks: Vec<Option<Ack>> = vec![None; n];
+        let mut linked = vec![false; n];
+        let mut ids = Ids::new();
+        for op in batch {
+            if let Some(id) = &op.lms_id {
+                ids.insert(Self::own(op), id.clone());
+            }
+            for k in &op.ids {
+                ids.insert((k.kind, k.key.clone()), k.lms_id.clone());
+            }
+        }
+        for (i, op) in batch.iter().enumerate() {
+            if !self.map.writes(op.kind) {
+                acks[i] = Some(Ack::Applied {
+                    lms_id: None,
+                    linked: false,
+                });
+            }
+        }
+        // 1. The ids nobody gave: own ones, and the objects named.
+        let created: BTreeSet<(ObjectKind, String)> = batch
+            .iter()
+            .filter(|op| op.action == Action::Create)
+            .map(Self::own)
+            .collect();
+        let mut wanted = BTreeSet::new();
+        let mut ordered = false;
+        for (i, op) in batch.iter().enumerate() {
+            if acks[i].is_some() {
+                continue;
+            }
+            if op.action != Action::Create && !ids.contains_key(&Self::own(op)) {
+                wanted.insert(Self::own(op));
+            }
+            for r in self.references(op) {
+                if created.contains(&r) {
+                    ordered = true;
+                } else if !ids.contains_key(&r) {
+                    wanted.insert(r);
+                }
+            }
+        }
+        let lookups = self.find(&wanted, &mut ids).and_then(|()| {
+            let missing: Vec<String> = wanted
+                .iter()
+                .filter(|(k, key)| *k == ObjectKind::Group && !ids.contains_key(&(*k, key.clone())))
+                .map(|(_, key)| key.clone())
+                .filter(|key| {
+                    batch.iter().any(|op| {
+                        op.kind == ObjectKind::User
+                            && op.fields.iter().any(|(name, v)| {
+                                name == "groups" && matches!(v, Value::List(l) if l.contains(key))
+                            })
+                    })
+                })
+                .collect();
+            if self.create_missing_groups && !missing.is_empty() {
+                self.create_groups(missing, &mut ids)?;
+            }
+            Ok(())
+        });
+        if let Err(message) = lookups {
+            // The LMS cannot be reached: the batch waits for the next run.
+            return Ok(acks
+                .into_iter()
+                .map(|a| {
+                    a.unwrap_or_else(|| Ack::Unavailable {
+                        message: message.clone(),
+                    })
+                })
+                .collect());
+        }
+        // 2. The resource writes.
+        let writes: Vec<usize> = (0..n).filter(|&i| acks[i].is_none()).collect();
+        let outcomes = match self.bulk {
+            Some(bulk) => self.send_bulk(bulk, batch, &writes, &mut ids, ordered),
+            None => self.send_each(batch, &writes, &mut ids, ordered),
+        };
+        let mut conflicts = Vec::new();
+        for (i, outcome) in outcomes {
+            match outcome {
+                Outcome::Done { id, linked: l } => {
+                    if let Some(id) = id {
+                        ids.insert(Self::own(&batch[i]), id);
+                    }
+                    linked[i] = l;
+                }
+                Outcome::Conflict { ours, message } => conflicts.push((i, ours, message)),
+                Outcome::Rejected(message) => acks[i] = Some(Ack::Rejected { message }),
+                Outcome::Unavailable(message) | Outcome::Again(message) => {
+                    acks[i] = Some(Ack::Unavailable { message })
+                }
+            }
+        }
+        // 3. Duplicates: link to what the LMS has.
+        if !conflicts.is_empty() {
+            let shared = &ids;
+            let results = self.parallel(conflicts, self.senders, |(i, ours, message)| {
+                (i, self.link(&batch[i], shared, ours, &message))
+            });
+            for (i, outcome) in results {
+                match outcome {
+                    Outcome::Done { id, linked: l } => {
+                        if let Some(id) = id {
+                            ids.insert(Self::own(&batch[i]), id);
+                        }
+                        linked[i] = l;
+                    }
+                    Outcome::Rejected(message) => acks[i] = Some(Ack::Rejected { message }),
+                    Outcome::Unavailable(message)
+                    | Outcome::Again(message)
+                    | Outcome::Conflict { message, .. } => {
+                        acks[i] = Some(Ack::Unavailable { message })
+                    }
+                }
+            }
+        }
+        // 4. Memberships, once every user of the batch exists.
+        self.memberships(batch, &mut acks, &ids);
+        Ok(acks
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| {
+                a.unwrap_or_else(|| Ack::Applied {
+                    lms_id: ids.get(&Self::own(&batch[i])).cloned(),
+                    linked: linked[i],
+                })
+            })
+            .collect())
+    }
+
+    /// A journalled create the LMS has (found by `externalId`) and a
+    /// journalled deletion it no longer has were applied; updates and
+    /// deactivations are not claimed (the next run sends them again, and
+    /// they are idempotent).
+    fn recover(&mut self, pending: &[PendingOp]) -> Result<Vec<u64>, SinkError> {
+        let relevant: Vec<&PendingOp> = pending
+            .iter()
+            .filter(|p| matches!(p.action, Action::Create | Action::Delete) && self.map.writes(p.kind))
+            .collect();
+        let wanted: BTreeSet<(ObjectKind, String)> =
+            relevant.iter().map(|p| (p.kind, p.key.clone())).collect();
+        let mut ids = Ids::new();
+        self.find(&wanted, &mut ids).map_err(|message| SinkError {
+            sink: self.client.base().to_string(),
+            message,
+        })?;
+        Ok(relevant
+            .iter()
+            .filter(|p| ids.contains_key(&(p.kind, p.key.clone())) == (p.action == Action::Create))
+            .map(|p| p.id)
+            .collect())
+    }
+}
+
+fn method_name(m: Method) -> &'static str {
+    match m {
+        Method::Get => "GET",
+        Method::Post => "POST",
+        Method::Patch => "PATCH",
+        Method::Delete => "DELETE",
+    }
+}
+
+/// Takes the invitation attribute out of a resource.
+fn strip_invite(r: &mut serde_json::Map<String, Json>, map: &Mapping) {
+    let path = map.invite_attribute();
+    let (mut at, attr) = match (path.starts_with("urn:"), path.rfind(':')) {
+        (true, Some(i)) => match r.get_mut(&path[..i]) {
+            Some(Json::Object(ext)) => (ext, &path[i + 1..]),
+            _ => return,
+        },
+        _ => (r, path),
+    };
+    let mut parts = attr.split('.').peekable();
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            at.remove(part);
+            return;
+        }
+        match at.get_mut(part) {
+            Some(Json::Object(next)) => at = next,
+            _ => return,
+        }
+    }
+}
+
+/// The id at the end of a resource's location.
+fn last_segment(location: &str) -> Option<String> {
+    location
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// A SCIM filter string literal (JSON string rules).
+fn quote(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters stay).
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_are_quoted_and_encoded() {
+        assert_eq!(quote(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(encode("externalId eq \"é\""), "externalId%20eq%20%22%C3%A9%22");
+        assert_eq!(last_segment("https://x/v2/Users/abc"), Some("abc".into()));
+    }
+}
