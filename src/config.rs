@@ -437,7 +437,9 @@ fn secret(
 fn scim_config(s: &ScimFile, rel: &dyn Fn(&Path) -> PathBuf) -> Result<ScimConfig, String> {
     let url = s.url.trim_end_matches('/').to_string();
     if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(format!("sink url {url:?} should start with https:// (or http://)"));
+        return Err(format!(
+            "sink url {url:?} should start with https:// (or http://)"
+        ));
     }
     let token = secret("token", &s.token_env, &s.token_file, rel)?
         .ok_or("a scim sink needs a bearer token: token_env or token_file")?;
@@ -447,7 +449,7 @@ fn scim_config(s: &ScimFile, rel: &dyn Fn(&Path) -> PathBuf) -> Result<ScimConfi
     if s.max_attempts == 0 {
         return Err("sink max_attempts must be at least 1".into());
     }
-    if s.writes_per_second.is_some_and(|w| !(w > 0.0)) {
+    if s.writes_per_second.is_some_and(|w| w.is_nan() || w <= 0.0) {
         return Err("sink writes_per_second must be above 0".into());
     }
     for (field, path) in &s.attributes {

@@ -134,13 +134,26 @@ fn main() -> ExitCode {
         Command::Daemon { .. } => "info",
         _ => "warn",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
-        )
-        .with_writer(io::stderr)
-        .init();
+    {
+        use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
+        use tracing_subscriber::prelude::*;
+        let env = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        // The HTTP client logs whole requests, the bearer token included,
+        // at trace: never below debug, whatever RUST_LOG asks.
+        let secrets = Targets::new()
+            .with_default(LevelFilter::TRACE)
+            .with_target("ureq", LevelFilter::DEBUG)
+            .with_target("ureq_proto", LevelFilter::DEBUG)
+            .with_target("rustls", LevelFilter::DEBUG);
+        tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(io::stderr)
+                    .with_filter(env.and(secrets)),
+            )
+            .init();
+    }
     let exit = match cli.command {
         Command::Check {
             profile,

@@ -323,13 +323,14 @@ fn stamped(source: &mut dyn Source, stem: &str, suffix: &str) -> Result<String, 
 
 /// Publishes the results and summary of a file, records its content as
 /// applied (`applied`: not a file refused or held, which `--force` or a fix
-/// may send again), and moves the original beside them (not on a dry run).
+/// may send again), and moves the original beside them (not on a dry run,
+/// nor when `keep`: a file whose sink was unavailable, for the next run).
 fn finish_file(
     source: &mut dyn Source,
     store: &mut RedbStore,
     opts: &RunOptions,
     file: &InboxFile<'_>,
-    (stamp, applied): (&str, bool),
+    (stamp, applied, keep): (&str, bool, bool),
     staged: &[&Path],
 ) -> Result<(), RunError> {
     for local in staged {
@@ -345,7 +346,9 @@ fn finish_file(
         if applied {
             store.remember_content(file.hash, &to)?;
         }
-        source.archive(file.name, &to)?;
+        if !keep {
+            source.archive(file.name, &to)?;
+        }
     }
     Ok(())
 }
@@ -459,7 +462,7 @@ fn process_file(
             );
             write_atomically(&summary_path, |w| w.write_all(summary.as_bytes()))?;
             let staged = [results_path.as_path(), summary_path.as_path()];
-            finish_file(source, store, opts, file, (&name, false), &staged)?;
+            finish_file(source, store, opts, file, (&name, false, false), &staged)?;
             return Ok(FileReport {
                 file: shown,
                 status: FileStatus::Refused,
@@ -552,11 +555,19 @@ fn process_file(
         None,
     );
     write_atomically(&summary_path, |w| w.write_all(summary.as_bytes()))?;
-    // A file whose sink was unavailable is not remembered either: sending
-    // it again resumes its writes.
+    // A file whose sink was unavailable stays in the inbox (its results
+    // are published): the next run takes it again and resumes its writes,
+    // what was applied coming out unchanged.
     let applied = !verdict.held() && !unavailable;
     let staged = [results_path.as_path(), summary_path.as_path()];
-    finish_file(source, store, opts, file, (&name, applied), &staged)?;
+    finish_file(
+        source,
+        store,
+        opts,
+        file,
+        (&name, applied, unavailable),
+        &staged,
+    )?;
     let status = if unavailable {
         FileStatus::SinkUnavailable
     } else if verdict.held() {

@@ -77,13 +77,9 @@ pub enum Ack {
         linked: bool,
     },
     /// The LMS refused it (e.g. a 4xx): reported, not retried.
-    Rejected {
-        message: String,
-    },
+    Rejected { message: String },
     /// The LMS could not be reached: the next run tries again.
-    Unavailable {
-        message: String,
-    },
+    Unavailable { message: String },
 }
 
 /// A sink that failed as a whole (the batch's fate is unknown until

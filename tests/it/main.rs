@@ -6,6 +6,7 @@ mod fixtures;
 mod profile;
 mod reader;
 mod run;
+mod scim;
 mod sftp;
 mod store;
 

@@ -242,8 +242,7 @@ impl Client {
             etag,
             location,
             body,
-            retry_after: retry_after
-                .and_then(|v| parse_retry_after(&v, jiff::Timestamp::now())),
+            retry_after: retry_after.and_then(|v| parse_retry_after(&v, jiff::Timestamp::now())),
             attempts: 1,
         })
     }

@@ -129,7 +129,11 @@ impl Mapping {
                     .filter(|v| !v.is_empty())
                     .unwrap_or(&op.key);
                 r.insert("userName".into(), json!(user_name));
-                set_path(&mut r, &format!("{ENTERPRISE}:employeeNumber"), json!(op.key));
+                set_path(
+                    &mut r,
+                    &format!("{ENTERPRISE}:employeeNumber"),
+                    json!(op.key),
+                );
                 r.insert("active".into(), json!(true));
                 for (name, value) in &op.fields {
                     for (path, v) in self.user_values(name, value, refs) {
@@ -209,7 +213,12 @@ impl Mapping {
     }
 
     /// The attributes one user field sets: `None` removes (an empty value).
-    fn user_values(&self, name: &str, value: &Value, refs: Refs<'_>) -> Vec<(String, Option<Json>)> {
+    fn user_values(
+        &self,
+        name: &str,
+        value: &Value,
+        refs: Refs<'_>,
+    ) -> Vec<(String, Option<Json>)> {
         let empty = value.is_empty();
         let one = |path: &str, v: Json| vec![(path.to_string(), (!empty).then_some(v))];
         let t = match value {
@@ -219,7 +228,10 @@ impl Mapping {
         match name {
             // The key: externalId and employeeNumber, set on create.
             "external_id" => Vec::new(),
-            "email" => one("emails", json!([{"value": t, "type": "work", "primary": true}])),
+            "email" => one(
+                "emails",
+                json!([{"value": t, "type": "work", "primary": true}]),
+            ),
             "phone" => one("phoneNumbers", json!([{"value": t, "type": "work"}])),
             "status" => vec![("active".into(), Some(json!(t != "inactive")))],
             "manager_id" => {
@@ -228,7 +240,10 @@ impl Mapping {
                 } else {
                     refs(ObjectKind::User, t)
                 };
-                vec![(format!("{ENTERPRISE}:manager"), id.map(|id| json!({"value": id})))]
+                vec![(
+                    format!("{ENTERPRISE}:manager"),
+                    id.map(|id| json!({"value": id})),
+                )]
             }
             "admin_groups" => one(&format!("{MUSTER_USER}:adminGroups"), list(value)),
             "segments" if self.segments == SegmentMapping::Attribute => {
@@ -244,7 +259,11 @@ impl Mapping {
     }
 
     /// A group's parent: its externalId and its LMS id.
-    fn parent_values(&self, fields: &[(String, Value)], refs: Refs<'_>) -> Vec<(String, Option<Json>)> {
+    fn parent_values(
+        &self,
+        fields: &[(String, Value)],
+        refs: Refs<'_>,
+    ) -> Vec<(String, Option<Json>)> {
         let Some(parent) = text(fields, "parent_id") else {
             return Vec::new();
         };
@@ -264,10 +283,13 @@ impl Mapping {
 }
 
 fn text<'a>(fields: &'a [(String, Value)], name: &str) -> Option<&'a str> {
-    fields.iter().find(|(n, _)| n == name).and_then(|(_, v)| match v {
-        Value::Text(t) => Some(t.as_str()),
-        Value::List(_) => None,
-    })
+    fields
+        .iter()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, v)| match v {
+            Value::Text(t) => Some(t.as_str()),
+            Value::List(_) => None,
+        })
 }
 
 fn list(value: &Value) -> Json {
@@ -306,9 +328,7 @@ pub fn set_path(r: &mut Map<String, Json>, path: &str, v: Json) {
             at.insert(part.to_string(), v);
             return;
         }
-        let next = at
-            .entry(part)
-            .or_insert_with(|| Json::Object(Map::new()));
+        let next = at.entry(part).or_insert_with(|| Json::Object(Map::new()));
         if !next.is_object() {
             *next = Json::Object(Map::new());
         }
@@ -378,13 +398,19 @@ mod tests {
         assert_eq!(r["externalId"], "E1");
         assert_eq!(r["name"], json!({"givenName": "Anna", "familyName": "Bó"}));
         assert_eq!(r["emails"][0]["value"], "anna@x.com");
-        assert!(r.get("phoneNumbers").is_none(), "an empty phone is not sent");
+        assert!(
+            r.get("phoneNumbers").is_none(),
+            "an empty phone is not sent"
+        );
         assert_eq!(r[ENTERPRISE]["manager"]["value"], "id-m1");
         assert_eq!(r[ENTERPRISE]["employeeNumber"], "E1");
         assert_eq!(r[ENTERPRISE]["costCenter"], "CC7");
         assert_eq!(r[MUSTER_USER]["birthDate"], "1990-01-02");
         assert_eq!(r[MUSTER_USER]["invite"], true);
-        assert!(r.get("groups").is_none(), "memberships are written on groups");
+        assert!(
+            r.get("groups").is_none(),
+            "memberships are written on groups"
+        );
         assert_eq!(r["schemas"], json!([USER, ENTERPRISE, MUSTER_USER]));
     }
 
@@ -393,7 +419,11 @@ mod tests {
         let m = mapping();
         let op = op(
             Action::Update,
-            &[("email", t("new@x.com")), ("title", t("")), ("manager_id", t(""))],
+            &[
+                ("email", t("new@x.com")),
+                ("title", t("")),
+                ("manager_id", t("")),
+            ],
         );
         let ops = m.patch(&op, &|_, _| None);
         assert_eq!(
@@ -415,7 +445,10 @@ mod tests {
     #[test]
     fn a_group_names_its_parent_by_external_id_and_by_id() {
         let m = mapping();
-        let mut g = op(Action::Create, &[("name", t("Sales")), ("parent_id", t("P"))]);
+        let mut g = op(
+            Action::Create,
+            &[("name", t("Sales")), ("parent_id", t("P"))],
+        );
         g.kind = ObjectKind::Group;
         let r = m.resource(&g, &|_, key| (key == "P").then(|| "bulkId:b3".into()));
         assert_eq!(r["displayName"], "Sales");

@@ -65,6 +65,10 @@ pub struct ScimSink {
     max_rounds: u32,
 }
 
+/// A group's membership changes in a batch: user ids to add, user ids to
+/// remove, and the operations (batch indices) asking for them.
+type Members = (Vec<String>, Vec<String>, Vec<usize>);
+
 /// What `/ServiceProviderConfig` allows in one Bulk request.
 #[derive(Clone, Copy, Debug)]
 struct Bulk {
@@ -81,7 +85,10 @@ enum Outcome {
     },
     /// A create refused as a duplicate: link to the existing user. `ours`:
     /// an earlier try of this very create may have made it.
-    Conflict { ours: bool, message: String },
+    Conflict {
+        ours: bool,
+        message: String,
+    },
     /// Worth another round (a 408/429/5xx for one operation of a Bulk).
     Again(String),
     Rejected(String),
@@ -101,11 +108,18 @@ impl ScimSink {
         let resp = client
             .send(&Request::get("/ServiceProviderConfig".into()))
             .map_err(err)?;
-        if resp.status == 401 || resp.status == 403 {
-            return Err(err(format!(
-                "the LMS refused the bearer token ({})",
-                resp.message()
-            )));
+        // The configuration may be public (RFC 7644 §4): the token is
+        // tried on a one-user list.
+        let probe = client
+            .send(&Request::get("/Users?count=1&attributes=id".into()))
+            .map_err(err)?;
+        for r in [&resp, &probe] {
+            if r.status == 401 || r.status == 403 {
+                return Err(err(format!(
+                    "the LMS refused the bearer token ({})",
+                    r.message()
+                )));
+            }
         }
         if !resp.ok() {
             return Err(err(format!(
@@ -220,7 +234,10 @@ impl ScimSink {
             );
             let resp = self.client.send(&Request::get(path))?;
             if !resp.ok() {
-                return Err(format!("GET {endpoint}?filter={filter}: {}", resp.message()));
+                return Err(format!(
+                    "GET {endpoint}?filter={filter}: {}",
+                    resp.message()
+                ));
             }
             let v = resp.json();
             let page = v["Resources"].as_array().cloned().unwrap_or_default();
@@ -322,7 +339,11 @@ impl ScimSink {
             ))),
         };
         Ok(match op.action {
-            Action::Create => Some((Method::Post, endpoint.into(), Some(self.map.resource(op, refs)))),
+            Action::Create => Some((
+                Method::Post,
+                endpoint.into(),
+                Some(self.map.resource(op, refs)),
+            )),
             Action::Update | Action::Deactivate => {
                 let ops = self.map.patch(op, refs);
                 if ops.is_empty() {
@@ -332,11 +353,8 @@ impl ScimSink {
                     Some((Method::Patch, at(own)?, Some(body)))
                 }
             }
-            Action::Delete => match own {
-                Some(id) => Some((Method::Delete, format!("{endpoint}/{id}"), None)),
-                // Not in the LMS: already gone.
-                None => None,
-            },
+            // Not in the LMS: already gone.
+            Action::Delete => own.map(|id| (Method::Delete, format!("{endpoint}/{id}"), None)),
             Action::Unchanged | Action::Reject => None,
         })
     }
@@ -344,41 +362,51 @@ impl ScimSink {
     /// One operation, one request (no Bulk).
     fn write_one(&self, op: &Operation, ids: &Ids) -> Outcome {
         let refs = |kind: ObjectKind, key: &str| ids.get(&(kind, key.to_string())).cloned();
-        let own = op.lms_id.clone().or_else(|| ids.get(&Self::own(op)).cloned());
+        let own = op
+            .lms_id
+            .clone()
+            .or_else(|| ids.get(&Self::own(op)).cloned());
         let (method, path, body) = match self.request_parts(op, own.as_deref(), &refs) {
             Ok(Some(parts)) => parts,
-            Ok(None) => return Outcome::Done { id: own, linked: false },
+            Ok(None) => {
+                return Outcome::Done {
+                    id: own,
+                    linked: false,
+                }
+            }
             Err(outcome) => return outcome,
         };
-        let mut req = Request {
+        let req = Request {
             method,
             path,
             body: body.map(|b| serde_json::to_vec(&b).unwrap_or_default()),
             if_match: None,
             writes: 1,
         };
-        let mut resp = match self.client.send(&req) {
-            Ok(r) => r,
-            Err(m) => return Outcome::Unavailable(m),
-        };
-        // A server that wants the resource's version: read it, send again.
-        if matches!(resp.status, 412 | 428) && self.etag && method != Method::Post {
-            match self.client.send(&Request::get(req.path.clone())) {
-                Ok(r) if r.ok() => {
-                    req.if_match = r
-                        .etag
-                        .clone()
-                        .or_else(|| r.json()["meta"]["version"].as_str().map(str::to_string));
-                    resp = match self.client.send(&req) {
-                        Ok(r) => r,
-                        Err(m) => return Outcome::Unavailable(m),
-                    };
-                }
-                Ok(r) => return Outcome::Rejected(r.message()),
-                Err(m) => return Outcome::Unavailable(m),
-            }
+        match self.send_versioned(req) {
+            Ok(resp) => self.outcome(op, method, resp.status, &resp, own, resp.attempts > 1),
+            Err(m) => Outcome::Unavailable(m),
         }
-        self.outcome(op, method, resp.status, &resp, own, resp.attempts > 1)
+    }
+
+    /// Sends a write; when the server asks for the resource's version
+    /// (412, 428) and offers ETags, reads it and sends once more with
+    /// `If-Match`.
+    fn send_versioned(&self, mut req: Request) -> Result<Response, String> {
+        let resp = self.client.send(&req)?;
+        if !(matches!(resp.status, 412 | 428) && self.etag && req.method != Method::Post) {
+            return Ok(resp);
+        }
+        let current = self.client.send(&Request::get(req.path.clone()))?;
+        if !current.ok() {
+            return Ok(current);
+        }
+        req.if_match = current.etag.clone().or_else(|| {
+            current.json()["meta"]["version"]
+                .as_str()
+                .map(str::to_string)
+        });
+        self.client.send(&req)
     }
 
     /// What an answer means for `op`.
@@ -400,8 +428,14 @@ impl ScimSink {
                     .or_else(|| resp.location.as_deref().and_then(last_segment)),
                 linked: false,
             },
-            200..=299 => Outcome::Done { id: own, linked: false },
-            404 if method == Method::Delete => Outcome::Done { id: None, linked: false },
+            200..=299 => Outcome::Done {
+                id: own,
+                linked: false,
+            },
+            404 if method == Method::Delete => Outcome::Done {
+                id: None,
+                linked: false,
+            },
             409 if method == Method::Post && op.kind == ObjectKind::User => Outcome::Conflict {
                 ours: tried_before,
                 message: resp.message(),
@@ -413,6 +447,10 @@ impl ScimSink {
                     message: resp.message(),
                 }
             }
+            401 | 403 => Outcome::Unavailable(format!(
+                "the LMS refused the bearer token ({})",
+                resp.message()
+            )),
             s if retryable(s) => Outcome::Again(resp.message()),
             _ => Outcome::Rejected(resp.message()),
         }
@@ -439,10 +477,9 @@ impl ScimSink {
             return out;
         }
         let shared: &Ids = ids;
-        let outcomes = self.parallel(writes.to_vec(), self.senders, |i| {
+        self.parallel(writes.to_vec(), self.senders, |i| {
             (i, self.write_one(&batch[i], shared))
-        });
-        outcomes
+        })
     }
 
     /// Sends `writes` through `/Bulk`, in rounds: operations a Bulk answer
@@ -534,10 +571,14 @@ impl ScimSink {
                     .map(|b| format!("bulkId:{b}"))
                     .or_else(|| ids.get(&(kind, key.to_string())).cloned())
             };
-            let own = op.lms_id.clone().or_else(|| ids.get(&Self::own(op)).cloned());
+            let own = op
+                .lms_id
+                .clone()
+                .or_else(|| ids.get(&Self::own(op)).cloned());
             match self.request_parts(op, own.as_deref(), &refs) {
                 Ok(Some((method, path, data))) => {
-                    let mut entry = json!({"method": method_name(method), "path": path, "bulkId": bulk_id});
+                    let mut entry =
+                        json!({"method": method_name(method), "path": path, "bulkId": bulk_id});
                     if let Some(data) = data {
                         entry["data"] = data;
                     }
@@ -547,7 +588,13 @@ impl ScimSink {
                     }
                     sent.push((i, method, own));
                 }
-                Ok(None) => out.push((i, Outcome::Done { id: own, linked: false })),
+                Ok(None) => out.push((
+                    i,
+                    Outcome::Done {
+                        id: own,
+                        linked: false,
+                    },
+                )),
                 Err(outcome) => out.push((i, outcome)),
             }
         }
@@ -576,7 +623,10 @@ impl ScimSink {
         let resp = match self.client.send(&req) {
             Ok(r) => r,
             Err(m) => {
-                out.extend(sent.iter().map(|(i, _, _)| (*i, Outcome::Unavailable(m.clone()))));
+                out.extend(
+                    sent.iter()
+                        .map(|(i, _, _)| (*i, Outcome::Unavailable(m.clone()))),
+                );
                 return out;
             }
         };
@@ -587,7 +637,10 @@ impl ScimSink {
         if !resp.ok() {
             // The request as a whole was refused (one bad operation can do
             // that): each operation on its own finds which.
-            tracing::debug!(status = resp.status, "scim: bulk refused, sending one by one");
+            tracing::debug!(
+                status = resp.status,
+                "scim: bulk refused, sending one by one"
+            );
             for (i, _, _) in &sent {
                 out.push((*i, self.write_one(&batch[*i], ids)));
             }
@@ -607,7 +660,10 @@ impl ScimSink {
                 .copied()
                 .or_else(|| answers.get(pos).filter(|a| a["bulkId"].is_null()))
             else {
-                out.push((*i, Outcome::Again("the Bulk answer does not mention it".into())));
+                out.push((
+                    *i,
+                    Outcome::Again("the Bulk answer does not mention it".into()),
+                ));
                 continue;
             };
             let status = match &a["status"] {
@@ -620,7 +676,11 @@ impl ScimSink {
                 status,
                 etag: a["version"].as_str().map(str::to_string),
                 location: a["location"].as_str().map(str::to_string),
-                body: if a["response"].is_null() { Vec::new() } else { detail },
+                body: if a["response"].is_null() {
+                    Vec::new()
+                } else {
+                    detail
+                },
                 retry_after: None,
                 attempts: 1,
             };
@@ -688,7 +748,8 @@ impl ScimSink {
             r.remove("schemas");
             strip_invite(r, &self.map);
         }
-        let body = json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": resource}]});
+        let body =
+            json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": resource}]});
         let req = Request {
             method: Method::Patch,
             path: format!("{endpoint}/{id}"),
@@ -696,7 +757,7 @@ impl ScimSink {
             if_match: None,
             writes: 1,
         };
-        match self.client.send(&req) {
+        match self.send_versioned(req) {
             Ok(r) if r.ok() => Outcome::Done {
                 id: Some(id),
                 linked: !ours,
@@ -745,28 +806,34 @@ impl ScimSink {
             return;
         }
         // What each user is a member of now (nothing, for a new user).
-        let current = self.parallel(users.iter().collect(), self.senders, |(i, uid, kinds, _)| {
-            if batch[*i].fresh {
-                return Ok(BTreeSet::new());
-            }
-            let filter = format!("members.value eq {}", quote(uid));
-            let groups = self.search("/Groups", &filter, "id,externalId")?;
-            Ok::<_, String>(
-                groups
-                    .iter()
-                    .filter(|g| {
-                        let ext = g["externalId"].as_str().unwrap_or_default();
-                        // Only the groups muster manages, of the kinds the
-                        // operation states.
-                        !ext.is_empty()
-                            && kinds.iter().any(|k| (*k == ObjectKind::Segment) == ext.starts_with("segment:"))
-                    })
-                    .filter_map(|g| g["id"].as_str().map(str::to_string))
-                    .collect(),
-            )
-        });
+        let current = self.parallel(
+            users.iter().collect(),
+            self.senders,
+            |(i, uid, kinds, _)| {
+                if batch[*i].fresh {
+                    return Ok(BTreeSet::new());
+                }
+                let filter = format!("members.value eq {}", quote(uid));
+                let groups = self.search("/Groups", &filter, "id,externalId")?;
+                Ok::<_, String>(
+                    groups
+                        .iter()
+                        .filter(|g| {
+                            let ext = g["externalId"].as_str().unwrap_or_default();
+                            // Only the groups muster manages, of the kinds the
+                            // operation states.
+                            !ext.is_empty()
+                                && kinds.iter().any(|k| {
+                                    (*k == ObjectKind::Segment) == ext.starts_with("segment:")
+                                })
+                        })
+                        .filter_map(|g| g["id"].as_str().map(str::to_string))
+                        .collect(),
+                )
+            },
+        );
         // Per group: members to add and to remove, and the operations asking.
-        let mut changes: BTreeMap<String, (Vec<String>, Vec<String>, Vec<usize>)> = BTreeMap::new();
+        let mut changes: BTreeMap<String, Members> = BTreeMap::new();
         for ((i, uid, _, wanted), now) in users.iter().zip(current) {
             let now = match now {
                 Ok(now) => now,
@@ -786,7 +853,7 @@ impl ScimSink {
                 c.2.push(*i);
             }
         }
-        let changes: Vec<(String, (Vec<String>, Vec<String>, Vec<usize>))> = changes.into_iter().collect();
+        let changes: Vec<(String, Members)> = changes.into_iter().collect();
         let results = self.parallel(changes, self.senders, |(gid, (add, remove, ops))| {
             let mut operations = Vec::new();
             if !add.is_empty() {
@@ -794,7 +861,9 @@ impl ScimSink {
                 operations.push(json!({"op": "add", "path": "members", "value": members}));
             }
             for u in &remove {
-                operations.push(json!({"op": "remove", "path": format!("members[value eq {}]", quote(u))}));
+                operations.push(
+                    json!({"op": "remove", "path": format!("members[value eq {}]", quote(u))}),
+                );
             }
             let body = json!({"schemas": [PATCH_OP], "Operations": operations});
             let req = Request {
@@ -804,7 +873,7 @@ impl ScimSink {
                 if_match: None,
                 writes: 1,
             };
-            let ack = match self.client.send(&req) {
+            let ack = match self.send_versioned(req) {
                 Ok(r) if r.ok() => None,
                 Ok(r) => Some(Ack::Rejected {
                     message: format!("memberships of group {gid}: {}", r.message()),
@@ -968,7 +1037,9 @@ impl Sink for ScimSink {
     fn recover(&mut self, pending: &[PendingOp]) -> Result<Vec<u64>, SinkError> {
         let relevant: Vec<&PendingOp> = pending
             .iter()
-            .filter(|p| matches!(p.action, Action::Create | Action::Delete) && self.map.writes(p.kind))
+            .filter(|p| {
+                matches!(p.action, Action::Create | Action::Delete) && self.map.writes(p.kind)
+            })
             .collect();
         let wanted: BTreeSet<(ObjectKind, String)> =
             relevant.iter().map(|p| (p.kind, p.key.clone())).collect();
@@ -1052,7 +1123,10 @@ mod tests {
     #[test]
     fn filters_are_quoted_and_encoded() {
         assert_eq!(quote(r#"a"b\c"#), r#""a\"b\\c""#);
-        assert_eq!(encode("externalId eq \"é\""), "externalId%20eq%20%22%C3%A9%22");
+        assert_eq!(
+            encode("externalId eq \"é\""),
+            "externalId%20eq%20%22%C3%A9%22"
+        );
         assert_eq!(last_segment("https://x/v2/Users/abc"), Some("abc".into()));
     }
 }

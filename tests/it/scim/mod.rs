@@ -1,0 +1,580 @@
+//! The SCIM sink end to end: `muster run` against a real SCIM server
+//! (scim2-server), then the LMS read back through its API and compared
+//! with what the files say; faults injected by a proxy of ours; a real
+//! kill -9 mid-run.
+
+mod oracle;
+mod proxy;
+mod server;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use oracle::{Layout, User, LUCCA, MOBIETRAIN, WINNINGTEMP};
+use proxy::{Fault, Proxy};
+use server::{ScimServer, TOKEN};
+
+use crate::fixtures::TODAY;
+
+const TOKEN_VAR: &str = "MUSTER_TEST_SCIM_TOKEN";
+
+/// One tenant writing to a SCIM LMS at `url`.
+struct ScimTenant {
+    dir: tempfile::TempDir,
+}
+
+impl ScimTenant {
+    /// `files`: (pattern, profile) pairs; `sink`: extra `[tenant.sink]` lines.
+    fn new(url: &str, batch_size: usize, files: &[(&str, &str)], sink: &str) -> ScimTenant {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("inbox")).unwrap();
+        let files: String = files
+            .iter()
+            .map(|(p, profile)| {
+                format!("[[tenant.files]]\npattern = \"{p}\"\nprofile = \"{profile}\"\n")
+            })
+            .collect();
+        std::fs::write(
+            dir.path().join("muster.toml"),
+            format!(
+                "[[tenant]]\nname = \"t\"\nstate = \"state.redb\"\nbatch_size = {batch_size}\n\
+                 [tenant.source]\ntype = \"dir\"\npath = \"inbox\"\nsettle_ms = 0\n{files}\
+                 [tenant.sink]\ntype = \"scim\"\nurl = \"{url}\"\ntoken_env = \"{TOKEN_VAR}\"\n\
+                 backoff_ms = 20\nmax_backoff_ms = 200\n{sink}\n"
+            ),
+        )
+        .unwrap();
+        ScimTenant { dir }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    /// The results CSV beside a processed original.
+    fn processed_results_of(&self, original: &Path) -> PathBuf {
+        let name = original.file_name().unwrap().to_string_lossy();
+        original.with_file_name(format!("{}.results.csv", name.trim_end_matches(".csv")))
+    }
+
+    fn drop_file(&self, name: &str, text: &[u8]) {
+        std::fs::write(self.path("inbox").join(name), text).unwrap();
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_muster"));
+        c.args(["run", "--config"])
+            .arg(self.path("muster.toml"))
+            .args(["--today", TODAY])
+            .env(TOKEN_VAR, TOKEN);
+        c
+    }
+
+    fn run(&self) -> Output {
+        self.command().output().unwrap()
+    }
+
+    /// The failed lines of every results file, for assertion messages.
+    fn failures(&self) -> String {
+        let mut out = String::new();
+        for e in std::fs::read_dir(self.path("inbox/processed"))
+            .into_iter()
+            .flatten()
+        {
+            let path = e.unwrap().path();
+            if path.to_string_lossy().ends_with(".results.csv") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for line in text.lines().filter(|l| l.contains(",failed,")).take(5) {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+
+    /// The last processed copy of a file and its results CSV.
+    fn processed(&self, stem: &str) -> (PathBuf, PathBuf) {
+        let dir = self.path("inbox/processed");
+        // Originals, newest last (a name may carry a `-2` after its stamp).
+        let mut names: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| {
+                (
+                    e.metadata().unwrap().modified().unwrap(),
+                    e.file_name().to_string_lossy().to_string(),
+                )
+            })
+            .filter(|(_, n)| {
+                n.starts_with(&format!("{stem}."))
+                    && n.ends_with(".csv")
+                    && !n.ends_with(".results.csv")
+            })
+            .collect();
+        names.sort();
+        let (_, name) = names
+            .pop()
+            .unwrap_or_else(|| panic!("no processed {stem} in {}", dir.display()));
+        let results = format!("{}.results.csv", name.trim_end_matches(".csv"));
+        (dir.join(name), dir.join(results))
+    }
+}
+
+fn gen(profile: &str, rows: usize, seed: u64) -> Vec<u8> {
+    let o = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(["gen", "--profile", profile, "--rows", &rows.to_string()])
+        .args(["--seed", &seed.to_string()])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    o.stdout
+}
+
+fn gen_from(profile: &str, from: &Path, ratio: &str, seed: u64) -> Vec<u8> {
+    let o = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(["gen", "--profile", profile, "--from"])
+        .arg(from)
+        .args(["--change-ratio", ratio, "--seed", &seed.to_string()])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    o.stdout
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// Asserts that the LMS holds exactly `expected`, field by field.
+fn assert_lms(server: &ScimServer, expected: &BTreeMap<String, User>) {
+    let actual = oracle::lms_users(server);
+    let missing: Vec<&String> = expected
+        .keys()
+        .filter(|k| !actual.contains_key(*k))
+        .collect();
+    let extra: Vec<&String> = actual
+        .keys()
+        .filter(|k| !expected.contains_key(*k))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "users missing from the LMS: {missing:?}"
+    );
+    assert!(extra.is_empty(), "users the files do not have: {extra:?}");
+    for (key, want) in expected {
+        assert_eq!(&actual[key], want, "user {key}");
+    }
+}
+
+fn keys_of(map: &BTreeMap<String, (String, Option<String>)>, prefix: &str) -> BTreeSet<String> {
+    map.keys()
+        .filter_map(|k| k.strip_prefix(prefix).map(str::to_string))
+        .collect()
+}
+
+fn users_state(t: &ScimTenant, stem: &str, layout: &Layout, state: &mut BTreeMap<String, User>) {
+    let (file, results) = t.processed(stem);
+    oracle::apply_users(state, layout, &file, &results, None, None);
+}
+
+#[test]
+fn winningtemp_groups_segments_and_users_then_day_two_converge() {
+    let server = ScimServer::start();
+    let t = ScimTenant::new(
+        &server.url(),
+        100,
+        &[
+            ("wt_groups*.csv", "winningtemp-groups"),
+            ("wt_segments*.csv", "winningtemp-segments"),
+            ("wt_users*.csv", "winningtemp-users"),
+        ],
+        "user_name = \"username\"",
+    );
+    t.drop_file("wt_groups.csv", &gen("winningtemp-groups", 200, 1));
+    t.drop_file("wt_segments.csv", &gen("winningtemp-segments", 20, 1));
+    t.drop_file("wt_users.csv", &gen("winningtemp-users", 600, 1));
+    let o = t.run();
+    assert!(matches!(code(&o), 0 | 3), "{}", stderr(&o));
+
+    // Groups: names and the hierarchy (parentId resolves to the parent).
+    let (gf, gr) = t.processed("wt_groups");
+    let (sf, sr) = t.processed("wt_segments");
+    let mut want_groups = oracle::file_groups(&gf, &gr, "");
+    want_groups.extend(oracle::file_groups(&sf, &sr, "segment:"));
+    assert!(want_groups.values().filter(|(_, p)| p.is_some()).count() > 100);
+    assert_eq!(oracle::lms_groups(&server), want_groups);
+
+    let groups = keys_of(&want_groups, "");
+    let segments: BTreeSet<String> = keys_of(&want_groups, "segment:");
+    let mut state = BTreeMap::new();
+    let (uf, ur) = t.processed("wt_users");
+    oracle::apply_users(
+        &mut state,
+        &WINNINGTEMP,
+        &uf,
+        &ur,
+        Some(&groups),
+        Some(&segments),
+    );
+    assert!(state.len() > 500, "{}", state.len());
+    assert!(state
+        .values()
+        .any(|u| u.member_of.iter().any(|g| g.starts_with("segment:"))));
+    assert_lms(&server, &state);
+
+    // Day 2: updates, deactivations, deletions and new users.
+    t.drop_file(
+        "wt_users.csv",
+        &gen_from("winningtemp-users", &uf, "0.2", 2),
+    );
+    let o = t.run();
+    assert!(matches!(code(&o), 0 | 3), "{}", stderr(&o));
+    let (uf2, ur2) = t.processed("wt_users");
+    assert_ne!(uf, uf2);
+    let actions: Vec<String> = oracle::results(&ur2).into_iter().map(|r| r.2).collect();
+    for a in ["create", "update", "deactivate", "delete"] {
+        assert!(actions.iter().any(|x| x == a), "day 2 has no {a}");
+    }
+    oracle::apply_users(
+        &mut state,
+        &WINNINGTEMP,
+        &uf2,
+        &ur2,
+        Some(&groups),
+        Some(&segments),
+    );
+    assert_lms(&server, &state);
+    assert!(
+        state.values().any(|u| !u.active),
+        "some users are deactivated"
+    );
+
+    // A third run with nothing new writes nothing.
+    let before = server.list("/Users");
+    let o = t.run();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(server.list("/Users"), before);
+}
+
+#[test]
+fn mobietrain_creates_groups_on_demand_and_invites_each_user_once() {
+    let server = ScimServer::start();
+    let proxy = Proxy::start(server.port);
+    let t = ScimTenant::new(&proxy.url(), 50, &[("*.csv", "mobietrain")], "");
+    t.drop_file("users.csv", &gen("mobietrain", 300, 3));
+    let o = t.run();
+    assert!(matches!(code(&o), 0 | 3), "{}", stderr(&o));
+    let mut state = BTreeMap::new();
+    users_state(&t, "users", &MOBIETRAIN, &mut state);
+    assert_lms(&server, &state);
+    // Every group a user names exists, named after itself.
+    let groups: BTreeMap<String, String> = server
+        .list("/Groups")
+        .iter()
+        .map(|g| {
+            (
+                g["externalId"].as_str().unwrap().into(),
+                g["displayName"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let named: BTreeSet<&String> = state.values().flat_map(|u| &u.member_of).collect();
+    assert!(!named.is_empty());
+    for g in named {
+        assert_eq!(groups.get(g), Some(g), "group {g} created on demand");
+    }
+    let mut invited = proxy.invited.lock().unwrap().clone();
+    invited.sort();
+    let created: Vec<String> = state.keys().cloned().collect();
+    assert_eq!(invited, created, "each created user invited exactly once");
+
+    // The same users in other bytes: nothing written, nobody invited again.
+    let (file, _) = t.processed("users");
+    let text = std::fs::read_to_string(file).unwrap().replace('\n', "\r\n");
+    t.drop_file("users.csv", text.as_bytes());
+    let o = t.run();
+    assert!(matches!(code(&o), 0 | 3), "{}", stderr(&o));
+    assert_eq!(proxy.invited.lock().unwrap().len(), created.len());
+}
+
+#[test]
+fn lucca_links_existing_users_and_writes_managers_named_later_in_the_file() {
+    let server = ScimServer::start();
+    let t = ScimTenant::new(
+        &server.url(),
+        10,
+        &[("*.csv", "lucca-360learning")],
+        "bulk = \"never\"",
+    );
+    // Managers named before their own row: 100001's manager is 100009.
+    let text = String::from_utf8(gen("lucca-360learning", 40, 5)).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    assert!(lines[2].starts_with("100001,"));
+    let mut cells: Vec<&str> = lines[2].split(',').collect();
+    cells[6] = "100009";
+    lines[2] = cells.join(",");
+    // An LMS user who exists before muster, with row 100002's e-mail (the
+    // 360Learning user name) in capitals.
+    assert!(lines[3].starts_with("100002,"));
+    let email = lines[3].split(',').nth(1).unwrap().to_uppercase();
+    let existing = server.create_user(&email, &email);
+    t.drop_file("lucca.csv", (lines.join("\n") + "\n").as_bytes());
+    let o = t.run();
+    assert!(matches!(code(&o), 0 | 3), "{}", stderr(&o));
+    let mut state = BTreeMap::new();
+    users_state(&t, "lucca", &LUCCA, &mut state);
+    assert_eq!(state["100001"].manager.as_deref(), Some("100009"));
+    assert!(state.values().filter(|u| u.manager.is_some()).count() > 20);
+    assert_lms(&server, &state);
+    // Linked, not duplicated: the LMS's own user now carries the key.
+    let users = server.list("/Users");
+    let linked = users.iter().find(|u| u["id"] == existing.as_str()).unwrap();
+    assert_eq!(linked["externalId"], "100002");
+}
+
+/// Runs a MobieTrain tenant through the proxy with `rule` until it
+/// converges, and checks the LMS and the invitations.
+fn converges_through(
+    rule: impl Fn(&proxy::Seen<'_>) -> Fault + Send + Sync + 'static,
+    sink: &str,
+) -> Vec<Fault> {
+    let server = ScimServer::start();
+    let proxy = Proxy::start(server.port);
+    proxy.set(rule);
+    let t = ScimTenant::new(&proxy.url(), 40, &[("*.csv", "mobietrain")], sink);
+    t.drop_file("users.csv", &gen("mobietrain", 200, 7));
+    let o = t.run();
+    assert!(matches!(code(&o), 0 | 3), "{}{}", stderr(&o), t.failures());
+    let mut state = BTreeMap::new();
+    users_state(&t, "users", &MOBIETRAIN, &mut state);
+    assert_lms(&server, &state);
+    let mut invited = proxy.invited.lock().unwrap().clone();
+    invited.sort();
+    assert_eq!(
+        invited,
+        state.keys().cloned().collect::<Vec<_>>(),
+        "each user invited once"
+    );
+    proxy.faults()
+}
+
+/// Each fault in turn, on the first sight of each of the first 80 writes
+/// (a retry of the same request passes, so every write gets through).
+fn every_fault() -> impl Fn(&proxy::Seen<'_>) -> Fault + Send + Sync {
+    let seen = std::sync::Mutex::new(BTreeSet::new());
+    let turn = std::sync::atomic::AtomicU64::new(0);
+    move |s| {
+        let request = (s.method.to_string(), s.path.to_string(), s.body.to_vec());
+        if s.method == "GET" || s.n >= 80 || !seen.lock().unwrap().insert(request) {
+            return Fault::Pass;
+        }
+        match turn.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 8 {
+            0 => Fault::Status(429, Some("1".into())),
+            1 => Fault::Status(429, None),
+            2 => Fault::Status(503, None),
+            3 => Fault::Slow(Duration::from_millis(1500)),
+            4 => Fault::DropBefore,
+            5 => Fault::DropAfter,
+            6 => Fault::FailBulkEvery(3),
+            _ => Fault::Pass,
+        }
+    }
+}
+
+#[test]
+fn faults_in_bulk_requests_converge_without_loss_or_duplicates() {
+    let faults = converges_through(every_fault(), "timeout_ms = 1000\nsenders = 2");
+    assert!(faults.contains(&Fault::DropAfter), "{faults:?}");
+    assert!(faults.contains(&Fault::FailBulkEvery(3)), "{faults:?}");
+    assert!(faults.contains(&Fault::Status(429, None)), "{faults:?}");
+}
+
+#[test]
+fn faults_in_single_requests_converge_without_loss_or_duplicates() {
+    let faults = converges_through(
+        every_fault(),
+        "timeout_ms = 1000\nbulk = \"never\"\nsenders = 3",
+    );
+    assert!(faults.contains(&Fault::DropAfter), "{faults:?}");
+    assert!(
+        faults.contains(&Fault::Slow(Duration::from_millis(1500))),
+        "{faults:?}"
+    );
+}
+
+#[test]
+fn a_413_halves_bulk_requests_until_they_fit() {
+    let faults = converges_through(
+        |s| {
+            if s.bulk_ops > 7 {
+                Fault::Status(413, None)
+            } else {
+                Fault::Pass
+            }
+        },
+        "senders = 1",
+    );
+    assert!(faults.contains(&Fault::Status(413, None)));
+}
+
+#[test]
+fn an_unreachable_lms_exits_1_and_the_next_run_resumes() {
+    let server = ScimServer::start();
+    let proxy = Proxy::start(server.port);
+    // Discovery and the first writes pass, then the LMS is down.
+    proxy.set(|s| {
+        if s.n < 4 {
+            Fault::Pass
+        } else {
+            Fault::Status(503, None)
+        }
+    });
+    let t = ScimTenant::new(
+        &proxy.url(),
+        30,
+        &[("*.csv", "mobietrain")],
+        "max_attempts = 2",
+    );
+    t.drop_file("users.csv", &gen("mobietrain", 150, 9));
+    let o = t.run();
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    // The file stays in the inbox, to be sent again.
+    assert!(t.path("inbox/users.csv").exists());
+    proxy.set(|_| Fault::Pass);
+    let o = t.run();
+    assert!(matches!(code(&o), 0 | 3), "{}", stderr(&o));
+    assert!(
+        !t.path("inbox/users.csv").exists(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let mut state = BTreeMap::new();
+    users_state(&t, "users", &MOBIETRAIN, &mut state);
+    assert_lms(&server, &state);
+    let mut invited = proxy.invited.lock().unwrap().clone();
+    invited.sort();
+    assert_eq!(invited, state.keys().cloned().collect::<Vec<_>>());
+}
+
+#[test]
+fn a_server_that_wants_if_match_gets_the_version_it_asks_for() {
+    let server = ScimServer::start();
+    let proxy = Proxy::start(server.port);
+    let t = ScimTenant::new(&proxy.url(), 25, &[("*.csv", "mobietrain")], "");
+    t.drop_file("users.csv", &gen("mobietrain", 100, 4));
+    let o = t.run();
+    assert!(matches!(code(&o), 0 | 3), "{}", stderr(&o));
+    // Day 2, through a server that refuses writes without If-Match: 428
+    // for a Bulk request (each operation then goes alone) and for a PATCH
+    // without the header.
+    proxy.set(|s| match (s.method, s.if_match) {
+        ("POST", _) if s.path.starts_with("/Bulk") => Fault::Status(428, None),
+        ("PATCH", false) => Fault::Status(428, None),
+        _ => Fault::Pass,
+    });
+    let (day1, _) = t.processed("users");
+    let day2 = gen_from("mobietrain", &day1, "0.3", 5);
+    t.drop_file("users.csv", &day2);
+    let o = t.run();
+    assert!(matches!(code(&o), 0 | 3), "{}{}", stderr(&o), t.failures());
+    let (file, results) = t.processed("users");
+    assert!(oracle::results(&results).iter().any(|r| r.2 == "update"));
+    let mut state = BTreeMap::new();
+    oracle::apply_users(
+        &mut state,
+        &MOBIETRAIN,
+        &day1,
+        &t.processed_results_of(&day1),
+        None,
+        None,
+    );
+    oracle::apply_users(&mut state, &MOBIETRAIN, &file, &results, None, None);
+    assert_lms(&server, &state);
+    assert!(proxy.faults().contains(&Fault::Status(428, None)));
+}
+
+#[test]
+fn kill_9_mid_run_then_a_rerun_holds_every_user_once_and_invites_nobody_twice() {
+    let server = ScimServer::start();
+    let proxy = Proxy::start(server.port);
+    proxy.set(|s| {
+        if s.method == "POST" {
+            Fault::Slow(Duration::from_millis(40))
+        } else {
+            Fault::Pass
+        }
+    });
+    let t = ScimTenant::new(&proxy.url(), 20, &[("*.csv", "mobietrain")], "senders = 2");
+    t.drop_file("users.csv", &gen("mobietrain", 1500, 11));
+    let mut child = t
+        .command()
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let n = server.list("/Users").len();
+        if n >= 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the run did not get going ({n} users)"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before the kill"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SIGKILL: no chance to commit, flush or clean up.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let partial = server.list("/Users").len();
+    assert!(partial < 1500, "killed mid-run ({partial} users)");
+    proxy.set(|_| Fault::Pass);
+    let o = t.run();
+    assert!(matches!(code(&o), 0 | 3), "{}", stderr(&o));
+    let mut state = BTreeMap::new();
+    users_state(&t, "users", &MOBIETRAIN, &mut state);
+    assert!(state.len() > 1400);
+    assert_lms(&server, &state);
+    let invited = proxy.invited.lock().unwrap().clone();
+    let unique: BTreeSet<&String> = invited.iter().collect();
+    assert_eq!(unique.len(), invited.len(), "an invitation was sent twice");
+    assert_eq!(unique.len(), state.len());
+}
+
+#[test]
+fn the_token_never_shows_and_a_wrong_one_fails_clearly() {
+    let server = ScimServer::start();
+    let t = ScimTenant::new(&server.url(), 50, &[("*.csv", "mobietrain")], "");
+    t.drop_file("users.csv", &gen("mobietrain", 30, 1));
+    let o = t.command().env("RUST_LOG", "trace").output().unwrap();
+    assert!(matches!(code(&o), 0 | 3), "{}", stderr(&o));
+    let mut seen = stderr(&o) + &String::from_utf8_lossy(&o.stdout);
+    for e in std::fs::read_dir(t.path("inbox/processed")).unwrap() {
+        seen += &std::fs::read_to_string(e.unwrap().path()).unwrap_or_default();
+    }
+    assert!(seen.contains("scim"), "the trace log ran");
+    assert!(!seen.contains(TOKEN), "the token leaked");
+
+    t.drop_file("users.csv", &gen("mobietrain", 31, 2));
+    let o = t
+        .command()
+        .env(TOKEN_VAR, "not-the-token")
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 1);
+    let err = stderr(&o);
+    assert!(err.contains("refused the bearer token"), "{err}");
+    assert!(!err.contains("not-the-token"), "{err}");
+}
