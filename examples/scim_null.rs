@@ -4,7 +4,9 @@
 //! (1000 operations, 4 MB); a create answers 201 with a fresh id, a Bulk
 //! request one `201` per operation (echoing its `bulkId`), a search an
 //! empty list, anything else 204. `DELAY_MS` makes every write that slow
-//! (the slow-LMS memory figure). Also used by `benches/scim.rs`.
+//! (the slow-LMS memory figure). `GET /_ops` answers the number of write
+//! operations taken so far (a Bulk request counts its operations). Also
+//! used by `benches/scim.rs`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -72,7 +74,16 @@ fn connection(conn: TcpStream, ids: &AtomicU64, delay: Duration) -> std::io::Res
     }
 }
 
+/// Write operations taken.
+static OPS: AtomicU64 = AtomicU64::new(0);
+
 fn answer(method: &str, path: &str, body: &[u8], ids: &AtomicU64) -> (u16, String) {
+    if path.ends_with("/_ops") {
+        return (200, OPS.load(Ordering::Relaxed).to_string());
+    }
+    if method != "GET" && !path.ends_with("/Bulk") {
+        OPS.fetch_add(1, Ordering::Relaxed);
+    }
     if path.contains("/ServiceProviderConfig") {
         return (
             200,
@@ -92,6 +103,7 @@ fn answer(method: &str, path: &str, body: &[u8], ids: &AtomicU64) -> (u16, Strin
                 let end = start + body[start..].iter().position(|&b| b == b'"').unwrap_or(0);
                 let bulk_id = std::str::from_utf8(&body[start..end]).unwrap_or_default();
                 let id = ids.fetch_add(1, Ordering::Relaxed);
+                OPS.fetch_add(1, Ordering::Relaxed);
                 if n > 0 {
                     ops.push(',');
                 }

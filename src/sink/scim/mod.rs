@@ -63,7 +63,14 @@ pub struct ScimSink {
     etag: bool,
     create_missing_groups: bool,
     max_rounds: u32,
+    /// The LMS ids of groups and segments met so far (few, unlike users):
+    /// groups named by users but not in the state store (a tenant without
+    /// a group file) are not searched again every batch.
+    groups: Ids,
 }
+
+/// Groups kept in [`ScimSink::groups`] at most.
+const GROUP_CACHE: usize = 100_000;
 
 /// A group's membership changes in a batch: user ids to add, user ids to
 /// remove, and the operations (batch indices) asking for them.
@@ -151,6 +158,7 @@ impl ScimSink {
             etag,
             create_missing_groups: cfg.create_missing_groups,
             max_rounds: cfg.max_attempts,
+            groups: Ids::new(),
         })
     }
 
@@ -854,7 +862,9 @@ impl ScimSink {
             }
         }
         let changes: Vec<(String, Members)> = changes.into_iter().collect();
-        let results = self.parallel(changes, self.senders, |(gid, (add, remove, ops))| {
+        let mut writes = Vec::with_capacity(changes.len());
+        let mut asking = Vec::with_capacity(changes.len());
+        for (gid, (add, remove, ops)) in changes {
             let mut operations = Vec::new();
             if !add.is_empty() {
                 let members: Vec<Json> = add.iter().map(|u| json!({"value": u})).collect();
@@ -866,29 +876,140 @@ impl ScimSink {
                 );
             }
             let body = json!({"schemas": [PATCH_OP], "Operations": operations});
-            let req = Request {
-                method: Method::Patch,
-                path: format!("/Groups/{gid}"),
-                body: Some(serde_json::to_vec(&body).unwrap_or_default()),
-                if_match: None,
-                writes: 1,
-            };
-            let ack = match self.send_versioned(req) {
-                Ok(r) if r.ok() => None,
-                Ok(r) => Some(Ack::Rejected {
+            writes.push((Method::Patch, format!("/Groups/{gid}"), Some(body)));
+            asking.push((gid, ops));
+        }
+        let results = self.writes(writes);
+        for ((gid, ops), result) in asking.into_iter().zip(results) {
+            let ack = match result {
+                Ok(r) if r.ok() => continue,
+                Ok(r) => Ack::Rejected {
                     message: format!("memberships of group {gid}: {}", r.message()),
-                }),
-                Err(message) => Some(Ack::Unavailable { message }),
+                },
+                Err(message) => Ack::Unavailable { message },
             };
-            (ops, ack)
-        });
-        for (ops, ack) in results {
-            if let Some(ack) = ack {
-                for i in ops {
-                    acks[i].get_or_insert_with(|| ack.clone());
-                }
+            for i in ops {
+                acks[i].get_or_insert_with(|| ack.clone());
             }
         }
+    }
+
+    /// Sends writes that are not operations of the batch (memberships):
+    /// through `/Bulk` when offered, on the sender threads. One answer
+    /// each, in order.
+    fn writes(&self, writes: Vec<RawWrite>) -> Vec<Result<Response, String>> {
+        let Some(bulk) = self.bulk else {
+            return self.parallel(writes, self.senders, |w| {
+                self.send_versioned(raw_request(w))
+            });
+        };
+        let size = bulk
+            .max_ops
+            .min(writes.len().div_ceil(self.senders.max(1)).max(1));
+        let mut chunks: Vec<Vec<RawWrite>> = Vec::new();
+        let mut it = writes.into_iter().peekable();
+        while it.peek().is_some() {
+            chunks.push(it.by_ref().take(size).collect());
+        }
+        self.parallel(chunks, self.senders, |chunk| self.raw_bulk(bulk, chunk))
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// One Bulk request of raw writes; halved while too large, one by one
+    /// when refused whole; an operation the answer says to retry (or does
+    /// not mention) is sent alone, with the client's retries.
+    fn raw_bulk(&self, bulk: Bulk, chunk: Vec<RawWrite>) -> Vec<Result<Response, String>> {
+        let entries: Vec<Json> = chunk
+            .iter()
+            .enumerate()
+            .map(|(k, (method, path, body))| {
+                let mut e = json!({"method": method_name(*method), "path": path, "bulkId": format!("w{k}")});
+                if let Some(body) = body {
+                    e["data"] = body.clone();
+                }
+                e
+            })
+            .collect();
+        let bytes = serde_json::to_vec(&json!({"schemas": [BULK_REQUEST], "Operations": entries}))
+            .unwrap_or_default();
+        let halves = |mut chunk: Vec<RawWrite>| {
+            let b = chunk.split_off(chunk.len() / 2);
+            let mut out = self.raw_bulk(bulk, chunk);
+            out.extend(self.raw_bulk(bulk, b));
+            out
+        };
+        if bytes.len() > bulk.max_payload && chunk.len() > 1 {
+            return halves(chunk);
+        }
+        let req = Request {
+            method: Method::Post,
+            path: "/Bulk".into(),
+            body: Some(bytes),
+            if_match: None,
+            writes: chunk.len() as u32,
+        };
+        let resp = match self.client.send(&req) {
+            Ok(r) => r,
+            Err(m) => return chunk.iter().map(|_| Err(m.clone())).collect(),
+        };
+        if resp.status == 413 && chunk.len() > 1 {
+            return halves(chunk);
+        }
+        if !resp.ok() {
+            return chunk
+                .into_iter()
+                .map(|w| self.send_versioned(raw_request(w)))
+                .collect();
+        }
+        let answer = resp.json();
+        let answers: AHashMap<String, &Json> = answer["Operations"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| Some((x["bulkId"].as_str()?.to_string(), x)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        chunk
+            .into_iter()
+            .enumerate()
+            .map(|(k, w)| {
+                let status = answers.get(&format!("w{k}")).map(|a| match &a["status"] {
+                    Json::String(s) => s.parse::<u16>().unwrap_or(500),
+                    Json::Number(n) => n.as_u64().unwrap_or(500) as u16,
+                    _ => 500,
+                });
+                match status {
+                    Some(s) if !retryable(s) && !matches!(s, 412 | 428) => Ok(Response {
+                        status: s,
+                        etag: None,
+                        location: None,
+                        body: answers
+                            .get(&format!("w{k}"))
+                            .map(|a| serde_json::to_vec(&a["response"]).unwrap_or_default())
+                            .unwrap_or_default(),
+                        retry_after: None,
+                        attempts: 1,
+                    }),
+                    _ => self.send_versioned(raw_request(w)),
+                }
+            })
+            .collect()
+    }
+}
+
+/// A write that is not an operation of the batch: method, path, body.
+type RawWrite = (Method, String, Option<Json>);
+
+fn raw_request((method, path, body): RawWrite) -> Request {
+    Request {
+        method,
+        path,
+        body: body.map(|b| serde_json::to_vec(&b).unwrap_or_default()),
+        if_match: None,
+        writes: 1,
     }
 }
 
@@ -901,7 +1022,7 @@ impl Sink for ScimSink {
         let n = batch.len();
         let mut acks: Vec<Option<Ack>> = vec![None; n];
         let mut linked = vec![false; n];
-        let mut ids = Ids::new();
+        let mut ids = self.groups.clone();
         for op in batch {
             if let Some(id) = &op.lms_id {
                 ids.insert(Self::own(op), id.clone());
@@ -1018,6 +1139,22 @@ impl Sink for ScimSink {
         }
         // 4. Memberships, once every user of the batch exists.
         self.memberships(batch, &mut acks, &ids);
+        if self.groups.len() > GROUP_CACHE {
+            self.groups.clear();
+        }
+        let deleted: BTreeSet<(ObjectKind, String)> = batch
+            .iter()
+            .filter(|op| op.action == Action::Delete)
+            .map(Self::own)
+            .collect();
+        for (k, id) in &ids {
+            if k.0 != ObjectKind::User && !deleted.contains(k) {
+                self.groups.insert(k.clone(), id.clone());
+            }
+        }
+        for k in &deleted {
+            self.groups.remove(k);
+        }
         Ok(acks
             .into_iter()
             .enumerate()
