@@ -253,17 +253,10 @@ impl Client {
         if n == 0 {
             return;
         }
-        let wait = {
-            let mut b = bucket.lock().unwrap_or_else(|e| e.into_inner());
-            // GCRA: `next` is when the bucket would be full again; a
-            // second's worth of writes may go at once (the burst).
-            let now = Instant::now();
-            let tat = b.next.max(now);
-            b.next = tat + Duration::from_secs_f64(f64::from(n) / b.rate);
-            b.next
-                .saturating_duration_since(now)
-                .saturating_sub(Duration::from_secs(1))
-        };
+        let wait = bucket
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .reserve(Instant::now(), n);
         if !wait.is_zero() {
             std::thread::sleep(wait);
         }
@@ -294,6 +287,19 @@ struct Bucket {
     next: Instant,
 }
 
+impl Bucket {
+    /// Takes `n` tokens at `now`: how long to wait before using them. A
+    /// second's worth of writes may go at once (the burst); after that,
+    /// `rate` a second.
+    fn reserve(&mut self, now: Instant, n: u32) -> Duration {
+        let tat = self.next.max(now);
+        self.next = tat + Duration::from_secs_f64(f64::from(n) / self.rate);
+        self.next
+            .saturating_duration_since(now)
+            .saturating_sub(Duration::from_secs(1))
+    }
+}
+
 fn transport(e: ureq::Error) -> String {
     match e {
         ureq::Error::Timeout(t) => format!("timed out ({t})"),
@@ -320,6 +326,28 @@ pub(super) fn parse_retry_after(value: &str, now: jiff::Timestamp) -> Option<Dur
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bucket_lets_a_second_through_then_paces_at_the_rate() {
+        let t0 = Instant::now();
+        let mut b = Bucket {
+            rate: 10.0,
+            next: t0,
+        };
+        // Ten writes at once: the burst.
+        for _ in 0..10 {
+            assert_eq!(b.reserve(t0, 1), Duration::ZERO);
+        }
+        // The next ones wait 0.1 s more each.
+        let waits: Vec<u128> = (0..3).map(|_| b.reserve(t0, 1).as_millis()).collect();
+        assert_eq!(waits, [100, 200, 300]);
+        // A Bulk request of 20 waits for its 20 tokens.
+        assert_eq!(b.reserve(t0, 20).as_millis(), 2300);
+        // Once time has passed the bucket refills, up to the burst only.
+        let later = t0 + Duration::from_secs(60);
+        assert_eq!(b.reserve(later, 10), Duration::ZERO);
+        assert_eq!(b.reserve(later, 1).as_millis(), 100);
+    }
 
     #[test]
     fn retry_after_in_seconds_and_as_a_date() {

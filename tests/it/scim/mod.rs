@@ -263,6 +263,126 @@ fn winningtemp_groups_segments_and_users_then_day_two_converge() {
     assert_eq!(server.list("/Users"), before);
 }
 
+/// Every preset fixture of `fixtures/` (the `diff-` ones as a day 1 and
+/// a day 2) through a SCIM tenant: the run plans what the fixture expects,
+/// applies every line it can, and the LMS ends with exactly the users (or
+/// groups) the results say exist, each once.
+#[test]
+fn every_preset_fixture_imports_and_its_day_two_converges() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let cases = [
+        "lucca-360learning",
+        "lucca-semicolon",
+        "mobietrain-users",
+        "winningtemp-groups",
+        "winningtemp-segments",
+        "winningtemp-users",
+        "diff-lucca",
+        "diff-mobietrain",
+        "diff-winningtemp-users",
+    ];
+    let server = ScimServer::start();
+    for case in cases {
+        let dir = root.join(case);
+        let profile = std::fs::read_to_string(dir.join("profile"))
+            .unwrap()
+            .trim()
+            .to_string();
+        let (endpoint, prefix) = match profile.as_str() {
+            "winningtemp-groups" => ("/Groups", ""),
+            "winningtemp-segments" => ("/Groups", "segment:"),
+            _ => ("/Users", ""),
+        };
+        // Each case on its own LMS records: keys are namespaced per case.
+        server.clear();
+        let t = ScimTenant::new(&server.url(), 7, &[("*.csv", &profile)], "");
+        let mut exists: BTreeMap<String, bool> = BTreeMap::new();
+        let mut days = vec![];
+        if dir.join("old.csv").exists() {
+            days.push(std::fs::read(dir.join("old.csv")).unwrap());
+        }
+        days.push(std::fs::read(dir.join("input.csv")).unwrap());
+        let last = days.len() - 1;
+        for (day, bytes) in days.into_iter().enumerate() {
+            t.drop_file("in.csv", &bytes);
+            let o = t.run();
+            assert!(matches!(code(&o), 0 | 3), "{case}: {}", stderr(&o));
+            let (_, results) = t.processed("in");
+            let lines = oracle::results(&results);
+            for (line, key, action, outcome) in &lines {
+                assert_eq!(
+                    outcome,
+                    if action == "reject" { "failed" } else { "ok" },
+                    "{case} line {line} ({key}): {}",
+                    t.failures()
+                );
+                match action.as_str() {
+                    "create" | "update" => {
+                        let active = exists.get(key).copied().unwrap_or(true);
+                        exists.insert(key.clone(), active || action == "create");
+                    }
+                    "deactivate" => {
+                        exists.insert(key.clone(), false);
+                    }
+                    "delete" => {
+                        exists.remove(key);
+                    }
+                    _ => {}
+                }
+            }
+            if day == last {
+                // The plan is the fixture's: same lines, actions and codes.
+                let expected = std::fs::read_to_string(dir.join("expected.csv")).unwrap();
+                let mut want = csv::Reader::from_reader(expected.as_bytes());
+                let mut got = csv::Reader::from_path(&results).unwrap();
+                let cols = |r: csv::StringRecord| {
+                    (
+                        r[0].to_string(),
+                        r[1].to_string(),
+                        r[2].to_string(),
+                        r[4].to_string(),
+                    )
+                };
+                let want: Vec<_> = want.records().map(|r| cols(r.unwrap())).collect();
+                let got: Vec<_> = got.records().map(|r| cols(r.unwrap())).collect();
+                assert_eq!(
+                    got, want,
+                    "{case}: the run's plan differs from the fixture's"
+                );
+            }
+        }
+        let held: BTreeMap<String, bool> = server
+            .list(endpoint)
+            .iter()
+            .filter_map(|r| {
+                let ext = r["externalId"].as_str()?.strip_prefix(prefix)?.to_string();
+                Some((ext, r["active"] != false))
+            })
+            .filter(|(k, _)| {
+                endpoint == "/Users" || prefix == "segment:" || !k.starts_with("segment:")
+            })
+            .collect();
+        let want: BTreeMap<String, bool> = if endpoint == "/Users" {
+            exists
+        } else {
+            exists.into_keys().map(|k| (k, true)).collect()
+        };
+        assert!(!want.is_empty(), "{case}: nothing applied");
+        assert_eq!(
+            held, want,
+            "{case}: the LMS holds other objects than the results say"
+        );
+        let count = server.list(endpoint).len();
+        if endpoint == "/Users" {
+            assert_eq!(
+                count,
+                held.len(),
+                "{case}: a user is held twice or without its key"
+            );
+        }
+    }
+}
+
 #[test]
 fn mobietrain_creates_groups_on_demand_and_invites_each_user_once() {
     let server = ScimServer::start();
@@ -445,8 +565,14 @@ fn an_unreachable_lms_exits_1_and_the_next_run_resumes() {
     t.drop_file("users.csv", &gen("mobietrain", 150, 9));
     let o = t.run();
     assert_eq!(code(&o), 1, "{}", stderr(&o));
-    // The file stays in the inbox, to be sent again.
+    // The file stays in the inbox, to be sent again; its results say why.
     assert!(t.path("inbox/users.csv").exists());
+    let failures = t.failures();
+    assert!(
+        failures.contains(",create,failed,sink_unavailable,")
+            && failures.contains("after 2 attempts"),
+        "{failures}"
+    );
     proxy.set(|_| Fault::Pass);
     let o = t.run();
     assert!(matches!(code(&o), 0 | 3), "{}", stderr(&o));
@@ -498,6 +624,65 @@ fn a_server_that_wants_if_match_gets_the_version_it_asks_for() {
     oracle::apply_users(&mut state, &MOBIETRAIN, &file, &results, None, None);
     assert_lms(&server, &state);
     assert!(proxy.faults().contains(&Fault::Status(428, None)));
+}
+
+#[test]
+fn a_refused_row_is_failed_with_the_lms_message_and_the_rest_goes_on() {
+    let server = ScimServer::start();
+    let proxy = Proxy::start(server.port);
+    proxy.set(|s| {
+        let body = String::from_utf8_lossy(s.body);
+        if s.method == "POST" && body.contains("\"externalId\":\"E0000003\"") {
+            Fault::Status(400, None)
+        } else {
+            Fault::Pass
+        }
+    });
+    let t = ScimTenant::new(
+        &proxy.url(),
+        10,
+        &[("*.csv", "mobietrain")],
+        "bulk = \"never\"",
+    );
+    t.drop_file("users.csv", &gen("mobietrain", 30, 6));
+    let o = t.run();
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    let (_, results) = t.processed("users");
+    let text = std::fs::read_to_string(&results).unwrap();
+    let line = text.lines().find(|l| l.contains(",E0000003,")).unwrap();
+    assert!(
+        line.ends_with(",create,failed,sink_rejected,HTTP 400: injected by the test proxy"),
+        "{line}"
+    );
+    let users = oracle::lms_users(&server);
+    assert!(!users.contains_key("E0000003"));
+    assert!(
+        users.len() >= 25,
+        "the other rows were applied: {}",
+        users.len()
+    );
+}
+
+#[test]
+fn the_rate_limit_paces_the_writes() {
+    let server = ScimServer::start();
+    let t = ScimTenant::new(
+        &server.url(),
+        50,
+        &[("*.csv", "mobietrain")],
+        "bulk = \"never\"\nwrites_per_second = 40",
+    );
+    t.drop_file("users.csv", &gen("mobietrain", 130, 8));
+    let started = Instant::now();
+    let o = t.run();
+    assert!(matches!(code(&o), 0 | 3), "{}", stderr(&o));
+    // 130 creates at 40 a second, the first 40 at once: at least 2.25 s.
+    assert!(
+        started.elapsed() >= Duration::from_millis(2250),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(oracle::lms_users(&server).len() >= 120);
 }
 
 #[test]

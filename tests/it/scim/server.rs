@@ -106,6 +106,19 @@ impl ScimServer {
         }
     }
 
+    /// Deletes every user and group.
+    pub fn clear(&self) {
+        for endpoint in ["/Users", "/Groups"] {
+            for r in self.list(endpoint) {
+                let id = r["id"].as_str().unwrap();
+                ureq::delete(format!("{}{endpoint}/{id}", self.url()))
+                    .header("Authorization", format!("Bearer {TOKEN}"))
+                    .call()
+                    .unwrap();
+            }
+        }
+    }
+
     /// Creates a user directly, as an LMS admin would.
     pub fn create_user(&self, user_name: &str, email: &str) -> String {
         let body = serde_json::json!({
