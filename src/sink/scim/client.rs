@@ -58,6 +58,22 @@ impl Request {
             writes: 0,
         }
     }
+
+    /// A write of `writes` operations, its body serialised.
+    pub fn write(
+        method: Method,
+        path: String,
+        body: Option<&serde_json::Value>,
+        writes: u32,
+    ) -> Request {
+        Request {
+            method,
+            path,
+            body: body.map(|b| serde_json::to_vec(b).unwrap_or_default()),
+            if_match: None,
+            writes,
+        }
+    }
 }
 
 /// A final answer (not one that is retried).
@@ -90,7 +106,7 @@ impl Response {
 }
 
 /// `HTTP 409 (uniqueness): detail`, from a SCIM error body.
-pub(super) fn describe(status: u16, body: &[u8]) -> String {
+fn describe(status: u16, body: &[u8]) -> String {
     let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
     let detail = v.get("detail").and_then(|d| d.as_str());
     let kind = v.get("scimType").and_then(|d| d.as_str());

@@ -39,7 +39,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use ahash::AHashMap;
 use serde_json::{json, Value as Json};
 
-use self::client::{describe, retryable, Client, Method, Request, Response};
+use self::client::{retryable, Client, Method, Request, Response};
 use self::map::{Mapping, PATCH_OP};
 use super::{Ack, Operation, Sink, SinkError, Value};
 use crate::config::ScimConfig;
@@ -384,14 +384,7 @@ impl ScimSink {
             }
             Err(outcome) => return outcome,
         };
-        let req = Request {
-            method,
-            path,
-            body: body.map(|b| serde_json::to_vec(&b).unwrap_or_default()),
-            if_match: None,
-            writes: 1,
-        };
-        match self.send_versioned(req) {
+        match self.send_versioned(Request::write(method, path, body.as_ref(), 1)) {
             Ok(resp) => self.outcome(op, method, resp.status, &resp, own, resp.attempts > 1),
             Err(m) => Outcome::Unavailable(m),
         }
@@ -609,105 +602,53 @@ impl ScimSink {
         if sent.is_empty() {
             return out;
         }
-        let body = json!({"schemas": [BULK_REQUEST], "Operations": operations});
-        let bytes = serde_json::to_vec(&body).unwrap_or_default();
-        let split = |out: &mut Vec<(usize, Outcome)>| {
-            let idx: Vec<usize> = sent.iter().map(|(i, _, _)| *i).collect();
-            let (a, b) = idx.split_at(idx.len() / 2);
-            out.extend(self.bulk_chunk(bulk, batch, a, ids, tried));
-            out.extend(self.bulk_chunk(bulk, batch, b, ids, tried));
-        };
-        if bytes.len() > bulk.max_payload && sent.len() > 1 {
-            split(&mut out);
-            return out;
-        }
-        let req = Request {
-            method: Method::Post,
-            path: "/Bulk".into(),
-            body: Some(bytes),
-            if_match: None,
-            writes: sent.len() as u32,
-        };
-        let resp = match self.client.send(&req) {
-            Ok(r) => r,
-            Err(m) => {
+        let (answers, attempts) = match self.post_bulk(bulk, operations) {
+            BulkAnswer::Each(answers, attempts) => (answers, attempts),
+            BulkAnswer::TooLarge => {
+                let idx: Vec<usize> = sent.iter().map(|(i, _, _)| *i).collect();
+                let (a, b) = idx.split_at(idx.len() / 2);
+                out.extend(self.bulk_chunk(bulk, batch, a, ids, tried));
+                out.extend(self.bulk_chunk(bulk, batch, b, ids, tried));
+                return out;
+            }
+            BulkAnswer::Unavailable(m) => {
                 out.extend(
                     sent.iter()
                         .map(|(i, _, _)| (*i, Outcome::Unavailable(m.clone()))),
                 );
                 return out;
             }
-        };
-        if resp.status == 413 && sent.len() > 1 {
-            split(&mut out);
-            return out;
-        }
-        if !resp.ok() {
-            // The request as a whole was refused (one bad operation can do
-            // that): each operation on its own finds which.
-            tracing::debug!(
-                status = resp.status,
-                "scim: bulk refused, sending one by one"
-            );
-            for (i, _, _) in &sent {
-                out.push((*i, self.write_one(&batch[*i], ids)));
+            // One bad operation can get the whole request refused: each
+            // operation on its own finds which.
+            BulkAnswer::Refused => {
+                for (i, _, _) in &sent {
+                    out.push((*i, self.write_one(&batch[*i], ids)));
+                }
+                return out;
             }
-            return out;
-        }
-        let answer = resp.json();
-        let answers = answer["Operations"].as_array().cloned().unwrap_or_default();
-        let by_bulk_id: AHashMap<&str, &Json> = answers
-            .iter()
-            .filter_map(|a| a["bulkId"].as_str().map(|b| (b, a)))
-            .collect();
-        for (pos, (i, method, own)) in sent.iter().enumerate() {
-            let op = &batch[*i];
-            let bulk_id = format!("b{}", op.op);
-            let Some(a) = by_bulk_id
-                .get(bulk_id.as_str())
-                .copied()
-                .or_else(|| answers.get(pos).filter(|a| a["bulkId"].is_null()))
-            else {
+        };
+        for ((i, method, own), answer) in sent.into_iter().zip(answers) {
+            let op = &batch[i];
+            let Some(one) = answer else {
                 out.push((
-                    *i,
+                    i,
                     Outcome::Again("the Bulk answer does not mention it".into()),
                 ));
                 continue;
             };
-            let status = match &a["status"] {
-                Json::String(s) => s.parse::<u16>().unwrap_or(500),
-                Json::Number(n) => n.as_u64().unwrap_or(500) as u16,
-                _ => 500,
-            };
-            let detail = serde_json::to_vec(&a["response"]).unwrap_or_default();
-            let one = Response {
-                status,
-                etag: a["version"].as_str().map(str::to_string),
-                location: a["location"].as_str().map(str::to_string),
-                body: if a["response"].is_null() {
-                    Vec::new()
-                } else {
-                    detail
-                },
-                retry_after: None,
-                attempts: 1,
-            };
-            let tried_before = resp.attempts > 1 || tried.contains(i);
-            let outcome = match status {
+            let tried_before = attempts > 1 || tried.contains(&i);
+            let outcome = match one.status {
                 // A version to send: that operation alone, the ETag way.
                 412 | 428 => self.write_one(op, ids),
-                _ => self.outcome(op, *method, status, &one, own.clone(), tried_before),
-            };
-            let outcome = match outcome {
-                // The answer of an operation carries no body with the id.
-                Outcome::Done { id: None, linked } if *method == Method::Post => Outcome::Done {
+                // The answer of an operation carries no body with the id:
+                // its location has it.
+                200..=299 if method == Method::Post => Outcome::Done {
                     id: one.location.as_deref().and_then(last_segment),
-                    linked,
+                    linked: false,
                 },
-                Outcome::Rejected(_) => Outcome::Rejected(describe(status, &one.body)),
-                other => other,
+                status => self.outcome(op, method, status, &one, own, tried_before),
             };
-            out.push((*i, outcome));
+            out.push((i, outcome));
         }
         out
     }
@@ -758,13 +699,7 @@ impl ScimSink {
         }
         let body =
             json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": resource}]});
-        let req = Request {
-            method: Method::Patch,
-            path: format!("{endpoint}/{id}"),
-            body: Some(serde_json::to_vec(&body).unwrap_or_default()),
-            if_match: None,
-            writes: 1,
-        };
+        let req = Request::write(Method::Patch, format!("{endpoint}/{id}"), Some(&body), 1);
         match self.send_versioned(req) {
             Ok(r) if r.ok() => Outcome::Done {
                 id: Some(id),
@@ -917,10 +852,68 @@ impl ScimSink {
             .collect()
     }
 
+    /// Posts `entries` (each with its `bulkId`) as one Bulk request and
+    /// matches the answers to them: by `bulkId`, else by position.
+    fn post_bulk(&self, bulk: Bulk, entries: Vec<Json>) -> BulkAnswer {
+        let n = entries.len();
+        let ids: Vec<String> = entries
+            .iter()
+            .map(|e| e["bulkId"].as_str().unwrap_or_default().to_string())
+            .collect();
+        let body = json!({"schemas": [BULK_REQUEST], "Operations": entries});
+        let req = Request::write(Method::Post, "/Bulk".into(), Some(&body), n as u32);
+        if req.body.as_ref().map_or(0, Vec::len) > bulk.max_payload && n > 1 {
+            return BulkAnswer::TooLarge;
+        }
+        let resp = match self.client.send(&req) {
+            Ok(r) => r,
+            Err(m) => return BulkAnswer::Unavailable(m),
+        };
+        if resp.status == 413 && n > 1 {
+            return BulkAnswer::TooLarge;
+        }
+        if !resp.ok() {
+            tracing::debug!(
+                status = resp.status,
+                "scim: bulk refused, sending one by one"
+            );
+            return BulkAnswer::Refused;
+        }
+        let answer = resp.json();
+        let answers = answer["Operations"].as_array().cloned().unwrap_or_default();
+        let by_id: AHashMap<&str, &Json> = answers
+            .iter()
+            .filter_map(|a| Some((a["bulkId"].as_str()?, a)))
+            .collect();
+        let each = ids
+            .iter()
+            .enumerate()
+            .map(|(pos, id)| {
+                let a = by_id
+                    .get(id.as_str())
+                    .copied()
+                    .or_else(|| answers.get(pos).filter(|a| a["bulkId"].is_null()))?;
+                Some(Response {
+                    status: bulk_status(&a["status"]),
+                    etag: a["version"].as_str().map(str::to_string),
+                    location: a["location"].as_str().map(str::to_string),
+                    body: if a["response"].is_null() {
+                        Vec::new()
+                    } else {
+                        serde_json::to_vec(&a["response"]).unwrap_or_default()
+                    },
+                    retry_after: None,
+                    attempts: 1,
+                })
+            })
+            .collect();
+        BulkAnswer::Each(each, resp.attempts)
+    }
+
     /// One Bulk request of raw writes; halved while too large, one by one
     /// when refused whole; an operation the answer says to retry (or does
     /// not mention) is sent alone, with the client's retries.
-    fn raw_bulk(&self, bulk: Bulk, chunk: Vec<RawWrite>) -> Vec<Result<Response, String>> {
+    fn raw_bulk(&self, bulk: Bulk, mut chunk: Vec<RawWrite>) -> Vec<Result<Response, String>> {
         let entries: Vec<Json> = chunk
             .iter()
             .enumerate()
@@ -932,71 +925,27 @@ impl ScimSink {
                 e
             })
             .collect();
-        let bytes = serde_json::to_vec(&json!({"schemas": [BULK_REQUEST], "Operations": entries}))
-            .unwrap_or_default();
-        let halves = |mut chunk: Vec<RawWrite>| {
-            let b = chunk.split_off(chunk.len() / 2);
-            let mut out = self.raw_bulk(bulk, chunk);
-            out.extend(self.raw_bulk(bulk, b));
-            out
-        };
-        if bytes.len() > bulk.max_payload && chunk.len() > 1 {
-            return halves(chunk);
-        }
-        let req = Request {
-            method: Method::Post,
-            path: "/Bulk".into(),
-            body: Some(bytes),
-            if_match: None,
-            writes: chunk.len() as u32,
-        };
-        let resp = match self.client.send(&req) {
-            Ok(r) => r,
-            Err(m) => return chunk.iter().map(|_| Err(m.clone())).collect(),
-        };
-        if resp.status == 413 && chunk.len() > 1 {
-            return halves(chunk);
-        }
-        if !resp.ok() {
-            return chunk
+        match self.post_bulk(bulk, entries) {
+            BulkAnswer::TooLarge => {
+                let b = chunk.split_off(chunk.len() / 2);
+                let mut out = self.raw_bulk(bulk, chunk);
+                out.extend(self.raw_bulk(bulk, b));
+                out
+            }
+            BulkAnswer::Unavailable(m) => chunk.iter().map(|_| Err(m.clone())).collect(),
+            BulkAnswer::Refused => chunk
                 .into_iter()
                 .map(|w| self.send_versioned(raw_request(w)))
-                .collect();
-        }
-        let answer = resp.json();
-        let answers: AHashMap<String, &Json> = answer["Operations"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| Some((x["bulkId"].as_str()?.to_string(), x)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        chunk
-            .into_iter()
-            .enumerate()
-            .map(|(k, w)| {
-                let status = answers.get(&format!("w{k}")).map(|a| match &a["status"] {
-                    Json::String(s) => s.parse::<u16>().unwrap_or(500),
-                    Json::Number(n) => n.as_u64().unwrap_or(500) as u16,
-                    _ => 500,
-                });
-                match status {
-                    Some(s) if !retryable(s) && !matches!(s, 412 | 428) => Ok(Response {
-                        status: s,
-                        etag: None,
-                        location: None,
-                        body: answers
-                            .get(&format!("w{k}"))
-                            .map(|a| serde_json::to_vec(&a["response"]).unwrap_or_default())
-                            .unwrap_or_default(),
-                        retry_after: None,
-                        attempts: 1,
-                    }),
+                .collect(),
+            BulkAnswer::Each(answers, _) => chunk
+                .into_iter()
+                .zip(answers)
+                .map(|(w, answer)| match answer {
+                    Some(r) if !retryable(r.status) && !matches!(r.status, 412 | 428) => Ok(r),
                     _ => self.send_versioned(raw_request(w)),
-                }
-            })
-            .collect()
+                })
+                .collect(),
+        }
     }
 }
 
@@ -1004,12 +953,28 @@ impl ScimSink {
 type RawWrite = (Method, String, Option<Json>);
 
 fn raw_request((method, path, body): RawWrite) -> Request {
-    Request {
-        method,
-        path,
-        body: body.map(|b| serde_json::to_vec(&b).unwrap_or_default()),
-        if_match: None,
-        writes: 1,
+    Request::write(method, path, body.as_ref(), 1)
+}
+
+/// What became of a Bulk request.
+enum BulkAnswer {
+    /// Unsent: above `maxPayloadSize`, or refused with 413. Halve it.
+    TooLarge,
+    /// The LMS could not be reached (after the client's retries).
+    Unavailable(String),
+    /// Refused as a whole (another status): send its operations alone.
+    Refused,
+    /// One answer per entry, in order (`None`: not mentioned), with the
+    /// number of times the request was sent.
+    Each(Vec<Option<Response>>, u32),
+}
+
+/// A Bulk operation's status, as a number (servers send `"201"` or `201`).
+fn bulk_status(v: &Json) -> u16 {
+    match v {
+        Json::String(s) => s.parse().unwrap_or(500),
+        Json::Number(n) => n.as_u64().map_or(500, |n| n as u16),
+        _ => 500,
     }
 }
 
