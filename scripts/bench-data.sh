@@ -14,3 +14,23 @@ day2="$dir/winningtemp-users-$rows-seed1-day2.csv"
 [ -f "$day1" ] || ./target/release/muster gen --profile winningtemp-users --rows "$rows" --seed 1 > "$day1"
 [ -f "$day2" ] || ./target/release/muster gen --profile winningtemp-users --from "$day1" \
   --change-ratio 0.02 --seed 2 --shuffle > "$day2"
+
+# Writes $1/muster.toml: one tenant reading $1/inbox with the winningtemp-users profile, its
+# state in $1/state.redb, and the `[tenant.sink]` table given in $2.
+write_tenant() {
+  rm -rf "$1" && mkdir -p "$1/inbox"
+  cat > "$1/muster.toml" <<TOML
+[[tenant]]
+name = "bench"
+state = "state.redb"
+[tenant.source]
+type = "dir"
+path = "inbox"
+settle_ms = 0
+[[tenant.files]]
+pattern = "*.csv"
+profile = "winningtemp-users"
+[tenant.sink]
+$2
+TOML
+}

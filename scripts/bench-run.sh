@@ -8,22 +8,8 @@ source "$(dirname "$0")/bench-data.sh"
 muster=$PWD/target/release/muster
 data=$dir
 work=$data/run-tenant
-rm -rf "$work" && mkdir -p "$work/inbox"
-cat > "$work/muster.toml" <<'TOML'
-[[tenant]]
-name = "bench"
-state = "state.redb"
-[tenant.source]
-type = "dir"
-path = "inbox"
-settle_ms = 0
-[[tenant.files]]
-pattern = "*.csv"
-profile = "winningtemp-users"
-[tenant.sink]
-type = "jsonl"
-path = "outbox.jsonl"
-TOML
+write_tenant "$work" 'type = "jsonl"
+path = "outbox.jsonl"'
 measure() {
   /usr/bin/time -f "%e %M" "$muster" run --config "$work/muster.toml" --today 2026-11-21 2>&1 >/dev/null |
     tail -1 | awk '{ printf "%s s  %d MB\n", $1, $2 / 1024 }'

@@ -19,24 +19,10 @@ run() { # $1: label, $2: delay
   local pid=$!
   trap 'kill $pid 2>/dev/null' RETURN
   for _ in $(seq 50); do curl -s "http://127.0.0.1:$port/_ops" >/dev/null && break; sleep 0.1; done
-  rm -rf "$work" && mkdir -p "$work/inbox"
-  cat > "$work/muster.toml" <<TOML
-[[tenant]]
-name = "bench"
-state = "state.redb"
-[tenant.source]
-type = "dir"
-path = "inbox"
-settle_ms = 0
-[[tenant.files]]
-pattern = "*.csv"
-profile = "winningtemp-users"
-[tenant.sink]
-type = "scim"
-url = "http://127.0.0.1:$port/v2"
-token_env = "BENCH_SCIM_TOKEN"
-user_name = "username"
-TOML
+  write_tenant "$work" "type = \"scim\"
+url = \"http://127.0.0.1:$port/v2\"
+token_env = \"BENCH_SCIM_TOKEN\"
+user_name = \"username\""
   cp "$day1" "$work/inbox/users.csv"
   local t
   t=$(BENCH_SCIM_TOKEN=bench /usr/bin/time -f "%e %U %S %M" "$muster" run --config "$work/muster.toml" \

@@ -1065,18 +1065,10 @@ impl Sink for ScimSink {
         };
         let mut conflicts = Vec::new();
         for (i, outcome) in outcomes {
-            match outcome {
-                Outcome::Done { id, linked: l } => {
-                    if let Some(id) = id {
-                        ids.insert(Self::own(&batch[i]), id);
-                    }
-                    linked[i] = l;
-                }
-                Outcome::Conflict { ours, message } => conflicts.push((i, ours, message)),
-                Outcome::Rejected(message) => acks[i] = Some(Ack::Rejected { message }),
-                Outcome::Unavailable(message) | Outcome::Again(message) => {
-                    acks[i] = Some(Ack::Unavailable { message })
-                }
+            if let Some((ours, message)) =
+                settle(batch, i, outcome, &mut ids, &mut acks, &mut linked)
+            {
+                conflicts.push((i, ours, message));
             }
         }
         // 3. Duplicates: link to what the LMS has.
@@ -1086,19 +1078,10 @@ impl Sink for ScimSink {
                 (i, self.link(&batch[i], shared, ours, &message))
             });
             for (i, outcome) in results {
-                match outcome {
-                    Outcome::Done { id, linked: l } => {
-                        if let Some(id) = id {
-                            ids.insert(Self::own(&batch[i]), id);
-                        }
-                        linked[i] = l;
-                    }
-                    Outcome::Rejected(message) => acks[i] = Some(Ack::Rejected { message }),
-                    Outcome::Unavailable(message)
-                    | Outcome::Again(message)
-                    | Outcome::Conflict { message, .. } => {
-                        acks[i] = Some(Ack::Unavailable { message })
-                    }
+                if let Some((_, message)) =
+                    settle(batch, i, outcome, &mut ids, &mut acks, &mut linked)
+                {
+                    acks[i] = Some(Ack::Unavailable { message });
                 }
             }
         }
@@ -1156,6 +1139,32 @@ impl Sink for ScimSink {
             .map(|p| p.id)
             .collect())
     }
+}
+
+/// Records what became of operation `i`: its id, whether it was linked,
+/// or its failure. A conflict is handed back (to be linked).
+fn settle(
+    batch: &[Operation],
+    i: usize,
+    outcome: Outcome,
+    ids: &mut Ids,
+    acks: &mut [Option<Ack>],
+    linked: &mut [bool],
+) -> Option<(bool, String)> {
+    match outcome {
+        Outcome::Done { id, linked: l } => {
+            if let Some(id) = id {
+                ids.insert(ScimSink::own(&batch[i]), id);
+            }
+            linked[i] = l;
+        }
+        Outcome::Conflict { ours, message } => return Some((ours, message)),
+        Outcome::Rejected(message) => acks[i] = Some(Ack::Rejected { message }),
+        Outcome::Unavailable(message) | Outcome::Again(message) => {
+            acks[i] = Some(Ack::Unavailable { message })
+        }
+    }
+    None
 }
 
 fn method_name(m: Method) -> &'static str {
