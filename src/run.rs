@@ -22,6 +22,8 @@
 //! `--dry-run` plans and checks the guards but writes nothing to the sink or
 //! the store and moves nothing: its results and summary go to `processed/`
 //! as `<stem>.<timestamp>.dry-run.results.csv` / `.dry-run.summary.json`.
+//! It does not open the sink (a dry run needs no LMS) and leaves a crash's
+//! journal to the next real run.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -154,11 +156,16 @@ pub fn run_tenant_with_progress(
         Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
     }
     let mut store = RedbStore::open(&tenant.state)?;
+    // A dry run sends nothing, so it needs no LMS (it works offline) and
+    // leaves a crash's journal to the next real run.
     let mut sink: Box<dyn Sink> = match &tenant.sink {
+        _ if opts.dry_run => Box::new(DryRun),
         SinkConfig::Jsonl { path } => Box::new(JsonlOutbox::open(path)?),
         SinkConfig::Scim(scim) => Box::new(ScimSink::open(scim)?),
     };
-    recover(&mut store, sink.as_mut())?;
+    if !opts.dry_run {
+        recover(&mut store, sink.as_mut())?;
+    }
     let mut source = crate::source::open(tenant)?;
     let files = pick_up(tenant, source.as_mut())?;
     let mut reports = Vec::new();
@@ -193,6 +200,24 @@ pub fn run_tenant_with_progress(
     }
     sink.finish()?;
     Ok(reports)
+}
+
+/// The sink of a dry run: nothing reaches it.
+struct DryRun;
+
+impl Sink for DryRun {
+    fn apply(&mut self, batch: &[Operation]) -> Result<Vec<Ack>, crate::sink::SinkError> {
+        Err(crate::sink::SinkError {
+            sink: "dry run".into(),
+            message: format!("{} operations sent during a dry run", batch.len()),
+        })
+    }
+    fn recover(
+        &mut self,
+        _: &[crate::store::PendingOp],
+    ) -> Result<Vec<u64>, crate::sink::SinkError> {
+        Ok(Vec::new())
+    }
 }
 
 /// A file taken from the inbox: its name there, a local path with its

@@ -664,6 +664,25 @@ fn a_refused_row_is_failed_with_the_lms_message_and_the_rest_goes_on() {
 }
 
 #[test]
+fn a_dry_run_needs_no_lms() {
+    // Nothing listens on this port.
+    let url = format!("http://127.0.0.1:{}/v2", server::free_port());
+    let t = ScimTenant::new(&url, 10, &[("*.csv", "mobietrain")], "max_attempts = 1");
+    t.drop_file("users.csv", &gen("mobietrain", 20, 1));
+    let o = t.command().arg("--dry-run").output().unwrap();
+    assert!(matches!(code(&o), 0 | 3), "{}", stderr(&o));
+    assert!(
+        t.path("inbox/users.csv").exists(),
+        "a dry run moves nothing"
+    );
+    // A real run cannot reach it: exit 1, the file stays.
+    let o = t.run();
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("127.0.0.1"), "{}", stderr(&o));
+    assert!(t.path("inbox/users.csv").exists());
+}
+
+#[test]
 fn the_rate_limit_paces_the_writes() {
     let server = ScimServer::start();
     let t = ScimTenant::new(
