@@ -15,7 +15,7 @@
 //! | compare with the last applied state | [`diff`] | [`Prior`](diff::Prior), [`Fingerprinter`](diff::Fingerprinter), [`diff_files`](diff::diff_files) |
 //! | hold a file that would do damage | [`guard`] | [`guard::check`], [`Verdict`](guard::Verdict) |
 //! | remember what was applied | [`store`] | [`StateStore`](store::StateStore), [`RedbStore`](store::RedbStore), [`MemoryStore`](store::MemoryStore) |
-//! | write to the LMS | [`sink`] | [`Sink`](sink::Sink), [`Operation`](sink::Operation), [`JsonlOutbox`](sink::JsonlOutbox) |
+//! | write to the LMS | [`sink`] | [`Sink`](sink::Sink), [`Operation`](sink::Operation), [`JsonlOutbox`](sink::JsonlOutbox), [`ScimSink`](sink::ScimSink) |
 //! | the whole pipeline for a tenant | [`run`], [`config`] | [`run::run_tenant`], [`Config`](config::Config) |
 //! | write the results CSV | [`results`] | [`ResultsWriter`], [`Outcome`] |
 //! | synthetic snapshots | [`gen`] | [`gen::generate`], [`gen::derive`] |
