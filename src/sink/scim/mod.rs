@@ -22,7 +22,7 @@
 //! 4. **Memberships** are written on the groups: one PATCH per group per
 //!    batch adds and removes members.
 //!
-//! The [`client`] retries 408, 429, 5xx and lost connections; an operation
+//! The client (`client.rs`) retries 408, 429, 5xx and lost connections; an operation
 //! still failing is [`Ack::Unavailable`] (the next run sends it again), a
 //! refusal is [`Ack::Rejected`] with the LMS's own message. Invitations
 //! happen once: the invite attribute is only in a create's POST, a retried
