@@ -29,8 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use crate::code::Code;
 use crate::diff::{
-    changed_fields, hash_run, key_hash, sort_index, FieldHash, Fingerprinter, MemoryPrior, NoPrior,
-    Prior, PriorEntry,
+    hash_run, key_hash, sort_index, Fingerprinter, MemoryPrior, NoPrior, Prior, PriorEntry,
 };
 use crate::profile::{
     Date, EndAction, FieldKind, Layout, MappedRow, MissingRule, ObjectKind, Profile,
@@ -357,8 +356,10 @@ impl Plan {
     /// file hold for its key. An update with no changed field becomes
     /// `unchanged` (e.g. a field only emptied where the profile keeps it);
     /// the others name the changed fields.
-    pub fn resolve_update(&mut self, i: usize, old: &[FieldHash], new: &[FieldHash]) {
-        let changed = changed_fields(old, new);
+    /// Settles update row `i` given the names of the fields that changed
+    /// (none: the row is `unchanged`, its fingerprint moved by a field
+    /// only the old row had).
+    pub fn resolve_update(&mut self, i: usize, changed: Vec<String>) {
         let code = self.entries[i].code;
         let other = self.messages.get(self.entries[i].message as usize).cloned();
         if changed.is_empty() {

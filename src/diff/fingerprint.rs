@@ -131,35 +131,61 @@ impl Fingerprinter {
 /// not (the new file says nothing about it: an absent column, or an empty
 /// cell the profile keeps).
 pub fn changed_fields(old: &[FieldHash], new: &[FieldHash]) -> Vec<String> {
+    changed_by(old, new, |f| (f.field.as_str(), f.hash))
+        .map(|n| n.field.clone())
+        .collect()
+}
+
+/// The entries of `new` that differ from `old` (both sorted by their
+/// field), by the rule of [`changed_fields`].
+fn changed_by<'a, T, K: Ord>(
+    old: &'a [T],
+    new: &'a [T],
+    key: impl Fn(&'a T) -> (K, u64),
+) -> impl Iterator<Item = &'a T> {
     let mut changed = Vec::new();
     let (mut i, mut j) = (0, 0);
-    while i < old.len() || j < new.len() {
-        match (old.get(i), new.get(j)) {
-            (Some(o), Some(n)) if o.field == n.field => {
-                if o.hash != n.hash {
-                    changed.push(n.field.clone());
+    while j < new.len() {
+        let (nk, nh) = key(&new[j]);
+        match old.get(i).map(&key) {
+            Some((ok, oh)) if ok == nk => {
+                if oh != nh {
+                    changed.push(&new[j]);
                 }
                 i += 1;
                 j += 1;
             }
-            (Some(o), Some(n)) if o.field < n.field => {
-                i += 1;
-            }
-            (Some(_), Some(n)) => {
-                changed.push(n.field.clone());
+            Some((ok, _)) if ok < nk => i += 1,
+            _ => {
+                changed.push(&new[j]);
                 j += 1;
             }
-            (Some(_), None) => {
-                i += 1;
-            }
-            (None, Some(n)) => {
-                changed.push(n.field.clone());
-                j += 1;
-            }
-            (None, None) => break,
         }
     }
-    changed
+    changed.into_iter()
+}
+
+/// Per-field hashes as (position among the fields in name order, hash).
+pub type PositionHashes = Vec<(u16, u64)>;
+
+impl Fingerprinter {
+    /// [`Fingerprinter::field_hashes`] without a `String` per field, for
+    /// comparing two rows of the same profile.
+    pub fn position_hashes(&self, row: &MappedRow) -> PositionHashes {
+        self.order
+            .iter()
+            .enumerate()
+            .filter_map(|(pos, &slot)| self.field_hash(row, slot).map(|h| (pos as u16, h)))
+            .collect()
+    }
+
+    /// The names of the fields that differ between two
+    /// [`Fingerprinter::position_hashes`], as [`changed_fields`] names them.
+    pub fn changed_positions(&self, old: &[(u16, u64)], new: &[(u16, u64)]) -> Vec<String> {
+        changed_by(old, new, |&(pos, hash)| (pos, hash))
+            .map(|&(pos, _)| self.names[self.order[pos as usize]].clone())
+            .collect()
+    }
 }
 
 #[cfg(test)]
