@@ -161,7 +161,18 @@ pub fn run_tenant_with_progress(
     let mut sink: Box<dyn Sink> = match &tenant.sink {
         _ if opts.dry_run => Box::new(DryRun),
         SinkConfig::Jsonl { path } => Box::new(JsonlOutbox::open(path)?),
-        SinkConfig::Scim(scim) => Box::new(ScimSink::open(scim)?),
+        SinkConfig::Scim(scim) => {
+            // Groups are made on demand only where no group file says
+            // what they are (a group of the file that failed to be
+            // written is not remade under its key as a name).
+            let group_file = tenant
+                .files
+                .iter()
+                .any(|(_, p)| p.object == ObjectKind::Group);
+            let mut scim = scim.clone();
+            scim.create_missing_groups &= !group_file;
+            Box::new(ScimSink::open(&scim)?)
+        }
     };
     if !opts.dry_run {
         recover(&mut store, sink.as_mut())?;
