@@ -27,7 +27,7 @@ pub fn write_field(out: &mut Vec<u8>, field: &[u8], delimiter: u8, quote: u8, al
 use std::io::{self, Write};
 
 use crate::code::Code;
-use crate::plan::{Action, Plan};
+use crate::plan::{Plan, PlannedRow};
 
 /// The results header (SPEC §4).
 pub const RESULTS_HEADER: &str = "line,key,action,outcome,code,message";
@@ -73,18 +73,11 @@ impl<W: Write> ResultsWriter<W> {
         })
     }
 
-    /// One results line. `line` is `None` for inferred deletions.
-    pub fn write(
-        &mut self,
-        line: Option<u64>,
-        key: Option<&str>,
-        action: Action,
-        outcome: Outcome,
-        code: Option<Code>,
-        message: &str,
-    ) -> io::Result<()> {
+    /// One results line: a plan row (line 0 for an inferred deletion)
+    /// with its outcome.
+    pub fn write(&mut self, row: PlannedRow<'_>, outcome: Outcome) -> io::Result<()> {
         self.line.clear();
-        format_line(&mut self.line, line, key, action, outcome, code, message);
+        format_line(&mut self.line, row, outcome);
         self.out.write_all(&self.line)
     }
 
@@ -96,17 +89,7 @@ impl<W: Write> ResultsWriter<W> {
         let format_block = |from: usize| {
             let mut out = Vec::with_capacity(BLOCK * 48);
             for i in from..(from + BLOCK).min(plan.len()) {
-                let row = plan.row(i);
-                let line = (row.line > 0).then_some(row.line);
-                format_line(
-                    &mut out,
-                    line,
-                    row.key,
-                    row.action,
-                    outcome,
-                    row.code,
-                    row.message,
-                );
+                format_line(&mut out, plan.row(i), outcome);
             }
             out
         };
@@ -128,28 +111,20 @@ impl<W: Write> ResultsWriter<W> {
     }
 }
 
-/// Appends one results line to `l`.
-fn format_line(
-    l: &mut Vec<u8>,
-    line: Option<u64>,
-    key: Option<&str>,
-    action: Action,
-    outcome: Outcome,
-    code: Option<Code>,
-    message: &str,
-) {
-    if let Some(n) = line {
-        l.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+/// Appends one results line to `l` (an empty `line` column for line 0).
+fn format_line(l: &mut Vec<u8>, row: PlannedRow<'_>, outcome: Outcome) {
+    if row.line > 0 {
+        l.extend_from_slice(itoa::Buffer::new().format(row.line).as_bytes());
     }
     l.push(b',');
-    write_field(l, key.unwrap_or("").as_bytes(), b',', b'"', false);
+    write_field(l, row.key.unwrap_or("").as_bytes(), b',', b'"', false);
     l.push(b',');
-    l.extend_from_slice(action.as_str().as_bytes());
+    l.extend_from_slice(row.action.as_str().as_bytes());
     l.push(b',');
     l.extend_from_slice(outcome.as_str().as_bytes());
     l.push(b',');
-    l.extend_from_slice(code.map_or("", Code::as_str).as_bytes());
+    l.extend_from_slice(row.code.map_or("", Code::as_str).as_bytes());
     l.push(b',');
-    write_field(l, message.as_bytes(), b',', b'"', false);
+    write_field(l, row.message.as_bytes(), b',', b'"', false);
     l.extend_from_slice(b"\r\n");
 }

@@ -36,7 +36,7 @@ use crate::code::Code;
 use crate::config::{SinkConfig, Tenant};
 use crate::diff::{changed_fields, FieldHash, Fingerprinter, Prior};
 use crate::guard::{self, Verdict};
-use crate::plan::{self, Action, FileError, Plan};
+use crate::plan::{self, Action, FileError, Plan, PlannedRow};
 use crate::profile::{Cell, Date, FieldKind, MappedRow, ObjectKind, Profile};
 use crate::reader::Record;
 use crate::results::{Outcome, ResultsWriter};
@@ -566,16 +566,13 @@ fn process_file(
         let mut r = ResultsWriter::new(w)?;
         for (i, line) in lines.iter().enumerate() {
             let row = plan.row(i);
-            let code = line.code.or(row.code);
-            let message = line.message.as_deref().unwrap_or(row.message);
-            r.write(
-                (row.line > 0).then_some(row.line),
-                row.key,
-                row.action,
-                line.outcome,
-                code,
-                message,
-            )?;
+            // The sink's code and message, where it gave one, win.
+            let row = PlannedRow {
+                code: line.code.or(row.code),
+                message: line.message.as_deref().unwrap_or(row.message),
+                ..row
+            };
+            r.write(row, line.outcome)?;
         }
         Ok(())
     })?;
@@ -1186,24 +1183,11 @@ fn flush(
 /// parent, groups and segments), for a sink that writes references by id.
 fn known_ids(ops: &mut [Operation], store: &RedbStore) -> Result<(), RunError> {
     for op in ops.iter_mut() {
-        let mut named: Vec<(ObjectKind, String)> = Vec::new();
-        for (name, value) in &op.fields {
-            match (name.as_str(), value) {
-                ("manager_id", Value::Text(k)) if !k.is_empty() => {
-                    named.push((ObjectKind::User, k.clone()))
-                }
-                ("parent_id", Value::Text(k)) if !k.is_empty() => {
-                    named.push((ObjectKind::Group, k.clone()))
-                }
-                ("groups", Value::List(items)) => {
-                    named.extend(items.iter().map(|k| (ObjectKind::Group, k.clone())))
-                }
-                ("segments", Value::List(items)) => {
-                    named.extend(items.iter().map(|k| (ObjectKind::Segment, k.clone())))
-                }
-                _ => {}
-            }
-        }
+        let named: Vec<(ObjectKind, String)> = op
+            .named()
+            .into_iter()
+            .map(|(k, key)| (k, key.to_string()))
+            .collect();
         for (kind, key) in named {
             if let Some(lms_id) = store.get(kind, &key)?.and_then(|o| o.lms_id) {
                 op.ids.push(KnownId { kind, key, lms_id });

@@ -59,6 +59,33 @@ pub struct Operation {
     pub fresh: bool,
 }
 
+impl Operation {
+    /// The objects this operation names by key: its manager, its parent
+    /// group, the groups and segments it is a member of. (`admin_groups`
+    /// are written as keys and name nothing to resolve.)
+    pub fn named(&self) -> Vec<(ObjectKind, &str)> {
+        let mut out = Vec::new();
+        for (name, value) in &self.fields {
+            match (name.as_str(), value) {
+                ("manager_id", Value::Text(k)) if !k.is_empty() => {
+                    out.push((ObjectKind::User, k.as_str()))
+                }
+                ("parent_id", Value::Text(k)) if !k.is_empty() => {
+                    out.push((ObjectKind::Group, k.as_str()))
+                }
+                ("groups", Value::List(items)) => {
+                    out.extend(items.iter().map(|k| (ObjectKind::Group, k.as_str())))
+                }
+                ("segments", Value::List(items)) => {
+                    out.extend(items.iter().map(|k| (ObjectKind::Segment, k.as_str())))
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
 /// The LMS id of an object an operation names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KnownId {

@@ -167,25 +167,13 @@ impl ScimSink {
     }
 
     /// The objects an operation names by key.
+    /// ([`Operation::named`], without segments when they are an attribute.)
     fn references(&self, op: &Operation) -> Vec<(ObjectKind, String)> {
-        let mut out = Vec::new();
-        for (name, value) in &op.fields {
-            match (op.kind, name.as_str(), value) {
-                (ObjectKind::User, "manager_id", Value::Text(k)) if !k.is_empty() => {
-                    out.push((ObjectKind::User, k.clone()))
-                }
-                (ObjectKind::Group, "parent_id", Value::Text(k)) if !k.is_empty() => {
-                    out.push((ObjectKind::Group, k.clone()))
-                }
-                (ObjectKind::User, field, Value::List(items)) => {
-                    if let Some(kind) = self.map.membership(field) {
-                        out.extend(items.iter().map(|k| (kind, k.clone())));
-                    }
-                }
-                _ => {}
-            }
-        }
-        out
+        op.named()
+            .into_iter()
+            .filter(|(kind, _)| self.map.writes(*kind))
+            .map(|(kind, key)| (kind, key.to_string()))
+            .collect()
     }
 
     /// Runs `f` over `jobs` on up to `threads` sender threads, fed through
@@ -385,7 +373,7 @@ impl ScimSink {
             Err(outcome) => return outcome,
         };
         match self.send_versioned(Request::write(method, path, body.as_ref(), 1)) {
-            Ok(resp) => self.outcome(op, method, resp.status, &resp, own, resp.attempts > 1),
+            Ok(resp) => Self::outcome(method, &resp, own, resp.attempts > 1),
             Err(m) => Outcome::Unavailable(m),
         }
     }
@@ -410,18 +398,16 @@ impl ScimSink {
         self.client.send(&req)
     }
 
-    /// What an answer means for `op`.
+    /// What the answer to a write means (`own`: the object's id, when
+    /// known; `tried_before`: an earlier try of it may have landed).
     fn outcome(
-        &self,
-        op: &Operation,
         method: Method,
-        status: u16,
         resp: &Response,
         own: Option<String>,
         tried_before: bool,
     ) -> Outcome {
         let body = resp.json();
-        match status {
+        match resp.status {
             200..=299 if method == Method::Post => Outcome::Done {
                 id: body["id"]
                     .as_str()
@@ -437,17 +423,11 @@ impl ScimSink {
                 id: None,
                 linked: false,
             },
-            409 if method == Method::Post && op.kind == ObjectKind::User => Outcome::Conflict {
+            // An object that exists already: link to it.
+            409 if method == Method::Post => Outcome::Conflict {
                 ours: tried_before,
                 message: resp.message(),
             },
-            409 if method == Method::Post => {
-                // A group or segment that exists already: link to it.
-                Outcome::Conflict {
-                    ours: tried_before,
-                    message: resp.message(),
-                }
-            }
             401 | 403 => Outcome::Unavailable(format!(
                 "the LMS refused the bearer token ({})",
                 resp.message()
@@ -579,7 +559,7 @@ impl ScimSink {
             match self.request_parts(op, own.as_deref(), &refs) {
                 Ok(Some((method, path, data))) => {
                     let mut entry =
-                        json!({"method": method_name(method), "path": path, "bulkId": bulk_id});
+                        json!({"method": method.as_str(), "path": path, "bulkId": bulk_id});
                     if let Some(data) = data {
                         entry["data"] = data;
                     }
@@ -640,13 +620,7 @@ impl ScimSink {
             let outcome = match one.status {
                 // A version to send: that operation alone, the ETag way.
                 412 | 428 => self.write_one(op, ids),
-                // The answer of an operation carries no body with the id:
-                // its location has it.
-                200..=299 if method == Method::Post => Outcome::Done {
-                    id: one.location.as_deref().and_then(last_segment),
-                    linked: false,
-                },
-                status => self.outcome(op, method, status, &one, own, tried_before),
+                _ => Self::outcome(method, &one, own, tried_before),
             };
             out.push((i, outcome));
         }
@@ -918,7 +892,8 @@ impl ScimSink {
             .iter()
             .enumerate()
             .map(|(k, (method, path, body))| {
-                let mut e = json!({"method": method_name(*method), "path": path, "bulkId": format!("w{k}")});
+                let mut e =
+                    json!({"method": method.as_str(), "path": path, "bulkId": format!("w{k}")});
                 if let Some(body) = body {
                     e["data"] = body.clone();
                 }
@@ -987,7 +962,7 @@ impl Sink for ScimSink {
         let n = batch.len();
         let mut acks: Vec<Option<Ack>> = vec![None; n];
         let mut linked = vec![false; n];
-        let mut ids = self.groups.clone();
+        let mut ids = Ids::new();
         for op in batch {
             if let Some(id) = &op.lms_id {
                 ids.insert(Self::own(op), id.clone());
@@ -1022,6 +997,8 @@ impl Sink for ScimSink {
             for r in self.references(op) {
                 if created.contains(&r) {
                     ordered = true;
+                } else if let Some(id) = self.groups.get(&r) {
+                    ids.entry(r).or_insert_with(|| id.clone());
                 } else if !ids.contains_key(&r) {
                     wanted.insert(r);
                 }
@@ -1165,15 +1142,6 @@ fn settle(
         }
     }
     None
-}
-
-fn method_name(m: Method) -> &'static str {
-    match m {
-        Method::Get => "GET",
-        Method::Post => "POST",
-        Method::Patch => "PATCH",
-        Method::Delete => "DELETE",
-    }
 }
 
 /// Takes the invitation attribute out of a resource.
