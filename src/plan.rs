@@ -34,7 +34,7 @@ use crate::diff::{
 use crate::profile::{
     Date, EndAction, FieldKind, Layout, MappedRow, MissingRule, ObjectKind, Profile,
 };
-use crate::reader::Record;
+use crate::reader::{ChunkOptions, Offset, Record};
 use crate::snapshot::Snapshot;
 
 /// What a row does.
@@ -783,6 +783,8 @@ pub struct ReadOptions<'a> {
     /// Skip fingerprints: the plan will only be compared with an empty
     /// prior (`muster check`), where they are never looked at.
     pub no_fingerprints: bool,
+    /// How the file is cut into pieces read in parallel.
+    pub chunks: ChunkOptions,
 }
 
 /// [`read_with`] without list references.
@@ -839,113 +841,48 @@ pub fn read_with<R: Read>(
     opts: ReadOptions<'_>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Plan, FileError> {
-    let mut snapshot = Snapshot::open(profile, input)?;
+    let snapshot = Snapshot::open(profile, input)?;
     let layout = snapshot.layout().clone();
-    let mut rec = Record::new();
-    let (size_hint, refs) = (opts.size_hint, opts.refs);
-    let mut plan = Plan::new(profile, size_hint);
-    let mut row = MappedRow::new();
-    let mut fingerprinter = Fingerprinter::new(profile);
+    let mut plan = Plan::new(profile, opts.size_hint);
     let mut emails = EmailIndex::default();
     emails.entries.reserve(plan.entries.capacity());
-    let mut folded = String::new();
-    while snapshot.read_record(&mut rec)? {
-        plan.records += 1;
-        if plan.records.is_multiple_of(65_536) {
-            progress(Progress {
-                records: plan.records,
-                bytes: snapshot.byte_offset(),
-            });
-        }
-        let idx = plan.entries.len() as u32;
-        let result = profile.map(&rec, &layout, &mut row);
-        let key = row.key_as_read().map_or(Span::NONE, |k| plan.intern(k));
-        let mut entry = Entry {
-            line: rec.position().line,
-            byte: rec.position().byte,
-            key,
-            fingerprint: [0; 2],
-            message: u32::MAX,
-            action: Action::Reject,
-            code: None,
-            flags: 0,
-        };
-        if row.decoded_column.is_some() {
-            plan.decoded_rows += 1;
-        }
-        let mapped = result.is_ok();
-        let message = match result {
-            Ok(()) => {
-                let fp = if opts.no_fingerprints {
-                    0
-                } else {
-                    fingerprinter.fingerprint(&row)
-                };
-                entry.fingerprint = [fp as u64, (fp >> 64) as u64];
-                entry.action = Action::Create;
-                entry.flags = VALID;
-                if profile.status_slot.and_then(|s| row.get(s)) == Some("inactive") {
-                    entry.flags |= INACTIVE;
-                }
-                let ended = profile
-                    .end_date_slot
-                    .and_then(|s| row.get(s))
-                    .and_then(Date::parse_iso)
-                    .is_some_and(|d| d <= today);
-                if ended {
-                    entry.flags |= ENDED;
-                }
-                if let Some(r) = profile.reference_slot.and_then(|s| row.get(s)) {
-                    let span = plan.intern(r);
-                    plan.references.push((idx, span));
-                }
-                let decoded = row.decoded_column.map(|c| {
-                    format!(
-                        "column {}: decoded as windows-1252 (the file is not UTF-8)",
-                        c + 1
-                    )
+    let fingerprinter = Fingerprinter::new(profile);
+    let reading = RowReader {
+        profile,
+        layout: &layout,
+        today,
+        opts: &opts,
+    };
+    // Pieces of the file are mapped on the pool, each into a part of the
+    // plan; the parts are appended in file order.
+    let end = snapshot.read_chunked(
+        &opts.chunks,
+        |piece| {
+            let mut part = Part {
+                plan: Plan::new(profile, None),
+                emails: EmailIndex::default(),
+            };
+            let mut rec = Record::new();
+            let mut row = MappedRow::new();
+            let mut fingerprinter = fingerprinter.clone();
+            let mut folded = String::new();
+            while piece.read_record(&mut rec)? {
+                reading.row(&rec, &mut row, &mut fingerprinter, &mut folded, &mut part);
+            }
+            Ok(part)
+        },
+        |part, at| {
+            let before = plan.records;
+            plan.append(part, at, &mut emails);
+            if before >> 16 != plan.records >> 16 {
+                progress(Progress {
+                    records: plan.records,
+                    bytes: at.byte,
                 });
-                match unknown_list_items(profile, &row, refs) {
-                    Some(m) => {
-                        entry.code = Some(Code::UnknownReference);
-                        decoded.map_or(m.clone(), |d| format!("{m}; {d}"))
-                    }
-                    None => decoded.unwrap_or_default(),
-                }
             }
-            Err(issue) => {
-                entry.code = Some(issue.code);
-                issue.describe(&layout)
-            }
-        };
-        plan.entries.push(entry);
-        if !message.is_empty() {
-            let i = idx as usize;
-            let (a, c) = (plan.entries[i].action, plan.entries[i].code);
-            plan.set(i, a, c, message);
-        }
-        // Duplicate keys and e-mails: every occurrence counts, rejected rows too.
-        if !key.is_none() {
-            let h = hash_key(plan.key_is_email, plan.str(key), &mut folded);
-            plan.keys.push((h, idx));
-        }
-        if profile.object == ObjectKind::User {
-            if let Some(slot) = profile.email_slot {
-                if mapped {
-                    // A mapped row's e-mail is lower-cased already.
-                    if let Some(email) = row.get(slot) {
-                        emails.push(email, idx);
-                    }
-                } else if let Some(email) = email_as_read(&rec, &layout, &row, slot) {
-                    folded.clear();
-                    folded.push_str(email);
-                    fold_case(&mut folded);
-                    emails.push(&folded, idx);
-                }
-            }
-        }
-    }
-    plan.bytes = snapshot.byte_offset();
+        },
+    )?;
+    plan.bytes = end.byte;
     tracing::debug!(records = plan.records, bytes = plan.bytes, profile = %profile.name, "file read");
 
     let key_name = profile.slots[profile.key_slot].field.name();
@@ -978,6 +915,165 @@ pub fn read_with<R: Read>(
         (true, false),
     );
     Ok(plan)
+}
+
+/// What one piece of a file makes: its rows as a plan of their own (lines
+/// and bytes counted from the piece's start), and its e-mails.
+struct Part {
+    plan: Plan,
+    emails: EmailIndex,
+}
+
+/// Maps, validates and fingerprints rows into a [`Part`].
+struct RowReader<'a> {
+    profile: &'a Profile,
+    layout: &'a Layout,
+    today: Date,
+    opts: &'a ReadOptions<'a>,
+}
+
+impl RowReader<'_> {
+    fn row(
+        &self,
+        rec: &Record,
+        row: &mut MappedRow,
+        fingerprinter: &mut Fingerprinter,
+        folded: &mut String,
+        part: &mut Part,
+    ) {
+        let (profile, layout, opts) = (self.profile, self.layout, self.opts);
+        let plan = &mut part.plan;
+        plan.records += 1;
+        let idx = plan.entries.len() as u32;
+        let result = profile.map(rec, layout, row);
+        let key = row.key_as_read().map_or(Span::NONE, |k| plan.intern(k));
+        let mut entry = Entry {
+            line: rec.position().line,
+            byte: rec.position().byte,
+            key,
+            fingerprint: [0; 2],
+            message: u32::MAX,
+            action: Action::Reject,
+            code: None,
+            flags: 0,
+        };
+        if row.decoded_column.is_some() {
+            plan.decoded_rows += 1;
+        }
+        let mapped = result.is_ok();
+        let message = match result {
+            Ok(()) => {
+                let fp = if opts.no_fingerprints {
+                    0
+                } else {
+                    fingerprinter.fingerprint(row)
+                };
+                entry.fingerprint = [fp as u64, (fp >> 64) as u64];
+                entry.action = Action::Create;
+                entry.flags = VALID;
+                if profile.status_slot.and_then(|s| row.get(s)) == Some("inactive") {
+                    entry.flags |= INACTIVE;
+                }
+                let ended = profile
+                    .end_date_slot
+                    .and_then(|s| row.get(s))
+                    .and_then(Date::parse_iso)
+                    .is_some_and(|d| d <= self.today);
+                if ended {
+                    entry.flags |= ENDED;
+                }
+                if let Some(r) = profile.reference_slot.and_then(|s| row.get(s)) {
+                    let span = plan.intern(r);
+                    plan.references.push((idx, span));
+                }
+                let decoded = row.decoded_column.map(|c| {
+                    format!(
+                        "column {}: decoded as windows-1252 (the file is not UTF-8)",
+                        c + 1
+                    )
+                });
+                match unknown_list_items(profile, row, opts.refs) {
+                    Some(m) => {
+                        entry.code = Some(Code::UnknownReference);
+                        decoded.map_or(m.clone(), |d| format!("{m}; {d}"))
+                    }
+                    None => decoded.unwrap_or_default(),
+                }
+            }
+            Err(issue) => {
+                entry.code = Some(issue.code);
+                issue.describe(layout)
+            }
+        };
+        plan.entries.push(entry);
+        if !message.is_empty() {
+            let i = idx as usize;
+            let (a, c) = (plan.entries[i].action, plan.entries[i].code);
+            plan.set(i, a, c, message);
+        }
+        // Duplicate keys and e-mails: every occurrence counts, rejected rows too.
+        if !key.is_none() {
+            let h = hash_key(plan.key_is_email, plan.str(key), folded);
+            plan.keys.push((h, idx));
+        }
+        if profile.object == ObjectKind::User {
+            if let Some(slot) = profile.email_slot {
+                if mapped {
+                    // A mapped row's e-mail is lower-cased already.
+                    if let Some(email) = row.get(slot) {
+                        part.emails.push(email, idx);
+                    }
+                } else if let Some(email) = email_as_read(rec, layout, row, slot) {
+                    folded.clear();
+                    folded.push_str(email);
+                    fold_case(folded);
+                    part.emails.push(folded, idx);
+                }
+            }
+        }
+    }
+}
+
+impl Plan {
+    /// Appends the rows of `part`, read from a piece of the file that
+    /// starts at `at`, and its e-mails to `emails`.
+    fn append(&mut self, part: Part, at: Offset, emails: &mut EmailIndex) {
+        let rows = self.entries.len() as u32;
+        let arena = self.arena.len() as u32;
+        let messages = self.messages.len() as u32;
+        let Part {
+            plan,
+            emails: part_emails,
+        } = part;
+        self.arena.push_str(&plan.arena);
+        self.entries.extend(plan.entries.into_iter().map(|mut e| {
+            e.line += at.line;
+            e.byte += at.byte;
+            if !e.key.is_none() {
+                e.key.start += arena;
+            }
+            if e.message != u32::MAX {
+                e.message += messages;
+            }
+            e
+        }));
+        self.messages.extend(plan.messages);
+        self.keys
+            .extend(plan.keys.iter().map(|&(h, i)| (h, i + rows)));
+        self.references
+            .extend(plan.references.iter().map(|&(i, s)| {
+                let span = Span {
+                    start: s.start + arena,
+                    len: s.len,
+                };
+                (i + rows, span)
+            }));
+        emails
+            .entries
+            .extend(part_emails.entries.iter().map(|&(h, i)| (h, i + rows)));
+        self.records += plan.records;
+        self.decoded_rows += plan.decoded_rows;
+    }
 }
 
 /// No prior slot for a row; several (a hash collision: look the key up).

@@ -467,7 +467,7 @@ fn process_file(
             plan::ReadOptions {
                 size_hint: Some(size),
                 refs,
-                no_fingerprints: false,
+                ..plan::ReadOptions::default()
             },
             &mut |p| {
                 progress(RunProgress::Reading {

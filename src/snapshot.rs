@@ -5,7 +5,9 @@
 use std::io::{Chain, Cursor, Read, Seek};
 
 use crate::profile::{HeaderError, HeaderMode, Layout, Profile};
-use crate::reader::{ReadError, ReaderOptions, Record, SnapshotReader};
+use crate::reader::{
+    ChunkOptions, Offset, Piece, ReadError, ReaderOptions, Record, SnapshotReader,
+};
 
 /// A file refused whole: nothing from it is applied.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +66,20 @@ impl<R: Read> Snapshot<R> {
     /// Bytes read so far.
     pub fn byte_offset(&self) -> u64 {
         self.reader.byte_offset()
+    }
+
+    /// Reads the rest of the file in pieces on the rayon pool, as
+    /// [`crate::reader::read_chunked`] does, and returns where the file
+    /// ended.
+    pub fn read_chunked<T: Send>(
+        self,
+        chunks: &ChunkOptions,
+        parse: impl Fn(&mut Piece<'_>) -> Result<T, ReadError> + Sync,
+        emit: impl FnMut(T, Offset),
+    ) -> Result<Offset, FileError> {
+        let opts = self.reader.options().clone();
+        let rest = self.reader.into_rest().map_err(FileError::Read)?;
+        crate::reader::chunked::read_rest(rest, &opts, chunks, parse, emit).map_err(FileError::Read)
     }
 }
 

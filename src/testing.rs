@@ -1,7 +1,9 @@
 //! Invariant checks shared by the fuzz targets (`fuzz/`) and the property
 //! tests, so both drive the same body. Not part of the stable API.
 
-use crate::reader::{ReaderOptions, Record, SnapshotReader};
+use crate::reader::{
+    read_chunked, ChunkOptions, Position, ReaderOptions, Record, RecordProblem, SnapshotReader,
+};
 use crate::results::write_field;
 
 /// Reads every record of `data` and panics if an invariant breaks:
@@ -61,6 +63,69 @@ pub fn reader_roundtrip(data: &[u8], opts: &ReaderOptions) {
         again.push(rec.iter().map(|f| f.to_vec()).collect::<Vec<_>>());
     }
     assert_eq!(fields, again, "records must survive a write and a re-read");
+}
+
+/// A record as the reader gave it: position, problem, fields.
+type ReadRecord = (Position, Option<RecordProblem>, Vec<Vec<u8>>);
+
+fn as_read(rec: &Record) -> ReadRecord {
+    (
+        rec.position(),
+        rec.problem(),
+        rec.iter().map(<[u8]>::to_vec).collect(),
+    )
+}
+
+/// Reads `data` with the serial reader and with [`read_chunked`] cut as
+/// `chunks` says, and panics unless both give the same records (fields,
+/// positions, problems) and the same error.
+pub fn chunked_agrees(data: &[u8], opts: &ReaderOptions, chunks: &ChunkOptions) {
+    let mut serial = Vec::new();
+    let mut rdr = SnapshotReader::new(data, opts.clone());
+    let mut rec = Record::new();
+    let serial_error = loop {
+        match rdr.read_record(&mut rec) {
+            Ok(true) => serial.push(as_read(&rec)),
+            Ok(false) => break None,
+            Err(e) => break Some(e.to_string()),
+        }
+    };
+    let mut chunked = Vec::new();
+    let outcome = read_chunked(
+        data,
+        opts,
+        chunks,
+        |piece| {
+            let mut rec = Record::new();
+            let mut rows = Vec::new();
+            while piece.read_record(&mut rec)? {
+                rows.push(as_read(&rec));
+            }
+            Ok(rows)
+        },
+        |rows, at| {
+            chunked.extend(
+                rows.into_iter()
+                    .map(|(p, problem, f)| (at.apply(p), problem, f)),
+            );
+        },
+    );
+    let chunked_error = outcome.err().map(|e| e.to_string());
+    assert_eq!(
+        chunked_error, serial_error,
+        "chunked and serial errors differ"
+    );
+    if serial_error.is_none() {
+        assert_eq!(chunked, serial, "chunked and serial records differ");
+    } else {
+        // Both stop at the error, each after the records it had read.
+        let n = chunked.len().min(serial.len());
+        assert_eq!(
+            chunked[..n],
+            serial[..n],
+            "chunked and serial records differ"
+        );
+    }
 }
 
 /// Plans `data` with every preset and panics if an invariant breaks: one

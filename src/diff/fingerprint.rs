@@ -27,6 +27,7 @@ pub struct FieldHash {
 }
 
 /// The fingerprint of a row and, optionally, its per-field hashes.
+#[derive(Clone)]
 pub struct Fingerprinter {
     /// Slots in canonical order (by field name).
     order: Vec<usize>,

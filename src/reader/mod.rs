@@ -18,8 +18,10 @@
 //! a UTF-16 one, or a NUL byte anywhere, means the input is not text and is a
 //! [`ReadError::NotText`].
 
+pub(crate) mod chunked;
 mod record;
 
+pub use chunked::{read_chunked, ChunkOptions, Offset, Piece};
 pub use record::{Position, Record, RecordProblem};
 
 use std::io::{self, Read};
@@ -90,9 +92,17 @@ pub struct SnapshotReader<R> {
     line: u64,
     records: u64,
     started: bool,
+    /// Whether this reader sees the start of the input (byte-order marks
+    /// are looked for there); false for a [`SnapshotReader::continuing`] one.
+    first: bool,
     done: bool,
     /// Output sink for fields of a record past its size limit.
     scratch: Vec<u8>,
+    /// Line breaks consumed so far inside the record being read by
+    /// csv-core, and whether the last byte consumed was a CR: a NUL found
+    /// mid-record is reported on its own line.
+    record_breaks: u64,
+    pending_cr: bool,
 }
 
 impl<R: Read> SnapshotReader<R> {
@@ -117,9 +127,45 @@ impl<R: Read> SnapshotReader<R> {
             line: 1,
             records: 0,
             started: false,
+            first: true,
             done: false,
             scratch: Vec::new(),
+            record_breaks: 0,
+            pending_cr: false,
         }
+    }
+
+    /// A reader of input that continues a file at a record boundary (a
+    /// piece of [`read_chunked`]): no byte-order mark is looked for, and
+    /// positions count from the piece's start.
+    pub(crate) fn continuing(rdr: R, opts: ReaderOptions) -> SnapshotReader<R> {
+        let mut reader = SnapshotReader::new(rdr, opts);
+        (reader.started, reader.first) = (true, false);
+        reader
+    }
+
+    /// Lines consumed so far (line breaks inside records count), and
+    /// records read.
+    pub(crate) fn consumed(&self) -> (u64, u64) {
+        (self.line - 1, self.records)
+    }
+
+    /// Stops reading: the bytes read ahead, the input, and where the next
+    /// record starts — for [`read_chunked`] to go on from there.
+    pub(crate) fn into_rest(mut self) -> Result<Rest<R>, ReadError> {
+        if !self.started {
+            self.start()?;
+        }
+        Ok(Rest {
+            buffered: self.buf[self.pos..self.end].to_vec(),
+            input: self.rdr,
+            eof: self.eof || self.done,
+            at: Offset {
+                byte: self.base + self.pos as u64,
+                line: self.line - 1,
+                record: self.records,
+            },
+        })
     }
 
     pub fn options(&self) -> &ReaderOptions {
@@ -175,6 +221,11 @@ impl<R: Read> SnapshotReader<R> {
                     continue;
                 }
             };
+            if line_len > self.opts.max_record_bytes {
+                // Too large, however much of it the buffer holds: csv-core
+                // reads it and keeps the fields before the limit.
+                return self.read_slow(rec);
+            }
             let line = &avail[..line_len];
             if is_blank(line) {
                 self.pos += line_len + term_len;
@@ -218,8 +269,7 @@ impl<R: Read> SnapshotReader<R> {
         let quote = self.opts.quote;
         let max_record = self.opts.max_record_bytes;
         let mut raw_len = 0usize;
-        let mut breaks = 0u64;
-        let mut pending_cr = false;
+        (self.record_breaks, self.pending_cr) = (0, false);
         let mut overflow = false;
         let mut last_byte = 0u8;
         'fields: loop {
@@ -267,7 +317,7 @@ impl<R: Read> SnapshotReader<R> {
                     self.core.read_field(input, out)
                 };
                 let consumed = &input[..nin];
-                breaks += count_breaks(consumed, &mut pending_cr);
+                self.record_breaks += count_breaks(consumed, &mut self.pending_cr);
                 if let Some(&b) = consumed.last() {
                     last_byte = b;
                 }
@@ -316,7 +366,8 @@ impl<R: Read> SnapshotReader<R> {
                 self.pos += 1;
             }
         }
-        self.line += breaks;
+        self.line += std::mem::take(&mut self.record_breaks);
+        self.pending_cr = false;
         self.records += 1;
         rec.quoted.resize(rec.bounds.len(), false);
         self.check_fields(rec);
@@ -401,7 +452,8 @@ impl<R: Read> SnapshotReader<R> {
                 }
                 Ok(n) => {
                     let new = &self.buf[self.end..self.end + n];
-                    if self.base == 0
+                    if self.first
+                        && self.base == 0
                         && self.end == 0
                         && (new.starts_with(b"\xFF\xFE") || new.starts_with(b"\xFE\xFF"))
                     {
@@ -414,7 +466,9 @@ impl<R: Read> SnapshotReader<R> {
                     if let Some(i) = memchr(0, new) {
                         // Lines before it in the buffer, from the next record.
                         let before = &self.buf[self.pos..self.end + i];
-                        let line = self.line + count_breaks(before, &mut false);
+                        let line = self.line
+                            + self.record_breaks
+                            + count_breaks(before, &mut { self.pending_cr });
                         return Err(ReadError::NotText {
                             what: "a NUL byte",
                             line,
@@ -429,6 +483,17 @@ impl<R: Read> SnapshotReader<R> {
             }
         }
     }
+}
+
+/// What is left of an input after a [`SnapshotReader`] stopped.
+pub(crate) struct Rest<R> {
+    /// Bytes read ahead, from the next record on.
+    pub buffered: Vec<u8>,
+    pub input: R,
+    /// Whether `input` is exhausted.
+    pub eof: bool,
+    /// Where `buffered` starts.
+    pub at: Offset,
 }
 
 /// Splits a line without quotes on the delimiter into `rec`: the line is

@@ -3,7 +3,9 @@
 
 use std::io::{self, Read};
 
-use muster::reader::{Position, ReaderOptions, Record, RecordProblem, SnapshotReader};
+use muster::reader::{
+    ChunkOptions, Position, ReaderOptions, Record, RecordProblem, SnapshotReader,
+};
 use proptest::prelude::*;
 
 /// A `Read` that hands out the input in the given chunk sizes, to cross
@@ -376,4 +378,116 @@ fn escape_character_inside_quotes() {
     assert_eq!(got[0].2, vec!["say \"hi\"", "b"]);
     assert_eq!(got[1].2, vec!["c", "d"]);
     assert_eq!(got[1].0.line, 2);
+}
+
+fn chunks_strategy() -> impl Strategy<Value = ChunkOptions> {
+    (1usize..96, 1usize..32).prop_map(|(block_bytes, piece_bytes)| ChunkOptions {
+        block_bytes,
+        piece_bytes,
+    })
+}
+
+fn reader_options_strategy() -> impl Strategy<Value = ReaderOptions> {
+    (
+        0usize..4,
+        64usize..160,
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(delimiter, buffer_bytes, small_record, small_field, escape)| ReaderOptions {
+                delimiter: [b',', b';', b'\t', b'|'][delimiter],
+                buffer_bytes,
+                max_record_bytes: if small_record { 40 } else { 1 << 20 },
+                max_field_bytes: if small_field { 12 } else { 64 << 10 },
+                escape: escape.then_some(b'\\'),
+                double_quote: !escape,
+                ..ReaderOptions::default()
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(if cfg!(debug_assertions) { 512 } else { 4096 }))]
+
+    /// The chunked reader against the serial one, on documents with quoted
+    /// line breaks, CRLF and CR endings, blank lines and a BOM, cut in every
+    /// size from one byte up.
+    #[test]
+    fn chunked_reader_agrees_on_documents(doc in doc_strategy(), chunks in chunks_strategy()) {
+        let (data, _) = render(&doc);
+        muster::testing::chunked_agrees(&data, &ReaderOptions::default(), &chunks);
+    }
+
+    /// The same on bytes that break the quoting rules (stray quotes flip
+    /// the parity guess), hold NUL bytes or an escape byte, with small size
+    /// limits.
+    #[test]
+    fn chunked_reader_agrees_on_random_bytes(data in proptest::collection::vec(prop_oneof![
+        3 => Just(b','), 3 => Just(b'"'), 3 => Just(b'\n'), 1 => Just(b'\r'), 1 => Just(b' '),
+        4 => Just(b'a'), 1 => Just(b';'), 1 => Just(b'\\'), 1 => any::<u8>()
+    ], 0..400), opts in reader_options_strategy(), chunks in chunks_strategy()) {
+        muster::testing::chunked_agrees(&data, &opts, &chunks);
+    }
+}
+
+/// A quoted field with line breaks longer than a whole block, and a stray
+/// quote on the first line of a block: both still read as the serial reader
+/// reads them.
+#[test]
+fn chunked_reader_long_quoted_field_and_stray_quote() {
+    let mut data = b"a,\"".to_vec();
+    data.extend(std::iter::repeat_n(b"x\n".as_slice(), 300).flatten());
+    data.extend_from_slice(b"\",b\nO\"Brien,c\nd,e\n");
+    for piece in [1, 7, 64] {
+        let chunks = ChunkOptions {
+            block_bytes: 64,
+            piece_bytes: piece,
+        };
+        muster::testing::chunked_agrees(&data, &ReaderOptions::default(), &chunks);
+    }
+    // An unterminated quote longer than the record limit: read in bounded
+    // memory to the end, as one record with its problem.
+    let mut data = b"a,b\n\"".to_vec();
+    data.extend(std::iter::repeat_n(b'y', 10_000));
+    let opts = ReaderOptions {
+        max_record_bytes: 100,
+        ..ReaderOptions::default()
+    };
+    let chunks = ChunkOptions {
+        block_bytes: 50,
+        piece_bytes: 10,
+    };
+    muster::testing::chunked_agrees(&data, &opts, &chunks);
+}
+
+/// Found by the `chunked` fuzz target: after a record that csv-core read
+/// (it ends in a CR), the serial reader named the line of a later NUL byte
+/// one too early.
+#[test]
+fn nul_byte_line_after_a_quoted_record() {
+    let mut data =
+        b"~\"\xf1\n\n\"\xf1\n\n~\"\xff\xff\"\xec\x81\r\r\r\r\r\x11\r\r\r~\"+\xff\"".to_vec();
+    data.extend(std::iter::repeat_n(b'\n', 27));
+    data.extend_from_slice(b"0\n\n\n\n\n\n\n\n\n\0\0\n");
+    let chunks = ChunkOptions {
+        block_bytes: 17,
+        piece_bytes: 4,
+    };
+    let opts = ReaderOptions {
+        buffer_bytes: 64,
+        ..ReaderOptions::default()
+    };
+    muster::testing::chunked_agrees(&data, &opts, &chunks);
+    let mut rdr = SnapshotReader::new(&data[..], opts);
+    let mut rec = Record::new();
+    let err = loop {
+        match rdr.read_record(&mut rec) {
+            Ok(true) => continue,
+            Ok(false) => panic!("the NUL byte must be refused"),
+            Err(e) => break e.to_string(),
+        }
+    };
+    assert!(err.contains("a NUL byte at line 49"), "{err}");
 }
