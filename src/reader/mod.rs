@@ -103,6 +103,8 @@ pub struct SnapshotReader<R> {
     /// mid-record is reported on its own line.
     record_breaks: u64,
     pending_cr: bool,
+    /// Whether csv-core has been given no input yet.
+    core_fresh: bool,
 }
 
 impl<R: Read> SnapshotReader<R> {
@@ -132,6 +134,7 @@ impl<R: Read> SnapshotReader<R> {
             scratch: Vec::new(),
             record_breaks: 0,
             pending_cr: false,
+            core_fresh: true,
         }
     }
 
@@ -306,6 +309,15 @@ impl<R: Read> SnapshotReader<R> {
                         }
                     }
                 }
+                // csv-core drops a UTF-8 byte-order mark from the first
+                // bytes it is given. The reader skips the file's own at its
+                // start; any other is data, so the first call gets one byte.
+                let input = if self.core_fresh {
+                    self.core_fresh = false;
+                    &input[..1]
+                } else {
+                    input
+                };
                 let (res, nin, nout) = if overflow {
                     if self.scratch.len() < 64 << 10 {
                         self.scratch.resize(64 << 10, 0);
@@ -408,6 +420,7 @@ impl<R: Read> SnapshotReader<R> {
     {
         self.rdr.seek(io::SeekFrom::Start(at))?;
         self.core.reset();
+        self.core_fresh = true;
         (self.pos, self.end, self.base, self.line) = (0, 0, at, 1);
         (self.eof, self.done, self.started) = (false, false, true);
         Ok(())
