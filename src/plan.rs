@@ -785,6 +785,9 @@ pub struct ReadOptions<'a> {
     pub no_fingerprints: bool,
     /// How the file is cut into pieces read in parallel.
     pub chunks: ChunkOptions,
+    /// Read on this thread alone, in one pass (for callers that read
+    /// several files at once: `muster diff`).
+    pub serial: bool,
 }
 
 /// [`read_with`] without list references.
@@ -841,11 +844,8 @@ pub fn read_with<R: Read>(
     opts: ReadOptions<'_>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Plan, FileError> {
-    let snapshot = Snapshot::open(profile, input)?;
+    let mut snapshot = Snapshot::open(profile, input)?;
     let layout = snapshot.layout().clone();
-    let mut plan = Plan::new(profile, opts.size_hint);
-    let mut emails = EmailIndex::default();
-    emails.entries.reserve(plan.entries.capacity());
     let fingerprinter = Fingerprinter::new(profile);
     let reading = RowReader {
         profile,
@@ -853,39 +853,31 @@ pub fn read_with<R: Read>(
         today,
         opts: &opts,
     };
-    // Pieces of the file are mapped on the pool, each into a part of the
-    // plan; the parts are appended in file order.
-    let end = snapshot.read_chunked(
-        &opts.chunks,
-        |piece| {
-            let mut part = Part {
-                plan: Plan::new(profile, Some(piece.len() as u64)),
-                emails: EmailIndex::default(),
-            };
-            part.emails.entries.reserve(part.plan.entries.capacity());
-            let mut rec = Record::new();
-            let mut row = MappedRow::new();
-            let mut fingerprinter = fingerprinter.clone();
-            let mut folded = String::new();
-            while piece.read_record(&mut rec)? {
-                reading.row(&rec, &mut row, &mut fingerprinter, &mut folded, &mut part);
-            }
-            Ok(part)
-        },
-        |part, at| {
-            let before = plan.records;
-            plan.append(part, at, &mut emails);
-            if before >> 16 != plan.records >> 16 {
+    let mut part = Part {
+        plan: Plan::new(profile, opts.size_hint),
+        emails: EmailIndex::default(),
+    };
+    part.emails.entries.reserve(part.plan.entries.capacity());
+    let (mut plan, emails) = if opts.serial {
+        let mut rec = Record::new();
+        let mut row = MappedRow::new();
+        let mut fingerprinter = fingerprinter.clone();
+        let mut folded = String::new();
+        while snapshot.read_record(&mut rec)? {
+            reading.row(&rec, &mut row, &mut fingerprinter, &mut folded, &mut part);
+            if part.plan.records.is_multiple_of(65_536) {
                 progress(Progress {
-                    records: plan.records,
-                    bytes: at.byte,
+                    records: part.plan.records,
+                    bytes: snapshot.byte_offset(),
                 });
             }
-        },
-    )?;
-    plan.bytes = end.byte;
+        }
+        part.plan.bytes = snapshot.byte_offset();
+        (part.plan, part.emails)
+    } else {
+        read_pieces(snapshot, &reading, &fingerprinter, part, progress)?
+    };
     tracing::debug!(records = plan.records, bytes = plan.bytes, profile = %profile.name, "file read");
-
     let key_name = profile.slots[profile.key_slot].field.name();
     sort_index(&mut plan.keys);
     let fold_keys = plan.key_is_email;
@@ -916,6 +908,53 @@ pub fn read_with<R: Read>(
         (true, false),
     );
     Ok(plan)
+}
+
+/// The first phase's reading on the pool: pieces of the file are mapped
+/// each into a part of the plan, and the parts are appended in file order
+/// to `whole` (empty, sized for the file).
+fn read_pieces<R: Read>(
+    snapshot: Snapshot<R>,
+    reading: &RowReader<'_>,
+    fingerprinter: &Fingerprinter,
+    whole: Part,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(Plan, EmailIndex), FileError> {
+    let Part {
+        mut plan,
+        mut emails,
+    } = whole;
+    let profile = reading.profile;
+    let end = snapshot.read_chunked(
+        &reading.opts.chunks,
+        |piece| {
+            let mut part = Part {
+                plan: Plan::new(profile, Some(piece.len() as u64)),
+                emails: EmailIndex::default(),
+            };
+            part.emails.entries.reserve(part.plan.entries.capacity());
+            let mut rec = Record::new();
+            let mut row = MappedRow::new();
+            let mut fingerprinter = fingerprinter.clone();
+            let mut folded = String::new();
+            while piece.read_record(&mut rec)? {
+                reading.row(&rec, &mut row, &mut fingerprinter, &mut folded, &mut part);
+            }
+            Ok(part)
+        },
+        |part, at| {
+            let before = plan.records;
+            plan.append(part, at, &mut emails);
+            if before >> 16 != plan.records >> 16 {
+                progress(Progress {
+                    records: plan.records,
+                    bytes: at.byte,
+                });
+            }
+        },
+    )?;
+    plan.bytes = end.byte;
+    Ok((plan, emails))
 }
 
 /// What one piece of a file makes: its rows as a plan of their own (lines

@@ -151,6 +151,40 @@ pub fn check_invariants(data: &[u8]) {
             }
             Err(e) => panic!("{name}: unexpected error {e}"),
         };
+        // Read in tiny pieces on the pool or serially: the same plan.
+        let plan_as = |opts: crate::plan::ReadOptions<'_>| {
+            let mut plan = crate::plan::read_with(&profile, data, today, opts, &mut |_| {})
+                .unwrap_or_else(|e| panic!("{name}: {e} on the second read"));
+            plan.against(&profile, &crate::diff::NoPrior);
+            let rows: Vec<_> = plan
+                .rows()
+                .enumerate()
+                .map(|(i, r)| {
+                    (
+                        r.line,
+                        r.key.map(str::to_string),
+                        r.action,
+                        r.code,
+                        r.message.to_string(),
+                        plan.fingerprint(i),
+                    )
+                })
+                .collect();
+            (rows, plan.records, plan.bytes, plan.decoded_rows)
+        };
+        let chunks = crate::reader::ChunkOptions {
+            block_bytes: 1 + data.len() / 3,
+            piece_bytes: 1 + data.len() / 17,
+        };
+        let chunked = plan_as(crate::plan::ReadOptions {
+            chunks,
+            ..Default::default()
+        });
+        let serial = plan_as(crate::plan::ReadOptions {
+            serial: true,
+            ..Default::default()
+        });
+        assert_eq!(chunked, serial, "{name}: chunked and serial plans differ");
         assert_eq!(
             plan.len() as u64,
             plan.records,

@@ -349,11 +349,17 @@ pub fn diff_files(
     let read = |path: &Path| -> Result<Plan, DiffError> {
         let file = open(path)?;
         let size = file.metadata().ok().map(|m| m.len());
-        plan::read(profile, file, today, size, &mut |_| {}).map_err(named(path))
+        let opts = plan::ReadOptions {
+            size_hint: size,
+            serial: true,
+            ..plan::ReadOptions::default()
+        };
+        plan::read_with(profile, file, today, opts, &mut |_| {}).map_err(named(path))
     };
     let started = std::time::Instant::now();
     let ms = || started.elapsed().as_millis() as u64;
-    // The two files are read at once, one thread each.
+    // The two files are read at once, one thread each (measured: faster,
+    // with less memory, than each file in pieces on both cores).
     let (old_side, new_plan) = std::thread::scope(|s| {
         let old_side = s.spawn(|| {
             read(old).map(|mut old_plan| {

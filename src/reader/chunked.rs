@@ -3,7 +3,7 @@
 //!
 //! # Design
 //!
-//! The input is read in blocks ([`ChunkOptions::block_bytes`], 8 MiB by
+//! The input is read in blocks ([`ChunkOptions::block_bytes`], 4 MiB by
 //! default), never whole, so memory stays flat for any file size. Within a
 //! block, record boundaries are found by *quote parity*: counted from the
 //! block's start (a record boundary), a line feed after an even number of
@@ -55,8 +55,8 @@ impl Default for ChunkOptions {
             }
         } else {
             ChunkOptions {
-                block_bytes: 8 << 20,
-                piece_bytes: 512 << 10,
+                block_bytes: 4 << 20,
+                piece_bytes: 256 << 10,
             }
         }
     }
@@ -175,8 +175,67 @@ where
     read_rest(rest, opts, chunks, parse, emit)
 }
 
+/// A piece read and checked, waiting to be handed on.
+struct Outcome<T> {
+    len: usize,
+    parsed: Result<T, ReadError>,
+    /// Lines and records of the piece.
+    consumed: (u64, u64),
+}
+
+/// What reading one piece gave: its outcome and whether it ended on a
+/// record boundary.
+fn read_piece<T>(
+    mut piece: Piece<'_>,
+    parse: &(impl Fn(&mut Piece<'_>) -> Result<T, ReadError> + ?Sized),
+) -> (Outcome<T>, bool) {
+    let len = piece.len;
+    let failed = |e| {
+        let outcome = Outcome {
+            len,
+            parsed: Err(e),
+            consumed: (0, 0),
+        };
+        (outcome, true)
+    };
+    match parse(&mut piece) {
+        Ok(value) => match piece.finish() {
+            Ok((closed, consumed)) => {
+                let outcome = Outcome {
+                    len,
+                    parsed: Ok(value),
+                    consumed,
+                };
+                (outcome, closed)
+            }
+            Err(e) => failed(e),
+        },
+        Err(e) => failed(e),
+    }
+}
+
+/// Hands the pieces of `pending` on, in order, moving `at` past each.
+fn hand_on<T>(
+    pending: &mut Vec<Outcome<T>>,
+    at: &mut Offset,
+    emit: &mut impl FnMut(T, Offset),
+) -> Result<(), ReadError> {
+    for o in pending.drain(..) {
+        let value = o.parsed.map_err(|e| at.apply_error(e))?;
+        emit(value, *at);
+        at.byte += o.len as u64;
+        at.line += o.consumed.0;
+        at.record += o.consumed.1;
+    }
+    Ok(())
+}
+
 /// [`read_chunked`] from where a [`SnapshotReader`] stopped (after a
 /// header). Returns where the input ended.
+///
+/// The work is pipelined: while the pool reads the pieces of one block,
+/// this thread hands on the pieces of the block before and reads the next
+/// block from the input.
 pub(crate) fn read_rest<R, T, P, E>(
     rest: Rest<R>,
     opts: &ReaderOptions,
@@ -199,28 +258,13 @@ where
     let block = chunks.block_bytes.max(1);
     let quote = opts.quote;
     let mut want = block;
-    // Hands a piece's result on and moves `at` past it.
-    let take = |len: usize,
-                at: &mut Offset,
-                parsed: Result<T, ReadError>,
-                end: (bool, (u64, u64)),
-                emit: &mut E| {
-        let value = parsed.map_err(|e| at.apply_error(e))?;
-        emit(value, *at);
-        let (lines, records) = end.1;
-        at.byte += len as u64;
-        at.line += lines;
-        at.record += records;
-        Ok::<(), ReadError>(())
-    };
-    // Reads a piece on this thread.
-    let serially = |mut piece: Piece<'_>| match parse(&mut piece) {
-        Ok(value) => piece.finish().map(|end| (Ok(value), end)),
-        Err(e) => Ok((Err(e), (true, (0, 0)))),
-    };
+    // Pieces read and checked, not handed on yet.
+    let mut pending: Vec<Outcome<T>> = Vec::new();
+    let mut next: Vec<u8> = Vec::new();
+    fill(&mut buf, want, &mut input, &mut eof)?;
     loop {
-        fill(&mut buf, want, &mut input, &mut eof)?;
         if buf.is_empty() {
+            hand_on(&mut pending, &mut at, &mut emit)?;
             return Ok(at);
         }
         let end = if eof {
@@ -231,70 +275,92 @@ where
         if end == 0 {
             // No line feed at even parity: a stray quote, or one record
             // longer than the block. Read serially to a record end.
+            hand_on(&mut pending, &mut at, &mut emit)?;
             let safe = serial_end(&buf, opts, chunks.piece_bytes, eof);
             if safe > 0 {
-                let (parsed, end) = serially(Piece::new(&buf[..safe], opts))?;
-                take(safe, &mut at, parsed, end, &mut emit)?;
+                let (outcome, _) = read_piece(Piece::new(&buf[..safe], opts), &parse);
+                pending.push(outcome);
                 buf.drain(..safe);
+                want = block;
             } else if buf.len() >= block.saturating_add(opts.max_record_bytes.saturating_mul(2)) {
                 // A record past the size limit (an unterminated quote?):
                 // the rest is read serially, in the reader's bounded
                 // memory, as one piece.
                 let rest: Box<dyn Read + '_> =
                     Box::new(std::io::Cursor::new(std::mem::take(&mut buf)).chain(&mut input));
-                let (parsed, end) = serially(Piece::reading(rest, 0, opts.clone()))?;
-                take(0, &mut at, parsed, end, &mut emit)?;
+                let (outcome, _) = read_piece(Piece::reading(rest, 0, opts.clone()), &parse);
+                pending.push(outcome);
+                hand_on(&mut pending, &mut at, &mut emit)?;
                 return Ok(at);
             } else {
                 want = buf.len() * 2;
             }
+            fill(&mut buf, want, &mut input, &mut eof)?;
             continue;
         }
         want = block;
         let cuts = cut(&buf[..end], chunks.piece_bytes.max(1), quote);
-        let outcomes: Vec<_> = cuts
-            .par_windows(2)
-            .map(|w| {
-                let data = &buf[w[0]..w[1]];
-                let mut piece = Piece::new(data, opts);
-                match parse(&mut piece) {
-                    Ok(value) => match piece.finish() {
-                        Ok(end) => (Ok(value), end),
-                        Err(e) => (Err(e), (true, (0, 0))),
-                    },
-                    Err(e) => (Err(e), (true, (0, 0))),
-                }
-            })
-            .collect();
+        let block_eof = eof;
+        // The pool reads this block's pieces; meanwhile this thread hands
+        // on the last block's and reads the next block after the cut.
+        next.clear();
+        next.extend_from_slice(&buf[end..]);
+        let mut outcomes = Vec::new();
+        let (mut handed, mut filled) = (Ok(()), Ok(()));
+        rayon::in_place_scope(|s| {
+            s.spawn(|_| {
+                outcomes = cuts
+                    .par_windows(2)
+                    .map(|w| read_piece(Piece::new(&buf[w[0]..w[1]], opts), &parse))
+                    .collect();
+            });
+            handed = hand_on(&mut pending, &mut at, &mut emit);
+            filled = fill(&mut next, want, &mut input, &mut eof);
+        });
+        handed?;
+        filled?;
         let mut done = 0;
         let mut failed = false;
-        for (w, (parsed, end)) in cuts.windows(2).zip(outcomes) {
-            let last_of_input = eof && w[1] == buf.len();
+        for (w, (outcome, closed)) in cuts.windows(2).zip(outcomes) {
+            let last_of_input = block_eof && w[1] == buf.len();
+            let error = outcome.parsed.is_err();
             // An error is real: the piece starts on a record boundary.
-            if parsed.is_ok() && !end.0 && !last_of_input {
+            if !error && !closed && !last_of_input {
                 failed = true;
                 break;
             }
-            take(w[1] - w[0], &mut at, parsed, end, &mut emit)?;
+            pending.push(outcome);
             done = w[1];
+            if error {
+                hand_on(&mut pending, &mut at, &mut emit)?;
+            }
         }
         if failed {
             // Parity was wrong: read on serially to a record end at or
-            // after the block's cut.
+            // after the block's cut. What follows joins the next block.
             let region = &buf[done..];
-            let safe = serial_end(region, opts, end - done, eof);
-            if safe == 0 {
-                buf.drain(..done);
-                want = buf.len() * 2;
-                continue;
+            let safe = serial_end(region, opts, end - done, block_eof);
+            if safe > 0 {
+                let (outcome, _) = read_piece(Piece::new(&region[..safe], opts), &parse);
+                pending.push(outcome);
+                done += safe;
             }
-            let (parsed, end) = serially(Piece::new(&region[..safe], opts))?;
-            take(safe, &mut at, parsed, end, &mut emit)?;
-            done += safe;
-        }
-        buf.drain(..done);
-        if eof && buf.is_empty() {
-            return Ok(at);
+            // `next` holds the block's tail (`buf[end..]`) and more: go on
+            // from `done` in `buf[..end]` followed by `next`.
+            if done <= end {
+                buf.truncate(end);
+                buf.drain(..done);
+                buf.extend_from_slice(&next);
+            } else {
+                next.drain(..done - end);
+                std::mem::swap(&mut buf, &mut next);
+            }
+            if safe == 0 {
+                want = buf.len() * 2;
+                fill(&mut buf, want, &mut input, &mut eof)?;
+            }
+        } else {
+            std::mem::swap(&mut buf, &mut next);
         }
     }
 }

@@ -510,3 +510,20 @@ fn byte_order_mark_inside_the_file_is_data() {
         muster::testing::chunked_agrees(data, &ReaderOptions::default(), &chunks);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Generated files of every preset (quoted fields, line breaks inside
+    /// quotes, duplicates): planned in tiny pieces on the pool, they give
+    /// the plan the serial read gives (`testing::check_invariants`).
+    #[test]
+    fn chunked_plan_agrees_on_generated_files(seed in any::<u64>(), rows in 1u64..600) {
+        for (name, _) in muster::profile::PRESETS {
+            let profile = muster::profile::Profile::preset(name).unwrap();
+            let mut data = Vec::new();
+            muster::gen::generate(&profile, rows, seed, 2026, &mut data).unwrap();
+            muster::testing::check_invariants(&data);
+        }
+    }
+}
