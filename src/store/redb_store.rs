@@ -281,10 +281,30 @@ impl StateStore for RedbStore {
         if !self.buffer.is_empty() {
             let w = self.db.begin_write().map_err(|e| self.err(e))?;
             {
+                // In key order, and only each key's last operation: the
+                // B-tree's pages are then visited once each, front to back,
+                // instead of one random page per operation (measured: see
+                // BENCHMARKS.md, `muster run`).
+                let mut order: Vec<usize> = (0..self.buffer.len()).collect();
+                let buffer = &self.buffer;
+                order.sort_by(|&a, &b| {
+                    let (x, y) = (&buffer[a], &buffer[b]);
+                    (x.kind, x.key.as_str(), a).cmp(&(y.kind, y.key.as_str(), b))
+                });
+                order.dedup_by(|later, earlier| {
+                    let (x, y) = (&buffer[*later], &buffer[*earlier]);
+                    if x.kind == y.kind && x.key == y.key {
+                        // Keep the later operation in the earlier's place.
+                        *earlier = *later;
+                        true
+                    } else {
+                        false
+                    }
+                });
                 let mut buf = Vec::new();
                 for kind in [ObjectKind::Group, ObjectKind::Segment, ObjectKind::User] {
                     let mut t = w.open_table(objects(kind)).map_err(|e| self.err(e))?;
-                    for op in self.buffer.iter().filter(|op| op.kind == kind) {
+                    for op in order.iter().map(|&i| &buffer[i]).filter(|op| op.kind == kind) {
                         if op.action == Action::Delete {
                             t.remove(op.key.as_str()).map_err(|e| self.err(e))?;
                         } else {
