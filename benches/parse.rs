@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use muster::profile::{Date, MappedRow, Profile};
-use muster::reader::{Record, SnapshotReader};
+use muster::reader::{read_chunked, ChunkOptions, Record, SnapshotReader};
 
 fn data_file(profile: &Profile, rows: u64) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
@@ -80,6 +80,35 @@ fn parse(c: &mut Criterion) {
             while rdr.read_record(&mut rec).unwrap() {
                 ok += profile.map(&rec, &layout, &mut row).is_ok() as u64;
             }
+            black_box(ok)
+        })
+    });
+    // The same work in pieces on the rayon pool (both cores here): the
+    // header is read first, then `read_chunked` over the rest.
+    g.bench_function("read_map_validate_chunked", |b| {
+        let opts = profile.reader_options(&data);
+        let mut rdr = SnapshotReader::new(&data[..], opts.clone());
+        let mut rec = Record::new();
+        rdr.read_record(&mut rec).unwrap();
+        let layout = profile.layout(Some(&rec)).unwrap();
+        let body = &data[rdr.byte_offset() as usize..];
+        let chunks = ChunkOptions::default();
+        b.iter(|| {
+            let mut ok = 0u64;
+            read_chunked(
+                body,
+                &opts,
+                &chunks,
+                |piece| {
+                    let (mut rec, mut row, mut ok) = (Record::new(), MappedRow::new(), 0u64);
+                    while piece.read_record(&mut rec)? {
+                        ok += profile.map(&rec, &layout, &mut row).is_ok() as u64;
+                    }
+                    Ok(ok)
+                },
+                |n, _| ok += n,
+            )
+            .unwrap();
             black_box(ok)
         })
     });

@@ -304,7 +304,11 @@ impl StateStore for RedbStore {
                 let mut buf = Vec::new();
                 for kind in [ObjectKind::Group, ObjectKind::Segment, ObjectKind::User] {
                     let mut t = w.open_table(objects(kind)).map_err(|e| self.err(e))?;
-                    for op in order.iter().map(|&i| &buffer[i]).filter(|op| op.kind == kind) {
+                    for op in order
+                        .iter()
+                        .map(|&i| &buffer[i])
+                        .filter(|op| op.kind == kind)
+                    {
                         if op.action == Action::Delete {
                             t.remove(op.key.as_str()).map_err(|e| self.err(e))?;
                         } else {
