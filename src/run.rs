@@ -41,7 +41,7 @@ use crate::profile::{Cell, Date, FieldKind, MappedRow, ObjectKind, Profile};
 use crate::reader::Record;
 use crate::results::{Outcome, ResultsWriter};
 use crate::sink::{Ack, JsonlOutbox, KnownId, Operation, ScimSink, Sink, Value};
-use crate::snapshot::Snapshot;
+use crate::snapshot::RecordsAt;
 use crate::source::{Source, SourceError};
 use crate::store::{PendingOp, RedbStore, StateStore, StoreError, StoredObject};
 
@@ -440,7 +440,7 @@ fn process_file(
         .join(format!("{name}{suffix}.summary.json"));
     let shown = PathBuf::from(file.name);
     let kind = profile.object;
-    let prior = store.prior(kind)?;
+    let ms = || started.elapsed().as_millis() as u64;
     let size = std::fs::metadata(path).map_err(io(path))?.len();
     // A users file's groups and segments must name objects of the tenant's
     // group and segment files, when it has them (processed before it).
@@ -459,25 +459,41 @@ fn process_file(
         groups: groups.as_ref().map(|p| p as &dyn Prior),
         segments: segments.as_ref().map(|p| p as &dyn Prior),
     };
-    let planned = File::open(path).map_err(io(path)).map(|f| {
-        plan::read_with(
-            profile,
-            f,
-            today,
-            plan::ReadOptions {
-                size_hint: Some(size),
-                refs,
-                ..plan::ReadOptions::default()
-            },
-            &mut |p| {
-                progress(RunProgress::Reading {
-                    file: path,
-                    records: p.records,
-                    bytes: p.bytes,
-                })
-            },
-        )
+    // The last applied state is loaded (and indexed) on its own thread
+    // while the pool reads the file: the two need nothing of each other.
+    let store_ref: &RedbStore = store;
+    let (prior, planned) = std::thread::scope(|s| {
+        let loading = s.spawn(|| {
+            store_ref.prior(kind).inspect(|prior| {
+                prior.index();
+                tracing::debug!(ms = ms(), objects = prior.len(), "run: prior loaded");
+            })
+        });
+        let planned = File::open(path).map_err(io(path)).map(|f| {
+            plan::read_with(
+                profile,
+                f,
+                today,
+                plan::ReadOptions {
+                    size_hint: Some(size),
+                    refs,
+                    ..plan::ReadOptions::default()
+                },
+                &mut |p| {
+                    progress(RunProgress::Reading {
+                        file: path,
+                        records: p.records,
+                        bytes: p.bytes,
+                    })
+                },
+            )
+        });
+        let prior = loading
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (prior, planned)
     });
+    let prior = prior?;
     let mut plan = match planned? {
         Ok(plan) => plan,
         Err(FileError::Read(crate::reader::ReadError::Io(e))) => return Err(io(path)(e)),
@@ -509,7 +525,9 @@ fn process_file(
             });
         }
     };
+    tracing::debug!(ms = ms(), "run: file read");
     plan.against(profile, &prior);
+    tracing::debug!(ms = ms(), "run: compared");
     let verdict = guard::check(
         &plan,
         &profile.safety,
@@ -561,6 +579,7 @@ fn process_file(
         if !opts.dry_run && !unavailable {
             store.set_last_records(kind, plan.records)?;
         }
+        tracing::debug!(ms = ms(), "run: written");
     }
     write_atomically(&results_path, |w| {
         let mut r = ResultsWriter::new(w)?;
@@ -601,6 +620,7 @@ fn process_file(
         (&name, applied, unavailable),
         &staged,
     )?;
+    tracing::debug!(ms = ms(), "run: results written, file moved");
     let status = if unavailable {
         FileStatus::SinkUnavailable
     } else if verdict.held() {
@@ -730,11 +750,24 @@ fn write_pass(
     on_write: &mut dyn FnMut(usize),
 ) -> Result<bool, RunError> {
     let kind = profile.object;
-    let mut snapshot = match Snapshot::open(profile, File::open(path).map_err(io(path))?) {
-        Ok(s) => s,
-        Err(e) => return Err(io(path)(std::io::Error::other(e.to_string()))),
+    let is_write = |a: Action| {
+        matches!(
+            a,
+            Action::Create | Action::Update | Action::Deactivate | Action::Delete
+        )
     };
-    let layout = snapshot.layout().clone();
+    let records = plan.records as usize;
+    let writes = (0..records)
+        .filter(|&i| is_write(plan.row(i).action))
+        .count();
+    let read_err = |e: FileError| io(path)(std::io::Error::other(e.to_string()));
+    let mut file = RecordsAt::open(
+        profile,
+        File::open(path).map_err(io(path))?,
+        sparse(writes, records),
+    )
+    .map_err(read_err)?;
+    let layout = file.layout().clone();
     let fingerprinter = Fingerprinter::new(profile);
     let mut rec = Record::new();
     let mut row = MappedRow::new();
@@ -746,19 +779,15 @@ fn write_pass(
     let mut unavailable = false;
     // Groups are written parent first: hold them until the file is read.
     let hold = kind == ObjectKind::Group;
-    let mut i = 0usize;
-    while snapshot
-        .read_record(&mut rec)
-        .map_err(|e| io(path)(std::io::Error::other(e.to_string())))?
-    {
-        let idx = i;
-        i += 1;
+    // The rows of the file's records come first in the plan, in file order.
+    for idx in 0..records {
         let planned = plan.row(idx);
         let action = planned.action;
-        if !matches!(
-            action,
-            Action::Create | Action::Update | Action::Deactivate | Action::Delete
-        ) {
+        if !is_write(action)
+            || !file
+                .read_at(plan.record_start(idx), &mut rec)
+                .map_err(read_err)?
+        {
             continue;
         }
         let key = planned.key.unwrap_or_default().to_string();
@@ -892,7 +921,7 @@ fn write_pass(
         on_write,
     )?;
     // Rows the missing rule adds, after the file's rows.
-    for idx in i..plan.len() {
+    for idx in records..plan.len() {
         let planned = plan.row(idx);
         let key = planned.key.unwrap_or_default().to_string();
         let Some(stored) = store.get(kind, &key)? else {
@@ -930,6 +959,13 @@ fn write_pass(
         store.checkpoint()?;
     }
     Ok(unavailable)
+}
+
+/// Whether `wanted` records of a file of `records` are few enough to seek
+/// to each rather than read the file through (a day 2 writes about 2 % of
+/// its rows; a first import, all).
+fn sparse(wanted: usize, records: usize) -> bool {
+    wanted * 16 < records
 }
 
 /// One planned write: its plan row, what the sink gets, what the journal keeps.
@@ -973,23 +1009,23 @@ impl LinkWave<'_> {
             return Ok(false);
         }
         let (profile, path, plan) = (self.profile, self.path, self.plan);
-        let read_err =
-            |e: crate::snapshot::FileError| io(path)(std::io::Error::other(e.to_string()));
-        let mut snapshot =
-            Snapshot::open(profile, File::open(path).map_err(io(path))?).map_err(read_err)?;
-        let layout = snapshot.layout().clone();
+        let read_err = |e: FileError| io(path)(std::io::Error::other(e.to_string()));
+        let seek = sparse(rows.len(), plan.records as usize);
+        let mut file = RecordsAt::open(profile, File::open(path).map_err(io(path))?, seek)
+            .map_err(read_err)?;
+        let layout = file.layout().clone();
         let fingerprinter = Fingerprinter::new(profile);
         let (mut rec, mut row) = (Record::new(), MappedRow::new());
         let mut batch: Vec<PlannedWrite> = Vec::new();
         let mut unavailable = false;
-        let mut next = rows.iter().peekable();
-        let mut idx = 0usize;
-        while next.peek().is_some() && snapshot.read_record(&mut rec).map_err(read_err)? {
-            let i = idx;
-            idx += 1;
-            let Some(link) = next.next_if(|l| l.row as usize == i) else {
+        for link in &rows {
+            let i = link.row as usize;
+            if !file
+                .read_at(plan.record_start(i), &mut rec)
+                .map_err(read_err)?
+            {
                 continue;
-            };
+            }
             if profile.map(&rec, &layout, &mut row).is_err() {
                 continue; // planned from the same bytes: cannot differ
             }

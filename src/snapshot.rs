@@ -83,6 +83,69 @@ impl<R: Read> Snapshot<R> {
     }
 }
 
+/// Reads again chosen records of a file, at increasing byte offsets (as
+/// [`Position::byte`](crate::reader::Position) gave them when the same
+/// profile read it): by seeking to each when they are few, by reading on
+/// through the file when they are many.
+pub struct RecordsAt<R> {
+    reader: SnapshotReader<R>,
+    layout: Layout,
+    seek: bool,
+}
+
+impl<R: Read + Seek> RecordsAt<R> {
+    /// Opens `file`; `seek` says the records asked for are few.
+    pub fn open(profile: &Profile, mut file: R, seek: bool) -> Result<RecordsAt<R>, FileError> {
+        let (opts, layout, first) = {
+            let s = Snapshot::open(profile, &mut file)?;
+            // Where the first record starts: after the header, if any.
+            let first = s.byte_offset();
+            (s.reader.options().clone(), s.layout, first)
+        };
+        file.seek(std::io::SeekFrom::Start(0))
+            .map_err(|e| FileError::Read(e.into()))?;
+        let opts = if seek {
+            // One record is read at each offset: a small buffer.
+            ReaderOptions {
+                buffer_bytes: 1 << 10,
+                ..opts
+            }
+        } else {
+            opts
+        };
+        let mut reader = SnapshotReader::new(file, opts);
+        if first > 0 {
+            reader.seek_to_record(first).map_err(FileError::Read)?;
+        }
+        Ok(RecordsAt {
+            reader,
+            layout,
+            seek,
+        })
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Reads the record that starts at byte `at` into `rec`; false when no
+    /// record starts there. Offsets must increase from call to call.
+    pub fn read_at(&mut self, at: u64, rec: &mut Record) -> Result<bool, FileError> {
+        if self.seek {
+            self.reader.seek_to_record(at).map_err(FileError::Read)?;
+            return self.reader.read_record(rec).map_err(FileError::Read);
+        }
+        while self.reader.read_record(rec).map_err(FileError::Read)? {
+            match rec.position().byte.cmp(&at) {
+                std::cmp::Ordering::Less => continue,
+                std::cmp::Ordering::Equal => return Ok(true),
+                std::cmp::Ordering::Greater => return Ok(false),
+            }
+        }
+        Ok(false)
+    }
+}
+
 /// Reads again the records of `file` that start at `offsets` (as
 /// [`Position::byte`](crate::reader::Position) gave them when `profile` read
 /// it), calling `f` with each one's index in `offsets`, the record and the

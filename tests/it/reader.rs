@@ -527,3 +527,46 @@ proptest! {
         }
     }
 }
+
+/// `RecordsAt` reads the same records whether it seeks to each or reads
+/// through the file, and they are the records the plan found there.
+#[test]
+fn records_at_seeking_or_reading_through_agree() {
+    use muster::snapshot::RecordsAt;
+    for (name, _) in muster::profile::PRESETS {
+        let profile = muster::profile::Profile::preset(name).unwrap();
+        let mut data = b"\xEF\xBB\xBF".to_vec();
+        muster::gen::generate(&profile, 300, 7, 2026, &mut data).unwrap();
+        let today = muster::profile::Date::new(2026, 11, 21).unwrap();
+        let plan = muster::plan::check(&profile, &data[..], today).unwrap();
+        // Every record as the serial reader gives it, by its start.
+        let mut snapshot = muster::snapshot::Snapshot::open(&profile, &data[..]).unwrap();
+        let mut rec = Record::new();
+        let mut all = std::collections::BTreeMap::new();
+        while snapshot.read_record(&mut rec).unwrap() {
+            all.insert(
+                rec.position().byte,
+                rec.iter().map(<[u8]>::to_vec).collect::<Vec<_>>(),
+            );
+        }
+        let wanted: Vec<u64> = (0..plan.records as usize)
+            .step_by(7)
+            .map(|i| plan.record_start(i))
+            .collect();
+        for seek in [true, false] {
+            let mut file = RecordsAt::open(&profile, io::Cursor::new(&data), seek).unwrap();
+            for &at in &wanted {
+                assert!(
+                    file.read_at(at, &mut rec).unwrap(),
+                    "{name}: a record at {at}"
+                );
+                let fields: Vec<Vec<u8>> = rec.iter().map(<[u8]>::to_vec).collect();
+                assert_eq!(
+                    Some(&fields),
+                    all.get(&at),
+                    "{name}, seek {seek}: record at {at}"
+                );
+            }
+        }
+    }
+}
