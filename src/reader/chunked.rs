@@ -108,8 +108,9 @@ pub struct Piece<'a> {
 impl<'a> Piece<'a> {
     fn new(data: &'a [u8], opts: &ReaderOptions) -> Piece<'a> {
         let opts = ReaderOptions {
-            // The reader copies the piece through its buffer: no larger.
-            buffer_bytes: opts.buffer_bytes.min(data.len() + 1),
+            // The reader copies the piece through its buffer, which grows
+            // for a longer record: a small one is enough.
+            buffer_bytes: opts.buffer_bytes.min(32 << 10).min(data.len() + 1),
             ..opts.clone()
         };
         Piece::reading(Box::new(data), data.len(), opts)
