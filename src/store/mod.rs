@@ -32,7 +32,7 @@ use crate::profile::ObjectKind;
 /// a message naming both.
 /// `/2`: fingerprints hash the normalised values in one pass (`/1` hashed
 /// per-field hashes); a `/1` store's fingerprints would all look changed.
-pub const FORMAT: &str = "muster-state/2";
+pub const FORMAT: &str = "muster-state/3";
 
 /// A store that cannot be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +128,17 @@ impl<'a> Cursor<'a> {
 }
 
 pub(crate) fn encode_object(o: &StoredObject, out: &mut Vec<u8>) {
+    encode_head(o, out);
+    out.extend_from_slice(&(o.fields.len() as u32).to_le_bytes());
+    for f in &o.fields {
+        put_str(out, &f.field);
+        out.extend_from_slice(&f.hash.to_le_bytes());
+    }
+}
+
+/// Fingerprint, flags, LMS id and parent: what every encoding of an object
+/// starts with ([`decode_prior`] reads the first two).
+fn encode_head(o: &StoredObject, out: &mut Vec<u8>) {
     out.extend_from_slice(&o.fingerprint.to_le_bytes());
     out.push(
         o.active as u8
@@ -141,14 +152,23 @@ pub(crate) fn encode_object(o: &StoredObject, out: &mut Vec<u8>) {
     if let Some(parent) = &o.parent {
         put_str(out, parent);
     }
-    out.extend_from_slice(&(o.fields.len() as u32).to_le_bytes());
-    for f in &o.fields {
-        put_str(out, &f.field);
-        out.extend_from_slice(&f.hash.to_le_bytes());
-    }
 }
 
 fn decode_object_from(c: &mut Cursor<'_>) -> Option<StoredObject> {
+    let mut o = decode_head(c)?;
+    let n = c.u32()?;
+    o.fields.reserve(n as usize);
+    for _ in 0..n {
+        let field = c.str()?.to_string();
+        o.fields.push(FieldHash {
+            field,
+            hash: c.u64()?,
+        });
+    }
+    Some(o)
+}
+
+fn decode_head(c: &mut Cursor<'_>) -> Option<StoredObject> {
     let lo = c.u64()?;
     let hi = c.u64()?;
     let flags = c.u8()?;
@@ -162,27 +182,85 @@ fn decode_object_from(c: &mut Cursor<'_>) -> Option<StoredObject> {
     } else {
         None
     };
-    let n = c.u32()?;
-    let mut fields = Vec::with_capacity(n as usize);
-    for _ in 0..n {
-        let field = c.str()?.to_string();
-        fields.push(FieldHash {
-            field,
-            hash: c.u64()?,
-        });
-    }
     Some(StoredObject {
         fingerprint: u128::from(lo) | u128::from(hi) << 64,
         active: flags & 1 != 0,
         invited: flags & 2 != 0,
         lms_id,
         parent,
-        fields,
+        fields: Vec::new(),
     })
 }
 
-pub(crate) fn decode_object(bytes: &[u8]) -> Option<StoredObject> {
-    decode_object_from(&mut Cursor(bytes))
+/// The field names of a store's objects, each kept once: an object in the
+/// store names its fields by their index here (`encode_stored`), which
+/// makes it less than half the size of one that spells them out (the
+/// journal's `encode_object`). Indexes are never reused or renumbered.
+#[derive(Debug, Default)]
+pub(crate) struct FieldNames {
+    list: Vec<String>,
+    ids: ahash::AHashMap<String, u16>,
+    /// Names added since the list was last saved.
+    pub(crate) unsaved: bool,
+}
+
+impl FieldNames {
+    /// The list as saved by [`FieldNames::encode`].
+    pub(crate) fn decode(bytes: &[u8]) -> Option<FieldNames> {
+        let mut c = Cursor(bytes);
+        let mut names = FieldNames::default();
+        for _ in 0..c.u32()? {
+            let name = c.str()?.to_string();
+            names.ids.insert(name.clone(), names.list.len() as u16);
+            names.list.push(name);
+        }
+        Some(names)
+    }
+
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = (self.list.len() as u32).to_le_bytes().to_vec();
+        for name in &self.list {
+            put_str(&mut out, name);
+        }
+        out
+    }
+
+    fn id(&mut self, name: &str) -> u16 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = u16::try_from(self.list.len()).expect("fewer than 65,536 field names");
+        self.ids.insert(name.to_string(), id);
+        self.list.push(name.to_string());
+        self.unsaved = true;
+        id
+    }
+}
+
+/// An object as the store's tables keep it: as [`encode_object`], with
+/// each field name an index into `names` (two bytes).
+pub(crate) fn encode_stored(o: &StoredObject, names: &mut FieldNames, out: &mut Vec<u8>) {
+    encode_head(o, out);
+    out.extend_from_slice(&(o.fields.len() as u16).to_le_bytes());
+    for f in &o.fields {
+        out.extend_from_slice(&names.id(&f.field).to_le_bytes());
+        out.extend_from_slice(&f.hash.to_le_bytes());
+    }
+}
+
+pub(crate) fn decode_stored(bytes: &[u8], names: &FieldNames) -> Option<StoredObject> {
+    let mut c = Cursor(bytes);
+    let mut o = decode_head(&mut c)?;
+    let n = u16::from_le_bytes(c.take(2)?.try_into().ok()?);
+    o.fields.reserve(n as usize);
+    for _ in 0..n {
+        let id = u16::from_le_bytes(c.take(2)?.try_into().ok()?);
+        o.fields.push(FieldHash {
+            field: names.list.get(id as usize)?.clone(),
+            hash: c.u64()?,
+        });
+    }
+    Some(o)
 }
 
 /// The fingerprint and active flag, without decoding the rest.

@@ -23,8 +23,8 @@ use redb::{
 };
 
 use super::{
-    decode_object, decode_pending, decode_prior, encode_object, encode_pending, PendingOp,
-    StateStore, StoreError, StoredObject, FORMAT,
+    decode_pending, decode_prior, decode_stored, encode_pending, encode_stored, FieldNames,
+    PendingOp, StateStore, StoreError, StoredObject, FORMAT,
 };
 use crate::diff::{MemoryPrior, PriorEntry};
 use crate::plan::Action;
@@ -60,6 +60,8 @@ pub struct RedbStore {
     /// Operation ids handed out from a reserved block: `next..block_end`.
     next: u64,
     block_end: u64,
+    /// The field names objects refer to (META `field_names`).
+    names: FieldNames,
 }
 
 /// redb's page cache.
@@ -102,6 +104,7 @@ impl RedbStore {
             latest: AHashMap::new(),
             next: 0,
             block_end: 0,
+            names: FieldNames::default(),
         };
         let format = store.meta("format")?;
         match format {
@@ -123,6 +126,11 @@ impl RedbStore {
                     String::from_utf8_lossy(&f)
                 )))
             }
+        }
+        let mut store = store;
+        if let Some(bytes) = store.meta("field_names")? {
+            store.names = FieldNames::decode(&bytes)
+                .ok_or_else(|| err(&"corrupt list of field names (meta field_names)"))?;
         }
         Ok(store)
     }
@@ -224,7 +232,7 @@ impl StateStore for RedbStore {
         let Some(v) = t.get(key).map_err(|e| self.err(e))? else {
             return Ok(None);
         };
-        decode_object(v.value())
+        decode_stored(v.value(), &self.names)
             .map(Some)
             .ok_or_else(|| self.err(format!("corrupt entry for key {key:?}")))
     }
@@ -313,14 +321,22 @@ impl StateStore for RedbStore {
                             t.remove(op.key.as_str()).map_err(|e| self.err(e))?;
                         } else {
                             buf.clear();
-                            encode_object(&op.object, &mut buf);
+                            encode_stored(&op.object, &mut self.names, &mut buf);
                             t.insert(op.key.as_str(), buf.as_slice())
                                 .map_err(|e| self.err(e))?;
                         }
                     }
                 }
+                // New field names go in the same transaction as the
+                // objects that use them.
+                if self.names.unsaved {
+                    let mut meta = w.open_table(META).map_err(|e| self.err(e))?;
+                    meta.insert("field_names", self.names.encode().as_slice())
+                        .map_err(|e| self.err(e))?;
+                }
             }
             w.commit().map_err(|e| self.err(e))?;
+            self.names.unsaved = false;
             self.buffer.clear();
             self.latest.clear();
         }

@@ -36,10 +36,16 @@ fn object(v: u8) -> StoredObject {
         invited: v.is_multiple_of(2),
         lms_id: (!v.is_multiple_of(4)).then(|| format!("lms-{v}")),
         parent: v.is_multiple_of(5).then(|| format!("g{}", v / 5)),
-        fields: vec![FieldHash {
-            field: "email".into(),
-            hash: u64::from(v),
-        }],
+        // One to four fields whose names vary with `v`, so the store's
+        // list of field names grows across steps and reopens.
+        fields: (0..1 + v % 4)
+            .map(|i| FieldHash {
+                field: ["email", "first_name", "custom.café", "groups", "title"]
+                    [usize::from(v / 3 + i) % 5]
+                    .into(),
+                hash: u64::from(v) << i,
+            })
+            .collect(),
     }
 }
 
