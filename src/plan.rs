@@ -853,18 +853,11 @@ pub fn read_with<R: Read>(
         today,
         opts: &opts,
     };
-    let mut part = Part {
-        plan: Plan::new(profile, opts.size_hint),
-        emails: EmailIndex::default(),
-    };
-    part.emails.entries.reserve(part.plan.entries.capacity());
+    let mut part = Part::new(profile, opts.size_hint);
     let (mut plan, emails) = if opts.serial {
-        let mut rec = Record::new();
-        let mut row = MappedRow::new();
-        let mut fingerprinter = fingerprinter.clone();
-        let mut folded = String::new();
-        while snapshot.read_record(&mut rec)? {
-            reading.row(&rec, &mut row, &mut fingerprinter, &mut folded, &mut part);
+        let mut scratch = Scratch::new(&fingerprinter);
+        while snapshot.read_record(&mut scratch.rec)? {
+            reading.row(&mut scratch, &mut part);
             if part.plan.records.is_multiple_of(65_536) {
                 progress(Progress {
                     records: part.plan.records,
@@ -928,17 +921,10 @@ fn read_pieces<R: Read>(
     let end = snapshot.read_chunked(
         &reading.opts.chunks,
         |piece| {
-            let mut part = Part {
-                plan: Plan::new(profile, Some(piece.len() as u64)),
-                emails: EmailIndex::default(),
-            };
-            part.emails.entries.reserve(part.plan.entries.capacity());
-            let mut rec = Record::new();
-            let mut row = MappedRow::new();
-            let mut fingerprinter = fingerprinter.clone();
-            let mut folded = String::new();
-            while piece.read_record(&mut rec)? {
-                reading.row(&rec, &mut row, &mut fingerprinter, &mut folded, &mut part);
+            let mut part = Part::new(profile, Some(piece.len() as u64));
+            let mut scratch = Scratch::new(fingerprinter);
+            while piece.read_record(&mut scratch.rec)? {
+                reading.row(&mut scratch, &mut part);
             }
             Ok(part)
         },
@@ -964,6 +950,36 @@ struct Part {
     emails: EmailIndex,
 }
 
+impl Part {
+    /// An empty part, sized for `bytes` of a file.
+    fn new(profile: &Profile, bytes: Option<u64>) -> Part {
+        let plan = Plan::new(profile, bytes);
+        let mut emails = EmailIndex::default();
+        emails.entries.reserve(plan.entries.capacity());
+        Part { plan, emails }
+    }
+}
+
+/// What mapping rows reuses from row to row: the record read, the mapped
+/// row, the fingerprinter's buffer and a string for folding case.
+struct Scratch {
+    rec: Record,
+    row: MappedRow,
+    fingerprinter: Fingerprinter,
+    folded: String,
+}
+
+impl Scratch {
+    fn new(fingerprinter: &Fingerprinter) -> Scratch {
+        Scratch {
+            rec: Record::new(),
+            row: MappedRow::new(),
+            fingerprinter: fingerprinter.clone(),
+            folded: String::new(),
+        }
+    }
+}
+
 /// Maps, validates and fingerprints rows into a [`Part`].
 struct RowReader<'a> {
     profile: &'a Profile,
@@ -973,14 +989,15 @@ struct RowReader<'a> {
 }
 
 impl RowReader<'_> {
-    fn row(
-        &self,
-        rec: &Record,
-        row: &mut MappedRow,
-        fingerprinter: &mut Fingerprinter,
-        folded: &mut String,
-        part: &mut Part,
-    ) {
+    /// Maps the record in `scratch` into `part`.
+    fn row(&self, scratch: &mut Scratch, part: &mut Part) {
+        let Scratch {
+            rec,
+            row,
+            fingerprinter,
+            folded,
+        } = scratch;
+        let (rec, row, folded) = (&*rec, row, folded);
         let (profile, layout, opts) = (self.profile, self.layout, self.opts);
         let plan = &mut part.plan;
         plan.records += 1;
