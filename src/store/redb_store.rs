@@ -35,8 +35,11 @@ const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
 const SEGMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("segments");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
-/// Acknowledged operations buffered before a checkpoint.
-pub const CHECKPOINT_OPS: usize = 50_000;
+/// Acknowledged operations buffered before a checkpoint (kept encoded,
+/// ~300 bytes each). Fewer, larger checkpoints copy fewer B-tree pages: a
+/// first import of 1M users took 35.8 s at 50k, 32.5 s at 100k and 27.8 s
+/// at 200k, peaking at 288, 312 and 363 MB (BENCHMARKS.md).
+pub const CHECKPOINT_OPS: usize = 100_000;
 
 fn objects(kind: ObjectKind) -> TableDefinition<'static, &'static str, &'static [u8]> {
     match kind {
@@ -55,13 +58,24 @@ pub struct RedbStore {
     /// Begun, neither committed nor dropped.
     in_flight: BTreeMap<u64, PendingOp>,
     /// Acknowledged, not yet in redb; `latest` finds a key's last entry.
-    buffer: Vec<PendingOp>,
+    buffer: Vec<Buffered>,
     latest: AHashMap<(u8, String), usize>,
     /// Operation ids handed out from a reserved block: `next..block_end`.
     next: u64,
     block_end: u64,
     /// The field names objects refer to (META `field_names`).
     names: FieldNames,
+}
+
+/// An acknowledged write waiting for the next checkpoint, as the table
+/// will hold it: a fraction of the memory of its [`PendingOp`], so a
+/// checkpoint can gather many.
+#[derive(Debug)]
+struct Buffered {
+    kind: ObjectKind,
+    key: String,
+    /// The object as `encode_stored` writes it; `None` for a delete.
+    value: Option<Vec<u8>>,
 }
 
 /// redb's page cache.
@@ -209,14 +223,16 @@ impl StateStore for RedbStore {
         }
         // Acknowledged writes not yet checkpointed.
         for op in self.buffer.iter().filter(|op| op.kind == kind) {
-            if op.action == Action::Delete {
-                prior.remove(&op.key);
-            } else {
-                let entry = PriorEntry {
-                    fingerprint: op.object.fingerprint,
-                    active: op.object.active,
-                };
-                prior.insert(&op.key, entry);
+            match op.value.as_deref().map(decode_prior) {
+                None => prior.remove(&op.key),
+                Some(Some((fingerprint, active))) => prior.insert(
+                    &op.key,
+                    PriorEntry {
+                        fingerprint,
+                        active,
+                    },
+                ),
+                Some(None) => return Err(self.err("corrupt buffered object")),
             }
         }
         Ok(prior)
@@ -224,8 +240,12 @@ impl StateStore for RedbStore {
 
     fn get(&self, kind: ObjectKind, key: &str) -> Result<Option<StoredObject>, StoreError> {
         if let Some(&i) = self.latest.get(&(kind_byte(kind), key.to_string())) {
-            let op = &self.buffer[i];
-            return Ok((op.action != Action::Delete).then(|| op.object.clone()));
+            return match &self.buffer[i].value {
+                None => Ok(None),
+                Some(v) => decode_stored(v, &self.names)
+                    .map(Some)
+                    .ok_or_else(|| self.err("corrupt buffered object")),
+            };
         }
         let r = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = r.open_table(objects(kind)).map_err(|e| self.err(e))?;
@@ -270,7 +290,16 @@ impl StateStore for RedbStore {
             self.in_flight.remove(&op.id);
             self.latest
                 .insert((kind_byte(op.kind), op.key.clone()), self.buffer.len());
-            self.buffer.push(op.clone());
+            let value = (op.action != Action::Delete).then(|| {
+                let mut v = Vec::new();
+                encode_stored(&op.object, &mut self.names, &mut v);
+                v
+            });
+            self.buffer.push(Buffered {
+                kind: op.kind,
+                key: op.key.clone(),
+                value,
+            });
         }
         for id in dropped {
             self.in_flight.remove(id);
@@ -309,7 +338,6 @@ impl StateStore for RedbStore {
                         false
                     }
                 });
-                let mut buf = Vec::new();
                 for kind in [ObjectKind::Group, ObjectKind::Segment, ObjectKind::User] {
                     let mut t = w.open_table(objects(kind)).map_err(|e| self.err(e))?;
                     for op in order
@@ -317,14 +345,11 @@ impl StateStore for RedbStore {
                         .map(|&i| &buffer[i])
                         .filter(|op| op.kind == kind)
                     {
-                        if op.action == Action::Delete {
-                            t.remove(op.key.as_str()).map_err(|e| self.err(e))?;
-                        } else {
-                            buf.clear();
-                            encode_stored(&op.object, &mut self.names, &mut buf);
-                            t.insert(op.key.as_str(), buf.as_slice())
-                                .map_err(|e| self.err(e))?;
+                        match &op.value {
+                            None => t.remove(op.key.as_str()).map(|_| ()),
+                            Some(v) => t.insert(op.key.as_str(), v.as_slice()).map(|_| ()),
                         }
+                        .map_err(|e| self.err(e))?;
                     }
                 }
                 // New field names go in the same transaction as the
