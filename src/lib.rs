@@ -9,6 +9,7 @@
 //! | stage | module | primary types |
 //! |---|---|---|
 //! | read a delimited file as a stream | [`reader`] | [`SnapshotReader`], [`Record`], [`Position`] |
+//! | read one file in parallel pieces, in order | [`reader`] | [`read_chunked`](reader::read_chunked), [`Piece`](reader::Piece), [`Offset`](reader::Offset) |
 //! | map and validate rows through a profile | [`profile`] | [`Profile`], [`Layout`](profile::Layout), [`MappedRow`] |
 //! | open a file through a profile (header, delimiter) | [`snapshot`] | [`Snapshot`](snapshot::Snapshot) |
 //! | plan a whole file (duplicates, references, cycles) | [`plan`] | [`Plan`], [`Action`] |
