@@ -110,13 +110,18 @@ pub fn chunked_agrees(data: &[u8], opts: &ReaderOptions, chunks: &ChunkOptions) 
             );
         },
     );
-    let chunked_error = outcome.err().map(|e| e.to_string());
+    let (end, chunked_error) = match outcome {
+        Ok(end) => (Some((end.byte, end.record)), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
     assert_eq!(
         chunked_error, serial_error,
         "chunked and serial errors differ"
     );
     if serial_error.is_none() {
         assert_eq!(chunked, serial, "chunked and serial records differ");
+        let serial_end = (rdr.byte_offset(), serial.len() as u64);
+        assert_eq!(end, Some(serial_end), "chunked and serial ends differ");
     } else {
         // Both stop at the error, each after the records it had read.
         let n = chunked.len().min(serial.len());

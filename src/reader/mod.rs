@@ -147,10 +147,14 @@ impl<R: Read> SnapshotReader<R> {
         reader
     }
 
-    /// Lines consumed so far (line breaks inside records count), and
-    /// records read.
-    pub(crate) fn consumed(&self) -> (u64, u64) {
-        (self.line - 1, self.records)
+    /// What was consumed so far: bytes, lines (line breaks inside records
+    /// count) and records.
+    pub(crate) fn consumed(&self) -> Offset {
+        Offset {
+            byte: self.byte_offset(),
+            line: self.line - 1,
+            record: self.records,
+        }
     }
 
     /// Stops reading: the bytes read ahead, the input, and where the next
