@@ -153,25 +153,15 @@ impl<R: Read + Seek> RecordsAt<R> {
 /// An offset past the end calls nothing.
 pub fn records_at<F: Read + Seek>(
     profile: &Profile,
-    mut file: F,
+    file: F,
     offsets: &[u64],
     mut f: impl FnMut(usize, &Record, &Layout),
 ) -> Result<(), FileError> {
-    let (opts, layout) = {
-        let s = Snapshot::open(profile, &mut file)?;
-        (s.reader.options().clone(), s.layout)
-    };
-    // A small buffer: one record is read at each offset.
-    let opts = ReaderOptions {
-        buffer_bytes: 1 << 10,
-        ..opts
-    };
+    let mut file = RecordsAt::open(profile, file, true)?;
     let mut rec = Record::new();
-    let mut reader = SnapshotReader::new(file, opts);
     for (i, &at) in offsets.iter().enumerate() {
-        reader.seek_to_record(at).map_err(FileError::Read)?;
-        if reader.read_record(&mut rec).map_err(FileError::Read)? {
-            f(i, &rec, &layout);
+        if file.read_at(at, &mut rec)? {
+            f(i, &rec, file.layout());
         }
     }
     Ok(())
