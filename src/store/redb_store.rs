@@ -35,8 +35,9 @@ const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
 const SEGMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("segments");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
-/// Acknowledged operations buffered before a checkpoint (kept encoded,
-/// ~300 bytes each). Fewer, larger checkpoints copy fewer B-tree pages: a
+/// Acknowledged operations buffered before a checkpoint (kept encoded:
+/// 50k of them peaked at 288 MB in a first import, 50k `PendingOp`s at
+/// 315 MB). Fewer, larger checkpoints copy fewer B-tree pages: a
 /// first import of 1M users took 35.8 s at 50k, 32.5 s at 100k and 27.8 s
 /// at 200k, peaking at 288, 312 and 363 MB (BENCHMARKS.md).
 pub const CHECKPOINT_OPS: usize = 100_000;
@@ -232,7 +233,9 @@ impl StateStore for RedbStore {
                         active,
                     },
                 ),
-                Some(None) => return Err(self.err("corrupt buffered object")),
+                Some(None) => {
+                    return Err(self.err(format!("corrupt buffered entry for key {:?}", op.key)))
+                }
             }
         }
         Ok(prior)
@@ -244,7 +247,7 @@ impl StateStore for RedbStore {
                 None => Ok(None),
                 Some(v) => decode_stored(v, &self.names)
                     .map(Some)
-                    .ok_or_else(|| self.err("corrupt buffered object")),
+                    .ok_or_else(|| self.err(format!("corrupt buffered entry for key {key:?}"))),
             };
         }
         let r = self.db.begin_read().map_err(|e| self.err(e))?;
