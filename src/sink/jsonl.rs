@@ -21,7 +21,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::{Ack, Operation, Sink, SinkError};
+use super::{Ack, Operation, Sink, SinkError, Value};
 use crate::store::PendingOp;
 
 pub struct JsonlOutbox {
@@ -81,26 +81,46 @@ struct Line<'a> {
     kind: crate::profile::ObjectKind,
     action: crate::plan::Action,
     key: &'a str,
-    fields: serde_json::Map<String, serde_json::Value>,
+    fields: Fields<'a>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     invite: bool,
+}
+
+/// An operation's fields as a JSON object, keys in order (a name given
+/// twice keeps its last value), written straight from the operation.
+struct Fields<'a>(&'a [(String, Value)]);
+
+impl serde::Serialize for Fields<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut order: Vec<&(String, Value)> = self.0.iter().collect();
+        // Stable: of equal names, the last given comes last.
+        order.sort_by(|a, b| a.0.cmp(&b.0));
+        order.dedup_by(|later, earlier| {
+            let same = later.0 == earlier.0;
+            if same {
+                *earlier = *later;
+            }
+            same
+        });
+        let mut map = s.serialize_map(Some(order.len()))?;
+        for (name, value) in order {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
 }
 
 impl Sink for JsonlOutbox {
     fn apply(&mut self, batch: &[Operation]) -> Result<Vec<Ack>, SinkError> {
         let mut out = Vec::with_capacity(batch.len() * 200);
         for op in batch {
-            let fields = op
-                .fields
-                .iter()
-                .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default()))
-                .collect();
             let line = Line {
                 op: op.op,
                 kind: op.kind,
                 action: op.action,
                 key: &op.key,
-                fields,
+                fields: Fields(&op.fields),
                 invite: op.invite,
             };
             self.line.clear();

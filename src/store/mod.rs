@@ -11,8 +11,9 @@
 //! LMS acknowledged (a store may buffer them until a
 //! [`StateStore::checkpoint`], their journal records standing in). After a
 //! crash the journal still holds them; the next run asks the sink which of
-//! them were applied ([`crate::sink::Sink::recover`]) and commits those, so
-//! nothing is applied twice and nothing acknowledged is lost.
+//! those not known to be committed were applied
+//! ([`crate::sink::Sink::recover`]) and commits those, so nothing is applied
+//! twice and nothing acknowledged is lost.
 //!
 //! [`RedbStore`] is the embedded, crash-safe implementation on disk (redb:
 //! copy-on-write B-trees with an fsync per commit, pure Rust, no server);
@@ -94,15 +95,15 @@ pub trait StateStore {
 
 // ---- encoding (stable, versioned by FORMAT) ----
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u32).to_le_bytes());
     out.extend_from_slice(s.as_bytes());
 }
 
-struct Cursor<'a>(&'a [u8]);
+pub(crate) struct Cursor<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if self.0.len() < n {
             return None;
         }
@@ -110,18 +111,18 @@ impl<'a> Cursor<'a> {
         self.0 = b;
         Some(a)
     }
-    fn u8(&mut self) -> Option<u8> {
+    pub(crate) fn u8(&mut self) -> Option<u8> {
         self.take(1).map(|b| b[0])
     }
-    fn u32(&mut self) -> Option<u32> {
+    pub(crate) fn u32(&mut self) -> Option<u32> {
         self.take(4)
             .map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()))
     }
-    fn u64(&mut self) -> Option<u64> {
+    pub(crate) fn u64(&mut self) -> Option<u64> {
         self.take(8)
             .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
     }
-    fn str(&mut self) -> Option<&'a str> {
+    pub(crate) fn str(&mut self) -> Option<&'a str> {
         let n = self.u32()? as usize;
         std::str::from_utf8(self.take(n)?).ok()
     }
@@ -311,11 +312,10 @@ fn action_of(c: u8) -> Option<Action> {
     })
 }
 
-pub(crate) fn encode_pending(op: &PendingOp) -> Vec<u8> {
-    let mut out = vec![kind_code(op.kind), action_code(op.action)];
-    put_str(&mut out, &op.key);
-    encode_object(&op.object, &mut out);
-    out
+pub(crate) fn encode_pending(op: &PendingOp, out: &mut Vec<u8>) {
+    out.extend_from_slice(&[kind_code(op.kind), action_code(op.action)]);
+    put_str(out, &op.key);
+    encode_object(&op.object, out);
 }
 
 pub(crate) fn decode_pending(id: u64, bytes: &[u8]) -> Option<PendingOp> {

@@ -1,19 +1,35 @@
 //! The state store on disk: one redb file and its journal.
 //!
-//! Writes in flight are journalled in `<store>.journal`, an append-only
-//! file (one sequential write and one fsync per batch): [`StateStore::begin`]
-//! appends, [`StateStore::commit`] only buffers the acknowledged objects in
-//! memory. Every [`CHECKPOINT_OPS`] operations, at the end of each file and
-//! when the store is dropped, a checkpoint writes the buffer to redb in one
-//! transaction and rewrites the journal to what is still in flight. After a
-//! crash the journal holds every operation since the last checkpoint — those
-//! the LMS acknowledged and those it never got alike — and recovery asks the
-//! sink which is which. One redb transaction per checkpoint instead of two
-//! per batch is what makes a first import of a million users affordable.
+//! Every write goes through `<store>.journal`, an append-only file:
+//! - [`StateStore::begin`] appends the operations about to be sent and
+//!   fsyncs (one sequential write and one fsync per batch);
+//! - [`StateStore::commit`] appends a commit record per acknowledged
+//!   operation, holding the object as the store will keep it, and a drop
+//!   record per dropped one. Memory keeps only where each key's last
+//!   commit record is (`index`), so `get` and `prior` read buffered
+//!   objects back from the journal.
+//!
+//! A checkpoint — at the end of each file, when the store is dropped, and
+//! once the buffered writes name [`CHECKPOINT_KEYS`] keys or the journal
+//! reaches [`CHECKPOINT_JOURNAL_BYTES`] — writes each key's last object to
+//! redb in one transaction, in key order, then rewrites the journal to what
+//! is still in flight. A first import of a million users is then one
+//! transaction that fills the tables front to back, instead of many that
+//! each copy most of a copy-on-write B-tree (decision 42).
+//!
+//! After a crash, opening the store reads the journal again: committed
+//! operations are buffered as before the crash, dropped ones are
+//! forgotten, and the operations begun and neither committed nor dropped
+//! are [`StateStore::pending`]: recovery asks the sink which of them it
+//! applied. Commit and drop records are not fsynced on their own: one lost
+//! in a crash leaves its operation pending, which recovery settles the same
+//! way. A record torn by a crash mid-append is cut off when the store opens,
+//! so what is appended next is read back after it.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{BufReader, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use ahash::AHashMap;
@@ -23,24 +39,26 @@ use redb::{
 };
 
 use super::{
-    decode_pending, decode_prior, decode_stored, encode_pending, encode_stored, FieldNames,
-    PendingOp, StateStore, StoreError, StoredObject, FORMAT,
+    decode_pending, decode_prior, decode_stored, encode_pending, encode_stored, put_str, Cursor,
+    FieldNames, PendingOp, StateStore, StoreError, StoredObject, FORMAT,
 };
 use crate::diff::{MemoryPrior, PriorEntry};
 use crate::plan::Action;
 use crate::profile::ObjectKind;
+use rayon::slice::ParallelSliceMut;
 
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
 const SEGMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("segments");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
-/// Acknowledged operations buffered before a checkpoint (kept encoded:
-/// 50k of them peaked at 288 MB in a first import, 50k `PendingOp`s at
-/// 315 MB). Fewer, larger checkpoints copy fewer B-tree pages: a
-/// first import of 1M users took 35.8 s at 50k, 32.5 s at 100k and 27.8 s
-/// at 200k, peaking at 288, 312 and 363 MB (BENCHMARKS.md).
-pub const CHECKPOINT_OPS: usize = 100_000;
+/// A checkpoint comes once the acknowledged writes since the last one
+/// name this many keys (their values wait in the journal; memory keeps
+/// ~100 bytes per key to find them) ...
+pub const CHECKPOINT_KEYS: usize = 1 << 20;
+
+/// ... or once the journal holds this many bytes.
+pub const CHECKPOINT_JOURNAL_BYTES: u64 = 2 << 30;
 
 fn objects(kind: ObjectKind) -> TableDefinition<'static, &'static str, &'static [u8]> {
     match kind {
@@ -54,29 +72,27 @@ fn objects(kind: ObjectKind) -> TableDefinition<'static, &'static str, &'static 
 pub struct RedbStore {
     db: Database,
     path: PathBuf,
-    journal_path: PathBuf,
-    journal: File,
-    /// Begun, neither committed nor dropped.
-    in_flight: BTreeMap<u64, PendingOp>,
-    /// Acknowledged, not yet in redb; `latest` finds a key's last entry.
-    buffer: Vec<Buffered>,
-    latest: AHashMap<(u8, String), usize>,
+    journal: Journal,
+    /// Begun, neither committed nor dropped: where each one's begin record
+    /// is in the journal.
+    in_flight: BTreeMap<u64, Span>,
+    /// Acknowledged, not yet in redb, per kind: where each key's last
+    /// commit record keeps its object (`None`: deleted).
+    index: [AHashMap<Box<str>, Option<Span>>; 3],
     /// Operation ids handed out from a reserved block: `next..block_end`.
     next: u64,
     block_end: u64,
     /// The field names objects refer to (META `field_names`).
     names: FieldNames,
+    /// Closed as by a crash: no checkpoint on drop (tests).
+    abandoned: bool,
 }
 
-/// An acknowledged write waiting for the next checkpoint, as the table
-/// will hold it: a fraction of the memory of its [`PendingOp`], so a
-/// checkpoint can gather many.
-#[derive(Debug)]
-struct Buffered {
-    kind: ObjectKind,
-    key: String,
-    /// The object as `encode_stored` writes it; `None` for a delete.
-    value: Option<Vec<u8>>,
+/// Bytes of the journal: where they start and how many.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    at: u64,
+    len: u32,
 }
 
 /// redb's page cache.
@@ -103,23 +119,17 @@ impl RedbStore {
             .create(path)
             .map_err(|e| err(&e))?;
         let journal_path = PathBuf::from(format!("{}.journal", path.display()));
-        let in_flight = read_journal(&journal_path).map_err(|e| err(&e))?;
-        let journal = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&journal_path)
-            .map_err(|e| err(&e))?;
+        let (journal, replayed) = Journal::open(journal_path).map_err(|e| err(&e))?;
         let store = RedbStore {
             db,
             path: path.to_path_buf(),
-            journal_path,
             journal,
-            in_flight,
-            buffer: Vec::new(),
-            latest: AHashMap::new(),
+            in_flight: replayed.in_flight,
+            index: replayed.index,
             next: 0,
             block_end: 0,
             names: FieldNames::default(),
+            abandoned: false,
         };
         let format = store.meta("format")?;
         match format {
@@ -148,6 +158,26 @@ impl RedbStore {
                 .ok_or_else(|| err(&"corrupt list of field names (meta field_names)"))?;
         }
         Ok(store)
+    }
+
+    /// Closes the store as a crash would: without a checkpoint, its
+    /// journal as the last write left it (for crash tests).
+    #[doc(hidden)]
+    pub fn abandon(mut self) {
+        self.abandoned = true;
+    }
+
+    /// Where an acknowledged, not yet checkpointed object of `key` is
+    /// (`Some(None)`: deleted).
+    fn buffered(&self, kind: ObjectKind, key: &str) -> Option<Option<Span>> {
+        self.index[kind_index(kind)].get(key).copied()
+    }
+
+    /// A buffered object as the tables will keep it.
+    fn read_value(&self, span: Span, key: &str, out: &mut Vec<u8>) -> Result<(), StoreError> {
+        self.journal
+            .read(span, out)
+            .map_err(|e| self.err(format!("journal entry for key {key:?}: {e}")))
     }
 
     fn err(&self, e: impl std::fmt::Display) -> StoreError {
@@ -222,33 +252,42 @@ impl StateStore for RedbStore {
                 },
             );
         }
-        // Acknowledged writes not yet checkpointed.
-        for op in self.buffer.iter().filter(|op| op.kind == kind) {
-            match op.value.as_deref().map(decode_prior) {
-                None => prior.remove(&op.key),
-                Some(Some((fingerprint, active))) => prior.insert(
-                    &op.key,
-                    PriorEntry {
-                        fingerprint,
-                        active,
-                    },
-                ),
-                Some(None) => {
-                    return Err(self.err(format!("corrupt buffered entry for key {:?}", op.key)))
-                }
-            }
+        // Acknowledged writes not yet checkpointed: the fingerprint and
+        // flags that start each object.
+        let mut head = Vec::new();
+        for (key, span) in &self.index[kind_index(kind)] {
+            let Some(span) = span else {
+                prior.remove(key);
+                continue;
+            };
+            let span = Span {
+                at: span.at,
+                len: span.len.min(PRIOR_BYTES),
+            };
+            self.read_value(span, key, &mut head)?;
+            let (fingerprint, active) = decode_prior(&head)
+                .ok_or_else(|| self.err(format!("corrupt journal entry for key {key:?}")))?;
+            prior.insert(
+                key,
+                PriorEntry {
+                    fingerprint,
+                    active,
+                },
+            );
         }
         Ok(prior)
     }
 
     fn get(&self, kind: ObjectKind, key: &str) -> Result<Option<StoredObject>, StoreError> {
-        if let Some(&i) = self.latest.get(&(kind_byte(kind), key.to_string())) {
-            return match &self.buffer[i].value {
-                None => Ok(None),
-                Some(v) => decode_stored(v, &self.names)
-                    .map(Some)
-                    .ok_or_else(|| self.err(format!("corrupt buffered entry for key {key:?}"))),
+        if let Some(span) = self.buffered(kind, key) {
+            let Some(span) = span else {
+                return Ok(None);
             };
+            let mut value = Vec::new();
+            self.read_value(span, key, &mut value)?;
+            return decode_stored(&value, &self.names)
+                .map(Some)
+                .ok_or_else(|| self.err(format!("corrupt journal entry for key {key:?}")));
         }
         let r = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = r.open_table(objects(kind)).map_err(|e| self.err(e))?;
@@ -277,86 +316,114 @@ impl StateStore for RedbStore {
 
     fn begin(&mut self, ops: &[PendingOp]) -> Result<(), StoreError> {
         let mut out = Vec::new();
+        let mut spans = Vec::with_capacity(ops.len());
         for op in ops {
-            append_record(&mut out, op);
+            let span = self
+                .journal
+                .frame(&mut out, op.id, |body| encode_pending(op, body));
+            spans.push((op.id, span));
         }
-        self.journal.write_all(&out).map_err(|e| self.err(e))?;
-        self.journal.sync_data().map_err(|e| self.err(e))?;
-        for op in ops {
-            self.in_flight.insert(op.id, op.clone());
-        }
+        self.journal.append(&out).map_err(|e| self.err(e))?;
+        self.journal.sync().map_err(|e| self.err(e))?;
+        self.in_flight.extend(spans);
         Ok(())
     }
 
     fn commit(&mut self, acked: &[PendingOp], dropped: &[u64]) -> Result<(), StoreError> {
+        // The objects as the tables keep them: field names by index. A
+        // name new to the store is saved before a record uses it.
+        let mut values = Vec::new();
+        let mut ends = Vec::with_capacity(acked.len());
         for op in acked {
+            if op.action != Action::Delete {
+                encode_stored(&op.object, &mut self.names, &mut values);
+            }
+            ends.push(values.len());
+        }
+        if self.names.unsaved {
+            self.set_meta("field_names", &self.names.encode())?;
+            self.names.unsaved = false;
+        }
+        let mut out = Vec::new();
+        let mut start = 0;
+        for (op, end) in acked.iter().zip(ends) {
+            let value = &values[start..end];
+            start = end;
+            let deleted = op.action == Action::Delete;
+            let record = self.journal.frame(&mut out, MARK, |body| {
+                body.push(COMMIT);
+                body.extend_from_slice(&op.id.to_le_bytes());
+                body.push(kind_byte(op.kind));
+                put_str(body, &op.key);
+                body.push(!deleted as u8);
+                body.extend_from_slice(value);
+            });
             self.in_flight.remove(&op.id);
-            self.latest
-                .insert((kind_byte(op.kind), op.key.clone()), self.buffer.len());
-            let value = (op.action != Action::Delete).then(|| {
-                let mut v = Vec::new();
-                encode_stored(&op.object, &mut self.names, &mut v);
-                v
+            // The object ends the record.
+            let span = (!deleted).then_some(Span {
+                at: record.at + u64::from(record.len) - value.len() as u64,
+                len: value.len() as u32,
             });
-            self.buffer.push(Buffered {
-                kind: op.kind,
-                key: op.key.clone(),
-                value,
+            self.index[kind_index(op.kind)].insert(op.key.as_str().into(), span);
+        }
+        for &id in dropped {
+            self.journal.frame(&mut out, MARK, |body| {
+                body.push(DROP);
+                body.extend_from_slice(&id.to_le_bytes());
             });
+            self.in_flight.remove(&id);
         }
-        for id in dropped {
-            self.in_flight.remove(id);
-        }
-        if self.buffer.len() >= CHECKPOINT_OPS {
+        // Not fsynced: a record lost in a crash leaves its operation
+        // pending, and recovery asks the sink about it.
+        self.journal.append(&out).map_err(|e| self.err(e))?;
+        let keys: usize = self.index.iter().map(|i| i.len()).sum();
+        if keys >= CHECKPOINT_KEYS || self.journal.len >= CHECKPOINT_JOURNAL_BYTES {
             self.checkpoint()?;
         }
         Ok(())
     }
 
     fn pending(&self) -> Result<Vec<PendingOp>, StoreError> {
-        Ok(self.in_flight.values().cloned().collect())
+        let mut out = Vec::with_capacity(self.in_flight.len());
+        let mut body = Vec::new();
+        for (&id, &span) in &self.in_flight {
+            self.journal
+                .read(span, &mut body)
+                .map_err(|e| self.err(format!("journal entry of operation {id}: {e}")))?;
+            out.push(
+                decode_pending(id, &body)
+                    .ok_or_else(|| self.err(format!("corrupt journal entry of operation {id}")))?,
+            );
+        }
+        Ok(out)
     }
 
     fn checkpoint(&mut self) -> Result<(), StoreError> {
-        if !self.buffer.is_empty() {
+        if self.index.iter().any(|i| !i.is_empty()) {
             let w = self.db.begin_write().map_err(|e| self.err(e))?;
             {
-                // In key order, and only each key's last operation: the
-                // B-tree's pages are then visited once each, front to back,
-                // instead of one random page per operation (measured: see
-                // BENCHMARKS.md, `muster run`).
-                let mut order: Vec<usize> = (0..self.buffer.len()).collect();
-                let buffer = &self.buffer;
-                order.sort_by(|&a, &b| {
-                    let (x, y) = (&buffer[a], &buffer[b]);
-                    (x.kind, x.key.as_str(), a).cmp(&(y.kind, y.key.as_str(), b))
-                });
-                order.dedup_by(|later, earlier| {
-                    let (x, y) = (&buffer[*later], &buffer[*earlier]);
-                    if x.kind == y.kind && x.key == y.key {
-                        // Keep the later operation in the earlier's place.
-                        *earlier = *later;
-                        true
-                    } else {
-                        false
-                    }
-                });
+                let mut value = Vec::new();
                 for kind in [ObjectKind::Group, ObjectKind::Segment, ObjectKind::User] {
-                    let mut t = w.open_table(objects(kind)).map_err(|e| self.err(e))?;
-                    for op in order
+                    // In key order: the B-tree's pages are then visited
+                    // once each, front to back, instead of one random page
+                    // per key (measured: see BENCHMARKS.md, `muster run`).
+                    let mut keys: Vec<(&str, Option<Span>)> = self.index[kind_index(kind)]
                         .iter()
-                        .map(|&i| &buffer[i])
-                        .filter(|op| op.kind == kind)
-                    {
-                        match &op.value {
-                            None => t.remove(op.key.as_str()).map(|_| ()),
-                            Some(v) => t.insert(op.key.as_str(), v.as_slice()).map(|_| ()),
+                        .map(|(k, s)| (&**k, *s))
+                        .collect();
+                    keys.par_sort_unstable_by(|a, b| a.0.cmp(b.0));
+                    let mut t = w.open_table(objects(kind)).map_err(|e| self.err(e))?;
+                    for (key, span) in keys {
+                        match span {
+                            None => t.remove(key).map(|_| ()),
+                            Some(span) => {
+                                self.read_value(span, key, &mut value)?;
+                                t.insert(key, value.as_slice()).map(|_| ())
+                            }
                         }
                         .map_err(|e| self.err(e))?;
                     }
                 }
-                // New field names go in the same transaction as the
-                // objects that use them.
                 if self.names.unsaved {
                     let mut meta = w.open_table(META).map_err(|e| self.err(e))?;
                     meta.insert("field_names", self.names.encode().as_slice())
@@ -365,23 +432,15 @@ impl StateStore for RedbStore {
             }
             w.commit().map_err(|e| self.err(e))?;
             self.names.unsaved = false;
-            self.buffer.clear();
-            self.latest.clear();
+            for i in &mut self.index {
+                *i = AHashMap::new();
+            }
         }
         // The journal keeps only what is still in flight.
-        let mut out = Vec::new();
-        for op in self.in_flight.values() {
-            append_record(&mut out, op);
+        if self.journal.len > 0 {
+            let in_flight = std::mem::take(&mut self.in_flight);
+            self.in_flight = self.journal.rewrite(&in_flight).map_err(|e| self.err(e))?;
         }
-        let tmp = self.journal_path.with_extension("journal.tmp");
-        let mut f = File::create(&tmp).map_err(|e| self.err(e))?;
-        f.write_all(&out).map_err(|e| self.err(e))?;
-        f.sync_all().map_err(|e| self.err(e))?;
-        std::fs::rename(&tmp, &self.journal_path).map_err(|e| self.err(e))?;
-        self.journal = OpenOptions::new()
-            .append(true)
-            .open(&self.journal_path)
-            .map_err(|e| self.err(e))?;
         Ok(())
     }
 
@@ -405,6 +464,9 @@ impl StateStore for RedbStore {
 
 impl Drop for RedbStore {
     fn drop(&mut self) {
+        if self.abandoned {
+            return;
+        }
         if let Err(e) = self.checkpoint() {
             tracing::error!(error = %e, "state store checkpoint on close failed; the journal will be recovered");
         }
@@ -415,40 +477,185 @@ fn kind_byte(kind: ObjectKind) -> u8 {
     kind as u8
 }
 
-/// A journal record: id, length, encoded operation.
-fn append_record(out: &mut Vec<u8>, op: &PendingOp) {
-    let body = encode_pending(op);
-    out.extend_from_slice(&op.id.to_le_bytes());
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(&body);
+fn kind_index(kind: ObjectKind) -> usize {
+    match kind {
+        ObjectKind::User => 0,
+        ObjectKind::Group => 1,
+        ObjectKind::Segment => 2,
+    }
 }
 
-/// The journal's records; a torn last record (a crash mid-append) was never
-/// acknowledged to anyone and is ignored.
-fn read_journal(path: &Path) -> std::io::Result<BTreeMap<u64, PendingOp>> {
-    let mut ops = BTreeMap::new();
-    let mut bytes = Vec::new();
-    match File::open(path) {
-        Ok(mut f) => {
-            f.read_to_end(&mut bytes)?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ops),
-        Err(e) => return Err(e),
-    }
-    let mut rest = &bytes[..];
-    while rest.len() >= 12 {
-        let id = u64::from_le_bytes(rest[..8].try_into().unwrap_or_default());
-        let len = u32::from_le_bytes(rest[8..12].try_into().unwrap_or_default()) as usize;
-        if rest.len() < 12 + len {
-            break;
-        }
-        match decode_pending(id, &rest[12..12 + len]) {
-            Some(op) => {
-                ops.insert(id, op);
+fn kind_from_byte(b: u8) -> Option<ObjectKind> {
+    [ObjectKind::User, ObjectKind::Group, ObjectKind::Segment]
+        .into_iter()
+        .find(|&k| kind_byte(k) == b)
+}
+
+/// The bytes of a stored object that [`decode_prior`] reads.
+const PRIOR_BYTES: u32 = 17;
+
+/// The id of a record that is not a begin record; its body starts with a tag.
+const MARK: u64 = u64::MAX;
+/// A commit record: operation id, kind, key, whether an object follows,
+/// the object (as `encode_stored`).
+const COMMIT: u8 = b'c';
+/// A drop record: operation id.
+const DROP: u8 = b'd';
+
+/// The journal: records of `id: u64, length: u32, body`. A begin record's
+/// id is its operation's, its body `encode_pending` (the only records of a
+/// `muster-state/3` journal); other records have the id [`MARK`].
+struct Journal {
+    path: PathBuf,
+    file: File,
+    /// Bytes of whole records.
+    len: u64,
+}
+
+/// What reading a journal again found.
+#[derive(Default)]
+struct Replayed {
+    in_flight: BTreeMap<u64, Span>,
+    index: [AHashMap<Box<str>, Option<Span>>; 3],
+}
+
+const HEAD: u64 = 12;
+
+impl Journal {
+    /// Opens the journal at `path` (creating it) and reads it again; a torn
+    /// last record (a crash mid-append, never acknowledged to anyone) is
+    /// cut off.
+    fn open(path: PathBuf) -> std::io::Result<(Journal, Replayed)> {
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)?;
+        let mut replayed = Replayed::default();
+        let mut reader = BufReader::with_capacity(1 << 20, &file);
+        let mut len = 0u64;
+        let mut head = [0u8; HEAD as usize];
+        let mut body = Vec::new();
+        loop {
+            if reader.read_exact(&mut head).is_err() {
+                break;
             }
-            None => break,
+            let id = u64::from_le_bytes(head[..8].try_into().unwrap_or_default());
+            let n = u32::from_le_bytes(head[8..].try_into().unwrap_or_default());
+            body.resize(n as usize, 0);
+            if reader.read_exact(&mut body).is_err() || !replayed.record(len, id, &body) {
+                break;
+            }
+            len += HEAD + u64::from(n);
         }
-        rest = &rest[12 + len..];
+        drop(reader);
+        if file.metadata()?.len() > len {
+            file.set_len(len)?;
+            file.sync_all()?;
+        }
+        Ok((Journal { path, file, len }, replayed))
     }
-    Ok(ops)
+
+    /// Frames a record into `out`, to be appended at the journal's end:
+    /// its body is what `body` writes; returns where the body will be.
+    fn frame(&self, out: &mut Vec<u8>, id: u64, body: impl FnOnce(&mut Vec<u8>)) -> Span {
+        frame(self.len, out, id, body)
+    }
+
+    /// Appends framed records (written through to the page cache: a
+    /// process crash keeps them, a power cut keeps what [`Journal::sync`]
+    /// made durable).
+    fn append(&mut self, out: &[u8]) -> std::io::Result<()> {
+        self.file.write_all(out)?;
+        self.len += out.len() as u64;
+        Ok(())
+    }
+
+    fn sync(&self) -> std::io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// The bytes of `span` into `out`.
+    fn read(&self, span: Span, out: &mut Vec<u8>) -> std::io::Result<()> {
+        out.resize(span.len as usize, 0);
+        self.file.read_exact_at(out, span.at)
+    }
+
+    /// Replaces the journal by one holding only the begin records of
+    /// `in_flight` (written aside, fsynced, renamed over); returns where
+    /// they are now.
+    fn rewrite(&mut self, in_flight: &BTreeMap<u64, Span>) -> std::io::Result<BTreeMap<u64, Span>> {
+        let mut out = Vec::new();
+        let mut body = Vec::new();
+        let mut spans = BTreeMap::new();
+        for (&id, &span) in in_flight {
+            self.read(span, &mut body)?;
+            let span = frame(0, &mut out, id, |b| b.extend_from_slice(&body));
+            spans.insert(id, span);
+        }
+        let tmp = self.path.with_extension("journal.tmp");
+        let mut f = File::create(&tmp)?;
+        f.write_all(&out)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &self.path)?;
+        self.file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(&self.path)?;
+        self.len = out.len() as u64;
+        Ok(spans)
+    }
+}
+
+/// Frames a record into `out`, which is to be written at offset `base`
+/// of a journal: its body is what `body` writes; returns where the body
+/// will be.
+fn frame(base: u64, out: &mut Vec<u8>, id: u64, body: impl FnOnce(&mut Vec<u8>)) -> Span {
+    let start = out.len();
+    out.extend_from_slice(&id.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    body(out);
+    let n = (out.len() - start) as u64 - HEAD;
+    out[start + 8..start + 12].copy_from_slice(&(n as u32).to_le_bytes());
+    Span {
+        at: base + start as u64 + HEAD,
+        len: n as u32,
+    }
+}
+
+impl Replayed {
+    /// Takes in the record at `at` (its head's offset); false if it is not
+    /// one (a torn or corrupt tail).
+    fn record(&mut self, at: u64, id: u64, body: &[u8]) -> bool {
+        let span = |from: usize| Span {
+            at: at + HEAD + from as u64,
+            len: (body.len() - from) as u32,
+        };
+        if id != MARK {
+            if decode_pending(id, body).is_none() {
+                return false;
+            }
+            self.in_flight.insert(id, span(0));
+            return true;
+        }
+        let mut c = Cursor(body);
+        match (c.u8(), c.u64()) {
+            (Some(COMMIT), Some(op)) => {
+                let (Some(kind), Some(key), Some(present)) =
+                    (c.u8().and_then(kind_from_byte), c.str(), c.u8())
+                else {
+                    return false;
+                };
+                let value = (present == 1).then(|| span(body.len() - c.0.len()));
+                self.in_flight.remove(&op);
+                self.index[kind_index(kind)].insert(key.into(), value);
+                true
+            }
+            (Some(DROP), Some(op)) => {
+                self.in_flight.remove(&op);
+                true
+            }
+            _ => false,
+        }
+    }
 }
