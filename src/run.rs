@@ -956,7 +956,7 @@ fn write_pass(
     }
     unavailable |= send_all(deletions, size, lines, store, sink, opts, on_write)?;
     if !opts.dry_run {
-        store.checkpoint()?;
+        store.sync()?;
     }
     Ok(unavailable)
 }

@@ -8,8 +8,8 @@
 //!
 //! Writes go through a journal: [`StateStore::begin`] records the operations
 //! about to be sent to the LMS; [`StateStore::commit`] applies the ones the
-//! LMS acknowledged (a store may buffer them until a
-//! [`StateStore::checkpoint`], their journal records standing in). After a
+//! LMS acknowledged (a store may keep them in its journal, made durable by
+//! [`StateStore::sync`], and move them to its tables later). After a
 //! crash the journal still holds them; the next run asks the sink which of
 //! those not known to be committed were applied
 //! ([`crate::sink::Sink::recover`]) and commits those, so nothing is applied
@@ -23,7 +23,7 @@ mod memory;
 mod redb_store;
 
 pub use memory::MemoryStore;
-pub use redb_store::RedbStore;
+pub use redb_store::{RedbStore, REST_KEYS};
 
 use crate::diff::{FieldHash, MemoryPrior};
 use crate::plan::Action;
@@ -85,10 +85,9 @@ pub trait StateStore {
     fn pending(&self) -> Result<Vec<PendingOp>, StoreError>;
     /// A fresh id for the next operation (never reused).
     fn next_op_id(&mut self) -> Result<u64, StoreError>;
-    /// Makes every commit so far durable in the store itself (a store may
-    /// buffer commits, their operations being journalled). Default: nothing
-    /// to do.
-    fn checkpoint(&mut self) -> Result<(), StoreError> {
+    /// Makes every commit so far durable (a store may keep them in its
+    /// journal rather than its tables). Default: nothing to do.
+    fn sync(&mut self) -> Result<(), StoreError> {
         Ok(())
     }
 }

@@ -9,13 +9,18 @@
 //!   commit record is (`index`), so `get` and `prior` read buffered
 //!   objects back from the journal.
 //!
-//! A checkpoint — at the end of each file, when the store is dropped, and
-//! once the buffered writes name [`CHECKPOINT_KEYS`] keys or the journal
-//! reaches [`CHECKPOINT_JOURNAL_BYTES`] — writes each key's last object to
-//! redb in one transaction, in key order, then rewrites the journal to what
-//! is still in flight. A first import of a million users is then one
-//! transaction that fills the tables front to back, instead of many that
-//! each copy most of a copy-on-write B-tree (decision 42).
+//! [`StateStore::sync`] (at the end of each file, and when the store is
+//! dropped) fsyncs the journal: the commits are then durable there. A
+//! checkpoint writes each buffered key's last object to redb in one
+//! transaction, in key order, then rewrites the journal to what is still in
+//! flight. It comes when `sync` finds the buffer at [`REST_KEYS`] keys or
+//! the journal at [`REST_JOURNAL_BYTES`], and during a file once the buffer
+//! reaches [`CHECKPOINT_KEYS`] keys or the journal
+//! [`CHECKPOINT_JOURNAL_BYTES`]. A first import of a million users is then
+//! one transaction that fills the tables front to back, instead of many
+//! that each copy most of a copy-on-write B-tree; a day 2's ~20k writes
+//! wait in the journal for a few more days' and are folded in together
+//! (decisions 42, 43).
 //!
 //! After a crash, opening the store reads the journal again: committed
 //! operations are buffered as before the crash, dropped ones are
@@ -59,6 +64,14 @@ pub const CHECKPOINT_KEYS: usize = 1 << 20;
 
 /// ... or once the journal holds this many bytes.
 pub const CHECKPOINT_JOURNAL_BYTES: u64 = 2 << 30;
+
+/// Between files, the buffer waits in the journal until it names this many
+/// keys ...
+pub const REST_KEYS: usize = 1 << 16;
+
+/// ... or the journal holds this many bytes (read again each time the store
+/// opens: 64 MiB in well under a second).
+pub const REST_JOURNAL_BYTES: u64 = 64 << 20;
 
 fn objects(kind: ObjectKind) -> TableDefinition<'static, &'static str, &'static [u8]> {
     match kind {
@@ -165,6 +178,58 @@ impl RedbStore {
     #[doc(hidden)]
     pub fn abandon(mut self) {
         self.abandoned = true;
+    }
+
+    /// Moves the buffered objects into redb — each key's last, in key order,
+    /// one transaction — and rewrites the journal to what is in flight.
+    pub fn checkpoint(&mut self) -> Result<(), StoreError> {
+        if self.index.iter().any(|i| !i.is_empty()) {
+            let w = self.db.begin_write().map_err(|e| self.err(e))?;
+            {
+                let mut value = Vec::new();
+                for kind in [ObjectKind::Group, ObjectKind::Segment, ObjectKind::User] {
+                    // In key order: the B-tree's pages are then visited
+                    // once each, front to back, instead of one random page
+                    // per key (measured: see BENCHMARKS.md, `muster run`).
+                    let mut keys: Vec<(&str, Option<Span>)> = self.index[kind_index(kind)]
+                        .iter()
+                        .map(|(k, s)| (&**k, *s))
+                        .collect();
+                    keys.par_sort_unstable_by(|a, b| a.0.cmp(b.0));
+                    let mut t = w.open_table(objects(kind)).map_err(|e| self.err(e))?;
+                    for (key, span) in keys {
+                        match span {
+                            None => t.remove(key).map(|_| ()),
+                            Some(span) => {
+                                self.read_value(span, key, &mut value)?;
+                                t.insert(key, value.as_slice()).map(|_| ())
+                            }
+                        }
+                        .map_err(|e| self.err(e))?;
+                    }
+                }
+                if self.names.unsaved {
+                    let mut meta = w.open_table(META).map_err(|e| self.err(e))?;
+                    meta.insert("field_names", self.names.encode().as_slice())
+                        .map_err(|e| self.err(e))?;
+                }
+            }
+            w.commit().map_err(|e| self.err(e))?;
+            self.names.unsaved = false;
+            for i in &mut self.index {
+                *i = AHashMap::new();
+            }
+        }
+        // The journal keeps only what is still in flight.
+        if self.journal.len > 0 {
+            let in_flight = std::mem::take(&mut self.in_flight);
+            self.in_flight = self.journal.rewrite(&in_flight).map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    fn buffered_keys(&self) -> usize {
+        self.index.iter().map(|i| i.len()).sum()
     }
 
     /// Where an acknowledged, not yet checkpointed object of `key` is
@@ -307,7 +372,7 @@ impl StateStore for RedbStore {
     }
 
     fn set_last_records(&mut self, kind: ObjectKind, records: u64) -> Result<(), StoreError> {
-        self.checkpoint()?;
+        self.sync()?;
         self.set_meta(
             &format!("records/{}", kind.as_str()),
             &records.to_le_bytes(),
@@ -376,9 +441,21 @@ impl StateStore for RedbStore {
         // Not fsynced: a record lost in a crash leaves its operation
         // pending, and recovery asks the sink about it.
         self.journal.append(&out).map_err(|e| self.err(e))?;
-        let keys: usize = self.index.iter().map(|i| i.len()).sum();
-        if keys >= CHECKPOINT_KEYS || self.journal.len >= CHECKPOINT_JOURNAL_BYTES {
+        self.journal.unsynced = true;
+        if self.buffered_keys() >= CHECKPOINT_KEYS
+            || self.journal.len >= CHECKPOINT_JOURNAL_BYTES
+        {
             self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        if self.buffered_keys() >= REST_KEYS || self.journal.len >= REST_JOURNAL_BYTES {
+            return self.checkpoint();
+        }
+        if self.journal.unsynced {
+            self.journal.sync().map_err(|e| self.err(e))?;
         }
         Ok(())
     }
@@ -398,51 +475,7 @@ impl StateStore for RedbStore {
         Ok(out)
     }
 
-    fn checkpoint(&mut self) -> Result<(), StoreError> {
-        if self.index.iter().any(|i| !i.is_empty()) {
-            let w = self.db.begin_write().map_err(|e| self.err(e))?;
-            {
-                let mut value = Vec::new();
-                for kind in [ObjectKind::Group, ObjectKind::Segment, ObjectKind::User] {
-                    // In key order: the B-tree's pages are then visited
-                    // once each, front to back, instead of one random page
-                    // per key (measured: see BENCHMARKS.md, `muster run`).
-                    let mut keys: Vec<(&str, Option<Span>)> = self.index[kind_index(kind)]
-                        .iter()
-                        .map(|(k, s)| (&**k, *s))
-                        .collect();
-                    keys.par_sort_unstable_by(|a, b| a.0.cmp(b.0));
-                    let mut t = w.open_table(objects(kind)).map_err(|e| self.err(e))?;
-                    for (key, span) in keys {
-                        match span {
-                            None => t.remove(key).map(|_| ()),
-                            Some(span) => {
-                                self.read_value(span, key, &mut value)?;
-                                t.insert(key, value.as_slice()).map(|_| ())
-                            }
-                        }
-                        .map_err(|e| self.err(e))?;
-                    }
-                }
-                if self.names.unsaved {
-                    let mut meta = w.open_table(META).map_err(|e| self.err(e))?;
-                    meta.insert("field_names", self.names.encode().as_slice())
-                        .map_err(|e| self.err(e))?;
-                }
-            }
-            w.commit().map_err(|e| self.err(e))?;
-            self.names.unsaved = false;
-            for i in &mut self.index {
-                *i = AHashMap::new();
-            }
-        }
-        // The journal keeps only what is still in flight.
-        if self.journal.len > 0 {
-            let in_flight = std::mem::take(&mut self.in_flight);
-            self.in_flight = self.journal.rewrite(&in_flight).map_err(|e| self.err(e))?;
-        }
-        Ok(())
-    }
+
 
     fn next_op_id(&mut self) -> Result<u64, StoreError> {
         if self.next == self.block_end {
@@ -467,8 +500,8 @@ impl Drop for RedbStore {
         if self.abandoned {
             return;
         }
-        if let Err(e) = self.checkpoint() {
-            tracing::error!(error = %e, "state store checkpoint on close failed; the journal will be recovered");
+        if let Err(e) = self.sync() {
+            tracing::error!(error = %e, "state store sync on close failed; the journal will be recovered");
         }
     }
 }
@@ -510,6 +543,8 @@ struct Journal {
     file: File,
     /// Bytes of whole records.
     len: u64,
+    /// Records appended since the last fsync.
+    unsynced: bool,
 }
 
 /// What reading a journal again found.
@@ -553,7 +588,13 @@ impl Journal {
             file.set_len(len)?;
             file.sync_all()?;
         }
-        Ok((Journal { path, file, len }, replayed))
+        let journal = Journal {
+            path,
+            file,
+            len,
+            unsynced: false,
+        };
+        Ok((journal, replayed))
     }
 
     /// Frames a record into `out`, to be appended at the journal's end:
@@ -571,8 +612,10 @@ impl Journal {
         Ok(())
     }
 
-    fn sync(&self) -> std::io::Result<()> {
-        self.file.sync_data()
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.file.sync_data()?;
+        self.unsynced = false;
+        Ok(())
     }
 
     /// The bytes of `span` into `out`.
@@ -603,6 +646,7 @@ impl Journal {
             .append(true)
             .open(&self.path)?;
         self.len = out.len() as u64;
+        self.unsynced = false;
         Ok(spans)
     }
 }

@@ -1,7 +1,8 @@
 //! The state stores against a `BTreeMap` model: random sequences of
 //! journalled writes, commits and drops; the redb store is closed and
-//! reopened between steps — cleanly, or as a crash leaves it, without a
-//! checkpoint — so what it answers is what reached the disk.
+//! reopened between steps — after a checkpoint into redb, cleanly (its
+//! commits in the journal), or as a crash leaves it — so what it answers
+//! is what reached the disk.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +12,16 @@ use muster::profile::ObjectKind;
 use muster::store::{MemoryStore, PendingOp, RedbStore, StateStore, StoredObject};
 use proptest::prelude::*;
 
+#[derive(Clone, Copy, Debug)]
+enum Close {
+    /// Dropped: its commits synced in its journal.
+    Clean,
+    /// A checkpoint into redb first.
+    Checkpoint,
+    /// As a crash leaves it: no sync, no checkpoint.
+    Crash,
+}
+
 #[derive(Clone, Debug)]
 enum Step {
     /// Journal writes of these (key, delete?, value) and commit the first `acked` of them.
@@ -18,16 +29,16 @@ enum Step {
         ops: Vec<(u8, bool, u8)>,
         acked: usize,
         drop_rest: bool,
-        /// The store is then closed as by a crash.
-        crash: bool,
+        /// How the store is then closed.
+        close: Close,
     },
     Records(u64),
 }
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        4 => (proptest::collection::vec((0u8..12, proptest::bool::weighted(0.2), any::<u8>()), 0..8), 0usize..9, any::<bool>(), any::<bool>())
-            .prop_map(|(ops, acked, drop_rest, crash)| Step::Write { ops, acked, drop_rest, crash }),
+        4 => (proptest::collection::vec((0u8..12, proptest::bool::weighted(0.2), any::<u8>()), 0..8), 0usize..9, any::<bool>(), prop_oneof![Just(Close::Clean), Just(Close::Checkpoint), Just(Close::Crash)])
+            .prop_map(|(ops, acked, drop_rest, close)| Step::Write { ops, acked, drop_rest, close }),
         1 => (0u64..1000).prop_map(Step::Records),
     ]
 }
@@ -55,22 +66,22 @@ fn object(v: u8) -> StoredObject {
 fn run_steps<S: StateStore>(
     steps: &[Step],
     mut store: S,
-    reopen: &mut dyn FnMut(S, bool) -> S,
+    reopen: &mut dyn FnMut(S, Close) -> S,
 ) -> Result<(), TestCaseError> {
     let kind = ObjectKind::User;
     let mut model: BTreeMap<String, StoredObject> = BTreeMap::new();
     let mut journal: BTreeMap<u64, PendingOp> = BTreeMap::new();
     let mut records = None;
     for step in steps {
-        let mut crashed = false;
+        let mut close = Close::Clean;
         match step {
             Step::Write {
                 ops,
                 acked,
                 drop_rest,
-                crash,
+                close: how,
             } => {
-                crashed = *crash;
+                close = *how;
                 let ops: Vec<PendingOp> = ops
                     .iter()
                     .map(|&(k, delete, v)| PendingOp {
@@ -113,7 +124,7 @@ fn run_steps<S: StateStore>(
                 records = Some(*n);
             }
         }
-        store = reopen(store, crashed);
+        store = reopen(store, close);
         prop_assert_eq!(store.last_records(kind).unwrap(), records);
         let prior = store.prior(kind).unwrap();
         prop_assert_eq!(prior.len(), model.len());
@@ -147,14 +158,15 @@ proptest! {
         run_steps(&steps, MemoryStore::new(), &mut |s, _| s)?;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.redb");
-        run_steps(&steps, RedbStore::open(&path).unwrap(), &mut |store, crash| {
-            // Close the database (with its checkpoint, or as a crash
-            // would: the journal alone holds the commits), then open the
-            // file again.
-            if crash {
-                store.abandon();
-            } else {
-                drop(store);
+        run_steps(&steps, RedbStore::open(&path).unwrap(), &mut |mut store, close| {
+            // Close the database, then open the file again.
+            match close {
+                Close::Clean => drop(store),
+                Close::Checkpoint => {
+                    store.checkpoint().unwrap();
+                    drop(store);
+                }
+                Close::Crash => store.abandon(),
             }
             RedbStore::open(&path).unwrap()
         })?;
@@ -239,4 +251,41 @@ fn a_store_of_another_format_is_refused_by_name() {
         err.contains("muster-state/0") && err.contains(muster::store::FORMAT),
         "{err}"
     );
+}
+
+/// A day's few writes wait in the journal between files (synced there);
+/// once they name `REST_KEYS` keys, the sync at the end of a file moves
+/// them into redb and the journal is emptied.
+#[test]
+fn small_days_wait_in_the_journal_until_it_is_worth_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let journal = dir.path().join("s.redb.journal");
+    let kind = ObjectKind::User;
+    let day = |store: &mut RedbStore, from: usize, n: usize| {
+        let ops: Vec<PendingOp> = (from..from + n)
+            .map(|i| PendingOp {
+                id: store.next_op_id().unwrap(),
+                kind,
+                key: format!("u{i}"),
+                action: Action::Create,
+                object: object(i as u8),
+            })
+            .collect();
+        store.begin(&ops).unwrap();
+        store.commit(&ops, &[]).unwrap();
+        store.sync().unwrap();
+    };
+    let mut store = RedbStore::open(&path).unwrap();
+    day(&mut store, 0, 1000);
+    drop(store);
+    assert!(std::fs::metadata(&journal).unwrap().len() > 0, "day 1 waits in the journal");
+    let mut store = RedbStore::open(&path).unwrap();
+    assert_eq!(store.prior(kind).unwrap().len(), 1000);
+    day(&mut store, 1000, muster::store::REST_KEYS);
+    assert_eq!(std::fs::metadata(&journal).unwrap().len(), 0, "folded into redb");
+    drop(store);
+    let store = RedbStore::open(&path).unwrap();
+    assert_eq!(store.prior(kind).unwrap().len(), 1000 + muster::store::REST_KEYS);
+    assert_eq!(store.get(kind, "u5").unwrap(), Some(object(5)));
 }
