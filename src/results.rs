@@ -82,19 +82,29 @@ impl<W: Write> ResultsWriter<W> {
     }
 
     /// Every line of a plan with the same outcome (`planned` for check/diff).
-    /// Lines are formatted on the rayon pool, a block per core at a time
-    /// (bounded memory), and written in order.
     pub fn write_plan(&mut self, plan: &Plan, outcome: Outcome) -> io::Result<()> {
+        self.write_rows(plan.len(), |i| (plan.row(i), outcome))
+    }
+
+    /// Lines `0..n`, line `i` being `row(i)`. Lines are formatted on the
+    /// rayon pool, a block per core at a time (bounded memory), and
+    /// written in order.
+    pub fn write_rows<'p>(
+        &mut self,
+        n: usize,
+        row: impl Fn(usize) -> (PlannedRow<'p>, Outcome) + Sync,
+    ) -> io::Result<()> {
         const BLOCK: usize = 32 << 10;
         let format_block = |from: usize| {
             let mut out = Vec::with_capacity(BLOCK * 48);
-            for i in from..(from + BLOCK).min(plan.len()) {
-                format_line(&mut out, plan.row(i), outcome);
+            for i in from..(from + BLOCK).min(n) {
+                let (row, outcome) = row(i);
+                format_line(&mut out, row, outcome);
             }
             out
         };
         let cores = rayon::current_num_threads().max(1);
-        let starts: Vec<usize> = (0..plan.len()).step_by(BLOCK).collect();
+        let starts: Vec<usize> = (0..n).step_by(BLOCK).collect();
         for wave in starts.chunks(cores) {
             use rayon::prelude::*;
             let blocks: Vec<Vec<u8>> = wave.par_iter().map(|&from| format_block(from)).collect();

@@ -582,18 +582,18 @@ fn process_file(
         tracing::debug!(ms = ms(), "run: written");
     }
     write_atomically(&results_path, |w| {
-        let mut r = ResultsWriter::new(w)?;
-        for (i, line) in lines.iter().enumerate() {
-            let row = plan.row(i);
+        let lines = &lines;
+        let plan = &plan;
+        ResultsWriter::new(w)?.write_rows(lines.len(), |i| {
+            let (row, line) = (plan.row(i), &lines[i]);
             // The sink's code and message, where it gave one, win.
             let row = PlannedRow {
                 code: line.code.or(row.code),
                 message: line.message.as_deref().unwrap_or(row.message),
                 ..row
             };
-            r.write(row, line.outcome)?;
-        }
-        Ok(())
+            (row, line.outcome)
+        })
     })?;
     let summary = summary_json(
         tenant,

@@ -442,9 +442,7 @@ impl StateStore for RedbStore {
         // pending, and recovery asks the sink about it.
         self.journal.append(&out).map_err(|e| self.err(e))?;
         self.journal.unsynced = true;
-        if self.buffered_keys() >= CHECKPOINT_KEYS
-            || self.journal.len >= CHECKPOINT_JOURNAL_BYTES
-        {
+        if self.buffered_keys() >= CHECKPOINT_KEYS || self.journal.len >= CHECKPOINT_JOURNAL_BYTES {
             self.checkpoint()?;
         }
         Ok(())
@@ -474,8 +472,6 @@ impl StateStore for RedbStore {
         }
         Ok(out)
     }
-
-
 
     fn next_op_id(&mut self) -> Result<u64, StoreError> {
         if self.next == self.block_end {

@@ -279,13 +279,23 @@ fn small_days_wait_in_the_journal_until_it_is_worth_a_checkpoint() {
     let mut store = RedbStore::open(&path).unwrap();
     day(&mut store, 0, 1000);
     drop(store);
-    assert!(std::fs::metadata(&journal).unwrap().len() > 0, "day 1 waits in the journal");
+    assert!(
+        std::fs::metadata(&journal).unwrap().len() > 0,
+        "day 1 waits in the journal"
+    );
     let mut store = RedbStore::open(&path).unwrap();
     assert_eq!(store.prior(kind).unwrap().len(), 1000);
     day(&mut store, 1000, muster::store::REST_KEYS);
-    assert_eq!(std::fs::metadata(&journal).unwrap().len(), 0, "folded into redb");
+    assert_eq!(
+        std::fs::metadata(&journal).unwrap().len(),
+        0,
+        "folded into redb"
+    );
     drop(store);
     let store = RedbStore::open(&path).unwrap();
-    assert_eq!(store.prior(kind).unwrap().len(), 1000 + muster::store::REST_KEYS);
+    assert_eq!(
+        store.prior(kind).unwrap().len(),
+        1000 + muster::store::REST_KEYS
+    );
     assert_eq!(store.get(kind, "u5").unwrap(), Some(object(5)));
 }
