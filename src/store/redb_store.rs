@@ -183,7 +183,9 @@ impl RedbStore {
     /// Moves the buffered objects into redb — each key's last, in key order,
     /// one transaction — and rewrites the journal to what is in flight.
     pub fn checkpoint(&mut self) -> Result<(), StoreError> {
-        if self.index.iter().any(|i| !i.is_empty()) {
+        let started = std::time::Instant::now();
+        let keys = self.buffered_keys();
+        if keys > 0 {
             let w = self.db.begin_write().map_err(|e| self.err(e))?;
             {
                 let mut value = Vec::new();
@@ -225,6 +227,8 @@ impl RedbStore {
             let in_flight = std::mem::take(&mut self.in_flight);
             self.in_flight = self.journal.rewrite(&in_flight).map_err(|e| self.err(e))?;
         }
+        let ms = started.elapsed().as_millis() as u64;
+        tracing::debug!(keys, ms, "store: checkpoint");
         Ok(())
     }
 
