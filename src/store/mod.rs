@@ -271,7 +271,7 @@ pub(crate) fn decode_prior(bytes: &[u8]) -> Option<(u128, bool)> {
     Some((u128::from(lo) | u128::from(hi) << 64, c.u8()? & 1 != 0))
 }
 
-fn kind_code(k: ObjectKind) -> u8 {
+pub(crate) fn kind_code(k: ObjectKind) -> u8 {
     match k {
         ObjectKind::User => 0,
         ObjectKind::Group => 1,
@@ -279,7 +279,7 @@ fn kind_code(k: ObjectKind) -> u8 {
     }
 }
 
-fn kind_of(c: u8) -> Option<ObjectKind> {
+pub(crate) fn kind_of(c: u8) -> Option<ObjectKind> {
     Some(match c {
         0 => ObjectKind::User,
         1 => ObjectKind::Group,

@@ -44,8 +44,8 @@ use redb::{
 };
 
 use super::{
-    decode_pending, decode_prior, decode_stored, encode_pending, encode_stored, put_str, Cursor,
-    FieldNames, PendingOp, StateStore, StoreError, StoredObject, FORMAT,
+    decode_pending, decode_prior, decode_stored, encode_pending, encode_stored, kind_code, kind_of,
+    put_str, Cursor, FieldNames, PendingOp, StateStore, StoreError, StoredObject, FORMAT,
 };
 use crate::diff::{MemoryPrior, PriorEntry};
 use crate::plan::Action;
@@ -422,7 +422,7 @@ impl StateStore for RedbStore {
             let record = self.journal.frame(&mut out, MARK, |body| {
                 body.push(COMMIT);
                 body.extend_from_slice(&op.id.to_le_bytes());
-                body.push(kind_byte(op.kind));
+                body.push(kind_code(op.kind));
                 put_str(body, &op.key);
                 body.push(!deleted as u8);
                 body.extend_from_slice(value);
@@ -506,22 +506,9 @@ impl Drop for RedbStore {
     }
 }
 
-fn kind_byte(kind: ObjectKind) -> u8 {
-    kind as u8
-}
-
+/// A kind's place in per-kind arrays: its code in the journal.
 fn kind_index(kind: ObjectKind) -> usize {
-    match kind {
-        ObjectKind::User => 0,
-        ObjectKind::Group => 1,
-        ObjectKind::Segment => 2,
-    }
-}
-
-fn kind_from_byte(b: u8) -> Option<ObjectKind> {
-    [ObjectKind::User, ObjectKind::Group, ObjectKind::Segment]
-        .into_iter()
-        .find(|&k| kind_byte(k) == b)
+    usize::from(kind_code(kind))
 }
 
 /// The bytes of a stored object that [`decode_prior`] reads.
@@ -686,7 +673,7 @@ impl Replayed {
         match (c.u8(), c.u64()) {
             (Some(COMMIT), Some(op)) => {
                 let (Some(kind), Some(key), Some(present)) =
-                    (c.u8().and_then(kind_from_byte), c.str(), c.u8())
+                    (c.u8().and_then(kind_of), c.str(), c.u8())
                 else {
                     return false;
                 };
