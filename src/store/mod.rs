@@ -127,6 +127,9 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// An object with its field names spelled out: how a `muster-state/3`
+/// journal's begin records kept it (written now only by tests).
+#[cfg(test)]
 pub(crate) fn encode_object(o: &StoredObject, out: &mut Vec<u8>) {
     encode_head(o, out);
     out.extend_from_slice(&(o.fields.len() as u32).to_le_bytes());
@@ -288,7 +291,7 @@ pub(crate) fn kind_of(c: u8) -> Option<ObjectKind> {
     })
 }
 
-fn action_code(a: Action) -> u8 {
+pub(crate) fn action_code(a: Action) -> u8 {
     match a {
         Action::Create => 0,
         Action::Update => 1,
@@ -299,7 +302,7 @@ fn action_code(a: Action) -> u8 {
     }
 }
 
-fn action_of(c: u8) -> Option<Action> {
+pub(crate) fn action_of(c: u8) -> Option<Action> {
     Some(match c {
         0 => Action::Create,
         1 => Action::Update,
@@ -311,6 +314,9 @@ fn action_of(c: u8) -> Option<Action> {
     })
 }
 
+/// A `muster-state/3` journal's begin record body (written now only by
+/// tests; [`decode_pending`] still reads them).
+#[cfg(test)]
 pub(crate) fn encode_pending(op: &PendingOp, out: &mut Vec<u8>) {
     out.extend_from_slice(&[kind_code(op.kind), action_code(op.action)]);
     put_str(out, &op.key);

@@ -44,13 +44,14 @@ use redb::{
 };
 
 use super::{
-    decode_pending, decode_prior, decode_stored, encode_pending, encode_stored, kind_code, kind_of,
-    put_str, Cursor, FieldNames, PendingOp, StateStore, StoreError, StoredObject, FORMAT,
+    action_code, action_of, decode_pending, decode_prior, decode_stored, encode_stored, kind_code,
+    kind_of, put_str, Cursor, FieldNames, PendingOp, StateStore, StoreError, StoredObject, FORMAT,
 };
 use crate::diff::{MemoryPrior, PriorEntry};
 use crate::plan::Action;
 use crate::profile::ObjectKind;
 use rayon::slice::ParallelSliceMut;
+use xxhash_rust::xxh3::xxh3_64;
 
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
@@ -86,9 +87,8 @@ pub struct RedbStore {
     db: Database,
     path: PathBuf,
     journal: Journal,
-    /// Begun, neither committed nor dropped: where each one's begin record
-    /// is in the journal.
-    in_flight: BTreeMap<u64, Span>,
+    /// Begun, neither committed nor dropped.
+    in_flight: BTreeMap<u64, Begun>,
     /// Acknowledged, not yet in redb, per kind: where each key's last
     /// commit record keeps its object (`None`: deleted).
     index: [AHashMap<Box<str>, Option<Span>>; 3],
@@ -99,6 +99,20 @@ pub struct RedbStore {
     names: FieldNames,
     /// Closed as by a crash: no checkpoint on drop (tests).
     abandoned: bool,
+}
+
+/// An operation begun: where its begin record is, and what it names.
+#[derive(Clone, Debug)]
+struct Begun {
+    /// The record's body.
+    body: Span,
+    kind: ObjectKind,
+    key: Box<str>,
+    action: Action,
+    /// Where its object is, as the tables keep it, and that encoding's
+    /// hash: a commit that acknowledges the object unchanged points here.
+    /// (`None` for a begin record of a `muster-state/3` journal.)
+    stored: Option<(Span, u64)>,
 }
 
 /// Bytes of the journal: where they start and how many.
@@ -225,11 +239,36 @@ impl RedbStore {
         // The journal keeps only what is still in flight.
         if self.journal.len > 0 {
             let in_flight = std::mem::take(&mut self.in_flight);
-            self.in_flight = self.journal.rewrite(&in_flight).map_err(|e| self.err(e))?;
+            self.in_flight = self.journal.rewrite(in_flight).map_err(|e| self.err(e))?;
         }
         let ms = started.elapsed().as_millis() as u64;
         tracing::debug!(keys, ms, "store: checkpoint");
         Ok(())
+    }
+
+    /// Each operation's object as the tables keep it (a deletion's only
+    /// with `deletions`: a committed deletion keeps no object). A field
+    /// name new to the store is saved before a record uses it.
+    fn encode_objects(
+        &mut self,
+        ops: &[PendingOp],
+        deletions: bool,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let values = ops
+            .iter()
+            .map(|op| {
+                let mut v = Vec::new();
+                if deletions || op.action != Action::Delete {
+                    encode_stored(&op.object, &mut self.names, &mut v);
+                }
+                v
+            })
+            .collect();
+        if self.names.unsaved {
+            self.set_meta("field_names", &self.names.encode())?;
+            self.names.unsaved = false;
+        }
+        Ok(values)
     }
 
     fn buffered_keys(&self) -> usize {
@@ -384,41 +423,62 @@ impl StateStore for RedbStore {
     }
 
     fn begin(&mut self, ops: &[PendingOp]) -> Result<(), StoreError> {
+        let values = self.encode_objects(ops, true)?;
         let mut out = Vec::new();
-        let mut spans = Vec::with_capacity(ops.len());
-        for op in ops {
-            let span = self
-                .journal
-                .frame(&mut out, op.id, |body| encode_pending(op, body));
-            spans.push((op.id, span));
+        let mut begun = Vec::with_capacity(ops.len());
+        for (op, value) in ops.iter().zip(values.iter()) {
+            let body = self.journal.frame(&mut out, MARK, |body| {
+                body.push(BEGIN);
+                body.extend_from_slice(&op.id.to_le_bytes());
+                body.extend_from_slice(&[kind_code(op.kind), action_code(op.action)]);
+                put_str(body, &op.key);
+                body.extend_from_slice(value);
+            });
+            // The object ends the record.
+            let stored = Span {
+                at: body.at + u64::from(body.len) - value.len() as u64,
+                len: value.len() as u32,
+            };
+            begun.push((
+                op.id,
+                Begun {
+                    body,
+                    kind: op.kind,
+                    key: op.key.as_str().into(),
+                    action: op.action,
+                    stored: Some((stored, xxh3_64(value))),
+                },
+            ));
         }
         self.journal.append(&out).map_err(|e| self.err(e))?;
         self.journal.sync().map_err(|e| self.err(e))?;
-        self.in_flight.extend(spans);
+        self.in_flight.extend(begun);
         Ok(())
     }
 
     fn commit(&mut self, acked: &[PendingOp], dropped: &[u64]) -> Result<(), StoreError> {
-        // The objects as the tables keep them: field names by index. A
-        // name new to the store is saved before a record uses it.
-        let mut values = Vec::new();
-        let mut ends = Vec::with_capacity(acked.len());
-        for op in acked {
-            if op.action != Action::Delete {
-                encode_stored(&op.object, &mut self.names, &mut values);
-            }
-            ends.push(values.len());
-        }
-        if self.names.unsaved {
-            self.set_meta("field_names", &self.names.encode())?;
-            self.names.unsaved = false;
-        }
+        let values = self.encode_objects(acked, false)?;
         let mut out = Vec::new();
-        let mut start = 0;
-        for (op, end) in acked.iter().zip(ends) {
-            let value = &values[start..end];
-            start = end;
+        for (op, value) in acked.iter().zip(values.iter()) {
             let deleted = op.action == Action::Delete;
+            let begun = self.in_flight.remove(&op.id);
+            // Acknowledged as begun (the JSONL outbox's every write; a SCIM
+            // write that got no new id): a record of a few bytes that
+            // points at the begin record's object.
+            let as_begun = begun.as_ref().and_then(|b| {
+                let same = (b.kind, b.action, &*b.key) == (op.kind, op.action, op.key.as_str());
+                let (stored, hash) = b.stored?;
+                (same && (deleted || hash == xxh3_64(value))).then_some(stored)
+            });
+            if let Some(stored) = as_begun {
+                self.journal.frame(&mut out, MARK, |body| {
+                    body.push(ACKED);
+                    body.extend_from_slice(&op.id.to_le_bytes());
+                });
+                let span = (!deleted).then_some(stored);
+                self.index[kind_index(op.kind)].insert(op.key.as_str().into(), span);
+                continue;
+            }
             let record = self.journal.frame(&mut out, MARK, |body| {
                 body.push(COMMIT);
                 body.extend_from_slice(&op.id.to_le_bytes());
@@ -427,7 +487,6 @@ impl StateStore for RedbStore {
                 body.push(!deleted as u8);
                 body.extend_from_slice(value);
             });
-            self.in_flight.remove(&op.id);
             // The object ends the record.
             let span = (!deleted).then_some(Span {
                 at: record.at + u64::from(record.len) - value.len() as u64,
@@ -464,15 +523,24 @@ impl StateStore for RedbStore {
 
     fn pending(&self) -> Result<Vec<PendingOp>, StoreError> {
         let mut out = Vec::with_capacity(self.in_flight.len());
-        let mut body = Vec::new();
-        for (&id, &span) in &self.in_flight {
+        let mut bytes = Vec::new();
+        for (&id, begun) in &self.in_flight {
+            let corrupt = || self.err(format!("corrupt journal entry of operation {id}"));
+            let span = begun.stored.map_or(begun.body, |(span, _)| span);
             self.journal
-                .read(span, &mut body)
+                .read(span, &mut bytes)
                 .map_err(|e| self.err(format!("journal entry of operation {id}: {e}")))?;
-            out.push(
-                decode_pending(id, &body)
-                    .ok_or_else(|| self.err(format!("corrupt journal entry of operation {id}")))?,
-            );
+            let op = match begun.stored {
+                Some(_) => PendingOp {
+                    id,
+                    kind: begun.kind,
+                    key: begun.key.to_string(),
+                    action: begun.action,
+                    object: decode_stored(&bytes, &self.names).ok_or_else(corrupt)?,
+                },
+                None => decode_pending(id, &bytes).ok_or_else(corrupt)?,
+            };
+            out.push(op);
         }
         Ok(out)
     }
@@ -514,17 +582,25 @@ fn kind_index(kind: ObjectKind) -> usize {
 /// The bytes of a stored object that [`decode_prior`] reads.
 const PRIOR_BYTES: u32 = 17;
 
-/// The id of a record that is not a begin record; its body starts with a tag.
+/// The id of every record of this muster's journals (a `muster-state/3`
+/// begin record has its operation's id instead); the body starts with a
+/// tag.
 const MARK: u64 = u64::MAX;
-/// A commit record: operation id, kind, key, whether an object follows,
-/// the object (as `encode_stored`).
+/// A begin record: operation id, kind, action, key, the object (as
+/// `encode_stored`).
+const BEGIN: u8 = b'b';
+/// A commit of an operation acknowledged as begun: operation id.
+const ACKED: u8 = b'a';
+/// A commit record of an operation acknowledged with a changed object (the
+/// LMS's id for it, say): operation id, kind, key, whether an object
+/// follows, the object (as `encode_stored`).
 const COMMIT: u8 = b'c';
 /// A drop record: operation id.
 const DROP: u8 = b'd';
 
-/// The journal: records of `id: u64, length: u32, body`. A begin record's
-/// id is its operation's, its body `encode_pending` (the only records of a
-/// `muster-state/3` journal); other records have the id [`MARK`].
+/// The journal: records of `id: u64, length: u32, body`. A
+/// `muster-state/3` journal holds only begin records whose id is their
+/// operation's and whose body is `encode_pending`; they are still read.
 struct Journal {
     path: PathBuf,
     file: File,
@@ -537,7 +613,7 @@ struct Journal {
 /// What reading a journal again found.
 #[derive(Default)]
 struct Replayed {
-    in_flight: BTreeMap<u64, Span>,
+    in_flight: BTreeMap<u64, Begun>,
     index: [AHashMap<Box<str>, Option<Span>>; 3],
 }
 
@@ -612,16 +688,29 @@ impl Journal {
     }
 
     /// Replaces the journal by one holding only the begin records of
-    /// `in_flight` (written aside, fsynced, renamed over); returns where
-    /// they are now.
-    fn rewrite(&mut self, in_flight: &BTreeMap<u64, Span>) -> std::io::Result<BTreeMap<u64, Span>> {
+    /// `in_flight`, copied as they are (written aside, fsynced, renamed
+    /// over); returns them where they are now.
+    fn rewrite(
+        &mut self,
+        in_flight: BTreeMap<u64, Begun>,
+    ) -> std::io::Result<BTreeMap<u64, Begun>> {
         let mut out = Vec::new();
-        let mut body = Vec::new();
-        let mut spans = BTreeMap::new();
-        for (&id, &span) in in_flight {
-            self.read(span, &mut body)?;
-            let span = frame(0, &mut out, id, |b| b.extend_from_slice(&body));
-            spans.insert(id, span);
+        let mut record = Vec::new();
+        let mut moved = BTreeMap::new();
+        for (id, mut begun) in in_flight {
+            let head_at = begun.body.at - HEAD;
+            let whole = Span {
+                at: head_at,
+                len: begun.body.len + HEAD as u32,
+            };
+            self.read(whole, &mut record)?;
+            let now = out.len() as u64;
+            out.extend_from_slice(&record);
+            begun.body.at = begun.body.at - head_at + now;
+            if let Some((stored, _)) = &mut begun.stored {
+                stored.at = stored.at - head_at + now;
+            }
+            moved.insert(id, begun);
         }
         let tmp = self.path.with_extension("journal.tmp");
         let mut f = File::create(&tmp)?;
@@ -634,7 +723,7 @@ impl Journal {
             .open(&self.path)?;
         self.len = out.len() as u64;
         self.unsynced = false;
-        Ok(spans)
+        Ok(moved)
     }
 }
 
@@ -663,14 +752,56 @@ impl Replayed {
             len: (body.len() - from) as u32,
         };
         if id != MARK {
-            if decode_pending(id, body).is_none() {
+            let Some(op) = decode_pending(id, body) else {
                 return false;
-            }
-            self.in_flight.insert(id, span(0));
+            };
+            let begun = Begun {
+                body: span(0),
+                kind: op.kind,
+                key: op.key.into(),
+                action: op.action,
+                stored: None,
+            };
+            self.in_flight.insert(id, begun);
             return true;
         }
         let mut c = Cursor(body);
         match (c.u8(), c.u64()) {
+            (Some(BEGIN), Some(op)) => {
+                let (Some(kind), Some(action), Some(key)) = (
+                    c.u8().and_then(kind_of),
+                    c.u8().and_then(action_of),
+                    c.str(),
+                ) else {
+                    return false;
+                };
+                let stored = span(body.len() - c.0.len());
+                let begun = Begun {
+                    body: span(0),
+                    kind,
+                    key: key.into(),
+                    action,
+                    stored: Some((stored, xxh3_64(c.0))),
+                };
+                self.in_flight.insert(op, begun);
+                true
+            }
+            (Some(ACKED), Some(op)) => {
+                // Its begin record comes first (synced before the write was
+                // sent); one missing would leave nothing to point at.
+                if let Some(Begun {
+                    kind,
+                    key,
+                    action,
+                    stored: Some((stored, _)),
+                    ..
+                }) = self.in_flight.remove(&op)
+                {
+                    let span = (action != Action::Delete).then_some(stored);
+                    self.index[kind_index(kind)].insert(key, span);
+                }
+                true
+            }
             (Some(COMMIT), Some(op)) => {
                 let (Some(kind), Some(key), Some(present)) =
                     (c.u8().and_then(kind_of), c.str(), c.u8())
@@ -688,5 +819,88 @@ impl Replayed {
             }
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::FieldHash;
+    use crate::store::encode_pending;
+
+    fn op(id: u64, key: &str, lms_id: Option<&str>) -> PendingOp {
+        PendingOp {
+            id,
+            kind: ObjectKind::User,
+            key: key.into(),
+            action: Action::Create,
+            object: StoredObject {
+                fingerprint: 7,
+                active: true,
+                invited: false,
+                lms_id: lms_id.map(str::to_string),
+                parent: None,
+                fields: vec![FieldHash {
+                    field: "email".into(),
+                    hash: 9,
+                }],
+            },
+        }
+    }
+
+    /// A journal left by a `muster-state/3` muster (begin records with
+    /// their operation's id and field names spelled out) is read after the
+    /// upgrade: its operations are pending, and committing them works.
+    #[test]
+    fn a_muster_state_3_journal_is_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        drop(RedbStore::open(&path).unwrap());
+        let old = op(41, "k", None);
+        let mut body = Vec::new();
+        encode_pending(&old, &mut body);
+        let mut record = Vec::new();
+        frame(0, &mut record, old.id, |b| b.extend_from_slice(&body));
+        std::fs::write(dir.path().join("s.redb.journal"), &record).unwrap();
+
+        let mut store = RedbStore::open(&path).unwrap();
+        assert_eq!(store.pending().unwrap(), vec![old.clone()]);
+        // The sink gave it an id: the commit keeps the changed object.
+        let acked = op(41, "k", Some("lms-1"));
+        store.commit(std::slice::from_ref(&acked), &[]).unwrap();
+        store.abandon();
+        let store = RedbStore::open(&path).unwrap();
+        assert!(store.pending().unwrap().is_empty());
+        assert_eq!(
+            store.get(ObjectKind::User, "k").unwrap(),
+            Some(acked.object)
+        );
+    }
+
+    /// An operation acknowledged as begun is committed by a record of a few
+    /// bytes pointing at its begin record; one the sink changed (an LMS id)
+    /// by a record holding the changed object. Both read back after a crash.
+    #[test]
+    fn commits_point_at_the_begun_object_unless_the_sink_changed_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let journal = dir.path().join("s.redb.journal");
+        let mut store = RedbStore::open(&path).unwrap();
+        let (a, b) = (op(1, "a", None), op(2, "b", None));
+        store.begin(&[a.clone(), b.clone()]).unwrap();
+        let begun = std::fs::metadata(&journal).unwrap().len();
+        store.commit(std::slice::from_ref(&a), &[]).unwrap();
+        let short = std::fs::metadata(&journal).unwrap().len() - begun;
+        assert_eq!(short, HEAD + 9, "tag and operation id");
+        let b_acked = op(2, "b", Some("lms-2"));
+        store.commit(std::slice::from_ref(&b_acked), &[]).unwrap();
+        store.abandon();
+        let store = RedbStore::open(&path).unwrap();
+        assert_eq!(store.get(ObjectKind::User, "a").unwrap(), Some(a.object));
+        assert_eq!(
+            store.get(ObjectKind::User, "b").unwrap(),
+            Some(b_acked.object)
+        );
+        assert!(store.pending().unwrap().is_empty());
     }
 }

@@ -100,7 +100,19 @@ fn run_steps<S: StateStore>(
                 for op in &ops {
                     journal.insert(op.id, op.clone());
                 }
-                let acked = &ops[..(*acked).min(ops.len())];
+                // The sink gives every other acknowledged write an id of
+                // its own, as an LMS does on a create.
+                let acked: Vec<PendingOp> = ops[..(*acked).min(ops.len())]
+                    .iter()
+                    .map(|op| {
+                        let mut op = op.clone();
+                        if op.id % 2 == 0 {
+                            op.object.lms_id = Some(format!("lms-new-{}", op.id));
+                        }
+                        op
+                    })
+                    .collect();
+                let acked = &acked[..];
                 let rest: Vec<u64> = if *drop_rest {
                     ops[acked.len()..].iter().map(|o| o.id).collect()
                 } else {
