@@ -33,7 +33,13 @@ use crate::profile::ObjectKind;
 /// a message naming both.
 /// `/2`: fingerprints hash the normalised values in one pass (`/1` hashed
 /// per-field hashes); a `/1` store's fingerprints would all look changed.
-pub const FORMAT: &str = "muster-state/3";
+/// `/3`: field names kept once, in `meta`. `/4`: the journal holds commit
+/// records and objects by field index (a `/3` store is upgraded when it
+/// opens: its journal still reads).
+pub const FORMAT: &str = "muster-state/4";
+
+/// The format a store is upgraded from, in place, when it opens.
+pub(crate) const FORMAT_3: &str = "muster-state/3";
 
 /// A store that cannot be read or written.
 #[derive(Debug, thiserror::Error)]

@@ -46,6 +46,7 @@ use redb::{
 use super::{
     action_code, action_of, decode_pending, decode_prior, decode_stored, encode_stored, kind_code,
     kind_of, put_str, Cursor, FieldNames, PendingOp, StateStore, StoreError, StoredObject, FORMAT,
+    FORMAT_3,
 };
 use crate::diff::{MemoryPrior, PriorEntry};
 use crate::plan::Action;
@@ -145,9 +146,26 @@ impl RedbStore {
             .set_cache_size(CACHE_BYTES)
             .create(path)
             .map_err(|e| err(&e))?;
+        // The format first: the journal of a store this muster refuses is
+        // not read (nor its tail cut).
+        let format = meta_of(&db, "format").map_err(|e| err(&e))?;
+        match format.as_deref() {
+            Some(f) if f == FORMAT.as_bytes() => {}
+            // A new store; or a `/3` one, which differs only in its
+            // journal, whose records this muster still reads: it is marked
+            // `/4` before a record a `/3` muster could not read is written.
+            None => mark_format(&db, true).map_err(|e| err(&e))?,
+            Some(f) if f == FORMAT_3.as_bytes() => mark_format(&db, false).map_err(|e| err(&e))?,
+            Some(f) => {
+                return Err(err(&format!(
+                    "written in format {:?}; this muster reads {FORMAT} (use the muster version that wrote it, or start a new store)",
+                    String::from_utf8_lossy(f)
+                )))
+            }
+        }
         let journal_path = PathBuf::from(format!("{}.journal", path.display()));
         let (journal, replayed) = Journal::open(journal_path).map_err(|e| err(&e))?;
-        let store = RedbStore {
+        let mut store = RedbStore {
             db,
             path: path.to_path_buf(),
             journal,
@@ -158,28 +176,6 @@ impl RedbStore {
             names: FieldNames::default(),
             abandoned: false,
         };
-        let format = store.meta("format")?;
-        match format {
-            None => {
-                let w = store.db.begin_write().map_err(|e| err(&e))?;
-                {
-                    let mut meta = w.open_table(META).map_err(|e| err(&e))?;
-                    meta.insert("format", FORMAT.as_bytes()).map_err(|e| err(&e))?;
-                    for t in [USERS, GROUPS, SEGMENTS] {
-                        w.open_table(t).map_err(|e| err(&e))?;
-                    }
-                }
-                w.commit().map_err(|e| err(&e))?;
-            }
-            Some(f) if f == FORMAT.as_bytes() => {}
-            Some(f) => {
-                return Err(err(&format!(
-                    "written in format {:?}; this muster reads {FORMAT} (use the muster version that wrote it, or start a new store)",
-                    String::from_utf8_lossy(&f)
-                )))
-            }
-        }
-        let mut store = store;
         if let Some(bytes) = store.meta("field_names")? {
             store.names = FieldNames::decode(&bytes)
                 .ok_or_else(|| err(&"corrupt list of field names (meta field_names)"))?;
@@ -296,15 +292,7 @@ impl RedbStore {
     }
 
     fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let r = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = match r.open_table(META) {
-            Ok(t) => t,
-            Err(TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(self.err(e)),
-        };
-        Ok(t.get(name)
-            .map_err(|e| self.err(e))?
-            .map(|v| v.value().to_vec()))
+        meta_of(&self.db, name).map_err(|e| self.err(e))
     }
 
     /// The processed name of an earlier file with the same content (its
@@ -572,6 +560,34 @@ impl Drop for RedbStore {
             tracing::error!(error = %e, "state store sync on close failed; the journal will be recovered");
         }
     }
+}
+
+/// Writes this muster's format into META (and, for a new store, creates
+/// the tables).
+fn mark_format(db: &Database, new: bool) -> Result<(), redb::Error> {
+    let w = db.begin_write()?;
+    {
+        let mut meta = w.open_table(META)?;
+        meta.insert("format", FORMAT.as_bytes())?;
+        if new {
+            for t in [USERS, GROUPS, SEGMENTS] {
+                w.open_table(t)?;
+            }
+        }
+    }
+    w.commit()?;
+    Ok(())
+}
+
+/// A value of the META table.
+fn meta_of(db: &Database, name: &str) -> Result<Option<Vec<u8>>, redb::Error> {
+    let r = db.begin_read()?;
+    let t = match r.open_table(META) {
+        Ok(t) => t,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(t.get(name)?.map(|v| v.value().to_vec()))
 }
 
 /// A kind's place in per-kind arrays: its code in the journal.

@@ -243,26 +243,58 @@ fn operation_ids_never_repeat_across_opens() {
     }
 }
 
+const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+
+/// A redb file whose META says `format`.
+fn store_of_format(path: &std::path::Path, format: &str) {
+    let db = redb::Database::create(path).unwrap();
+    let w = db.begin_write().unwrap();
+    w.open_table(META)
+        .unwrap()
+        .insert("format", format.as_bytes())
+        .unwrap();
+    w.commit().unwrap();
+}
+
+fn format_of(path: &std::path::Path) -> String {
+    let db = redb::Database::open(path).unwrap();
+    let r = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let t = r.open_table(META).unwrap();
+    let v = redb::ReadableTable::get(&t, "format").unwrap().unwrap();
+    String::from_utf8(v.value().to_vec()).unwrap()
+}
+
+/// Refused by name, and its journal is left as it was (a journal of a
+/// format this muster does not know is not read, nor cut).
 #[test]
 fn a_store_of_another_format_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
-    {
-        let db = redb::Database::create(&path).unwrap();
-        let w = db.begin_write().unwrap();
-        {
-            let mut t = w
-                .open_table(redb::TableDefinition::<&str, &[u8]>::new("meta"))
-                .unwrap();
-            t.insert("format", &b"muster-state/0"[..]).unwrap();
-        }
-        w.commit().unwrap();
-    }
+    let journal = dir.path().join("s.redb.journal");
+    store_of_format(&path, "muster-state/0");
+    std::fs::write(&journal, b"records of another format").unwrap();
     let err = RedbStore::open(&path).err().unwrap().to_string();
     assert!(
         err.contains("muster-state/0") && err.contains(muster::store::FORMAT),
         "{err}"
     );
+    assert_eq!(
+        std::fs::read(&journal).unwrap(),
+        b"records of another format"
+    );
+}
+
+/// A `muster-state/3` store opens and is marked with this muster's format
+/// (an older muster then refuses it by name instead of misreading the
+/// journal's new records).
+#[test]
+fn a_muster_state_3_store_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    store_of_format(&path, "muster-state/3");
+    drop(RedbStore::open(&path).unwrap());
+    assert_eq!(format_of(&path), muster::store::FORMAT);
+    assert_eq!(muster::store::FORMAT, "muster-state/4");
 }
 
 /// A day's few writes wait in the journal between files (synced there);
