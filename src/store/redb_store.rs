@@ -3,11 +3,11 @@
 //! Every write goes through `<store>.journal`, an append-only file:
 //! - [`StateStore::begin`] appends the operations about to be sent and
 //!   fsyncs (one sequential write and one fsync per batch);
-//! - [`StateStore::commit`] appends a commit record per acknowledged
-//!   operation, holding the object as the store will keep it, and a drop
-//!   record per dropped one. Memory keeps only where each key's last
-//!   commit record is (`index`), so `get` and `prior` read buffered
-//!   objects back from the journal.
+//! - [`StateStore::commit`] appends a record per acknowledged operation —
+//!   a few bytes pointing at its begin record's object when the sink left
+//!   it unchanged, else the changed object — and one per dropped operation.
+//!   Memory keeps only where each key's latest object is in the journal
+//!   (`index`), so `get` and `prior` read buffered objects back from it.
 //!
 //! [`StateStore::sync`] (at the end of each file, and when the store is
 //! dropped) fsyncs the journal: the commits are then durable there. A
@@ -71,8 +71,8 @@ pub const CHECKPOINT_JOURNAL_BYTES: u64 = 2 << 30;
 /// keys ...
 pub const REST_KEYS: usize = 1 << 16;
 
-/// ... or the journal holds this many bytes (read again each time the store
-/// opens: 64 MiB in well under a second).
+/// ... or the journal holds this many bytes (read again each time the
+/// store opens).
 pub const REST_JOURNAL_BYTES: u64 = 64 << 20;
 
 fn objects(kind: ObjectKind) -> TableDefinition<'static, &'static str, &'static [u8]> {
@@ -90,8 +90,8 @@ pub struct RedbStore {
     journal: Journal,
     /// Begun, neither committed nor dropped.
     in_flight: BTreeMap<u64, Begun>,
-    /// Acknowledged, not yet in redb, per kind: where each key's last
-    /// commit record keeps its object (`None`: deleted).
+    /// Acknowledged, not yet in redb, per kind: where each key's latest
+    /// object is in the journal (`None`: deleted).
     index: [AHashMap<Box<str>, Option<Span>>; 3],
     /// Operation ids handed out from a reserved block: `next..block_end`.
     next: u64,
@@ -203,13 +203,13 @@ impl RedbStore {
                     // In key order: the B-tree's pages are then visited
                     // once each, front to back, instead of one random page
                     // per key (measured: see BENCHMARKS.md, `muster run`).
-                    let mut keys: Vec<(&str, Option<Span>)> = self.index[kind_index(kind)]
+                    let mut entries: Vec<(&str, Option<Span>)> = self.index[kind_index(kind)]
                         .iter()
                         .map(|(k, s)| (&**k, *s))
                         .collect();
-                    keys.par_sort_unstable_by(|a, b| a.0.cmp(b.0));
+                    entries.par_sort_unstable_by(|a, b| a.0.cmp(b.0));
                     let mut t = w.open_table(objects(kind)).map_err(|e| self.err(e))?;
-                    for (key, span) in keys {
+                    for (key, span) in entries {
                         match span {
                             None => t.remove(key).map(|_| ()),
                             Some(span) => {
@@ -492,7 +492,6 @@ impl StateStore for RedbStore {
         // Not fsynced: a record lost in a crash leaves its operation
         // pending, and recovery asks the sink about it.
         self.journal.append(&out).map_err(|e| self.err(e))?;
-        self.journal.unsynced = true;
         if self.buffered_keys() >= CHECKPOINT_KEYS || self.journal.len >= CHECKPOINT_JOURNAL_BYTES {
             self.checkpoint()?;
         }
@@ -688,6 +687,7 @@ impl Journal {
     fn append(&mut self, out: &[u8]) -> std::io::Result<()> {
         self.file.write_all(out)?;
         self.len += out.len() as u64;
+        self.unsynced = true;
         Ok(())
     }
 
