@@ -51,6 +51,8 @@ pub struct Record {
     pub(crate) quoted: Vec<bool>,
     pub(crate) position: Position,
     pub(crate) problem: Option<RecordProblem>,
+    /// Scratch for the reader: where a quoted line's delimiters and quotes are.
+    pub(crate) marks: Vec<u32>,
 }
 
 impl Record {
