@@ -7,6 +7,7 @@
 //! and joined with the profile's list separator (an item never holds it). Two rows that mean the same thing map to
 //! the same values, which is what the differ compares.
 
+use super::masks::Masks;
 use super::{Date, FieldKind, Layout, Profile};
 use crate::code::Code;
 use crate::reader::{Record, RecordProblem};
@@ -131,9 +132,60 @@ fn status_in(list: &[String], v: &str) -> bool {
 }
 
 /// A list already in normal form: no empty items, no spaces around items,
-/// no duplicates. Most cells are, and keep their bytes as they are. (Lists
-/// are short: a plain loop beats vector search here.)
+/// no duplicates, at most eight items (a longer one is rebuilt, to the same
+/// result). Most cells are, and keep their bytes as they are. The items'
+/// ends are read off bit masks ([`Masks`]); only items of the same length
+/// are compared.
 fn list_is_normal(v: &str, sep: char) -> bool {
+    let b = v.as_bytes();
+    let Some(m) = Masks::of(b, sep as u8, sep as u8) else {
+        return list_is_normal_long(v, sep);
+    };
+    if b.is_empty() {
+        return false;
+    }
+    let seps = m.a;
+    let last = 1u64 << (b.len() - 1);
+    // An empty item: a separator first, last or after another.
+    if seps & 1 != 0 || seps & last != 0 || seps & (seps >> 1) != 0 {
+        return false;
+    }
+    let starts = 1 | (seps << 1);
+    let ends = (seps >> 1) | last;
+    if m.space & (starts | ends) != 0 {
+        // A space, tab or control byte at an item's end: decide byte by byte.
+        return list_is_normal_long(v, sep);
+    }
+    if seps.count_ones() >= 8 {
+        return false;
+    }
+    let mut items: [(usize, usize); 8] = [(0, 0); 8];
+    let (mut n, mut start, mut rest) = (0, 0, seps);
+    loop {
+        let end = if rest == 0 {
+            b.len()
+        } else {
+            rest.trailing_zeros() as usize
+        };
+        let item = &b[start..end];
+        if items[..n]
+            .iter()
+            .any(|&(s, e)| e - s == item.len() && &b[s..e] == item)
+        {
+            return false;
+        }
+        items[n] = (start, end);
+        n += 1;
+        if rest == 0 {
+            return true;
+        }
+        (start, rest) = (end + 1, rest & (rest - 1));
+    }
+}
+
+/// [`list_is_normal`] byte by byte: for lists longer than [`Masks::MAX`] and
+/// items with a space or control byte at an end.
+fn list_is_normal_long(v: &str, sep: char) -> bool {
     let b = v.as_bytes();
     let sep = sep as u8;
     let mut items: [(usize, usize); 8] = [(0, 0); 8];
@@ -161,34 +213,73 @@ fn list_is_normal(v: &str, sep: char) -> bool {
 }
 
 /// `local@domain`: one `@`, no white space, a dot inside the domain (not
-/// at its ends, never two in a row). One pass over the bytes.
+/// at its ends, never two in a row).
 pub fn is_valid_email(s: &str) -> bool {
+    email_check(s).is_some()
+}
+
+/// [`is_valid_email`], and whether the address holds capitals to lower:
+/// `Some(has_capitals)` when valid (always `true` for a non-ASCII address,
+/// which `to_lowercase` lowers). The structure is read off bit masks of the
+/// `@`s, dots and spaces ([`Masks`]), without a branch per byte.
+fn email_check(s: &str) -> Option<bool> {
+    let b = s.as_bytes();
+    let Some(m) = Masks::of(b, b'@', b'.') else {
+        return email_check_long(s);
+    };
+    if m.space != 0 || m.a.count_ones() != 1 || m.a & 1 != 0 {
+        return None;
+    }
+    let at = m.a.trailing_zeros() as usize;
+    let domain_len = b.len() - at - 1;
+    if domain_len < 3 {
+        return None;
+    }
+    // Dots of the domain: at least one, not first or last, never two in a row.
+    let dots = m.b >> (at + 1);
+    if dots == 0 || dots & 1 != 0 || dots >> (domain_len - 1) != 0 || dots & (dots >> 1) != 0 {
+        return None;
+    }
+    let ascii = m.high == 0;
+    if !ascii && s.chars().any(char::is_whitespace) {
+        return None;
+    }
+    Some(m.upper != 0 || !ascii)
+}
+
+/// [`email_check`] for addresses longer than [`Masks::MAX`]: one pass over
+/// the bytes.
+fn email_check_long(s: &str) -> Option<bool> {
     let b = s.as_bytes();
     let mut at = usize::MAX;
-    let (mut non_ascii, mut dot, mut prev) = (false, false, 0u8);
+    let (mut non_ascii, mut capitals, mut dot, mut prev) = (false, false, false, 0u8);
     for (i, &c) in b.iter().enumerate() {
         if c <= b' ' {
-            return false;
+            return None;
         }
         non_ascii |= c >= 0x80;
+        capitals |= c.is_ascii_uppercase();
         if c == b'@' {
             if at != usize::MAX {
-                return false;
+                return None;
             }
             at = i;
         } else if c == b'.' && at != usize::MAX {
             // Not the domain's first character, never two in a row.
             if i == at + 1 || prev == b'.' {
-                return false;
+                return None;
             }
             dot = true;
         }
         prev = c;
     }
     if at == usize::MAX || at == 0 || b.len() - at - 1 < 3 || prev == b'.' || !dot {
-        return false;
+        return None;
     }
-    !(non_ascii && s.chars().any(char::is_whitespace))
+    if non_ascii && s.chars().any(char::is_whitespace) {
+        return None;
+    }
+    Some(capitals || non_ascii)
 }
 
 impl Profile {
@@ -207,9 +298,13 @@ impl Profile {
             None => false,
         };
         let bytes = rec.as_bytes();
-        let range_of = |col: usize| match rec.range(col) {
-            Some(r) => self.trimmed_range(bytes, r, rec.is_quoted(col)),
-            None => 0..0,
+        let (bounds, quoted) = (&rec.bounds[..], &rec.quoted[..]);
+        // A cell's range, trimmed when the profile trims and it was not
+        // quoted; empty past the record's last field.
+        let range_of = |col: usize| match bounds.get(col) {
+            Some(&(s, e)) if self.trim && !quoted[col] => trim_blanks(bytes, s, e),
+            Some(&(s, e)) => (s, e),
+            None => (0, 0),
         };
         // The key first, so even a rejected row's results line names it.
         if let Some(r) = self.key_range(rec, layout) {
@@ -277,8 +372,8 @@ impl Profile {
             let Some(col) = layout.column_of_slot[slot] else {
                 continue;
             };
-            let range = range_of(col);
-            if range.is_empty() {
+            let (start, end) = range_of(col);
+            if start == end {
                 row.cells[slot] = Cell::Empty;
                 if self.is_required[slot] && first_missing.is_none() {
                     first_missing = Some(slot);
@@ -287,12 +382,12 @@ impl Profile {
             }
             if whole {
                 row.cells[slot] = Cell::Value {
-                    start: range.start as u32,
-                    end: range.end as u32,
+                    start: start as u32,
+                    end: end as u32,
                 };
                 continue;
             }
-            let raw = &bytes[range];
+            let raw = &bytes[start..end];
             row.cells[slot] = match std::str::from_utf8(raw) {
                 Ok(s) => row.push(s),
                 Err(e) if !self.windows_1252 => {
@@ -360,18 +455,20 @@ impl Profile {
             FieldKind::Text | FieldKind::Reference => {}
             FieldKind::Email => {
                 let v = &row.text[start..end];
-                if !is_valid_email(v) {
-                    return Err(issue(
-                        Code::InvalidEmail,
-                        col,
-                        format!("{v:?} is not an e-mail address (local@domain, no spaces, a dot in the domain)"),
-                    ));
-                }
-                if v.is_ascii() {
-                    row.text[start..end].make_ascii_lowercase();
-                } else {
-                    let lower = v.to_lowercase();
-                    row.cells[slot] = row.push(&lower);
+                match email_check(v) {
+                    None => {
+                        return Err(issue(
+                            Code::InvalidEmail,
+                            col,
+                            format!("{v:?} is not an e-mail address (local@domain, no spaces, a dot in the domain)"),
+                        ))
+                    }
+                    Some(false) => {}
+                    Some(true) if v.is_ascii() => row.text[start..end].make_ascii_lowercase(),
+                    Some(true) => {
+                        let lower = v.to_lowercase();
+                        row.cells[slot] = row.push(&lower);
+                    }
                 }
             }
             FieldKind::Date => {
@@ -478,7 +575,7 @@ impl Profile {
 
     /// `range` of `bytes` without surrounding spaces and tabs, for unquoted
     /// fields when the profile trims.
-    #[inline]
+    #[inline(always)]
     fn trimmed_range(
         &self,
         bytes: &[u8],
@@ -488,15 +585,26 @@ impl Profile {
         if !self.trim || quoted {
             return range;
         }
-        let (mut s, mut e) = (range.start, range.end);
-        while s < e && (bytes[s] == b' ' || bytes[s] == b'\t') {
-            s += 1;
-        }
-        while e > s && (bytes[e - 1] == b' ' || bytes[e - 1] == b'\t') {
-            e -= 1;
-        }
+        let (s, e) = trim_blanks(bytes, range.start, range.end);
         s..e
     }
+}
+
+/// `bytes[s..e]` without spaces and tabs at its ends. Most cells have none:
+/// their two end bytes are looked at first.
+#[inline(always)]
+fn trim_blanks(bytes: &[u8], mut s: usize, mut e: usize) -> (usize, usize) {
+    let blank = |c: u8| c == b' ' || c == b'\t';
+    if s == e || !(blank(bytes[s]) || blank(bytes[e - 1])) {
+        return (s, e);
+    }
+    while s < e && blank(bytes[s]) {
+        s += 1;
+    }
+    while e > s && blank(bytes[e - 1]) {
+        e -= 1;
+    }
+    (s, e)
 }
 
 #[cfg(test)]
@@ -549,8 +657,45 @@ mod email_tests {
             // Near-valid: a local part, one or two @, a domain of letters and dots.
             "[ax.\u{e9}]{0,3}(@[ax.\u{e9}]{0,6}){1,2}[ \u{a0}]?",
             "a@[x.]{2,5}",
+            // Around the length where the check goes byte by byte.
+            "[ax.@]{55,75}",
+            "[aX]{50,66}@[x.]{1,9}",
+            "[ax]{1,5}@[x.]{50,66}",
         ]) {
             prop_assert_eq!(super::is_valid_email(&s), oracle(&s), "{:?}", s);
+            // And whether there is anything to lower.
+            let to_lower = s.bytes().any(|c| c.is_ascii_uppercase()) || !s.is_ascii();
+            prop_assert_eq!(super::email_check(&s), oracle(&s).then_some(to_lower), "{:?}", s);
+        }
+    }
+}
+
+#[cfg(test)]
+mod list_tests {
+    use proptest::prelude::*;
+
+    /// Normal form as the normalisation defines it, capped at eight items.
+    fn oracle(v: &str, sep: char) -> bool {
+        let items: Vec<&str> = v.split(sep).collect();
+        items.len() <= 8
+            && items
+                .iter()
+                .all(|i| !i.is_empty() && *i == i.trim_matches([' ', '\t']))
+            && (1..items.len()).all(|k| !items[..k].contains(&items[k]))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+        #[test]
+        fn list_check_agrees_with_the_oracle(v in prop_oneof![
+            "[ab,]{0,12}",
+            "[ab, \t\u{1}\u{e9}]{0,12}",
+            "(grp-0[0-3]{2},){0,9}grp-0[0-3]{2}",
+            // Around the length where the check goes byte by byte.
+            "[ab,]{60,70}",
+            "[abc]{20,30},[abc]{20,30},[ab ]{10,20}",
+        ]) {
+            prop_assert_eq!(super::list_is_normal(&v, ','), oracle(&v, ','), "{:?}", v);
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod config;
 mod date;
 mod field;
 mod map;
+mod masks;
 
 pub use config::{
     EmptyCell, EndAction, HeaderMode, MissingRule, ObjectKind, ProfileConfig, SafetyConfig,

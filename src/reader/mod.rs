@@ -605,8 +605,9 @@ fn for_each_byte2(hay: &[u8], a: u8, b: u8, mut f: impl FnMut(usize)) {
 /// line: the record continues on the next line and needs csv-core.
 ///
 /// One vector pass finds every delimiter and quote (`rec.marks`); the split
-/// then walks those marks and copies the text between them in runs, instead
-/// of looking at every byte.
+/// walks those marks, not the bytes. Unescaping only drops quotes, so the
+/// text between two dropped quotes is copied in one run, however many
+/// fields it holds.
 fn split_quoted_line(line: &[u8], delimiter: u8, quote: u8, rec: &mut Record) -> bool {
     let mut marks = std::mem::take(&mut rec.marks);
     marks.clear();
@@ -617,62 +618,63 @@ fn split_quoted_line(line: &[u8], delimiter: u8, quote: u8, rec: &mut Record) ->
 }
 
 fn split_at_marks(line: &[u8], marks: &[u32], delimiter: u8, quote: u8, rec: &mut Record) -> bool {
-    let out = &mut rec.bytes;
     let n = line.len();
-    let (mut i, mut o, mut k) = (0usize, 0usize, 0usize);
-    // Copies `line[from..to]` to `out` at `o`.
-    let copy = |out: &mut [u8], from: usize, to: usize, o: &mut usize| {
-        out[*o..*o + to - from].copy_from_slice(&line[from..to]);
-        *o += to - from;
+    // `line[run..]` is not copied yet; `shift` quotes were dropped before it,
+    // so `line[i]` lands at `out[i - shift]`.
+    let (mut run, mut shift) = (0usize, 0usize);
+    let out = &mut rec.bytes;
+    let mut drop_byte = |at: usize, run: &mut usize, shift: &mut usize| {
+        out[*run - *shift..at - *shift].copy_from_slice(&line[*run..at]);
+        (*run, *shift) = (at + 1, *shift + 1);
     };
+    let mark = |k: usize| marks.get(k).map(|&m| m as usize);
+    let (mut start, mut k) = (0usize, 0usize);
     loop {
-        let field_start = o;
-        let quoted = i < n && line[i] == quote;
+        let field_start = start - shift;
+        let quoted = start < n && line[start] == quote;
         if quoted {
-            i += 1;
+            drop_byte(start, &mut run, &mut shift);
             k += 1; // the opening quote is the mark at `k`
             loop {
                 // The next quote; delimiters inside quotes are text.
-                while k < marks.len() && line[marks[k] as usize] != quote {
+                while mark(k).is_some_and(|m| line[m] != quote) {
                     k += 1;
                 }
-                let Some(&q) = marks.get(k) else {
+                let Some(q) = mark(k) else {
                     return false; // still open at the end of the line
                 };
-                let q = q as usize;
-                copy(out, i, q, &mut o);
-                (i, k) = (q + 1, k + 1);
-                if i < n && line[i] == quote {
+                if q + 1 < n && line[q + 1] == quote {
                     // A doubled quote: one quote of text.
-                    out[o] = quote;
-                    (o, i, k) = (o + 1, i + 1, k + 1);
+                    drop_byte(q + 1, &mut run, &mut shift);
+                    k += 2;
                 } else {
+                    drop_byte(q, &mut run, &mut shift);
+                    k += 1;
                     break;
                 }
             }
         }
         // Unquoted text (or what follows a closing quote) up to the
         // delimiter; a quote here is literal.
-        while k < marks.len() && line[marks[k] as usize] != delimiter {
+        while mark(k).is_some_and(|m| line[m] != delimiter) {
             k += 1;
         }
-        let end = marks.get(k).map_or(n, |&d| d as usize);
-        copy(out, i, end, &mut o);
-        i = end;
-        rec.bounds.push((field_start, o));
+        let end = mark(k).unwrap_or(n);
+        rec.bounds.push((field_start, end - shift));
         rec.quoted.push(quoted);
-        if i == n {
+        if end == n {
             break;
         }
-        (i, k) = (i + 1, k + 1); // the delimiter
-        if i == n {
+        (start, k) = (end + 1, k + 1); // past the delimiter
+        if start == n {
             // A trailing delimiter: one more, empty field.
-            rec.bounds.push((o, o));
+            rec.bounds.push((n - shift, n - shift));
             rec.quoted.push(false);
             break;
         }
     }
-    rec.len = o;
+    out[run - shift..n - shift].copy_from_slice(&line[run..]);
+    rec.len = n - shift;
     true
 }
 
