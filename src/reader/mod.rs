@@ -79,7 +79,9 @@ pub enum ReadError {
 /// Reads records from any [`io::Read`] in bounded memory.
 pub struct SnapshotReader<R> {
     rdr: R,
-    core: csv_core::Reader,
+    /// csv-core's reader for the records the fast path leaves to it, built
+    /// on first use (building it costs more than a small piece's lines).
+    core: Option<csv_core::Reader>,
     opts: ReaderOptions,
     buf: Vec<u8>,
     /// Unread data is `buf[pos..end]`.
@@ -109,17 +111,10 @@ pub struct SnapshotReader<R> {
 
 impl<R: Read> SnapshotReader<R> {
     pub fn new(rdr: R, opts: ReaderOptions) -> SnapshotReader<R> {
-        let core = csv_core::ReaderBuilder::new()
-            .delimiter(opts.delimiter)
-            .quote(opts.quote)
-            .escape(opts.escape)
-            .double_quote(opts.double_quote)
-            .terminator(csv_core::Terminator::CRLF)
-            .build();
         let cap = opts.buffer_bytes.max(64);
         SnapshotReader {
             rdr,
-            core,
+            core: None,
             buf: vec![0; cap],
             opts,
             pos: 0,
@@ -294,7 +289,8 @@ impl<R: Read> SnapshotReader<R> {
                     // If csv-core is inside quotes it swallows the break;
                     // otherwise the break ends the record as EOF would.
                     let mut probe_out = [0u8; 4];
-                    let (res, _, _) = self.core.read_field(b"\n", &mut probe_out);
+                    let core = self.core.get_or_insert_with(|| core_for(&self.opts));
+                    let (res, _, _) = core.read_field(b"\n", &mut probe_out);
                     match res {
                         csv_core::ReadFieldResult::Field { .. } => {
                             self.push_end(rec, quoted, overflow);
@@ -303,7 +299,7 @@ impl<R: Read> SnapshotReader<R> {
                         _ => {
                             // What the probe wrote went to `probe_out`; the
                             // record keeps what was read before it.
-                            let _ = self.core.read_field(&[], &mut probe_out);
+                            let _ = core.read_field(&[], &mut probe_out);
                             self.push_end(rec, quoted, overflow);
                             rec.problem = Some(RecordProblem::UnterminatedQuote);
                             self.done = true;
@@ -322,15 +318,16 @@ impl<R: Read> SnapshotReader<R> {
                 } else {
                     input
                 };
+                let core = self.core.get_or_insert_with(|| core_for(&self.opts));
                 let (res, nin, nout) = if overflow {
                     if self.scratch.len() < 64 << 10 {
                         self.scratch.resize(64 << 10, 0);
                     }
-                    self.core.read_field(input, &mut self.scratch)
+                    core.read_field(input, &mut self.scratch)
                 } else {
                     rec.reserve_bytes(input.len().clamp(64, 64 << 10));
                     let out = &mut rec.bytes[rec.len..];
-                    self.core.read_field(input, out)
+                    core.read_field(input, out)
                 };
                 let consumed = &input[..nin];
                 self.record_breaks += count_breaks(consumed, &mut self.pending_cr);
@@ -423,7 +420,9 @@ impl<R: Read> SnapshotReader<R> {
         R: io::Seek,
     {
         self.rdr.seek(io::SeekFrom::Start(at))?;
-        self.core.reset();
+        if let Some(core) = self.core.as_mut() {
+            core.reset();
+        }
         self.core_fresh = true;
         (self.pos, self.end, self.base, self.line) = (0, 0, at, 1);
         (self.eof, self.done, self.started) = (false, false, true);
@@ -511,6 +510,17 @@ pub(crate) struct Rest<R> {
     pub eof: bool,
     /// Where `buffered` starts.
     pub at: Offset,
+}
+
+/// csv-core's reader with the quoting rules of `opts`.
+fn core_for(opts: &ReaderOptions) -> csv_core::Reader {
+    csv_core::ReaderBuilder::new()
+        .delimiter(opts.delimiter)
+        .quote(opts.quote)
+        .escape(opts.escape)
+        .double_quote(opts.double_quote)
+        .terminator(csv_core::Terminator::CRLF)
+        .build()
 }
 
 /// Splits a line without quotes on the delimiter into `rec`: the line is
