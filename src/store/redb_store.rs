@@ -123,6 +123,16 @@ struct Span {
     len: u32,
 }
 
+impl Span {
+    /// The last `len` bytes of the span: a record's object ends it.
+    fn tail(self, len: usize) -> Span {
+        Span {
+            at: self.at + u64::from(self.len) - len as u64,
+            len: len as u32,
+        }
+    }
+}
+
 /// redb's page cache.
 const CACHE_BYTES: usize = 64 << 20;
 
@@ -242,29 +252,15 @@ impl RedbStore {
         Ok(())
     }
 
-    /// Each operation's object as the tables keep it (a deletion's only
-    /// with `deletions`: a committed deletion keeps no object). A field
-    /// name new to the store is saved before a record uses it.
-    fn encode_objects(
-        &mut self,
-        ops: &[PendingOp],
-        deletions: bool,
-    ) -> Result<Vec<Vec<u8>>, StoreError> {
-        let values = ops
-            .iter()
-            .map(|op| {
-                let mut v = Vec::new();
-                if deletions || op.action != Action::Delete {
-                    encode_stored(&op.object, &mut self.names, &mut v);
-                }
-                v
-            })
-            .collect();
+    /// Saves the field names that objects encoded since the last save
+    /// introduced: called before the records holding those objects are
+    /// appended, so a record never names a field the store does not know.
+    fn save_names(&mut self) -> Result<(), StoreError> {
         if self.names.unsaved {
             self.set_meta("field_names", &self.names.encode())?;
             self.names.unsaved = false;
         }
-        Ok(values)
+        Ok(())
     }
 
     fn buffered_keys(&self) -> usize {
@@ -411,22 +407,20 @@ impl StateStore for RedbStore {
     }
 
     fn begin(&mut self, ops: &[PendingOp]) -> Result<(), StoreError> {
-        let values = self.encode_objects(ops, true)?;
         let mut out = Vec::new();
         let mut begun = Vec::with_capacity(ops.len());
-        for (op, value) in ops.iter().zip(values.iter()) {
+        for op in ops {
+            // The object, as the tables keep it, is encoded in place.
+            let (mut len, mut hash) = (0, 0);
             let body = self.journal.frame(&mut out, MARK, |body| {
                 body.push(BEGIN);
                 body.extend_from_slice(&op.id.to_le_bytes());
                 body.extend_from_slice(&[kind_code(op.kind), action_code(op.action)]);
                 put_str(body, &op.key);
-                body.extend_from_slice(value);
+                let from = body.len();
+                encode_stored(&op.object, &mut self.names, body);
+                (len, hash) = (body.len() - from, xxh3_64(&body[from..]));
             });
-            // The object ends the record.
-            let stored = Span {
-                at: body.at + u64::from(body.len) - value.len() as u64,
-                len: value.len() as u32,
-            };
             begun.push((
                 op.id,
                 Begun {
@@ -434,10 +428,11 @@ impl StateStore for RedbStore {
                     kind: op.kind,
                     key: op.key.as_str().into(),
                     action: op.action,
-                    stored: Some((stored, xxh3_64(value))),
+                    stored: Some((body.tail(len), hash)),
                 },
             ));
         }
+        self.save_names()?;
         self.journal.append(&out).map_err(|e| self.err(e))?;
         self.journal.sync().map_err(|e| self.err(e))?;
         self.in_flight.extend(begun);
@@ -445,42 +440,50 @@ impl StateStore for RedbStore {
     }
 
     fn commit(&mut self, acked: &[PendingOp], dropped: &[u64]) -> Result<(), StoreError> {
-        let values = self.encode_objects(acked, false)?;
         let mut out = Vec::new();
-        for (op, value) in acked.iter().zip(values.iter()) {
+        // The object as the tables keep it (a committed deletion keeps none).
+        let mut value = Vec::new();
+        for op in acked {
             let deleted = op.action == Action::Delete;
-            let begun = self.in_flight.remove(&op.id);
+            value.clear();
+            if !deleted {
+                encode_stored(&op.object, &mut self.names, &mut value);
+            }
+            // The begin record, when it names the same write; its key then
+            // goes to the index as it is.
+            let begun = self
+                .in_flight
+                .remove(&op.id)
+                .filter(|b| (b.kind, b.action, &*b.key) == (op.kind, op.action, op.key.as_str()));
             // Acknowledged as begun (the JSONL outbox's every write; a SCIM
             // write that got no new id): a record of a few bytes that
             // points at the begin record's object.
             let as_begun = begun.as_ref().and_then(|b| {
-                let same = (b.kind, b.action, &*b.key) == (op.kind, op.action, op.key.as_str());
                 let (stored, hash) = b.stored?;
-                (same && (deleted || hash == xxh3_64(value))).then_some(stored)
+                (deleted || hash == xxh3_64(&value)).then_some(stored)
             });
-            if let Some(stored) = as_begun {
-                self.journal.frame(&mut out, MARK, |body| {
-                    body.push(ACKED);
-                    body.extend_from_slice(&op.id.to_le_bytes());
-                });
-                let span = (!deleted).then_some(stored);
-                self.index[kind_index(op.kind)].insert(op.key.as_str().into(), span);
-                continue;
-            }
-            let record = self.journal.frame(&mut out, MARK, |body| {
-                body.push(COMMIT);
-                body.extend_from_slice(&op.id.to_le_bytes());
-                body.push(kind_code(op.kind));
-                put_str(body, &op.key);
-                body.push(!deleted as u8);
-                body.extend_from_slice(value);
-            });
-            // The object ends the record.
-            let span = (!deleted).then_some(Span {
-                at: record.at + u64::from(record.len) - value.len() as u64,
-                len: value.len() as u32,
-            });
-            self.index[kind_index(op.kind)].insert(op.key.as_str().into(), span);
+            let span = match as_begun {
+                Some(stored) => {
+                    self.journal.frame(&mut out, MARK, |body| {
+                        body.push(ACKED);
+                        body.extend_from_slice(&op.id.to_le_bytes());
+                    });
+                    stored
+                }
+                None => {
+                    let record = self.journal.frame(&mut out, MARK, |body| {
+                        body.push(COMMIT);
+                        body.extend_from_slice(&op.id.to_le_bytes());
+                        body.push(kind_code(op.kind));
+                        put_str(body, &op.key);
+                        body.push(!deleted as u8);
+                        body.extend_from_slice(&value);
+                    });
+                    record.tail(value.len())
+                }
+            };
+            let key = begun.map_or_else(|| op.key.as_str().into(), |b| b.key);
+            self.index[kind_index(op.kind)].insert(key, (!deleted).then_some(span));
         }
         for &id in dropped {
             self.journal.frame(&mut out, MARK, |body| {
@@ -489,6 +492,7 @@ impl StateStore for RedbStore {
             });
             self.in_flight.remove(&id);
         }
+        self.save_names()?;
         // Not fsynced: a record lost in a crash leaves its operation
         // pending, and recovery asks the sink about it.
         self.journal.append(&out).map_err(|e| self.err(e))?;
@@ -763,16 +767,16 @@ impl Replayed {
     /// Takes in the record at `at` (its head's offset); false if it is not
     /// one (a torn or corrupt tail).
     fn record(&mut self, at: u64, id: u64, body: &[u8]) -> bool {
-        let span = |from: usize| Span {
-            at: at + HEAD + from as u64,
-            len: (body.len() - from) as u32,
+        let whole = Span {
+            at: at + HEAD,
+            len: body.len() as u32,
         };
         if id != MARK {
             let Some(op) = decode_pending(id, body) else {
                 return false;
             };
             let begun = Begun {
-                body: span(0),
+                body: whole,
                 kind: op.kind,
                 key: op.key.into(),
                 action: op.action,
@@ -791,9 +795,9 @@ impl Replayed {
                 ) else {
                     return false;
                 };
-                let stored = span(body.len() - c.0.len());
+                let stored = whole.tail(c.0.len());
                 let begun = Begun {
-                    body: span(0),
+                    body: whole,
                     kind,
                     key: key.into(),
                     action,
@@ -824,7 +828,7 @@ impl Replayed {
                 else {
                     return false;
                 };
-                let value = (present == 1).then(|| span(body.len() - c.0.len()));
+                let value = (present == 1).then(|| whole.tail(c.0.len()));
                 self.in_flight.remove(&op);
                 self.index[kind_index(kind)].insert(key.into(), value);
                 true
