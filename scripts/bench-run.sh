@@ -5,37 +5,31 @@
 # the store, so each first import starts from an empty tenant and each day 2 from a copy of
 # the tenant after day 1; the page cache is flushed (`sync`) before each run, so one run's
 # writeback does not land in the next. Prints each run and the median.
-# Usage: scripts/bench-run.sh [ROWS] [RUNS]   (defaults 1000000 and 5)
+# Usage: scripts/bench-run.sh [ROWS] [RUNS]   (defaults 1000000 and 5); MUSTER=path measures
+# another build of muster with the same script.
 source "$(dirname "$0")/bench-data.sh"
 runs=${2:-5}
-muster=$PWD/target/release/muster
 work=$dir/run-tenant
 day1_tenant=$dir/run-tenant-day1
 sink='type = "jsonl"
 path = "outbox.jsonl"'
-# One run in $work: "seconds MB".
-measure() {
-  sync
-  (cd "$work" && /usr/bin/time -f "%e %M" "$muster" run --config muster.toml --today 2026-11-21 \
-    2>&1 >/dev/null | tail -1 | awk '{ printf "%s %d\n", $1, $2 / 1024 }')
-}
-# The median of the lines on stdin ("seconds MB"), by seconds.
+# The median of the lines on stdin ("SECONDS s MB MB"), by seconds.
 median() {
-  sort -n | awk '{ l[NR] = $0 } END { split(l[int((NR + 1) / 2)], m, " "); printf "%s s  %s MB", m[1], m[2] }'
+  sort -n | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }'
 }
 first=()
 for _ in $(seq "$runs"); do
   write_tenant "$work" "$sink"
   cp "$day1" "$work/inbox/users.csv"
-  first+=("$(measure)")
+  first+=("$(time_run "$work")")
 done
-echo "first import ($rows rows, empty store): $(printf '%s\n' "${first[@]}" | median)   runs: $(printf '%s s, ' "${first[@]% *}")"
+echo "first import ($rows rows, empty store): $(printf '%s\n' "${first[@]}" | median)   runs: $(printf '%s, ' "${first[@]% * *}")"
 rm -rf "$day1_tenant" && cp -r "$work" "$day1_tenant"
 second=()
 for _ in $(seq "$runs"); do
   rm -rf "$work" && cp -r "$day1_tenant" "$work"
   cp "$day2" "$work/inbox/users.csv"
-  second+=("$(measure)")
+  second+=("$(time_run "$work")")
 done
-echo "day 2 against day 1:                   $(printf '%s\n' "${second[@]}" | median)   runs: $(printf '%s s, ' "${second[@]% *}")"
+echo "day 2 against day 1:                   $(printf '%s\n' "${second[@]}" | median)   runs: $(printf '%s, ' "${second[@]% * *}")"
 echo "outbox lines: $(wc -l < "$work/outbox.jsonl"), store: $(du -h "$work/state.redb" | cut -f1), journal: $(du -h "$work/state.redb.journal" | cut -f1)"

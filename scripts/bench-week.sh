@@ -4,10 +4,10 @@
 # run in turn against the same store. Day 2's writes and the next days' wait in the journal
 # until it names 2^16 keys or reaches 64 MiB (decision 43); the day that crosses it folds
 # them into redb. Prints each day's wall time, peak RSS and the journal's size after it.
-# Usage: scripts/bench-week.sh [ROWS] [SERIES]   (defaults 1000000 and 3)
+# Usage: scripts/bench-week.sh [ROWS] [SERIES]   (defaults 1000000 and 3); MUSTER=path as in
+# bench-run.sh.
 source "$(dirname "$0")/bench-data.sh"
 series=${2:-3}
-muster=$PWD/target/release/muster
 work=$dir/week-tenant
 prev=$day2
 for d in 3 4 5 6 7; do
@@ -23,10 +23,7 @@ path = "outbox.jsonl"'
   for d in 1 2 3 4 5 6 7; do
     case $d in 1) f=$day1 ;; 2) f=$day2 ;; *) f="$dir/winningtemp-users-$rows-seed1-day$d.csv" ;; esac
     cp "$f" "$work/inbox/users.csv"
-    sync
-    # Exit 3 is expected: a derived day has a few rejected rows (duplicate e-mails).
-    t=$(cd "$work" && { /usr/bin/time -f "%e %M" "$muster" run --config muster.toml --today 2026-11-21 \
-      2>&1 >/dev/null || [ $? = 3 ]; } | tail -1 | awk '{ printf "%s s %d MB", $1, $2 / 1024 }')
+    t=$(time_run "$work")
     line="$line  day $d: $t, journal $(du -h "$work/state.redb.journal" | cut -f1);"
   done
   echo "$line"
