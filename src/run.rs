@@ -658,7 +658,8 @@ fn process_file(
 /// states, or only `only` when given.
 fn fields_of(profile: &Profile, row: &MappedRow, only: Option<&[String]>) -> Vec<(String, Value)> {
     let mut out = Vec::new();
-    for (slot, spec) in profile.slots.iter().enumerate() {
+    for &slot in &profile.by_name {
+        let spec = &profile.slots[slot];
         let name = spec.field.to_string();
         if only.is_some_and(|o| !o.contains(&name)) {
             continue;

@@ -45,7 +45,8 @@ pub struct Operation {
     pub action: Action,
     pub key: String,
     /// The fields the file states (all of them for a create, the changed
-    /// ones for an update; none for a deactivation or a deletion).
+    /// ones for an update; none for a deactivation or a deletion), in
+    /// field-name order.
     pub fields: Vec<(String, Value)>,
     /// Invite the user (a create under a profile with `invite_on_create`).
     pub invite: bool,
