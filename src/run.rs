@@ -658,8 +658,7 @@ fn process_file(
 /// states, or only `only` when given.
 fn fields_of(profile: &Profile, row: &MappedRow, only: Option<&[String]>) -> Vec<(String, Value)> {
     let mut out = Vec::new();
-    for &slot in &profile.by_name {
-        let spec = &profile.slots[slot];
+    for (slot, spec) in profile.slots.iter().enumerate() {
         let name = spec.field.to_string();
         if only.is_some_and(|o| !o.contains(&name)) {
             continue;

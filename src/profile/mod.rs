@@ -132,8 +132,6 @@ pub struct Profile {
     pub safety: SafetyConfig,
     pub max_record_bytes: usize,
     pub max_field_bytes: usize,
-    /// The slots in field-name order: the order of an operation's fields.
-    pub by_name: Vec<usize>,
 }
 
 /// Which file column fills which slot, from the header (or the profile alone).
@@ -413,11 +411,6 @@ impl Profile {
             safety: c.safety.clone(),
             max_record_bytes: c.max_record_bytes,
             max_field_bytes: c.max_field_bytes,
-            by_name: {
-                let mut order: Vec<usize> = (0..slots.len()).collect();
-                order.sort_by_key(|&s| slots[s].field.to_string());
-                order
-            },
             slots,
         })
     }

@@ -45,8 +45,7 @@ pub struct Operation {
     pub action: Action,
     pub key: String,
     /// The fields the file states (all of them for a create, the changed
-    /// ones for an update; none for a deactivation or a deletion), in
-    /// field-name order.
+    /// ones for an update; none for a deactivation or a deletion).
     pub fields: Vec<(String, Value)>,
     /// Invite the user (a create under a profile with `invite_on_create`).
     pub invite: bool,
