@@ -160,3 +160,34 @@ impl Sink for JsonlOutbox {
         Ok(found)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Fields, Value};
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    proptest! {
+        /// Keys in name order, a name given twice keeping its last value,
+        /// whether the fields come sorted or not: as a map filled in order
+        /// would serialise them.
+        #[test]
+        fn fields_serialise_as_a_map_filled_in_order(
+            fields in proptest::collection::vec(("[abc]{1,2}", "[xy]{0,2}"), 0..8),
+            sorted in any::<bool>(),
+        ) {
+            let mut fields: Vec<(String, Value)> =
+                fields.into_iter().map(|(k, v)| (k, Value::Text(v))).collect();
+            if sorted {
+                fields.sort_by(|a, b| a.0.cmp(&b.0));
+                fields.dedup_by(|a, b| a.0 == b.0);
+            }
+            let oracle: BTreeMap<&str, &Value> =
+                fields.iter().map(|(k, v)| (k.as_str(), v)).collect();
+            prop_assert_eq!(
+                serde_json::to_string(&Fields(&fields)).unwrap(),
+                serde_json::to_string(&oracle).unwrap()
+            );
+        }
+    }
+}
