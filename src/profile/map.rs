@@ -594,10 +594,12 @@ impl Profile {
 /// their two end bytes are looked at first.
 #[inline(always)]
 fn trim_blanks(bytes: &[u8], mut s: usize, mut e: usize) -> (usize, usize) {
-    let blank = |c: u8| c == b' ' || c == b'\t';
-    if s == e || !(blank(bytes[s]) || blank(bytes[e - 1])) {
+    // Both ends above the space (so neither a space nor a tab): one test,
+    // without a branch per comparison.
+    if s == e || (bytes[s] > b' ') & (bytes[e - 1] > b' ') {
         return (s, e);
     }
+    let blank = |c: u8| c == b' ' || c == b'\t';
     while s < e && blank(bytes[s]) {
         s += 1;
     }
