@@ -121,14 +121,12 @@ fn issue(code: Code, column: Option<usize>, message: String) -> RowIssue {
     }
 }
 
-/// Whether `v` is one of `list` (lower-cased), ignoring case.
+/// Whether `v` is one of `list` (lower-cased), ignoring case. Equal but
+/// for ASCII capitals is equal (the list is lower-cased already), and is
+/// the common case; only a non-ASCII value that is not is lowered whole.
 fn status_in(list: &[String], v: &str) -> bool {
-    if v.is_ascii() {
-        list.iter().any(|a| a.eq_ignore_ascii_case(v))
-    } else {
-        let lower = v.to_lowercase();
-        list.contains(&lower)
-    }
+    list.iter().any(|a| a.eq_ignore_ascii_case(v))
+        || (!v.is_ascii() && list.contains(&v.to_lowercase()))
 }
 
 /// A list already in normal form: no empty items, no spaces around items,
@@ -698,6 +696,34 @@ mod list_tests {
             "[abc]{20,30},[abc]{20,30},[ab ]{10,20}",
         ]) {
             prop_assert_eq!(super::list_is_normal(&v, ','), oracle(&v, ','), "{:?}", v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod status_tests {
+    use proptest::prelude::*;
+
+    /// The first version: ASCII values compared ignoring ASCII case, others
+    /// lowered whole.
+    fn oracle(list: &[String], v: &str) -> bool {
+        if v.is_ascii() {
+            list.iter().any(|a| a.eq_ignore_ascii_case(v))
+        } else {
+            list.contains(&v.to_lowercase())
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+        #[test]
+        fn status_check_agrees_with_the_oracle(
+            list in proptest::collection::vec("[aeé\u{130}i\u{3a3}\u{3c3}]{1,3}", 0..4),
+            v in "[aAeEéÉ\u{130}iI\u{3a3}\u{3c3}]{1,3}",
+        ) {
+            // Lists are lower-cased when the profile is read.
+            let list: Vec<String> = list.iter().map(|s| s.to_lowercase()).collect();
+            prop_assert_eq!(super::status_in(&list, &v), oracle(&list, &v), "{:?} in {:?}", v, list);
         }
     }
 }
