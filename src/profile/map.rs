@@ -136,12 +136,12 @@ fn status_in(list: &[String], v: &str) -> bool {
 /// are compared.
 fn list_is_normal(v: &str, sep: char) -> bool {
     let b = v.as_bytes();
-    let Some(m) = Masks::of(b, sep as u8, sep as u8) else {
-        return list_is_normal_long(v, sep);
-    };
     if b.is_empty() {
         return false;
     }
+    let Some(m) = Masks::of(b, sep as u8, sep as u8) else {
+        return list_is_normal_long(v, sep);
+    };
     let seps = m.a;
     let last = 1u64 << (b.len() - 1);
     // An empty item: a separator first, last or after another.

@@ -6,8 +6,6 @@
 /// The masks of one value of at most [`Masks::MAX`] bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Masks {
-    /// Every byte of the value (`len` ones).
-    pub all: u64,
     /// Bytes equal to the first needle.
     pub a: u64,
     /// Bytes equal to the second needle.
@@ -36,10 +34,7 @@ impl Masks {
         } else {
             (1u64 << len) - 1
         };
-        let mut m = Masks {
-            all,
-            ..Masks::default()
-        };
+        let mut m = Masks::default();
         let mut put = |c: [u32; 5], at: usize| {
             m.a |= (c[0] as u64) << at;
             m.b |= (c[1] as u64) << at;
@@ -137,7 +132,6 @@ mod tests {
                 .fold(0u64, |m, (i, &c)| m | ((f(c) as u64) << i))
         };
         Masks {
-            all: mask(&|_| true),
             a: mask(&|c| c == a),
             b: mask(&|c| c == b),
             space: mask(&|c| c <= b' '),

@@ -538,44 +538,18 @@ fn split_line(line: &[u8], delimiter: u8, rec: &mut Record) {
     rec.quoted.resize(rec.bounds.len(), false);
 }
 
-/// Calls `f` with the index of every `needle` in `hay`, in order.
+/// Calls `f` with the index of every `needle` in `hay`, in order: the
+/// one-needle [`for_each_byte2`] (inlined, its two compares fold into one).
+#[inline]
+pub(crate) fn for_each_byte(hay: &[u8], needle: u8, f: impl FnMut(usize)) {
+    for_each_byte2(hay, needle, needle, f)
+}
+
+/// Calls `f` with the index of every `a` or `b` in `hay`, in order.
 ///
 /// HR lines hold a delimiter every few bytes, where one `memchr` call per
 /// field costs more than the scan: compare 16 bytes at a time and walk the
 /// bits of the match mask instead.
-#[inline]
-pub(crate) fn for_each_byte(hay: &[u8], needle: u8, mut f: impl FnMut(usize)) {
-    let mut i = 0;
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{
-            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
-        };
-        // SAFETY: SSE2 is part of the x86_64 baseline, so these intrinsics
-        // are always available; each load reads 16 bytes at `i`, and the
-        // loop keeps `i + 16 <= hay.len()`. `loadu` has no alignment need.
-        unsafe {
-            let n = _mm_set1_epi8(needle as i8);
-            while i + 16 <= hay.len() {
-                let v = _mm_loadu_si128(hay.as_ptr().add(i) as *const __m128i);
-                let mut mask = _mm_movemask_epi8(_mm_cmpeq_epi8(v, n)) as u32;
-                while mask != 0 {
-                    f(i + mask.trailing_zeros() as usize);
-                    mask &= mask - 1;
-                }
-                i += 16;
-            }
-        }
-    }
-    for (j, &b) in hay[i..].iter().enumerate() {
-        if b == needle {
-            f(i + j);
-        }
-    }
-}
-
-/// Calls `f` with the index of every `a` or `b` in `hay`, in order: the
-/// two-needle [`for_each_byte`].
 #[inline]
 fn for_each_byte2(hay: &[u8], a: u8, b: u8, mut f: impl FnMut(usize)) {
     let mut i = 0;
