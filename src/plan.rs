@@ -32,7 +32,7 @@ use crate::diff::{
     hash_run, key_hash, sort_index, Fingerprinter, MemoryPrior, NoPrior, Prior, PriorEntry,
 };
 use crate::profile::{
-    Date, EndAction, FieldKind, Layout, MappedRow, MissingRule, ObjectKind, Profile,
+    Date, EndAction, FieldKind, FieldName, Layout, MappedRow, MissingRule, ObjectKind, Profile,
 };
 use crate::reader::{ChunkOptions, Offset, Record};
 use crate::snapshot::Snapshot;
@@ -359,7 +359,7 @@ impl Plan {
     /// Settles update row `i` given the names of the fields that changed
     /// (none: the row is `unchanged`, its fingerprint moved by a field
     /// only the old row had).
-    pub fn resolve_update(&mut self, i: usize, changed: Vec<String>) {
+    pub fn resolve_update(&mut self, i: usize, changed: Vec<FieldName>) {
         let code = self.entries[i].code;
         let other = self.messages.get(self.entries[i].message as usize).cloned();
         if changed.is_empty() {

@@ -37,7 +37,7 @@ use crate::config::{SinkConfig, Tenant};
 use crate::diff::{changed_fields, FieldHash, Fingerprinter, Prior};
 use crate::guard::{self, Verdict};
 use crate::plan::{self, Action, FileError, Plan, PlannedRow};
-use crate::profile::{Cell, Date, FieldKind, MappedRow, ObjectKind, Profile};
+use crate::profile::{Cell, Date, FieldKind, FieldName, MappedRow, ObjectKind, Profile};
 use crate::reader::Record;
 use crate::results::{Outcome, ResultsWriter};
 use crate::sink::{Ack, JsonlOutbox, KnownId, Operation, ScimSink, Sink, Value};
@@ -655,12 +655,15 @@ fn process_file(
 }
 
 /// The fields of a row as an operation carries them: every field the file
-/// states, or only `only` when given.
-fn fields_of(profile: &Profile, row: &MappedRow, only: Option<&[String]>) -> Vec<(String, Value)> {
+/// states that `wanted` (given its name) says yes to.
+fn fields_of(
+    profile: &Profile,
+    row: &MappedRow,
+    wanted: impl Fn(&str) -> bool,
+) -> Vec<(FieldName, Value)> {
     let mut out = Vec::new();
     for (slot, spec) in profile.slots.iter().enumerate() {
-        let name = spec.field.to_string();
-        if only.is_some_and(|o| !o.contains(&name)) {
+        if !wanted(&spec.name) {
             continue;
         }
         let value = match row.cell(slot) {
@@ -673,7 +676,7 @@ fn fields_of(profile: &Profile, row: &MappedRow, only: Option<&[String]>) -> Vec
             }
             Cell::Value { .. } => Value::Text(row.get(slot).unwrap_or_default().to_string()),
         };
-        out.push((name, value));
+        out.push((spec.name.clone(), value));
     }
     out
 }
@@ -684,7 +687,7 @@ fn planned_write(
     kind: ObjectKind,
     action: Action,
     key: String,
-    fields: Vec<(String, Value)>,
+    fields: Vec<(FieldName, Value)>,
     invite: bool,
     object: StoredObject,
 ) -> (Operation, PendingOp) {
@@ -715,15 +718,15 @@ fn planned_write(
 /// unresolved: a manager or parent id, and group or segment names the
 /// tenant's files do not have.
 fn drop_unresolved(
-    fields: &mut Vec<(String, Value)>,
+    fields: &mut Vec<(FieldName, Value)>,
     refs: plan::ListRefs<'_>,
     reference_unresolved: bool,
 ) {
     fields.retain(|(name, _)| {
-        !(reference_unresolved && (name == "manager_id" || name == "parent_id"))
+        !(reference_unresolved && matches!(&**name, "manager_id" | "parent_id"))
     });
     for (name, value) in fields.iter_mut() {
-        let known = match name.as_str() {
+        let known = match &**name {
             "groups" | "admin_groups" => refs.groups,
             "segments" => refs.segments,
             _ => None,
@@ -803,7 +806,7 @@ fn write_pass(
         };
         let hashes = fingerprinter.field_hashes(&row);
         let mut fields = match action {
-            Action::Create => fields_of(profile, &row, None),
+            Action::Create => fields_of(profile, &row, |_| true),
             Action::Update => {
                 let changed = stored.as_ref().map_or_else(
                     || hashes.iter().map(|h| h.field.clone()).collect(),
@@ -822,7 +825,7 @@ fn write_pass(
                 };
                 let code = planned.code;
                 plan.set_row(idx, Action::Update, code, message);
-                fields_of(profile, &row, Some(&changed))
+                fields_of(profile, &row, |name| changed.iter().any(|c| **c == *name))
             }
             _ => Vec::new(),
         };
@@ -872,7 +875,7 @@ fn write_pass(
             let mask = LINK_FIELDS
                 .iter()
                 .enumerate()
-                .filter(|(_, f)| links.iter().any(|(name, _)| name == *f))
+                .filter(|(_, f)| links.iter().any(|(name, _)| &**name == **f))
                 .fold(0u8, |m, (k, _)| m | 1 << k);
             link_wave.push(LinkRow {
                 row: idx as u32,
@@ -1029,13 +1032,13 @@ impl LinkWave<'_> {
             if profile.map(&rec, &layout, &mut row).is_err() {
                 continue; // planned from the same bytes: cannot differ
             }
-            let wanted: Vec<String> = LINK_FIELDS
-                .iter()
-                .enumerate()
-                .filter(|(k, _)| link.links & 1 << k != 0)
-                .map(|(_, f)| f.to_string())
-                .collect();
-            let mut fields = fields_of(profile, &row, Some(&wanted));
+            let wanted = |name: &str| {
+                LINK_FIELDS
+                    .iter()
+                    .position(|f| *f == name)
+                    .is_some_and(|k| link.links & 1 << k != 0)
+            };
+            let mut fields = fields_of(profile, &row, wanted);
             drop_unresolved(&mut fields, self.refs, plan.reference_unresolved(i));
             let object = StoredObject {
                 fingerprint: plan.fingerprint(i),
@@ -1063,10 +1066,10 @@ impl LinkWave<'_> {
 }
 
 /// Moves the link fields out of `fields`.
-fn take_links(fields: &mut Vec<(String, Value)>) -> Vec<(String, Value)> {
+fn take_links(fields: &mut Vec<(FieldName, Value)>) -> Vec<(FieldName, Value)> {
     let (links, rest) = std::mem::take(fields)
         .into_iter()
-        .partition(|(name, _)| LINK_FIELDS.contains(&name.as_str()));
+        .partition(|(name, _)| LINK_FIELDS.contains(&&**name));
     *fields = rest;
     links
 }
@@ -1074,7 +1077,7 @@ fn take_links(fields: &mut Vec<(String, Value)>) -> Vec<(String, Value)> {
 /// Field hashes as they stand after the first wave: `new` for the other
 /// fields, `old` (what the store had) for the links.
 fn without_links(new: &[FieldHash], old: Option<&[FieldHash]>) -> Vec<FieldHash> {
-    let is_link = |f: &FieldHash| LINK_FIELDS.contains(&f.field.as_str());
+    let is_link = |f: &FieldHash| LINK_FIELDS.contains(&&*f.field);
     let mut out: Vec<FieldHash> = new.iter().filter(|f| !is_link(f)).cloned().collect();
     out.extend(
         old.unwrap_or_default()

@@ -17,12 +17,12 @@
 
 use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
-use crate::profile::{Cell, EmptyCell, FieldKind, MappedRow, Profile};
+use crate::profile::{Cell, EmptyCell, FieldKind, FieldName, MappedRow, Profile};
 
 /// One field's name and value hash, for telling which fields changed.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct FieldHash {
-    pub field: String,
+    pub field: FieldName,
     pub hash: u64,
 }
 
@@ -31,7 +31,7 @@ pub struct FieldHash {
 pub struct Fingerprinter {
     /// Slots in canonical order (by field name).
     order: Vec<usize>,
-    names: Vec<String>,
+    names: Vec<FieldName>,
     /// In canonical order: each name and a NUL, as the fingerprint takes it.
     names0: Vec<Vec<u8>>,
     lists: Vec<bool>,
@@ -42,12 +42,12 @@ pub struct Fingerprinter {
 impl Fingerprinter {
     pub fn new(profile: &Profile) -> Fingerprinter {
         let mut order: Vec<usize> = (0..profile.slots.len()).collect();
-        order.sort_by_key(|&s| profile.slots[s].field.to_string());
-        let names: Vec<String> = profile.slots.iter().map(|s| s.field.to_string()).collect();
+        order.sort_by_key(|&s| profile.slots[s].name.clone());
+        let names: Vec<FieldName> = profile.slots.iter().map(|s| s.name.clone()).collect();
         let names0 = order
             .iter()
             .map(|&s| {
-                let mut n = names[s].clone().into_bytes();
+                let mut n = names[s].as_bytes().to_vec();
                 n.push(0);
                 n
             })
@@ -131,8 +131,8 @@ impl Fingerprinter {
 /// field only the new side has is a change; one only the old side has is
 /// not (the new file says nothing about it: an absent column, or an empty
 /// cell the profile keeps).
-pub fn changed_fields(old: &[FieldHash], new: &[FieldHash]) -> Vec<String> {
-    changed_by(old, new, |f| (f.field.as_str(), f.hash))
+pub fn changed_fields(old: &[FieldHash], new: &[FieldHash]) -> Vec<FieldName> {
+    changed_by(old, new, |f| (&*f.field, f.hash))
         .map(|n| n.field.clone())
         .collect()
 }
@@ -182,7 +182,7 @@ impl Fingerprinter {
 
     /// The names of the fields that differ between two
     /// [`Fingerprinter::position_hashes`], as [`changed_fields`] names them.
-    pub fn changed_positions(&self, old: &[(u16, u64)], new: &[(u16, u64)]) -> Vec<String> {
+    pub fn changed_positions(&self, old: &[(u16, u64)], new: &[(u16, u64)]) -> Vec<FieldName> {
         changed_by(old, new, |&(pos, hash)| (pos, hash))
             .map(|&(pos, _)| self.names[self.order[pos as usize]].clone())
             .collect()

@@ -79,10 +79,17 @@ pub enum Delimiter {
     Auto,
 }
 
+/// A field's name as operations, field hashes and the store carry it:
+/// shared, so that carrying it costs no allocation.
+pub type FieldName = std::sync::Arc<str>;
+
 /// One field the profile reads, with everything needed to check it.
 #[derive(Clone, Debug)]
 pub struct Slot {
     pub field: Field,
+    /// The field's name as operations, field hashes and the store carry
+    /// it (`custom.x` spelled out).
+    pub name: FieldName,
     pub kind: FieldKind,
     /// Header name and aliases, normalised (lower case, no spaces).
     pub names: Vec<String>,
@@ -279,6 +286,7 @@ impl Profile {
             }
             slots.push(Slot {
                 kind: field.kind(),
+                name: field.to_string().into(),
                 field,
                 names,
                 display_name,

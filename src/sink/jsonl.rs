@@ -22,6 +22,7 @@ use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::{Ack, Operation, Sink, SinkError, Value};
+use crate::profile::FieldName;
 use crate::store::PendingOp;
 
 pub struct JsonlOutbox {
@@ -88,12 +89,12 @@ struct Line<'a> {
 
 /// An operation's fields as a JSON object, keys in order (a name given
 /// twice keeps its last value), written straight from the operation.
-struct Fields<'a>(&'a [(String, Value)]);
+struct Fields<'a>(&'a [(FieldName, Value)]);
 
 impl serde::Serialize for Fields<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let mut order: Vec<&(String, Value)> = self.0.iter().collect();
+        let mut order: Vec<&(FieldName, Value)> = self.0.iter().collect();
         // Stable: of equal names, the last given comes last.
         order.sort_by(|a, b| a.0.cmp(&b.0));
         order.dedup_by(|later, earlier| {
@@ -163,7 +164,7 @@ impl Sink for JsonlOutbox {
 
 #[cfg(test)]
 mod tests {
-    use super::{Fields, Value};
+    use super::{FieldName, Fields, Value};
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 
@@ -176,14 +177,14 @@ mod tests {
             fields in proptest::collection::vec(("[abc]{1,2}", "[xy]{0,2}"), 0..8),
             sorted in any::<bool>(),
         ) {
-            let mut fields: Vec<(String, Value)> =
-                fields.into_iter().map(|(k, v)| (k, Value::Text(v))).collect();
+            let mut fields: Vec<(FieldName, Value)> =
+                fields.into_iter().map(|(k, v)| (k.into(), Value::Text(v))).collect();
             if sorted {
                 fields.sort_by(|a, b| a.0.cmp(&b.0));
                 fields.dedup_by(|a, b| a.0 == b.0);
             }
             let oracle: BTreeMap<&str, &Value> =
-                fields.iter().map(|(k, v)| (k.as_str(), v)).collect();
+                fields.iter().map(|(k, v)| (&**k, v)).collect();
             prop_assert_eq!(
                 serde_json::to_string(&Fields(&fields)).unwrap(),
                 serde_json::to_string(&oracle).unwrap()

@@ -15,7 +15,7 @@ pub use scim::ScimSink;
 use serde::Serialize;
 
 use crate::plan::Action;
-use crate::profile::ObjectKind;
+use crate::profile::{FieldName, ObjectKind};
 use crate::store::PendingOp;
 
 /// A field value as the file states it, normalised.
@@ -46,7 +46,7 @@ pub struct Operation {
     pub key: String,
     /// The fields the file states (all of them for a create, the changed
     /// ones for an update; none for a deactivation or a deletion).
-    pub fields: Vec<(String, Value)>,
+    pub fields: Vec<(FieldName, Value)>,
     /// Invite the user (a create under a profile with `invite_on_create`).
     pub invite: bool,
     /// The object's id in the LMS, when the state store has it.
@@ -66,7 +66,7 @@ impl Operation {
     pub fn named(&self) -> Vec<(ObjectKind, &str)> {
         let mut out = Vec::new();
         for (name, value) in &self.fields {
-            match (name.as_str(), value) {
+            match (&**name, value) {
                 ("manager_id", Value::Text(k)) if !k.is_empty() => {
                     out.push((ObjectKind::User, k.as_str()))
                 }

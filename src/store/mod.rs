@@ -27,7 +27,7 @@ pub use redb_store::{RedbStore, REST_KEYS};
 
 use crate::diff::{FieldHash, MemoryPrior};
 use crate::plan::Action;
-use crate::profile::ObjectKind;
+use crate::profile::{FieldName, ObjectKind};
 
 /// The store's on-disk format. A store of another format is refused with
 /// a message naming both.
@@ -168,7 +168,7 @@ fn decode_object_from(c: &mut Cursor<'_>) -> Option<StoredObject> {
     let n = c.u32()?;
     o.fields.reserve(n as usize);
     for _ in 0..n {
-        let field = c.str()?.to_string();
+        let field = c.str()?.into();
         o.fields.push(FieldHash {
             field,
             hash: c.u64()?,
@@ -207,10 +207,12 @@ fn decode_head(c: &mut Cursor<'_>) -> Option<StoredObject> {
 /// journal's `encode_object`). Indexes are never reused or renumbered.
 #[derive(Debug, Default)]
 pub(crate) struct FieldNames {
-    list: Vec<String>,
-    ids: ahash::AHashMap<String, u16>,
+    list: Vec<FieldName>,
+    ids: ahash::AHashMap<FieldName, u16>,
     /// Names added since the list was last saved.
     pub(crate) unsaved: bool,
+    /// The index after the last one [`FieldNames::id`] gave.
+    next: u16,
 }
 
 impl FieldNames {
@@ -219,7 +221,7 @@ impl FieldNames {
         let mut c = Cursor(bytes);
         let mut names = FieldNames::default();
         for _ in 0..c.u32()? {
-            let name = c.str()?.to_string();
+            let name: FieldName = c.str()?.into();
             names.ids.insert(name.clone(), names.list.len() as u16);
             names.list.push(name);
         }
@@ -234,14 +236,25 @@ impl FieldNames {
         out
     }
 
-    fn id(&mut self, name: &str) -> u16 {
-        if let Some(&id) = self.ids.get(name) {
-            return id;
-        }
-        let id = u16::try_from(self.list.len()).expect("fewer than 65,536 field names");
-        self.ids.insert(name.to_string(), id);
-        self.list.push(name.to_string());
-        self.unsaved = true;
+    /// The index of `name`, added if new. Objects' fields come in name
+    /// order, mostly in the order they were added: the index after the
+    /// last one asked for is tried before the map.
+    fn id(&mut self, name: &FieldName) -> u16 {
+        let guess = self.next as usize;
+        let id = match self.list.get(guess) {
+            Some(n) if n == name => guess as u16,
+            _ => match self.ids.get(name) {
+                Some(&id) => id,
+                None => {
+                    let id = u16::try_from(self.list.len()).expect("fewer than 65,536 field names");
+                    self.ids.insert(name.clone(), id);
+                    self.list.push(name.clone());
+                    self.unsaved = true;
+                    id
+                }
+            },
+        };
+        self.next = id.wrapping_add(1);
         id
     }
 }

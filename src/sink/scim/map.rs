@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value as Json};
 
 use crate::config::{ScimConfig, SegmentMapping};
 use crate::plan::Action;
-use crate::profile::ObjectKind;
+use crate::profile::{FieldName, ObjectKind};
 use crate::sink::{Operation, Value};
 
 pub const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
@@ -187,13 +187,13 @@ impl Mapping {
         match op.kind {
             ObjectKind::User => {
                 for (name, value) in &op.fields {
-                    if *name == self.user_name {
+                    if **name == *self.user_name {
                         let v = text(&op.fields, name).filter(|v| !v.is_empty());
                         push("userName".into(), Some(json!(v.unwrap_or(&op.key))));
                     }
                     for (path, v) in self.user_values(name, value, refs) {
                         // A reference that does not resolve is left as it is.
-                        if v.is_none() && name == "manager_id" && !value.is_empty() {
+                        if v.is_none() && &**name == "manager_id" && !value.is_empty() {
                             continue;
                         }
                         push(path, v);
@@ -261,7 +261,7 @@ impl Mapping {
     /// A group's parent: its externalId and its LMS id.
     fn parent_values(
         &self,
-        fields: &[(String, Value)],
+        fields: &[(FieldName, Value)],
         refs: Refs<'_>,
     ) -> Vec<(String, Option<Json>)> {
         let Some(parent) = text(fields, "parent_id") else {
@@ -282,10 +282,10 @@ impl Mapping {
     }
 }
 
-fn text<'a>(fields: &'a [(String, Value)], name: &str) -> Option<&'a str> {
+fn text<'a>(fields: &'a [(FieldName, Value)], name: &str) -> Option<&'a str> {
     fields
         .iter()
-        .find(|(n, _)| n == name)
+        .find(|(n, _)| **n == *name)
         .and_then(|(_, v)| match v {
             Value::Text(t) => Some(t.as_str()),
             Value::List(_) => None,
@@ -360,7 +360,7 @@ mod tests {
             key: "E1".into(),
             fields: fields
                 .iter()
-                .map(|(n, v)| (n.to_string(), v.clone()))
+                .map(|(n, v)| ((*n).into(), v.clone()))
                 .collect(),
             invite: action == Action::Create,
             lms_id: None,

@@ -1013,7 +1013,8 @@ impl Sink for ScimSink {
                     batch.iter().any(|op| {
                         op.kind == ObjectKind::User
                             && op.fields.iter().any(|(name, v)| {
-                                name == "groups" && matches!(v, Value::List(l) if l.contains(key))
+                                &**name == "groups"
+                                    && matches!(v, Value::List(l) if l.contains(key))
                             })
                     })
                 })
