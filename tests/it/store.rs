@@ -343,3 +343,66 @@ fn small_days_wait_in_the_journal_until_it_is_worth_a_checkpoint() {
     );
     assert_eq!(store.get(kind, "u5").unwrap(), Some(object(5)));
 }
+
+/// A checkpoint of more keys than the journal reader reads ahead at once
+/// (several chunks of values, deletions among them) leaves redb holding
+/// each key's last object, and nothing of the deleted ones.
+#[test]
+fn a_checkpoint_of_many_keys_keeps_each_last_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let kind = ObjectKind::User;
+    let write = |store: &mut RedbStore, ops: Vec<(String, Action, u8)>| {
+        let ops: Vec<PendingOp> = ops
+            .into_iter()
+            .map(|(key, action, v)| PendingOp {
+                id: store.next_op_id().unwrap(),
+                kind,
+                key,
+                action,
+                object: object(v),
+            })
+            .collect();
+        store.begin(&ops).unwrap();
+        store.commit(&ops, &[]).unwrap();
+    };
+    let mut model = std::collections::BTreeMap::new();
+    let mut store = RedbStore::open(&path).unwrap();
+    // Day 1 in redb; day 2 in the journal, then folded in.
+    let day1: Vec<_> = (0..10_000)
+        .map(|i| (format!("u{i}"), Action::Create, (i % 251) as u8))
+        .collect();
+    for (key, _, v) in &day1 {
+        model.insert(key.clone(), object(*v));
+    }
+    write(&mut store, day1);
+    store.checkpoint().unwrap();
+    let mut day2 = Vec::new();
+    for i in (0..12_000).rev() {
+        let key = format!("u{i}");
+        let op = match i {
+            _ if i >= 10_000 => (key, Action::Create, (i % 13) as u8),
+            _ if i % 7 == 0 => (key, Action::Delete, 0),
+            _ if i % 3 == 0 => (key, Action::Update, (i % 17) as u8 + 100),
+            _ => continue,
+        };
+        match op.1 {
+            Action::Delete => model.remove(&op.0),
+            _ => model.insert(op.0.clone(), object(op.2)),
+        };
+        day2.push(op);
+    }
+    write(&mut store, day2);
+    store.checkpoint().unwrap();
+    drop(store);
+    let store = RedbStore::open(&path).unwrap();
+    assert_eq!(store.prior(kind).unwrap().len(), model.len());
+    for i in 0..12_000 {
+        let key = format!("u{i}");
+        assert_eq!(
+            store.get(kind, &key).unwrap(),
+            model.get(&key).cloned(),
+            "{key}"
+        );
+    }
+}
