@@ -52,7 +52,7 @@ pub struct RunOptions {
     pub force: bool,
     /// "Today" for end dates; default: today in each profile's time zone.
     pub today: Option<Date>,
-    /// Set (e.g. on SIGTERM) to stop cleanly: the batch in flight is
+    /// Set (e.g. on SIGTERM) to stop cleanly: the batches sent are
     /// finished and committed, nothing more is sent, the file stays in the
     /// inbox for the next run, and the run returns [`RunError::Stopped`].
     pub stop: Option<Arc<AtomicBool>>,
@@ -752,6 +752,25 @@ fn write_pass(
     refs: plan::ListRefs<'_>,
     on_write: &mut dyn FnMut(usize),
 ) -> Result<bool, RunError> {
+    std::thread::scope(|scope| {
+        let mut w = Writer::start(scope, store, sink, lines, opts, on_write);
+        let sent = plan_and_send(tenant, profile, path, plan, &mut w, refs);
+        // What was sent is committed, whatever stopped the pass.
+        let settled = w.finish();
+        sent.and(settled)
+    })
+}
+
+/// [`write_pass`]'s body: the writes built from the file, sent through `w`.
+fn plan_and_send(
+    tenant: &Tenant,
+    profile: &Profile,
+    path: &Path,
+    plan: &mut Plan,
+    w: &mut Writer<'_>,
+    refs: plan::ListRefs<'_>,
+) -> Result<(), RunError> {
+    let opts = w.opts;
     let kind = profile.object;
     let is_write = |a: Action| {
         matches!(
@@ -779,7 +798,6 @@ fn write_pass(
     // Rows whose links follow in the second wave (built then from the file
     // again, so memory holds a few bytes per row, not the operations).
     let mut link_wave: Vec<LinkRow> = Vec::new();
-    let mut unavailable = false;
     // Groups are written parent first: hold them until the file is read.
     let hold = kind == ObjectKind::Group;
     // The rows of the file's records come first in the plan, in file order.
@@ -802,7 +820,7 @@ fn write_pass(
         let stored = if action == Action::Create {
             None
         } else {
-            store.get(kind, &key)?
+            w.store.get(kind, &key)?
         };
         let hashes = fingerprinter.field_hashes(&row);
         let mut fields = match action {
@@ -883,29 +901,26 @@ fn write_pass(
                 invited: object.invited,
                 fresh: action == Action::Create,
             });
-            if lines[idx].lms_id.is_none() {
-                lines[idx].lms_id = object.lms_id.clone();
+            if w.lines[idx].lms_id.is_none() {
+                w.lines[idx].lms_id = object.lms_id.clone();
             }
             if action == Action::Update && fields.is_empty() {
                 continue;
             }
             first
         };
-        let id = if opts.dry_run { 0 } else { store.next_op_id()? };
+        let id = if opts.dry_run {
+            0
+        } else {
+            w.store.next_op_id()?
+        };
         let (op, pending) = planned_write(id, kind, action, key, fields, invite, object);
         if action == Action::Delete {
             deletions.push((idx, op, pending));
         } else {
             batch.push((idx, op, pending));
             if !hold && batch.len() >= tenant.batch_size {
-                unavailable |= flush(
-                    std::mem::take(&mut batch),
-                    lines,
-                    store,
-                    sink,
-                    opts,
-                    on_write,
-                )?;
+                w.send(std::mem::take(&mut batch))?;
             }
         }
     }
@@ -914,23 +929,19 @@ fn write_pass(
         batch.sort_by_key(|(idx, _, _)| depth[*idx]);
     }
     let size = tenant.batch_size;
-    unavailable |= send_all(
-        std::mem::take(&mut batch),
-        size,
-        lines,
-        store,
-        sink,
-        opts,
-        on_write,
-    )?;
+    w.send_all(std::mem::take(&mut batch), size)?;
     // Rows the missing rule adds, after the file's rows.
     for idx in records..plan.len() {
         let planned = plan.row(idx);
         let key = planned.key.unwrap_or_default().to_string();
-        let Some(stored) = store.get(kind, &key)? else {
+        let Some(stored) = w.store.get(kind, &key)? else {
             continue;
         };
-        let id = if opts.dry_run { 0 } else { store.next_op_id()? };
+        let id = if opts.dry_run {
+            0
+        } else {
+            w.store.next_op_id()?
+        };
         let action = planned.action;
         let object = StoredObject {
             active: false,
@@ -943,25 +954,29 @@ fn write_pass(
             batch.push((idx, op, pending));
         }
     }
-    unavailable |= send_all(batch, size, lines, store, sink, opts, on_write)?;
-    // The links of the users written (not of those whose write failed).
-    link_wave.retain(|l| lines[l.row as usize].outcome != Outcome::Failed);
+    w.send_all(batch, size)?;
+    // The links of the users written (not of those whose write failed):
+    // every write of the first wave settled.
+    w.settle_all()?;
+    link_wave.retain(|l| w.lines[l.row as usize].outcome != Outcome::Failed);
     let links = LinkWave {
         profile,
         path,
         plan,
         refs,
     };
-    unavailable |= links.send(link_wave, lines, store, sink, opts, size, on_write)?;
+    links.send(link_wave, w, size)?;
     // Deletions last; groups children first.
+    w.settle_all()?;
     if kind == ObjectKind::Group {
-        children_first(&mut deletions, store)?;
+        children_first(&mut deletions, w.store)?;
     }
-    unavailable |= send_all(deletions, size, lines, store, sink, opts, on_write)?;
+    w.send_all(deletions, size)?;
+    w.settle_all()?;
     if !opts.dry_run {
-        store.sync()?;
+        w.store.sync()?;
     }
-    Ok(unavailable)
+    Ok(())
 }
 
 /// Whether `wanted` records of a file of `records` are few enough to seek
@@ -997,20 +1012,11 @@ struct LinkWave<'a> {
 }
 
 impl LinkWave<'_> {
-    #[allow(clippy::too_many_arguments)]
-    fn send(
-        &self,
-        rows: Vec<LinkRow>,
-        lines: &mut [Line],
-        store: &mut RedbStore,
-        sink: &mut dyn Sink,
-        opts: &RunOptions,
-        size: usize,
-        on_write: &mut dyn FnMut(usize),
-    ) -> Result<bool, RunError> {
+    fn send(&self, rows: Vec<LinkRow>, w: &mut Writer<'_>, size: usize) -> Result<(), RunError> {
         if rows.is_empty() {
-            return Ok(false);
+            return Ok(());
         }
+        let opts = w.opts;
         let (profile, path, plan) = (self.profile, self.path, self.plan);
         let read_err = |e: FileError| io(path)(std::io::Error::other(e.to_string()));
         let seek = sparse(rows.len(), plan.records as usize);
@@ -1020,7 +1026,6 @@ impl LinkWave<'_> {
         let fingerprinter = Fingerprinter::new(profile);
         let (mut rec, mut row) = (Record::new(), MappedRow::new());
         let mut batch: Vec<PlannedWrite> = Vec::new();
-        let mut unavailable = false;
         for link in &rows {
             let i = link.row as usize;
             if !file
@@ -1044,11 +1049,15 @@ impl LinkWave<'_> {
                 fingerprint: plan.fingerprint(i),
                 active: plan.active_after(i),
                 invited: link.invited,
-                lms_id: lines[i].lms_id.clone(),
+                lms_id: w.lines[i].lms_id.clone(),
                 parent: None,
                 fields: fingerprinter.field_hashes(&row),
             };
-            let id = if opts.dry_run { 0 } else { store.next_op_id()? };
+            let id = if opts.dry_run {
+                0
+            } else {
+                w.store.next_op_id()?
+            };
             let key = plan.row(i).key.unwrap_or_default().to_string();
             let kind = profile.object;
             let (mut op, pending) =
@@ -1056,12 +1065,10 @@ impl LinkWave<'_> {
             op.fresh = link.fresh;
             batch.push((i, op, pending));
             if batch.len() >= size {
-                let full = std::mem::take(&mut batch);
-                unavailable |= flush(full, lines, store, sink, opts, on_write)?;
+                w.send(std::mem::take(&mut batch))?;
             }
         }
-        unavailable |= flush(batch, lines, store, sink, opts, on_write)?;
-        Ok(unavailable)
+        w.send(batch)
     }
 }
 
@@ -1117,105 +1124,191 @@ fn children_first(deletions: &mut Vec<PlannedWrite>, store: &RedbStore) -> Resul
     Ok(())
 }
 
-/// Sends `writes` in batches of `size`, in order.
-#[allow(clippy::too_many_arguments)]
-fn send_all(
-    mut writes: Vec<PlannedWrite>,
-    size: usize,
-    lines: &mut [Line],
-    store: &mut RedbStore,
-    sink: &mut dyn Sink,
-    opts: &RunOptions,
-    on_write: &mut dyn FnMut(usize),
-) -> Result<bool, RunError> {
-    let mut unavailable = false;
-    while !writes.is_empty() {
-        let rest = writes.split_off(writes.len().min(size));
-        unavailable |= flush(
-            std::mem::replace(&mut writes, rest),
-            lines,
-            store,
-            sink,
-            opts,
-            on_write,
-        )?;
-    }
-    Ok(unavailable)
+/// Journals, sends and commits batches of writes. The sink works on its
+/// own thread: while it applies one batch, the next is built, journalled
+/// and queued behind it. Batches reach the sink in the order sent; each is
+/// committed when its acknowledgements come back, in that order.
+struct Writer<'a> {
+    store: &'a mut RedbStore,
+    lines: &'a mut [Line],
+    opts: &'a RunOptions,
+    on_write: &'a mut dyn FnMut(usize),
+    wants_ids: bool,
+    to_sink: Option<crossbeam_channel::Sender<Vec<Operation>>>,
+    from_sink: crossbeam_channel::Receiver<Result<Vec<Ack>, crate::sink::SinkError>>,
+    /// Sent and not yet committed, oldest first: each batch's plan rows
+    /// and journal records.
+    in_flight: std::collections::VecDeque<(Vec<usize>, Vec<PendingOp>)>,
+    /// The sink was unavailable for some write.
+    unavailable: bool,
 }
 
-/// Journals, sends and commits one batch; records each line's outcome.
-fn flush(
-    batch: Vec<PlannedWrite>,
-    lines: &mut [Line],
-    store: &mut RedbStore,
-    sink: &mut dyn Sink,
-    opts: &RunOptions,
-    on_write: &mut dyn FnMut(usize),
-) -> Result<bool, RunError> {
-    if batch.is_empty() || opts.dry_run {
-        return Ok(false);
-    }
-    // A stop asked for: nothing more is sent (what was sent is committed).
-    if opts.stopping() {
-        return Err(RunError::Stopped);
-    }
-    let n = batch.len();
-    let mut rows = Vec::with_capacity(n);
-    let mut ops = Vec::with_capacity(n);
-    let mut pending = Vec::with_capacity(n);
-    for (idx, op, p) in batch {
-        rows.push(idx);
-        ops.push(op);
-        pending.push(p);
-    }
-    if sink.wants_ids() {
-        known_ids(&mut ops, store)?;
-    }
-    store.begin(&pending)?;
-    // A sink error leaves the batch journalled: the next run recovers it.
-    let acks = sink.apply(&ops)?;
-    let mut acked = Vec::new();
-    let mut dropped = Vec::new();
-    let mut unavailable = false;
-    for ((idx, mut op), ack) in rows.into_iter().zip(pending).zip(acks) {
-        match ack {
-            Ack::Applied { lms_id, linked } => {
-                if lms_id.is_some() {
-                    op.object.lms_id = lms_id;
+impl<'a> Writer<'a> {
+    /// Starts the sink's thread in `scope`.
+    fn start<'s>(
+        scope: &'s std::thread::Scope<'s, '_>,
+        store: &'a mut RedbStore,
+        sink: &'s mut dyn Sink,
+        lines: &'a mut [Line],
+        opts: &'a RunOptions,
+        on_write: &'a mut dyn FnMut(usize),
+    ) -> Writer<'a> {
+        let wants_ids = sink.wants_ids();
+        // One batch queued behind the one being applied.
+        let (to_sink, batches) = crossbeam_channel::bounded::<Vec<Operation>>(1);
+        let (acks, from_sink) = crossbeam_channel::unbounded();
+        scope.spawn(move || {
+            for ops in batches {
+                let answer = sink.apply(&ops);
+                let failed = answer.is_err();
+                // After a failure nothing more is applied: the batches
+                // behind it stay journalled for the next run's recovery.
+                if acks.send(answer).is_err() || failed {
+                    break;
                 }
-                if linked {
-                    // An existing LMS user was linked: nobody was invited.
-                    op.object.invited = false;
-                }
-                if op.object.lms_id.is_some() {
-                    lines[idx].lms_id = op.object.lms_id.clone();
-                }
-                acked.push(op);
             }
-            Ack::Rejected { message } => {
-                lines[idx] = Line {
-                    outcome: Outcome::Failed,
-                    code: Some(Code::SinkRejected),
-                    message: Some(message),
-                    lms_id: None,
-                };
-                dropped.push(op.id);
-            }
-            Ack::Unavailable { message } => {
-                lines[idx] = Line {
-                    outcome: Outcome::Failed,
-                    code: Some(Code::SinkUnavailable),
-                    message: Some(message),
-                    lms_id: None,
-                };
-                dropped.push(op.id);
-                unavailable = true;
-            }
+        });
+        Writer {
+            store,
+            lines,
+            opts,
+            on_write,
+            wants_ids,
+            to_sink: Some(to_sink),
+            from_sink,
+            in_flight: Default::default(),
+            unavailable: false,
         }
     }
-    store.commit(&acked, &dropped)?;
-    on_write(n);
-    Ok(unavailable)
+
+    /// Sends `writes` in batches of `size`, in order.
+    fn send_all(&mut self, mut writes: Vec<PlannedWrite>, size: usize) -> Result<(), RunError> {
+        while !writes.is_empty() {
+            let rest = writes.split_off(writes.len().min(size));
+            self.send(std::mem::replace(&mut writes, rest))?;
+        }
+        Ok(())
+    }
+
+    /// Journals one batch and queues it for the sink; commits the batch
+    /// before it once that one is acknowledged.
+    fn send(&mut self, batch: Vec<PlannedWrite>) -> Result<(), RunError> {
+        if batch.is_empty() || self.opts.dry_run {
+            return Ok(());
+        }
+        // A stop asked for: nothing more is sent (what was sent is
+        // committed by `finish`).
+        if self.opts.stopping() {
+            return Err(RunError::Stopped);
+        }
+        let n = batch.len();
+        let mut rows = Vec::with_capacity(n);
+        let mut ops = Vec::with_capacity(n);
+        let mut pending = Vec::with_capacity(n);
+        for (idx, op, p) in batch {
+            rows.push(idx);
+            ops.push(op);
+            pending.push(p);
+        }
+        if self.wants_ids {
+            known_ids(&mut ops, self.store)?;
+        }
+        self.store.begin(&pending)?;
+        if self
+            .to_sink
+            .as_ref()
+            .and_then(|s| s.send(ops).ok())
+            .is_none()
+        {
+            // The sink's thread ended on an error: the batches before this
+            // one tell which (this one stays journalled, never sent).
+            self.settle_all()?;
+            return Err(self.sink_stopped());
+        }
+        self.in_flight.push_back((rows, pending));
+        while self.in_flight.len() > 1 {
+            self.settle_oldest()?;
+        }
+        Ok(())
+    }
+
+    /// Waits for every batch sent and commits it.
+    fn settle_all(&mut self) -> Result<(), RunError> {
+        while !self.in_flight.is_empty() {
+            self.settle_oldest()?;
+        }
+        Ok(())
+    }
+
+    /// Settles what was sent and stops the sink's thread; returns whether
+    /// the sink was unavailable for some write. A sink error leaves its
+    /// batch, and those queued behind it, journalled: the next run
+    /// recovers them.
+    fn finish(mut self) -> Result<bool, RunError> {
+        let settled = self.settle_all();
+        self.to_sink = None;
+        settled.map(|()| self.unavailable)
+    }
+
+    fn sink_stopped(&self) -> RunError {
+        RunError::Sink(crate::sink::SinkError {
+            sink: "sink".into(),
+            message: "the sink's thread stopped".into(),
+        })
+    }
+
+    /// Commits the oldest batch sent once the sink answers for it, and
+    /// records each line's outcome.
+    fn settle_oldest(&mut self) -> Result<(), RunError> {
+        let Some((rows, pending)) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        // A sink error leaves the batch journalled: the next run recovers it.
+        let acks = self.from_sink.recv().map_err(|_| self.sink_stopped())??;
+        let n = rows.len();
+        let lines = &mut *self.lines;
+        let mut acked = Vec::with_capacity(n);
+        let mut dropped = Vec::new();
+        for ((idx, mut op), ack) in rows.into_iter().zip(pending).zip(acks) {
+            match ack {
+                Ack::Applied { lms_id, linked } => {
+                    if lms_id.is_some() {
+                        op.object.lms_id = lms_id;
+                    }
+                    if linked {
+                        // An existing LMS user was linked: nobody was invited.
+                        op.object.invited = false;
+                    }
+                    if op.object.lms_id.is_some() {
+                        lines[idx].lms_id = op.object.lms_id.clone();
+                    }
+                    acked.push(op);
+                }
+                Ack::Rejected { message } => {
+                    lines[idx] = Line {
+                        outcome: Outcome::Failed,
+                        code: Some(Code::SinkRejected),
+                        message: Some(message),
+                        lms_id: None,
+                    };
+                    dropped.push(op.id);
+                }
+                Ack::Unavailable { message } => {
+                    lines[idx] = Line {
+                        outcome: Outcome::Failed,
+                        code: Some(Code::SinkUnavailable),
+                        message: Some(message),
+                        lms_id: None,
+                    };
+                    dropped.push(op.id);
+                    self.unavailable = true;
+                }
+            }
+        }
+        self.store.commit(&acked, &dropped)?;
+        (self.on_write)(n);
+        Ok(())
+    }
 }
 
 /// The LMS ids the store has for what each operation names (its manager,
@@ -1283,4 +1376,153 @@ fn summary_json(
     let mut text = serde_json::to_string_pretty(&summary).unwrap_or_default();
     text.push('\n');
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::SinkError;
+    use std::sync::Mutex;
+
+    /// Applies batches until its `fail_at`-th, which fails as a whole.
+    struct FailingSink {
+        applied: Arc<Mutex<Vec<u64>>>,
+        batches: usize,
+        fail_at: usize,
+    }
+
+    impl Sink for FailingSink {
+        fn apply(&mut self, batch: &[Operation]) -> Result<Vec<Ack>, SinkError> {
+            self.batches += 1;
+            if self.batches == self.fail_at {
+                return Err(SinkError {
+                    sink: "test".into(),
+                    message: "down".into(),
+                });
+            }
+            self.applied
+                .lock()
+                .unwrap()
+                .extend(batch.iter().map(|o| o.op));
+            Ok(batch
+                .iter()
+                .map(|_| Ack::Applied {
+                    lms_id: None,
+                    linked: false,
+                })
+                .collect())
+        }
+        fn recover(&mut self, _: &[PendingOp]) -> Result<Vec<u64>, SinkError> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn create(store: &mut RedbStore, row: usize) -> PlannedWrite {
+        let object = StoredObject {
+            fingerprint: row as u128,
+            active: true,
+            invited: false,
+            lms_id: None,
+            parent: None,
+            fields: Vec::new(),
+        };
+        let id = store.next_op_id().unwrap();
+        let key = format!("u{row}");
+        let (op, pending) = planned_write(
+            id,
+            ObjectKind::User,
+            Action::Create,
+            key,
+            Vec::new(),
+            false,
+            object,
+        );
+        (row, op, pending)
+    }
+
+    /// With batches queued behind the one the sink is applying, a sink
+    /// failure stops the pass with the sink's error: the batches before it
+    /// are committed, it and every batch begun after it stay journalled
+    /// (for the next run's recovery) and none of those reached the LMS.
+    #[test]
+    fn a_sink_failure_commits_what_came_before_and_leaves_the_rest_journalled() {
+        for fail_at in 1..=6 {
+            let dir = tempfile::tempdir().unwrap();
+            let mut store = RedbStore::open(&dir.path().join("s.redb")).unwrap();
+            let applied = Arc::new(Mutex::new(Vec::new()));
+            let mut sink = FailingSink {
+                applied: applied.clone(),
+                batches: 0,
+                fail_at,
+            };
+            let (batches, size) = (5, 3);
+            let mut lines: Vec<Line> = (0..batches * size)
+                .map(|_| Line {
+                    outcome: Outcome::Ok,
+                    code: None,
+                    message: None,
+                    lms_id: None,
+                })
+                .collect();
+            let opts = RunOptions::default();
+            let mut written = 0;
+            let mut on_write = |n| written += n;
+            let result = std::thread::scope(|scope| {
+                let mut w = Writer::start(
+                    scope,
+                    &mut store,
+                    &mut sink,
+                    &mut lines,
+                    &opts,
+                    &mut on_write,
+                );
+                let mut sent = Ok(());
+                for b in 0..batches {
+                    let batch = (b * size..(b + 1) * size)
+                        .map(|row| create(w.store, row))
+                        .collect();
+                    sent = sent.and_then(|()| w.send(batch));
+                }
+                let settled = w.finish();
+                sent.and(settled)
+            });
+            let applied = applied.lock().unwrap().clone();
+            let pending: Vec<u64> = store.pending().unwrap().iter().map(|p| p.id).collect();
+            let committed: Vec<usize> = (0..batches * size)
+                .filter(|row| {
+                    store
+                        .get(ObjectKind::User, &format!("u{row}"))
+                        .unwrap()
+                        .is_some()
+                })
+                .collect();
+            if fail_at > batches {
+                assert!(matches!(result, Ok(false)), "{result:?}");
+                assert_eq!(written, batches * size);
+                assert!(pending.is_empty());
+            } else {
+                match result {
+                    Err(RunError::Sink(e)) => assert_eq!(e.message, "down", "fail_at {fail_at}"),
+                    other => panic!("fail_at {fail_at}: {other:?}"),
+                }
+                let before = (fail_at - 1) * size;
+                assert_eq!(written, before, "fail_at {fail_at}");
+                assert_eq!(
+                    committed,
+                    (0..before).collect::<Vec<_>>(),
+                    "fail_at {fail_at}"
+                );
+                // The failed batch and what was begun behind it: pending,
+                // and never applied.
+                assert!(pending.len() >= size, "fail_at {fail_at}: {pending:?}");
+                assert!(pending.iter().all(|id| !applied.contains(id)));
+            }
+            let ids = applied.len();
+            assert_eq!(
+                ids,
+                committed.len(),
+                "fail_at {fail_at}: applied = committed"
+            );
+        }
+    }
 }

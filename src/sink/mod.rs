@@ -119,7 +119,7 @@ pub struct SinkError {
 }
 
 /// The push side of the pipeline.
-pub trait Sink {
+pub trait Sink: Send {
     /// Applies a batch; one acknowledgement per operation, in order.
     fn apply(&mut self, batch: &[Operation]) -> Result<Vec<Ack>, SinkError>;
     /// Which of these journalled operations the LMS already applied.
