@@ -676,7 +676,7 @@ fn fields_of(
             }
             Cell::Value { .. } => Value::Text(row.get(slot).unwrap_or_default().to_string()),
         };
-        out.push((spec.name.clone(), value));
+        out.push((spec.name, value));
     }
     out
 }
@@ -827,7 +827,7 @@ fn plan_and_send(
             Action::Create => fields_of(profile, &row, |_| true),
             Action::Update => {
                 let changed = stored.as_ref().map_or_else(
-                    || hashes.iter().map(|h| h.field.clone()).collect(),
+                    || hashes.iter().map(|h| h.field).collect(),
                     |s| changed_fields(&s.fields, &hashes),
                 );
                 if changed.is_empty() {

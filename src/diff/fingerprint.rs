@@ -42,8 +42,8 @@ pub struct Fingerprinter {
 impl Fingerprinter {
     pub fn new(profile: &Profile) -> Fingerprinter {
         let mut order: Vec<usize> = (0..profile.slots.len()).collect();
-        order.sort_by_key(|&s| profile.slots[s].name.clone());
-        let names: Vec<FieldName> = profile.slots.iter().map(|s| s.name.clone()).collect();
+        order.sort_by_key(|&s| profile.slots[s].name);
+        let names: Vec<FieldName> = profile.slots.iter().map(|s| s.name).collect();
         let names0 = order
             .iter()
             .map(|&s| {
@@ -119,7 +119,7 @@ impl Fingerprinter {
             .iter()
             .filter_map(|&slot| {
                 self.field_hash(row, slot).map(|hash| FieldHash {
-                    field: self.names[slot].clone(),
+                    field: self.names[slot],
                     hash,
                 })
             })
@@ -133,7 +133,7 @@ impl Fingerprinter {
 /// cell the profile keeps).
 pub fn changed_fields(old: &[FieldHash], new: &[FieldHash]) -> Vec<FieldName> {
     changed_by(old, new, |f| (&*f.field, f.hash))
-        .map(|n| n.field.clone())
+        .map(|n| n.field)
         .collect()
 }
 
@@ -184,7 +184,7 @@ impl Fingerprinter {
     /// [`Fingerprinter::position_hashes`], as [`changed_fields`] names them.
     pub fn changed_positions(&self, old: &[(u16, u64)], new: &[(u16, u64)]) -> Vec<FieldName> {
         changed_by(old, new, |&(pos, hash)| (pos, hash))
-            .map(|&(pos, _)| self.names[self.order[pos as usize]].clone())
+            .map(|&(pos, _)| self.names[self.order[pos as usize]])
             .collect()
     }
 }

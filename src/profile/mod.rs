@@ -80,8 +80,23 @@ pub enum Delimiter {
 }
 
 /// A field's name as operations, field hashes and the store carry it:
-/// shared, so that carrying it costs no allocation.
-pub type FieldName = std::sync::Arc<str>;
+/// interned ([`field_name`]), so that carrying, copying and dropping it
+/// costs nothing — no allocation, and no reference count that the thread
+/// building operations and the sink's thread would both write.
+pub type FieldName = &'static str;
+
+/// The interned copy of `name`. Each distinct name is kept for the
+/// process's life: names come from profiles and stores, a few dozen.
+pub fn field_name(name: &str) -> FieldName {
+    static NAMES: std::sync::Mutex<Vec<FieldName>> = std::sync::Mutex::new(Vec::new());
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(&known) = names.iter().find(|n| **n == name) {
+        return known;
+    }
+    let new: FieldName = Box::leak(name.into());
+    names.push(new);
+    new
+}
 
 /// One field the profile reads, with everything needed to check it.
 #[derive(Clone, Debug)]
@@ -286,7 +301,7 @@ impl Profile {
             }
             slots.push(Slot {
                 kind: field.kind(),
-                name: field.to_string().into(),
+                name: field_name(&field.to_string()),
                 field,
                 names,
                 display_name,

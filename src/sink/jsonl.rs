@@ -178,7 +178,7 @@ mod tests {
             sorted in any::<bool>(),
         ) {
             let mut fields: Vec<(FieldName, Value)> =
-                fields.into_iter().map(|(k, v)| (k.into(), Value::Text(v))).collect();
+                fields.into_iter().map(|(k, v)| (crate::profile::field_name(&k), Value::Text(v))).collect();
             if sorted {
                 fields.sort_by(|a, b| a.0.cmp(&b.0));
                 fields.dedup_by(|a, b| a.0 == b.0);

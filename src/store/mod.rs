@@ -27,7 +27,7 @@ pub use redb_store::{RedbStore, REST_KEYS};
 
 use crate::diff::{FieldHash, MemoryPrior};
 use crate::plan::Action;
-use crate::profile::{FieldName, ObjectKind};
+use crate::profile::{field_name, FieldName, ObjectKind};
 
 /// The store's on-disk format. A store of another format is refused with
 /// a message naming both.
@@ -168,7 +168,7 @@ fn decode_object_from(c: &mut Cursor<'_>) -> Option<StoredObject> {
     let n = c.u32()?;
     o.fields.reserve(n as usize);
     for _ in 0..n {
-        let field = c.str()?.into();
+        let field = field_name(c.str()?);
         o.fields.push(FieldHash {
             field,
             hash: c.u64()?,
@@ -221,8 +221,8 @@ impl FieldNames {
         let mut c = Cursor(bytes);
         let mut names = FieldNames::default();
         for _ in 0..c.u32()? {
-            let name: FieldName = c.str()?.into();
-            names.ids.insert(name.clone(), names.list.len() as u16);
+            let name = field_name(c.str()?);
+            names.ids.insert(name, names.list.len() as u16);
             names.list.push(name);
         }
         Some(names)
@@ -239,16 +239,16 @@ impl FieldNames {
     /// The index of `name`, added if new. Objects' fields come in name
     /// order, mostly in the order they were added: the index after the
     /// last one asked for is tried before the map.
-    fn id(&mut self, name: &FieldName) -> u16 {
+    fn id(&mut self, name: FieldName) -> u16 {
         let guess = self.next as usize;
         let id = match self.list.get(guess) {
-            Some(n) if n == name => guess as u16,
+            Some(&n) if n == name => guess as u16,
             _ => match self.ids.get(name) {
                 Some(&id) => id,
                 None => {
                     let id = u16::try_from(self.list.len()).expect("fewer than 65,536 field names");
-                    self.ids.insert(name.clone(), id);
-                    self.list.push(name.clone());
+                    self.ids.insert(name, id);
+                    self.list.push(name);
                     self.unsaved = true;
                     id
                 }
@@ -265,7 +265,7 @@ pub(crate) fn encode_stored(o: &StoredObject, names: &mut FieldNames, out: &mut 
     encode_head(o, out);
     out.extend_from_slice(&(o.fields.len() as u16).to_le_bytes());
     for f in &o.fields {
-        out.extend_from_slice(&names.id(&f.field).to_le_bytes());
+        out.extend_from_slice(&names.id(f.field).to_le_bytes());
         out.extend_from_slice(&f.hash.to_le_bytes());
     }
 }
@@ -278,7 +278,7 @@ pub(crate) fn decode_stored(bytes: &[u8], names: &FieldNames) -> Option<StoredOb
     for _ in 0..n {
         let id = u16::from_le_bytes(c.take(2)?.try_into().ok()?);
         o.fields.push(FieldHash {
-            field: names.list.get(id as usize)?.clone(),
+            field: *names.list.get(id as usize)?,
             hash: c.u64()?,
         });
     }

@@ -360,7 +360,7 @@ mod tests {
             key: "E1".into(),
             fields: fields
                 .iter()
-                .map(|(n, v)| ((*n).into(), v.clone()))
+                .map(|(n, v)| (crate::profile::field_name(n), v.clone()))
                 .collect(),
             invite: action == Action::Create,
             lms_id: None,
