@@ -132,7 +132,7 @@ impl Fingerprinter {
 /// not (the new file says nothing about it: an absent column, or an empty
 /// cell the profile keeps).
 pub fn changed_fields(old: &[FieldHash], new: &[FieldHash]) -> Vec<FieldName> {
-    changed_by(old, new, |f| (&*f.field, f.hash))
+    changed_by(old, new, |f| (f.field, f.hash))
         .map(|n| n.field)
         .collect()
 }
