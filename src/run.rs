@@ -663,7 +663,7 @@ fn fields_of(
 ) -> Vec<(FieldName, Value)> {
     let mut out = Vec::new();
     for (slot, spec) in profile.slots.iter().enumerate() {
-        if !wanted(&spec.name) {
+        if !wanted(spec.name) {
             continue;
         }
         let value = match row.cell(slot) {
