@@ -1084,7 +1084,7 @@ fn take_links(fields: &mut Vec<(FieldName, Value)>) -> Vec<(FieldName, Value)> {
 /// Field hashes as they stand after the first wave: `new` for the other
 /// fields, `old` (what the store had) for the links.
 fn without_links(new: &[FieldHash], old: Option<&[FieldHash]>) -> Vec<FieldHash> {
-    let is_link = |f: &FieldHash| LINK_FIELDS.contains(&&*f.field);
+    let is_link = |f: &FieldHash| LINK_FIELDS.contains(&f.field);
     let mut out: Vec<FieldHash> = new.iter().filter(|f| !is_link(f)).cloned().collect();
     out.extend(
         old.unwrap_or_default()

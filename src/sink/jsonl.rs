@@ -96,7 +96,7 @@ impl serde::Serialize for Fields<'_> {
         use serde::ser::SerializeMap;
         let mut order: Vec<&(FieldName, Value)> = self.0.iter().collect();
         // Stable: of equal names, the last given comes last.
-        order.sort_by(|a, b| a.0.cmp(&b.0));
+        order.sort_by(|a, b| a.0.cmp(b.0));
         order.dedup_by(|later, earlier| {
             let same = later.0 == earlier.0;
             if same {
@@ -180,7 +180,7 @@ mod tests {
             let mut fields: Vec<(FieldName, Value)> =
                 fields.into_iter().map(|(k, v)| (crate::profile::field_name(&k), Value::Text(v))).collect();
             if sorted {
-                fields.sort_by(|a, b| a.0.cmp(&b.0));
+                fields.sort_by(|a, b| a.0.cmp(b.0));
                 fields.dedup_by(|a, b| a.0 == b.0);
             }
             let oracle: BTreeMap<&str, &Value> =

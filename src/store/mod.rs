@@ -140,7 +140,7 @@ pub(crate) fn encode_object(o: &StoredObject, out: &mut Vec<u8>) {
     encode_head(o, out);
     out.extend_from_slice(&(o.fields.len() as u32).to_le_bytes());
     for f in &o.fields {
-        put_str(out, &f.field);
+        put_str(out, f.field);
         out.extend_from_slice(&f.hash.to_le_bytes());
     }
 }
@@ -278,7 +278,7 @@ pub(crate) fn decode_stored(bytes: &[u8], names: &FieldNames) -> Option<StoredOb
     for _ in 0..n {
         let id = u16::from_le_bytes(c.take(2)?.try_into().ok()?);
         o.fields.push(FieldHash {
-            field: *names.list.get(id as usize)?,
+            field: names.list.get(id as usize)?,
             hash: c.u64()?,
         });
     }

@@ -916,7 +916,7 @@ mod tests {
                 lms_id: lms_id.map(str::to_string),
                 parent: None,
                 fields: vec![FieldHash {
-                    field: "email".into(),
+                    field: "email",
                     hash: 9,
                 }],
             },

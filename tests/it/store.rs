@@ -55,8 +55,7 @@ fn object(v: u8) -> StoredObject {
         fields: (0..1 + v % 4)
             .map(|i| FieldHash {
                 field: ["email", "first_name", "custom.café", "groups", "title"]
-                    [usize::from(v / 3 + i) % 5]
-                    .into(),
+                    [usize::from(v / 3 + i) % 5],
                 hash: u64::from(v) << i,
             })
             .collect(),

@@ -293,7 +293,7 @@ impl ScimSink {
                 kind: ObjectKind::Group,
                 action: Action::Create,
                 key: key.clone(),
-                fields: vec![("name".into(), Value::Text(key.clone()))],
+                fields: vec![("name", Value::Text(key.clone()))],
                 invite: false,
                 lms_id: None,
                 ids: Vec::new(),
