@@ -958,6 +958,7 @@ fn plan_and_send(
     // The links of the users written (not of those whose write failed):
     // every write of the first wave settled.
     w.settle_all()?;
+    tracing::debug!(links = link_wave.len(), "run: first wave written");
     link_wave.retain(|l| w.lines[l.row as usize].outcome != Outcome::Failed);
     let links = LinkWave {
         profile,
@@ -968,6 +969,7 @@ fn plan_and_send(
     links.send(link_wave, w, size)?;
     // Deletions last; groups children first.
     w.settle_all()?;
+    tracing::debug!("run: links written");
     if kind == ObjectKind::Group {
         children_first(&mut deletions, w.store)?;
     }

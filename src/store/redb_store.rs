@@ -17,8 +17,9 @@
 //! the journal at [`REST_JOURNAL_BYTES`], and during a file once the buffer
 //! reaches [`CHECKPOINT_KEYS`] keys or the journal
 //! [`CHECKPOINT_JOURNAL_BYTES`]. A first import of a million users is then
-//! one transaction that fills the tables front to back, instead of many
-//! that each copy most of a copy-on-write B-tree; a day 2's ~20k writes
+//! one transaction that appends to the empty tables through a cursor at
+//! their end, instead of many that each copy most of a copy-on-write
+//! B-tree; a day 2's ~20k writes
 //! wait in the journal for a few more days' and are folded in together
 //! (decisions 42, 43).
 //!
@@ -133,6 +134,9 @@ impl Span {
     }
 }
 
+/// Threads reading the journal back during a checkpoint.
+const READERS: usize = 2;
+
 /// redb's page cache.
 const CACHE_BYTES: usize = 64 << 20;
 
@@ -218,7 +222,28 @@ impl RedbStore {
                         .collect();
                     entries.par_sort_unstable_by(|a, b| a.0.cmp(b.0));
                     let mut t = w.open_table(objects(kind)).map_err(|e| self.err(e))?;
-                    self.fold(&entries, &mut t)?;
+                    if t.is_empty().map_err(|e| self.err(e))? {
+                        // A first import: redb appends the keys, in order,
+                        // through a cursor at the table's end, a leaf at a
+                        // time, instead of descending the tree for each.
+                        let mut end = t
+                            .upper_bound_mut(std::ops::Bound::<&str>::Unbounded)
+                            .map_err(|e| self.err(e))?;
+                        self.fold(&entries, |key, value| match value {
+                            // Nothing to remove from an empty table.
+                            None => Ok(()),
+                            Some(v) => end.insert_before(key, v).map_err(|e| self.err(e)),
+                        })?;
+                        end.close().map_err(|e| self.err(e))?;
+                    } else {
+                        self.fold(&entries, |key, value| {
+                            match value {
+                                None => t.remove(key).map(|_| ()),
+                                Some(v) => t.insert(key, v).map(|_| ()),
+                            }
+                            .map_err(|e| self.err(e))
+                        })?;
+                    }
                 }
                 if self.names.unsaved {
                     let mut meta = w.open_table(META).map_err(|e| self.err(e))?;
@@ -242,51 +267,54 @@ impl RedbStore {
         Ok(())
     }
 
-    /// Writes `entries` (in key order) to `table`: each key's object, read
-    /// back from the journal, or its removal. The journal is read on a
-    /// second thread, a chunk of values ahead of redb's inserts (the reads
-    /// are a syscall each, at random places: they took a third of the
-    /// checkpoint when they alternated with the inserts).
+    /// Gives `apply` each of `entries` (in key order) with its object, read
+    /// back from the journal, or `None` for a removal. The journal is read
+    /// on [`READERS`] threads, each a chunk of values ahead of `apply` and
+    /// taking every other chunk (the reads are a syscall each, at random
+    /// places: they took a third of the checkpoint when they alternated
+    /// with redb's inserts, and one thread reading fell behind redb's
+    /// appends).
     fn fold(
         &self,
         entries: &[(&str, Option<Span>)],
-        table: &mut redb::Table<&str, &[u8]>,
+        mut apply: impl FnMut(&str, Option<&[u8]>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         /// Values read ahead: a chunk's bytes and where each value ends.
         type Chunk = Result<(Vec<u8>, Vec<usize>), StoreError>;
         const CHUNK: usize = 4096;
         std::thread::scope(|scope| {
-            let (tx, rx) = crossbeam_channel::bounded::<Chunk>(4);
-            scope.spawn(move || {
-                for chunk in entries.chunks(CHUNK) {
-                    let mut bytes = Vec::new();
-                    let mut ends = Vec::with_capacity(chunk.len());
-                    let read = chunk.iter().try_for_each(|&(key, span)| {
-                        if let Some(span) = span {
-                            self.read_value_into(span, key, &mut bytes)?;
+            let readers: Vec<_> = (0..READERS)
+                .map(|r| {
+                    let (tx, rx) = crossbeam_channel::bounded::<Chunk>(2);
+                    scope.spawn(move || {
+                        for chunk in entries.chunks(CHUNK).skip(r).step_by(READERS) {
+                            let mut bytes = Vec::new();
+                            let mut ends = Vec::with_capacity(chunk.len());
+                            let read = chunk.iter().try_for_each(|&(key, span)| {
+                                if let Some(span) = span {
+                                    self.read_value_into(span, key, &mut bytes)?;
+                                }
+                                ends.push(bytes.len());
+                                Ok(())
+                            });
+                            let failed = read.is_err();
+                            // An error ends the reading; so does a failed
+                            // insert (the receiver is then gone).
+                            if tx.send(read.map(|()| (bytes, ends))).is_err() || failed {
+                                return;
+                            }
                         }
-                        ends.push(bytes.len());
-                        Ok(())
                     });
-                    let failed = read.is_err();
-                    // An error ends the reading; so does a failed insert
-                    // (the receiver is then gone).
-                    if tx.send(read.map(|()| (bytes, ends))).is_err() || failed {
-                        return;
-                    }
-                }
-            });
-            for chunk in entries.chunks(CHUNK) {
-                let (bytes, ends) = rx
+                    rx
+                })
+                .collect();
+            for (i, chunk) in entries.chunks(CHUNK).enumerate() {
+                let (bytes, ends) = readers[i % READERS]
                     .recv()
                     .map_err(|_| self.err("the journal reader stopped"))??;
                 let mut start = 0;
                 for (&(key, span), &end) in chunk.iter().zip(&ends) {
-                    match span {
-                        None => table.remove(key).map(|_| ()),
-                        Some(_) => table.insert(key, &bytes[start..end]).map(|_| ()),
-                    }
-                    .map_err(|e| self.err(e))?;
+                    apply(key, span.map(|_| &bytes[start..end]))?;
                     start = end;
                 }
             }
