@@ -1406,13 +1406,7 @@ mod tests {
                 .lock()
                 .unwrap()
                 .extend(batch.iter().map(|o| o.op));
-            Ok(batch
-                .iter()
-                .map(|_| Ack::Applied {
-                    lms_id: None,
-                    linked: false,
-                })
-                .collect())
+            Ok(vec![Ack::APPLIED; batch.len()])
         }
         fn recover(&mut self, _: &[PendingOp]) -> Result<Vec<u64>, SinkError> {
             Ok(Vec::new())

@@ -131,13 +131,7 @@ impl Sink for JsonlOutbox {
         }
         self.file.write_all(&out).map_err(|e| self.err(e))?;
         self.file.sync_data().map_err(|e| self.err(e))?;
-        Ok(batch
-            .iter()
-            .map(|_| Ack::Applied {
-                lms_id: None,
-                linked: false,
-            })
-            .collect())
+        Ok(vec![Ack::APPLIED; batch.len()])
     }
 
     fn recover(&mut self, pending: &[PendingOp]) -> Result<Vec<u64>, SinkError> {

@@ -109,6 +109,14 @@ pub enum Ack {
     Unavailable { message: String },
 }
 
+impl Ack {
+    /// Applied as sent: no id from the LMS, nothing linked.
+    pub const APPLIED: Ack = Ack::Applied {
+        lms_id: None,
+        linked: false,
+    };
+}
+
 /// A sink that failed as a whole (the batch's fate is unknown until
 /// [`Sink::recover`]).
 #[derive(Debug, thiserror::Error)]

@@ -973,10 +973,7 @@ impl Sink for ScimSink {
         }
         for (i, op) in batch.iter().enumerate() {
             if !self.map.writes(op.kind) {
-                acks[i] = Some(Ack::Applied {
-                    lms_id: None,
-                    linked: false,
-                });
+                acks[i] = Some(Ack::APPLIED);
             }
         }
         // 1. The ids nobody gave: own ones, and the objects named.
