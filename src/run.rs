@@ -1019,60 +1019,104 @@ impl LinkWave<'_> {
             return Ok(());
         }
         let opts = w.opts;
+        let plan = self.plan;
+        // The links are built from the file on a thread of their own, a
+        // chunk at a time, while this one journals and sends them.
+        std::thread::scope(|scope| {
+            let (tx, built) = crossbeam_channel::bounded(2);
+            let rows = &rows;
+            scope.spawn(move || self.build(rows, tx));
+            let mut batch: Vec<PlannedWrite> = Vec::new();
+            for chunk in built {
+                for (link, fields, mut object) in chunk? {
+                    let i = link.row as usize;
+                    // Known once the first wave was acknowledged.
+                    object.lms_id = w.lines[i].lms_id.clone();
+                    let id = if opts.dry_run {
+                        0
+                    } else {
+                        w.store.next_op_id()?
+                    };
+                    let key = plan.row(i).key.unwrap_or_default().to_string();
+                    let kind = self.profile.object;
+                    let (mut op, pending) =
+                        planned_write(id, kind, Action::Update, key, fields, false, object);
+                    op.fresh = link.fresh;
+                    batch.push((i, op, pending));
+                    if batch.len() >= size {
+                        w.send(std::mem::take(&mut batch))?;
+                    }
+                }
+            }
+            w.send(batch)
+        })
+    }
+
+    /// Reads the rows' records and builds their links' fields and objects
+    /// (without the LMS id), in chunks, into `out`. Stops at a read error
+    /// (sent) or when the receiver is gone.
+    fn build<'r>(&self, rows: &'r [LinkRow], out: crossbeam_channel::Sender<LinkChunk<'r>>) {
         let (profile, path, plan) = (self.profile, self.path, self.plan);
         let read_err = |e: FileError| io(path)(std::io::Error::other(e.to_string()));
         let seek = sparse(rows.len(), plan.records as usize);
-        let mut file = RecordsAt::open(profile, File::open(path).map_err(io(path))?, seek)
-            .map_err(read_err)?;
+        let file = File::open(path)
+            .map_err(io(path))
+            .and_then(|f| RecordsAt::open(profile, f, seek).map_err(read_err));
+        let mut file = match file {
+            Ok(file) => file,
+            Err(e) => {
+                let _ = out.send(Err(e));
+                return;
+            }
+        };
         let layout = file.layout().clone();
         let fingerprinter = Fingerprinter::new(profile);
         let (mut rec, mut row) = (Record::new(), MappedRow::new());
-        let mut batch: Vec<PlannedWrite> = Vec::new();
-        for link in &rows {
-            let i = link.row as usize;
-            if !file
-                .read_at(plan.record_start(i), &mut rec)
-                .map_err(read_err)?
-            {
-                continue;
+        for chunk in rows.chunks(LINK_CHUNK) {
+            let mut built = Vec::with_capacity(chunk.len());
+            for link in chunk {
+                let i = link.row as usize;
+                match file.read_at(plan.record_start(i), &mut rec) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        let _ = out.send(Err(read_err(e)));
+                        return;
+                    }
+                }
+                if profile.map(&rec, &layout, &mut row).is_err() {
+                    continue; // planned from the same bytes: cannot differ
+                }
+                let wanted = |name: &str| {
+                    LINK_FIELDS
+                        .iter()
+                        .position(|f| *f == name)
+                        .is_some_and(|k| link.links & 1 << k != 0)
+                };
+                let mut fields = fields_of(profile, &row, wanted);
+                drop_unresolved(&mut fields, self.refs, plan.reference_unresolved(i));
+                let object = StoredObject {
+                    fingerprint: plan.fingerprint(i),
+                    active: plan.active_after(i),
+                    invited: link.invited,
+                    lms_id: None,
+                    parent: None,
+                    fields: fingerprinter.field_hashes(&row),
+                };
+                built.push((link, fields, object));
             }
-            if profile.map(&rec, &layout, &mut row).is_err() {
-                continue; // planned from the same bytes: cannot differ
-            }
-            let wanted = |name: &str| {
-                LINK_FIELDS
-                    .iter()
-                    .position(|f| *f == name)
-                    .is_some_and(|k| link.links & 1 << k != 0)
-            };
-            let mut fields = fields_of(profile, &row, wanted);
-            drop_unresolved(&mut fields, self.refs, plan.reference_unresolved(i));
-            let object = StoredObject {
-                fingerprint: plan.fingerprint(i),
-                active: plan.active_after(i),
-                invited: link.invited,
-                lms_id: w.lines[i].lms_id.clone(),
-                parent: None,
-                fields: fingerprinter.field_hashes(&row),
-            };
-            let id = if opts.dry_run {
-                0
-            } else {
-                w.store.next_op_id()?
-            };
-            let key = plan.row(i).key.unwrap_or_default().to_string();
-            let kind = profile.object;
-            let (mut op, pending) =
-                planned_write(id, kind, Action::Update, key, fields, false, object);
-            op.fresh = link.fresh;
-            batch.push((i, op, pending));
-            if batch.len() >= size {
-                w.send(std::mem::take(&mut batch))?;
+            if out.send(Ok(built)).is_err() {
+                return;
             }
         }
-        w.send(batch)
     }
 }
+
+/// Link rows built at a time by [`LinkWave::build`].
+const LINK_CHUNK: usize = 1024;
+
+/// Links built from the file: the row, the link fields, the object after.
+type LinkChunk<'r> = Result<Vec<(&'r LinkRow, Vec<(FieldName, Value)>, StoredObject)>, RunError>;
 
 /// Moves the link fields out of `fields`.
 fn take_links(fields: &mut Vec<(FieldName, Value)>) -> Vec<(FieldName, Value)> {
