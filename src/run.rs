@@ -37,7 +37,7 @@ use crate::config::{SinkConfig, Tenant};
 use crate::diff::{changed_fields, FieldHash, Fingerprinter, Prior};
 use crate::guard::{self, Verdict};
 use crate::plan::{self, Action, FileError, Plan, PlannedRow};
-use crate::profile::{Cell, Date, FieldKind, FieldName, MappedRow, ObjectKind, Profile};
+use crate::profile::{Cell, Date, FieldKind, FieldName, Layout, MappedRow, ObjectKind, Profile};
 use crate::reader::Record;
 use crate::results::{Outcome, ResultsWriter};
 use crate::sink::{Ack, JsonlOutbox, KnownId, Operation, ScimSink, Sink, Value};
@@ -782,17 +782,6 @@ fn plan_and_send(
     let writes = (0..records)
         .filter(|&i| is_write(plan.row(i).action))
         .count();
-    let read_err = |e: FileError| io(path)(std::io::Error::other(e.to_string()));
-    let mut file = RecordsAt::open(
-        profile,
-        File::open(path).map_err(io(path))?,
-        sparse(writes, records),
-    )
-    .map_err(read_err)?;
-    let layout = file.layout().clone();
-    let fingerprinter = Fingerprinter::new(profile);
-    let mut rec = Record::new();
-    let mut row = MappedRow::new();
     let mut batch: Vec<PlannedWrite> = Vec::new();
     let mut deletions: Vec<PlannedWrite> = Vec::new();
     // Rows whose links follow in the second wave (built then from the file
@@ -800,129 +789,96 @@ fn plan_and_send(
     let mut link_wave: Vec<LinkRow> = Vec::new();
     // Groups are written parent first: hold them until the file is read.
     let hold = kind == ObjectKind::Group;
-    // The rows of the file's records come first in the plan, in file order.
-    for idx in 0..records {
-        let planned = plan.row(idx);
-        let action = planned.action;
-        if !is_write(action)
-            || !file
-                .read_at(plan.record_start(idx), &mut rec)
-                .map_err(read_err)?
-        {
-            continue;
-        }
-        let key = planned.key.unwrap_or_default().to_string();
-        if profile.map(&rec, &layout, &mut row).is_err() {
-            continue; // planned from the same bytes: cannot differ
-        }
-        // Only keys the store knows have something stored (an update, a
-        // deactivation); a create needs no lookup.
-        let stored = if action == Action::Create {
-            None
-        } else {
-            w.store.get(kind, &key)?
-        };
-        let hashes = fingerprinter.field_hashes(&row);
-        let mut fields = match action {
-            Action::Create => fields_of(profile, &row, |_| true),
-            Action::Update => {
-                let changed = stored.as_ref().map_or_else(
-                    || hashes.iter().map(|h| h.field).collect(),
-                    |s| changed_fields(&s.fields, &hashes),
-                );
-                if changed.is_empty() {
-                    let (code, message) = (planned.code, planned.message.to_string());
-                    plan.set_row(idx, Action::Unchanged, code, message);
-                    continue;
-                }
-                let message = format!("changed: {}", changed.join(", "));
-                let message = if planned.message.is_empty() {
-                    message
-                } else {
-                    format!("{message}; {}", planned.message)
+    // What the plan learns from the writes built (an update whose changed
+    // fields are named, or that turns out unchanged): set once the wave is
+    // built, the plan being read meanwhile on the builder's thread.
+    let mut resolved: Vec<(usize, Action, String)> = Vec::new();
+    let first = FirstWave {
+        profile,
+        plan,
+        refs,
+        fingerprinter: Fingerprinter::new(profile),
+    };
+    // The rows are read and their creates built on a thread of their own,
+    // in file order, while this one journals and sends them; a row the
+    // store has something for comes raw, built here (the store is this
+    // thread's).
+    let read_err = |e: FileError| io(path)(std::io::Error::other(e.to_string()));
+    let file = RecordsAt::open(
+        profile,
+        File::open(path).map_err(io(path))?,
+        sparse(writes, records),
+    )
+    .map_err(read_err)?;
+    let layout = file.layout().clone();
+    std::thread::scope(|scope| -> Result<(), RunError> {
+        let (tx, built) = crossbeam_channel::bounded(2);
+        let (first, layout) = (&first, &layout);
+        scope.spawn(move || first.read(file, layout, path, tx));
+        let mut row = MappedRow::new();
+        for chunk in built {
+            for item in chunk? {
+                let (idx, built) = match item {
+                    FirstItem::Built(idx, built) => (idx, built),
+                    FirstItem::Raw(idx, rec) => {
+                        let key = plan.row(idx).key.unwrap_or_default();
+                        let stored = w.store.get(kind, key)?;
+                        (idx, first.build(&rec, layout, &mut row, idx, stored))
+                    }
                 };
-                let code = planned.code;
-                plan.set_row(idx, Action::Update, code, message);
-                fields_of(profile, &row, |name| changed.iter().any(|c| **c == *name))
-            }
-            _ => Vec::new(),
-        };
-        if action == Action::Deactivate {
-            fields.clear();
-        }
-        // Applied without links that resolve to nothing.
-        drop_unresolved(&mut fields, refs, plan.reference_unresolved(idx));
-        let invite =
-            action == Action::Create && profile.invite_on_create && kind == ObjectKind::User;
-        let parent = match (kind, profile.reference_slot) {
-            (ObjectKind::Group, Some(slot)) if !plan.reference_unresolved(idx) => {
-                row.get(slot).map(str::to_string)
-            }
-            _ => None,
-        };
-        let object = StoredObject {
-            fingerprint: plan.fingerprint(idx),
-            active: plan.active_after(idx),
-            invited: invite || stored.as_ref().is_some_and(|s| s.invited),
-            lms_id: stored.as_ref().and_then(|s| s.lms_id.clone()),
-            parent,
-            fields: hashes,
-        };
-        // A user's manager and memberships go in a second wave, once every
-        // user of the file exists (SPEC §3 step 4).
-        let mut links = match (kind, action) {
-            (ObjectKind::User, Action::Create | Action::Update) => take_links(&mut fields),
-            _ => Vec::new(),
-        };
-        if action == Action::Create {
-            // A new user with no manager or membership has nothing to link
-            // (an update that empties one does: it removes the link).
-            links.retain(|(_, v)| !v.is_empty());
-        }
-        let object = if links.is_empty() {
-            object
-        } else {
-            // Until the links are acknowledged the store says they are
-            // not applied: after a crash between the waves, the next run
-            // sees the row changed and sends them again.
-            let first = StoredObject {
-                fingerprint: stored.as_ref().map_or(0, |s| s.fingerprint),
-                fields: without_links(&object.fields, stored.as_ref().map(|s| &s.fields[..])),
-                ..object.clone()
-            };
-            let mask = LINK_FIELDS
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| links.iter().any(|(name, _)| &**name == **f))
-                .fold(0u8, |m, (k, _)| m | 1 << k);
-            link_wave.push(LinkRow {
-                row: idx as u32,
-                links: mask,
-                invited: object.invited,
-                fresh: action == Action::Create,
-            });
-            if w.lines[idx].lms_id.is_none() {
-                w.lines[idx].lms_id = object.lms_id.clone();
-            }
-            if action == Action::Update && fields.is_empty() {
-                continue;
-            }
-            first
-        };
-        let id = if opts.dry_run {
-            0
-        } else {
-            w.store.next_op_id()?
-        };
-        let (op, pending) = planned_write(id, kind, action, key, fields, invite, object);
-        if action == Action::Delete {
-            deletions.push((idx, op, pending));
-        } else {
-            batch.push((idx, op, pending));
-            if !hold && batch.len() >= tenant.batch_size {
-                w.send(std::mem::take(&mut batch))?;
+                let planned = plan.row(idx);
+                let action = planned.action;
+                let (fields, invite, object) = match built {
+                    Built::Skip => continue,
+                    Built::Unchanged => {
+                        resolved.push((idx, Action::Unchanged, planned.message.to_string()));
+                        continue;
+                    }
+                    Built::Write {
+                        message,
+                        fields,
+                        invite,
+                        object,
+                        link,
+                    } => {
+                        if let Some(message) = message {
+                            resolved.push((idx, Action::Update, message));
+                        }
+                        if let Some(link) = link {
+                            link_wave.push(link);
+                            if w.lines[idx].lms_id.is_none() {
+                                w.lines[idx].lms_id = object.lms_id.clone();
+                            }
+                            // An update of links only: nothing for this wave.
+                            if action == Action::Update && fields.is_empty() {
+                                continue;
+                            }
+                        }
+                        (fields, invite, object)
+                    }
+                };
+                let id = if opts.dry_run {
+                    0
+                } else {
+                    w.store.next_op_id()?
+                };
+                let key = planned.key.unwrap_or_default().to_string();
+                let (op, pending) = planned_write(id, kind, action, key, fields, invite, object);
+                if action == Action::Delete {
+                    deletions.push((idx, op, pending));
+                } else {
+                    batch.push((idx, op, pending));
+                    if !hold && batch.len() >= tenant.batch_size {
+                        w.send(std::mem::take(&mut batch))?;
+                    }
+                }
             }
         }
+        Ok(())
+    })?;
+    for (idx, action, message) in resolved {
+        let code = plan.row(idx).code;
+        plan.set_row(idx, action, code, message);
     }
     if hold {
         let depth = plan.parent_depths();
@@ -979,6 +935,202 @@ fn plan_and_send(
         w.store.sync()?;
     }
     Ok(())
+}
+
+/// Rows of the first wave read and built at a time by [`FirstWave::read`].
+const FIRST_CHUNK: usize = 1024;
+
+/// A row of the first wave as its builder's thread hands it over.
+enum FirstItem {
+    /// A create, built.
+    Built(usize, Built),
+    /// A row the store has something for: its record, built by the
+    /// thread that has the store.
+    Raw(usize, Record),
+}
+
+/// Rows of the first wave, read and built at a time.
+type FirstChunk = Result<Vec<FirstItem>, RunError>;
+
+/// A row of the first wave, built from its record and what the store has
+/// for it.
+enum Built {
+    /// The record no longer maps: cannot happen (it was planned from the
+    /// same bytes).
+    Skip,
+    /// An update whose every field normalises to what was applied.
+    Unchanged,
+    Write {
+        /// An update's new plan message (which fields changed).
+        message: Option<String>,
+        fields: Vec<(FieldName, Value)>,
+        invite: bool,
+        object: StoredObject,
+        /// Its links, sent in the second wave.
+        link: Option<LinkRow>,
+    },
+}
+
+/// What building a first-wave row reads.
+struct FirstWave<'a> {
+    profile: &'a Profile,
+    plan: &'a Plan,
+    refs: plan::ListRefs<'a>,
+    fingerprinter: Fingerprinter,
+}
+
+impl FirstWave<'_> {
+    /// Reads the write rows of `file` in order and builds the creates, a
+    /// chunk at a time, into `out`; other rows go raw. Stops at a read
+    /// error (sent) or when the receiver is gone.
+    fn read(
+        &self,
+        mut file: RecordsAt<File>,
+        layout: &Layout,
+        path: &Path,
+        out: crossbeam_channel::Sender<FirstChunk>,
+    ) {
+        let plan = self.plan;
+        let mut rec = Record::new();
+        let mut row = MappedRow::new();
+        let mut chunk = Vec::with_capacity(FIRST_CHUNK);
+        for idx in 0..plan.records as usize {
+            let action = plan.row(idx).action;
+            if !matches!(
+                action,
+                Action::Create | Action::Update | Action::Deactivate | Action::Delete
+            ) {
+                continue;
+            }
+            match file.read_at(plan.record_start(idx), &mut rec) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    let _ = out.send(Err(io(path)(std::io::Error::other(e.to_string()))));
+                    return;
+                }
+            }
+            chunk.push(if action == Action::Create {
+                FirstItem::Built(idx, self.build(&rec, layout, &mut row, idx, None))
+            } else {
+                FirstItem::Raw(idx, rec.clone())
+            });
+            if chunk.len() == FIRST_CHUNK {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(FIRST_CHUNK));
+                if out.send(Ok(full)).is_err() {
+                    return;
+                }
+            }
+        }
+        let _ = out.send(Ok(chunk));
+    }
+
+    /// Builds the write of plan row `idx` from its record; `stored` is
+    /// what the store has for its key (none for a create).
+    fn build(
+        &self,
+        rec: &Record,
+        layout: &Layout,
+        row: &mut MappedRow,
+        idx: usize,
+        stored: Option<StoredObject>,
+    ) -> Built {
+        let (profile, plan) = (self.profile, self.plan);
+        let kind = profile.object;
+        let planned = plan.row(idx);
+        let action = planned.action;
+        if profile.map(rec, layout, row).is_err() {
+            return Built::Skip;
+        }
+        let hashes = self.fingerprinter.field_hashes(row);
+        let mut message = None;
+        let mut fields = match action {
+            Action::Create => fields_of(profile, row, |_| true),
+            Action::Update => {
+                let changed = stored.as_ref().map_or_else(
+                    || hashes.iter().map(|h| h.field).collect(),
+                    |s| changed_fields(&s.fields, &hashes),
+                );
+                if changed.is_empty() {
+                    return Built::Unchanged;
+                }
+                let changed_message = format!("changed: {}", changed.join(", "));
+                message = Some(if planned.message.is_empty() {
+                    changed_message
+                } else {
+                    format!("{changed_message}; {}", planned.message)
+                });
+                fields_of(profile, row, |name| changed.iter().any(|c| **c == *name))
+            }
+            _ => Vec::new(),
+        };
+        if action == Action::Deactivate {
+            fields.clear();
+        }
+        // Applied without links that resolve to nothing.
+        drop_unresolved(&mut fields, self.refs, plan.reference_unresolved(idx));
+        let invite =
+            action == Action::Create && profile.invite_on_create && kind == ObjectKind::User;
+        let parent = match (kind, profile.reference_slot) {
+            (ObjectKind::Group, Some(slot)) if !plan.reference_unresolved(idx) => {
+                row.get(slot).map(str::to_string)
+            }
+            _ => None,
+        };
+        let object = StoredObject {
+            fingerprint: plan.fingerprint(idx),
+            active: plan.active_after(idx),
+            invited: invite || stored.as_ref().is_some_and(|s| s.invited),
+            lms_id: stored.as_ref().and_then(|s| s.lms_id.clone()),
+            parent,
+            fields: hashes,
+        };
+        // A user's manager and memberships go in a second wave, once every
+        // user of the file exists (SPEC §3 step 4).
+        let mut links = match (kind, action) {
+            (ObjectKind::User, Action::Create | Action::Update) => take_links(&mut fields),
+            _ => Vec::new(),
+        };
+        if action == Action::Create {
+            // A new user with no manager or membership has nothing to link
+            // (an update that empties one does: it removes the link).
+            links.retain(|(_, v)| !v.is_empty());
+        }
+        if links.is_empty() {
+            return Built::Write {
+                message,
+                fields,
+                invite,
+                object,
+                link: None,
+            };
+        }
+        // Until the links are acknowledged the store says they are not
+        // applied: after a crash between the waves, the next run sees the
+        // row changed and sends them again.
+        let link = LinkRow {
+            row: idx as u32,
+            links: LINK_FIELDS
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| links.iter().any(|(name, _)| name == *f))
+                .fold(0u8, |m, (k, _)| m | 1 << k),
+            invited: object.invited,
+            fresh: action == Action::Create,
+        };
+        let first = StoredObject {
+            fingerprint: stored.as_ref().map_or(0, |s| s.fingerprint),
+            fields: without_links(&object.fields, stored.as_ref().map(|s| &s.fields[..])),
+            ..object
+        };
+        Built::Write {
+            message,
+            fields,
+            invite,
+            object: first,
+            link: Some(link),
+        }
+    }
 }
 
 /// Whether `wanted` records of a file of `records` are few enough to seek
