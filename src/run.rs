@@ -43,7 +43,7 @@ use crate::results::{Outcome, ResultsWriter};
 use crate::sink::{Ack, JsonlOutbox, KnownId, Operation, ScimSink, Sink, Value};
 use crate::snapshot::RecordsAt;
 use crate::source::{Source, SourceError};
-use crate::store::{PendingOp, RedbStore, StateStore, StoreError, StoredObject};
+use crate::store::{JournalSync, PendingOp, RedbStore, StateStore, StoreError, StoredObject};
 
 /// Options of one run.
 #[derive(Clone, Debug, Default)]
@@ -1322,18 +1322,20 @@ fn children_first(deletions: &mut Vec<PlannedWrite>, store: &RedbStore) -> Resul
     Ok(())
 }
 
-/// Journals, sends and commits batches of writes. The sink works on its
-/// own thread: while it applies one batch, the next is built, journalled
-/// and queued behind it. Batches reach the sink in the order sent; each is
-/// committed when its acknowledgements come back, in that order.
+/// Journals, sends and commits batches of writes, in a pipeline of three
+/// threads: this one builds and journals batch k+2 while a second makes
+/// batch k+1's journal records durable (its fsync) and the sink applies
+/// batch k on a third. Batches reach the sink in the order sent, each
+/// only once its records are durable; each is committed when its
+/// acknowledgements come back, in that order.
 struct Writer<'a> {
     store: &'a mut RedbStore,
     lines: &'a mut [Line],
     opts: &'a RunOptions,
     on_write: &'a mut dyn FnMut(usize),
     wants_ids: bool,
-    to_sink: Option<crossbeam_channel::Sender<Vec<Operation>>>,
-    from_sink: crossbeam_channel::Receiver<Result<Vec<Ack>, crate::sink::SinkError>>,
+    to_sync: Option<crossbeam_channel::Sender<(JournalSync, Vec<Operation>)>>,
+    from_sink: crossbeam_channel::Receiver<Result<Vec<Ack>, RunError>>,
     /// Sent and not yet committed, oldest first: each batch's plan rows
     /// and journal records.
     in_flight: std::collections::VecDeque<(Vec<usize>, Vec<PendingOp>)>,
@@ -1352,12 +1354,28 @@ impl<'a> Writer<'a> {
         on_write: &'a mut dyn FnMut(usize),
     ) -> Writer<'a> {
         let wants_ids = sink.wants_ids();
-        // One batch queued behind the one being applied.
+        let (to_sync, journalled) = crossbeam_channel::bounded::<(JournalSync, Vec<Operation>)>(1);
         let (to_sink, batches) = crossbeam_channel::bounded::<Vec<Operation>>(1);
         let (acks, from_sink) = crossbeam_channel::unbounded();
+        let sync_failed = acks.clone();
+        scope.spawn(move || {
+            for (journal, ops) in journalled {
+                // Durable before sent. A failure is answered in the place
+                // of the batch before (its acknowledgements, if it had
+                // some, are then lost: like a crash, the next run's
+                // recovery settles both).
+                if let Err(e) = journal.sync() {
+                    let _ = sync_failed.send(Err(e.into()));
+                    break;
+                }
+                if to_sink.send(ops).is_err() {
+                    break;
+                }
+            }
+        });
         scope.spawn(move || {
             for ops in batches {
-                let answer = sink.apply(&ops);
+                let answer = sink.apply(&ops).map_err(RunError::from);
                 let failed = answer.is_err();
                 // After a failure nothing more is applied: the batches
                 // behind it stay journalled for the next run's recovery.
@@ -1372,7 +1390,7 @@ impl<'a> Writer<'a> {
             opts,
             on_write,
             wants_ids,
-            to_sink: Some(to_sink),
+            to_sync: Some(to_sync),
             from_sink,
             in_flight: Default::default(),
             unavailable: false,
@@ -1411,11 +1429,11 @@ impl<'a> Writer<'a> {
         if self.wants_ids {
             known_ids(&mut ops, self.store)?;
         }
-        self.store.begin(&pending)?;
+        let journal = self.store.begin_unsynced(&pending)?;
         if self
-            .to_sink
+            .to_sync
             .as_ref()
-            .and_then(|s| s.send(ops).ok())
+            .and_then(|s| s.send((journal, ops)).ok())
             .is_none()
         {
             // The sink's thread ended on an error: the batches before this
@@ -1424,7 +1442,8 @@ impl<'a> Writer<'a> {
             return Err(self.sink_stopped());
         }
         self.in_flight.push_back((rows, pending));
-        while self.in_flight.len() > 1 {
+        // One being made durable, one at the sink: the next is built meanwhile.
+        while self.in_flight.len() > 2 {
             self.settle_oldest()?;
         }
         Ok(())
@@ -1444,7 +1463,7 @@ impl<'a> Writer<'a> {
     /// recovers them.
     fn finish(mut self) -> Result<bool, RunError> {
         let settled = self.settle_all();
-        self.to_sink = None;
+        self.to_sync = None;
         settled.map(|()| self.unavailable)
     }
 

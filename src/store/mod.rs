@@ -23,7 +23,7 @@ mod memory;
 mod redb_store;
 
 pub use memory::MemoryStore;
-pub use redb_store::{RedbStore, REST_KEYS};
+pub use redb_store::{JournalSync, RedbStore, REST_KEYS};
 
 use crate::diff::{FieldHash, MemoryPrior};
 use crate::plan::Action;

@@ -37,6 +37,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ahash::AHashMap;
 
@@ -101,6 +102,24 @@ pub struct RedbStore {
     names: FieldNames,
     /// Closed as by a crash: no checkpoint on drop (tests).
     abandoned: bool,
+}
+
+/// Makes the journal's appends durable ([`RedbStore::begin_unsynced`]):
+/// an fsync of the journal file as it was when handed out. (A checkpoint
+/// that replaces the file first makes the records it keeps durable in the
+/// new one.)
+pub struct JournalSync {
+    file: Arc<File>,
+    path: PathBuf,
+}
+
+impl JournalSync {
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.file.sync_data().map_err(|e| StoreError {
+            path: self.path.display().to_string(),
+            message: format!("journal: {e}"),
+        })
+    }
 }
 
 /// An operation begun: where its begin record is, and what it names.
@@ -202,6 +221,44 @@ impl RedbStore {
     #[doc(hidden)]
     pub fn abandon(mut self) {
         self.abandoned = true;
+    }
+
+    /// [`StateStore::begin`] without its fsync: the records are appended,
+    /// and the returned [`JournalSync`] makes them durable, on any thread.
+    /// The operations must not be sent before it has.
+    pub fn begin_unsynced(&mut self, ops: &[PendingOp]) -> Result<JournalSync, StoreError> {
+        let mut out = Vec::new();
+        let mut begun = Vec::with_capacity(ops.len());
+        for op in ops {
+            // The object, as the tables keep it, is encoded in place.
+            let (mut len, mut hash) = (0, 0);
+            let body = self.journal.frame(&mut out, MARK, |body| {
+                body.push(BEGIN);
+                body.extend_from_slice(&op.id.to_le_bytes());
+                body.extend_from_slice(&[kind_code(op.kind), action_code(op.action)]);
+                put_str(body, &op.key);
+                let from = body.len();
+                encode_stored(&op.object, &mut self.names, body);
+                (len, hash) = (body.len() - from, xxh3_64(&body[from..]));
+            });
+            begun.push((
+                op.id,
+                Begun {
+                    body,
+                    kind: op.kind,
+                    key: op.key.as_str().into(),
+                    action: op.action,
+                    stored: Some((body.tail(len), hash)),
+                },
+            ));
+        }
+        self.save_names()?;
+        self.journal.append(&out).map_err(|e| self.err(e))?;
+        self.in_flight.extend(begun);
+        Ok(JournalSync {
+            file: Arc::clone(&self.journal.file),
+            path: self.path.clone(),
+        })
     }
 
     /// Moves the buffered objects into redb — each key's last, in key order,
@@ -483,36 +540,7 @@ impl StateStore for RedbStore {
     }
 
     fn begin(&mut self, ops: &[PendingOp]) -> Result<(), StoreError> {
-        let mut out = Vec::new();
-        let mut begun = Vec::with_capacity(ops.len());
-        for op in ops {
-            // The object, as the tables keep it, is encoded in place.
-            let (mut len, mut hash) = (0, 0);
-            let body = self.journal.frame(&mut out, MARK, |body| {
-                body.push(BEGIN);
-                body.extend_from_slice(&op.id.to_le_bytes());
-                body.extend_from_slice(&[kind_code(op.kind), action_code(op.action)]);
-                put_str(body, &op.key);
-                let from = body.len();
-                encode_stored(&op.object, &mut self.names, body);
-                (len, hash) = (body.len() - from, xxh3_64(&body[from..]));
-            });
-            begun.push((
-                op.id,
-                Begun {
-                    body,
-                    kind: op.kind,
-                    key: op.key.as_str().into(),
-                    action: op.action,
-                    stored: Some((body.tail(len), hash)),
-                },
-            ));
-        }
-        self.save_names()?;
-        self.journal.append(&out).map_err(|e| self.err(e))?;
-        self.journal.sync().map_err(|e| self.err(e))?;
-        self.in_flight.extend(begun);
-        Ok(())
+        self.begin_unsynced(ops)?.sync()
     }
 
     fn commit(&mut self, acked: &[PendingOp], dropped: &[u64]) -> Result<(), StoreError> {
@@ -698,7 +726,8 @@ const DROP: u8 = b'd';
 /// operation's and whose body is `encode_pending`; they are still read.
 struct Journal {
     path: PathBuf,
-    file: File,
+    /// Shared with the [`JournalSync`]s handed out.
+    file: Arc<File>,
     /// Bytes of whole records.
     len: u64,
     /// Records appended since the last fsync.
@@ -748,7 +777,7 @@ impl Journal {
         }
         let journal = Journal {
             path,
-            file,
+            file: Arc::new(file),
             len,
             unsynced: false,
         };
@@ -765,7 +794,7 @@ impl Journal {
     /// process crash keeps them, a power cut keeps what [`Journal::sync`]
     /// made durable).
     fn append(&mut self, out: &[u8]) -> std::io::Result<()> {
-        self.file.write_all(out)?;
+        (&*self.file).write_all(out)?;
         self.len += out.len() as u64;
         self.unsynced = true;
         Ok(())
@@ -820,10 +849,12 @@ impl Journal {
         f.write_all(&out)?;
         f.sync_all()?;
         std::fs::rename(&tmp, &self.path)?;
-        self.file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .open(&self.path)?;
+        self.file = Arc::new(
+            OpenOptions::new()
+                .read(true)
+                .append(true)
+                .open(&self.path)?,
+        );
         self.len = out.len() as u64;
         self.unsynced = false;
         Ok(moved)
