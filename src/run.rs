@@ -772,12 +772,6 @@ fn plan_and_send(
 ) -> Result<(), RunError> {
     let opts = w.opts;
     let kind = profile.object;
-    let is_write = |a: Action| {
-        matches!(
-            a,
-            Action::Create | Action::Update | Action::Deactivate | Action::Delete
-        )
-    };
     let records = plan.records as usize;
     let writes = (0..records)
         .filter(|&i| is_write(plan.row(i).action))
@@ -803,13 +797,12 @@ fn plan_and_send(
     // in file order, while this one journals and sends them; a row the
     // store has something for comes raw, built here (the store is this
     // thread's).
-    let read_err = |e: FileError| io(path)(std::io::Error::other(e.to_string()));
     let file = RecordsAt::open(
         profile,
         File::open(path).map_err(io(path))?,
         sparse(writes, records),
     )
-    .map_err(read_err)?;
+    .map_err(file_error(path))?;
     let layout = file.layout().clone();
     std::thread::scope(|scope| -> Result<(), RunError> {
         let (tx, built) = crossbeam_channel::bounded(2);
@@ -996,17 +989,14 @@ impl FirstWave<'_> {
         let mut chunk = Vec::with_capacity(FIRST_CHUNK);
         for idx in 0..plan.records as usize {
             let action = plan.row(idx).action;
-            if !matches!(
-                action,
-                Action::Create | Action::Update | Action::Deactivate | Action::Delete
-            ) {
+            if !is_write(action) {
                 continue;
             }
             match file.read_at(plan.record_start(idx), &mut rec) {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(e) => {
-                    let _ = out.send(Err(io(path)(std::io::Error::other(e.to_string()))));
+                    let _ = out.send(Err(file_error(path)(e)));
                     return;
                 }
             }
@@ -1133,6 +1123,19 @@ impl FirstWave<'_> {
     }
 }
 
+/// Whether a planned action is a write (to the sink and the store).
+fn is_write(a: Action) -> bool {
+    matches!(
+        a,
+        Action::Create | Action::Update | Action::Deactivate | Action::Delete
+    )
+}
+
+/// A file that could not be read again for its writes, as the run's error.
+fn file_error(path: &Path) -> impl Fn(FileError) -> RunError + '_ {
+    move |e| io(path)(std::io::Error::other(e.to_string()))
+}
+
 /// Whether `wanted` records of a file of `records` are few enough to seek
 /// to each rather than read the file through (a day 2 writes about 2 % of
 /// its rows; a first import, all).
@@ -1209,11 +1212,11 @@ impl LinkWave<'_> {
     /// (sent) or when the receiver is gone.
     fn build<'r>(&self, rows: &'r [LinkRow], out: crossbeam_channel::Sender<LinkChunk<'r>>) {
         let (profile, path, plan) = (self.profile, self.path, self.plan);
-        let read_err = |e: FileError| io(path)(std::io::Error::other(e.to_string()));
+        let read_err = file_error(path);
         let seek = sparse(rows.len(), plan.records as usize);
         let file = File::open(path)
             .map_err(io(path))
-            .and_then(|f| RecordsAt::open(profile, f, seek).map_err(read_err));
+            .and_then(|f| RecordsAt::open(profile, f, seek).map_err(&read_err));
         let mut file = match file {
             Ok(file) => file,
             Err(e) => {
@@ -1344,7 +1347,7 @@ struct Writer<'a> {
 }
 
 impl<'a> Writer<'a> {
-    /// Starts the sink's thread in `scope`.
+    /// Starts the journal's fsync thread and the sink's thread in `scope`.
     fn start<'s>(
         scope: &'s std::thread::Scope<'s, '_>,
         store: &'a mut RedbStore,
@@ -1436,8 +1439,9 @@ impl<'a> Writer<'a> {
             .and_then(|s| s.send((journal, ops)).ok())
             .is_none()
         {
-            // The sink's thread ended on an error: the batches before this
-            // one tell which (this one stays journalled, never sent).
+            // The fsync or the sink's thread ended on an error: the batches
+            // before this one tell which (this one stays journalled, never
+            // sent).
             self.settle_all()?;
             return Err(self.sink_stopped());
         }
@@ -1487,7 +1491,7 @@ impl<'a> Writer<'a> {
         let mut acked = Vec::with_capacity(n);
         let mut dropped = Vec::new();
         for ((idx, mut op), ack) in rows.into_iter().zip(pending).zip(acks) {
-            match ack {
+            let (code, message) = match ack {
                 Ack::Applied { lms_id, linked } => {
                     if lms_id.is_some() {
                         op.object.lms_id = lms_id;
@@ -1500,27 +1504,21 @@ impl<'a> Writer<'a> {
                         lines[idx].lms_id = op.object.lms_id.clone();
                     }
                     acked.push(op);
+                    continue;
                 }
-                Ack::Rejected { message } => {
-                    lines[idx] = Line {
-                        outcome: Outcome::Failed,
-                        code: Some(Code::SinkRejected),
-                        message: Some(message),
-                        lms_id: None,
-                    };
-                    dropped.push(op.id);
-                }
+                Ack::Rejected { message } => (Code::SinkRejected, message),
                 Ack::Unavailable { message } => {
-                    lines[idx] = Line {
-                        outcome: Outcome::Failed,
-                        code: Some(Code::SinkUnavailable),
-                        message: Some(message),
-                        lms_id: None,
-                    };
-                    dropped.push(op.id);
                     self.unavailable = true;
+                    (Code::SinkUnavailable, message)
                 }
-            }
+            };
+            lines[idx] = Line {
+                outcome: Outcome::Failed,
+                code: Some(code),
+                message: Some(message),
+                lms_id: None,
+            };
+            dropped.push(op.id);
         }
         self.store.commit(&acked, &dropped)?;
         (self.on_write)(n);
