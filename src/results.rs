@@ -46,6 +46,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, each at its own discriminant.
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Ok,
+        Outcome::Failed,
+        Outcome::Planned,
+        Outcome::Held,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",

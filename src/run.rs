@@ -1561,16 +1561,22 @@ fn summary_json(
     if let Some((plan, lines)) = plan {
         rows = plan.records;
         bytes = plan.bytes;
+        // Counted in an array first: a million lines through JSON maps
+        // took ~70 ms.
+        let mut n = [[0u64; Outcome::ALL.len()]; Action::ALL.len()];
         for (i, line) in lines.iter().enumerate() {
-            let action = plan.row(i).action.as_str();
-            let entry = counts
-                .entry(action)
-                .or_insert_with(|| serde_json::json!({}));
-            let n = entry
-                .get(line.outcome.as_str())
-                .and_then(|v| v.as_u64())
-                .unwrap_or(0);
-            entry[line.outcome.as_str()] = serde_json::json!(n + 1);
+            n[plan.row(i).action as usize][line.outcome as usize] += 1;
+        }
+        for (a, by_outcome) in Action::ALL.iter().zip(n) {
+            let mut entry = serde_json::Map::new();
+            for (o, n) in Outcome::ALL.iter().zip(by_outcome) {
+                if n > 0 {
+                    entry.insert(o.as_str().into(), n.into());
+                }
+            }
+            if !entry.is_empty() {
+                counts.insert(a.as_str().into(), entry.into());
+            }
         }
     }
     let summary = serde_json::json!({

@@ -247,11 +247,14 @@ fn day_two_updates_deactivates_and_deletes() {
         .into_iter()
         .find(|n| n.ends_with("Z.csv"))
         .unwrap();
-    let day2 = derive(&t.path("inbox/processed").join(day1), "0.1");
+    let mut day2 = derive(&t.path("inbox/processed").join(day1), "0.1");
+    // One row the profile rejects (its e-mail), a failed line.
+    day2.extend_from_slice(b"k-bad;A;B;a.b;not-an-email;;;;;;;;;;Active;en\n");
     let before = t.outbox().len();
     t.drop_file("wt_users.csv", &day2);
     let o = t.run(&[]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // The rejected row: exit 3.
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let new: Vec<_> = t.outbox().into_iter().skip(before).collect();
     let count = |a: &str| new.iter().filter(|l| l["action"] == a).count();
     assert!(
@@ -289,6 +292,36 @@ fn day_two_updates_deactivates_and_deletes() {
     for (key, active) in &alive {
         assert_eq!(prior.get(key).map(|e| e.active), Some(*active), "{key}");
     }
+    // Each day's summary counts its results file's lines by action and
+    // outcome.
+    let mut kinds = 0;
+    let processed = t.path("inbox/processed");
+    for name in t.processed() {
+        let Some(stem) = name.strip_suffix(".summary.json") else {
+            continue;
+        };
+        let mut lines: HashMap<(String, String), u64> = HashMap::new();
+        let results = processed.join(format!("{stem}.results.csv"));
+        for r in csv::Reader::from_path(results).unwrap().records() {
+            let r = r.unwrap();
+            *lines
+                .entry((r[2].to_string(), r[3].to_string()))
+                .or_default() += 1;
+        }
+        let summary = std::fs::read_to_string(processed.join(&name)).unwrap();
+        let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+        let mut counted: HashMap<(String, String), u64> = HashMap::new();
+        for (action, outcomes) in summary["counts"].as_object().unwrap() {
+            for (outcome, n) in outcomes.as_object().unwrap() {
+                counted.insert((action.clone(), outcome.clone()), n.as_u64().unwrap());
+            }
+        }
+        assert_eq!(counted, lines, "{name}");
+        kinds = kinds.max(counted.len());
+    }
+    // Day 2 has creates, updates, unchanged rows, deactivations, deletions
+    // and a rejected row.
+    assert!(kinds >= 6, "{kinds}");
 }
 
 #[test]
