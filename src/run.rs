@@ -208,6 +208,10 @@ pub fn run_tenant_with_progress(
         })();
         source.release(&local);
         reports.push(result?);
+        // The file's writes are durable in the journal; folding them into
+        // the tables, when due, waits until its plan is freed and its
+        // results are out.
+        store.sync()?;
     }
     sink.finish()?;
     Ok(reports)
@@ -925,7 +929,7 @@ fn plan_and_send(
     w.send_all(deletions, size)?;
     w.settle_all()?;
     if !opts.dry_run {
-        w.store.sync()?;
+        w.store.sync_journal()?;
     }
     Ok(())
 }

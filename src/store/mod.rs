@@ -34,12 +34,15 @@ use crate::profile::{field_name, FieldName, ObjectKind};
 /// `/2`: fingerprints hash the normalised values in one pass (`/1` hashed
 /// per-field hashes); a `/1` store's fingerprints would all look changed.
 /// `/3`: field names kept once, in `meta`. `/4`: the journal holds commit
-/// records and objects by field index (a `/3` store is upgraded when it
-/// opens: its journal still reads).
-pub const FORMAT: &str = "muster-state/4";
+/// records and objects by field index. `/5`: a digest of each kind's
+/// priors beside its table, which the tables' writer must keep up (a `/3`
+/// or `/4` store is upgraded when it opens: its journal still reads, and a
+/// kind without a digest is read from its table until its next
+/// checkpoint writes one).
+pub const FORMAT: &str = "muster-state/5";
 
-/// The format a store is upgraded from, in place, when it opens.
-pub(crate) const FORMAT_3: &str = "muster-state/3";
+/// The formats a store is upgraded from, in place, when it opens.
+pub(crate) const UPGRADED: [&str; 2] = ["muster-state/3", "muster-state/4"];
 
 /// A store that cannot be read or written.
 #[derive(Debug, thiserror::Error)]

@@ -9,8 +9,8 @@
 //!   Memory keeps only where each key's latest object is in the journal
 //!   (`index`), so `get` and `prior` read buffered objects back from it.
 //!
-//! [`StateStore::sync`] (at the end of each file, and when the store is
-//! dropped) fsyncs the journal: the commits are then durable there. A
+//! [`StateStore::sync`] (after each file, once its results are out, and
+//! when the store is dropped) fsyncs the journal: the commits are then durable there. A
 //! checkpoint writes each buffered key's last object to redb in one
 //! transaction, in key order, then rewrites the journal to what is still in
 //! flight. It comes when `sync` finds the buffer at [`REST_KEYS`] keys or
@@ -48,7 +48,7 @@ use redb::{
 use super::{
     action_code, action_of, decode_pending, decode_prior, decode_stored, encode_stored, kind_code,
     kind_of, put_str, Cursor, FieldNames, PendingOp, StateStore, StoreError, StoredObject, FORMAT,
-    FORMAT_3,
+    UPGRADED,
 };
 use crate::diff::{MemoryPrior, PriorEntry};
 use crate::plan::Action;
@@ -60,6 +60,17 @@ const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
 const SEGMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("segments");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// The first bytes of a prior digest file (`<store>.prior-<kind>`): a
+/// cache of what a kind's table says to the differ
+/// ([`MemoryPrior::digest`]), so that [`StateStore::prior`] reads one
+/// file instead of every object. Each checkpoint writes it beside the
+/// tables it changes and records its length and xxh3-128 in META
+/// (`prior/<kind>`), in the checkpoint's transaction; the file is not
+/// fsynced. It is used only if it matches what META records, else the
+/// table is read: a file lost, stale or torn by a crash costs speed,
+/// never correctness.
+const DIGEST_FILE_MAGIC: &[u8; 8] = b"MPRIOR1\n";
 
 /// A checkpoint comes once the acknowledged writes since the last one
 /// name this many keys (their values wait in the journal; memory keeps
@@ -184,11 +195,15 @@ impl RedbStore {
         let format = meta_of(&db, "format").map_err(|e| err(&e))?;
         match format.as_deref() {
             Some(f) if f == FORMAT.as_bytes() => {}
-            // A new store; or a `/3` one, which differs only in its
-            // journal, whose records this muster still reads: it is marked
-            // `/4` before a record a `/3` muster could not read is written.
+            // A new store; or a `/3` or `/4` one, whose journal records
+            // this muster still reads and whose kinds without a digest are
+            // read from their tables: it is marked as this format before a
+            // record or a table an earlier muster could not read (or keep
+            // up) is written.
             None => mark_format(&db, true).map_err(|e| err(&e))?,
-            Some(f) if f == FORMAT_3.as_bytes() => mark_format(&db, false).map_err(|e| err(&e))?,
+            Some(f) if UPGRADED.iter().any(|u| u.as_bytes() == f) => {
+                mark_format(&db, false).map_err(|e| err(&e))?
+            }
             Some(f) => {
                 return Err(err(&format!(
                     "written in format {:?}; this muster reads {FORMAT} (use the muster version that wrote it, or start a new store)",
@@ -214,6 +229,17 @@ impl RedbStore {
                 .ok_or_else(|| err(&"corrupt list of field names (meta field_names)"))?;
         }
         Ok(store)
+    }
+
+    /// Makes every commit so far durable in the journal, without the
+    /// checkpoint [`StateStore::sync`] may make: a run syncs so at the end
+    /// of a file's writes, and leaves the checkpoint until the file's plan
+    /// is freed and its results are out.
+    pub fn sync_journal(&mut self) -> Result<(), StoreError> {
+        if self.journal.unsynced {
+            self.journal.sync().map_err(|e| self.err(e))?;
+        }
+        Ok(())
     }
 
     /// Closes the store as a crash would: without a checkpoint, its
@@ -267,6 +293,7 @@ impl RedbStore {
         let started = std::time::Instant::now();
         let keys = self.buffered_keys();
         if keys > 0 {
+            let mut digests = Vec::new();
             let w = self.db.begin_write().map_err(|e| self.err(e))?;
             {
                 for kind in [ObjectKind::Group, ObjectKind::Segment, ObjectKind::User] {
@@ -277,8 +304,25 @@ impl RedbStore {
                         .iter()
                         .map(|(k, s)| (&**k, *s))
                         .collect();
+                    if entries.is_empty() {
+                        continue;
+                    }
                     entries.par_sort_unstable_by(|a, b| a.0.cmp(b.0));
                     let mut t = w.open_table(objects(kind)).map_err(|e| self.err(e))?;
+                    // The digest follows the table: what it held, with
+                    // what the fold changes.
+                    let mut prior = self.checkpointed(kind, &t)?;
+                    let mut update = prior.begin_update();
+                    let mut changed = |key, value: Option<&[u8]>| -> Result<(), StoreError> {
+                        let entry = match value {
+                            None => None,
+                            Some(v) => Some(prior_entry(v).ok_or_else(|| {
+                                self.err(format!("corrupt journal entry for key {key:?}"))
+                            })?),
+                        };
+                        update.set(key, entry);
+                        Ok(())
+                    };
                     if t.is_empty().map_err(|e| self.err(e))? {
                         // A first import: redb appends the keys, in order,
                         // through a cursor at the table's end, a leaf at a
@@ -286,14 +330,18 @@ impl RedbStore {
                         let mut end = t
                             .upper_bound_mut(std::ops::Bound::<&str>::Unbounded)
                             .map_err(|e| self.err(e))?;
-                        self.fold(&entries, |key, value| match value {
-                            // Nothing to remove from an empty table.
-                            None => Ok(()),
-                            Some(v) => end.insert_before(key, v).map_err(|e| self.err(e)),
+                        self.fold(&entries, |key, value| {
+                            changed(key, value)?;
+                            match value {
+                                // Nothing to remove from an empty table.
+                                None => Ok(()),
+                                Some(v) => end.insert_before(key, v).map_err(|e| self.err(e)),
+                            }
                         })?;
                         end.close().map_err(|e| self.err(e))?;
                     } else {
                         self.fold(&entries, |key, value| {
+                            changed(key, value)?;
                             match value {
                                 None => t.remove(key).map(|_| ()),
                                 Some(v) => t.insert(key, v).map(|_| ()),
@@ -301,6 +349,13 @@ impl RedbStore {
                             .map_err(|e| self.err(e))
                         })?;
                     }
+                    update.finish();
+                    let digest = prior.digest();
+                    drop(prior);
+                    let mut meta = w.open_table(META).map_err(|e| self.err(e))?;
+                    meta.insert(digest_meta(kind).as_str(), digest_id(&digest).as_slice())
+                        .map_err(|e| self.err(e))?;
+                    digests.push((kind, digest));
                 }
                 if self.names.unsaved {
                     let mut meta = w.open_table(META).map_err(|e| self.err(e))?;
@@ -308,7 +363,18 @@ impl RedbStore {
                         .map_err(|e| self.err(e))?;
                 }
             }
-            w.commit().map_err(|e| self.err(e))?;
+            // The digests are written while redb commits (in either order
+            // a crash leaves a file META does not vouch for, or none).
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    for (kind, digest) in &digests {
+                        if let Err(e) = self.write_digest_file(*kind, digest) {
+                            tracing::warn!(error = %e, "prior digest not written; the next run reads the table");
+                        }
+                    }
+                });
+                w.commit().map_err(|e| self.err(e))
+            })?;
             self.names.unsaved = false;
             for i in &mut self.index {
                 *i = AHashMap::new();
@@ -331,10 +397,10 @@ impl RedbStore {
     /// places: they took a third of the checkpoint when they alternated
     /// with redb's inserts; with two readers, a 1M fold waits 140–180 ms
     /// in all for values).
-    fn fold(
+    fn fold<'e>(
         &self,
-        entries: &[(&str, Option<Span>)],
-        mut apply: impl FnMut(&str, Option<&[u8]>) -> Result<(), StoreError>,
+        entries: &[(&'e str, Option<Span>)],
+        mut apply: impl FnMut(&'e str, Option<&[u8]>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         /// Values read ahead: a chunk's bytes and where each value ends.
         type Chunk = Result<(Vec<u8>, Vec<usize>), StoreError>;
@@ -377,6 +443,65 @@ impl RedbStore {
             }
             Ok(())
         })
+    }
+
+    /// The prior of `kind` as its table holds it (without the journal):
+    /// from its digest file when META vouches for it ([`DIGEST_FILE_MAGIC`]),
+    /// else from every object.
+    fn checkpointed(
+        &self,
+        kind: ObjectKind,
+        objects: &impl ReadableTable<&'static str, &'static [u8]>,
+    ) -> Result<MemoryPrior, StoreError> {
+        if let Some(id) = self.meta(&digest_meta(kind))? {
+            match self.read_digest_file(kind, &id) {
+                Ok(prior) => return Ok(prior),
+                Err(why) => tracing::info!(
+                    kind = kind.as_str(),
+                    why,
+                    "prior digest not used; reading the table"
+                ),
+            }
+        }
+        let mut prior = MemoryPrior::new();
+        prior.reserve(objects.len().map_err(|e| self.err(e))? as usize);
+        for item in objects.iter().map_err(|e| self.err(e))? {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let entry = prior_entry(v.value())
+                .ok_or_else(|| self.err(format!("corrupt entry for key {:?}", k.value())))?;
+            prior.insert(k.value(), entry);
+        }
+        Ok(prior)
+    }
+
+    fn digest_path(&self, kind: ObjectKind) -> PathBuf {
+        PathBuf::from(format!("{}.prior-{}", self.path.display(), kind.as_str()))
+    }
+
+    /// Writes `digest` to its file, through a temporary name and a rename.
+    fn write_digest_file(&self, kind: ObjectKind, digest: &[u8]) -> std::io::Result<()> {
+        let path = self.digest_path(kind);
+        let tmp = path.with_extension("tmp");
+        let mut f = std::io::BufWriter::new(File::create(&tmp)?);
+        f.write_all(DIGEST_FILE_MAGIC)?;
+        f.write_all(&digest_id(digest))?;
+        f.write_all(digest)?;
+        f.into_inner().map_err(|e| e.into_error())?;
+        std::fs::rename(&tmp, &path)
+    }
+
+    /// The prior in `kind`'s digest file, if the file is whole and the one
+    /// META names (`id`); else why not.
+    fn read_digest_file(&self, kind: ObjectKind, id: &[u8]) -> Result<MemoryPrior, &'static str> {
+        let bytes = std::fs::read(self.digest_path(kind)).map_err(|_| "no file")?;
+        let body = bytes
+            .strip_prefix(DIGEST_FILE_MAGIC.as_slice())
+            .and_then(|b| b.strip_prefix(id))
+            .ok_or("another checkpoint's file")?;
+        if digest_id(body) != id {
+            return Err("torn or changed");
+        }
+        MemoryPrior::from_digest(body).ok_or("not a digest")
     }
 
     /// Saves the field names that objects encoded since the last save
@@ -462,27 +587,16 @@ impl RedbStore {
 impl StateStore for RedbStore {
     fn prior(&self, kind: ObjectKind) -> Result<MemoryPrior, StoreError> {
         let r = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = r.open_table(objects(kind)).map_err(|e| self.err(e))?;
-        let mut prior = MemoryPrior::new();
-        prior.reserve(t.len().map_err(|e| self.err(e))? as usize);
-        for item in t.iter().map_err(|e| self.err(e))? {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            let (fingerprint, active) = decode_prior(v.value())
-                .ok_or_else(|| self.err(format!("corrupt entry for key {:?}", k.value())))?;
-            prior.insert(
-                k.value(),
-                PriorEntry {
-                    fingerprint,
-                    active,
-                },
-            );
-        }
+        let objects = r.open_table(objects(kind)).map_err(|e| self.err(e))?;
+        let mut prior = self.checkpointed(kind, &objects)?;
         // Acknowledged writes not yet checkpointed: the fingerprint and
         // flags that start each object.
         let mut head = Vec::new();
-        for (key, span) in &self.index[kind_index(kind)] {
+        let buffered = &self.index[kind_index(kind)];
+        let mut changes = Vec::with_capacity(buffered.len());
+        for (key, span) in buffered {
             let Some(span) = span else {
-                prior.remove(key);
+                changes.push((&**key, None));
                 continue;
             };
             let span = Span {
@@ -490,16 +604,11 @@ impl StateStore for RedbStore {
                 len: span.len.min(PRIOR_BYTES),
             };
             self.read_value(span, key, &mut head)?;
-            let (fingerprint, active) = decode_prior(&head)
+            let entry = prior_entry(&head)
                 .ok_or_else(|| self.err(format!("corrupt journal entry for key {key:?}")))?;
-            prior.insert(
-                key,
-                PriorEntry {
-                    fingerprint,
-                    active,
-                },
-            );
+            changes.push((&**key, Some(entry)));
         }
+        prior.update(changes);
         Ok(prior)
     }
 
@@ -532,7 +641,7 @@ impl StateStore for RedbStore {
     }
 
     fn set_last_records(&mut self, kind: ObjectKind, records: u64) -> Result<(), StoreError> {
-        self.sync()?;
+        self.sync_journal()?;
         self.set_meta(
             &format!("records/{}", kind.as_str()),
             &records.to_le_bytes(),
@@ -613,10 +722,7 @@ impl StateStore for RedbStore {
         if self.buffered_keys() >= REST_KEYS || self.journal.len >= REST_JOURNAL_BYTES {
             return self.checkpoint();
         }
-        if self.journal.unsynced {
-            self.journal.sync().map_err(|e| self.err(e))?;
-        }
-        Ok(())
+        self.sync_journal()
     }
 
     fn pending(&self) -> Result<Vec<PendingOp>, StoreError> {
@@ -703,6 +809,27 @@ fn meta_of(db: &Database, name: &str) -> Result<Option<Vec<u8>>, redb::Error> {
 /// A kind's place in per-kind arrays: its code in the journal.
 fn kind_index(kind: ObjectKind) -> usize {
     usize::from(kind_code(kind))
+}
+
+/// The META entry that names `kind`'s digest file.
+fn digest_meta(kind: ObjectKind) -> String {
+    format!("prior/{}", kind.as_str())
+}
+
+/// What META records of a digest: its length and xxh3-128 (24 bytes).
+fn digest_id(digest: &[u8]) -> [u8; 24] {
+    let mut id = [0; 24];
+    id[..8].copy_from_slice(&(digest.len() as u64).to_le_bytes());
+    id[8..].copy_from_slice(&xxhash_rust::xxh3::xxh3_128(digest).to_le_bytes());
+    id
+}
+
+/// What the differ needs of a stored object.
+fn prior_entry(bytes: &[u8]) -> Option<PriorEntry> {
+    decode_prior(bytes).map(|(fingerprint, active)| PriorEntry {
+        fingerprint,
+        active,
+    })
 }
 
 /// The bytes of a stored object that [`decode_prior`] reads.

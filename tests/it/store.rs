@@ -293,7 +293,23 @@ fn a_muster_state_3_store_is_upgraded_in_place() {
     store_of_format(&path, "muster-state/3");
     drop(RedbStore::open(&path).unwrap());
     assert_eq!(format_of(&path), muster::store::FORMAT);
-    assert_eq!(muster::store::FORMAT, "muster-state/4");
+    assert_eq!(muster::store::FORMAT, "muster-state/5");
+}
+
+/// Journals and commits (acknowledged) the users `u{i}` for `i` in `keys`,
+/// each with `object(v(i))`.
+fn create_users(store: &mut RedbStore, keys: std::ops::Range<usize>, v: impl Fn(usize) -> u8) {
+    let ops: Vec<PendingOp> = keys
+        .map(|i| PendingOp {
+            id: store.next_op_id().unwrap(),
+            kind: ObjectKind::User,
+            key: format!("u{i}"),
+            action: Action::Create,
+            object: object(v(i)),
+        })
+        .collect();
+    store.begin(&ops).unwrap();
+    store.commit(&ops, &[]).unwrap();
 }
 
 /// A day's few writes wait in the journal between files (synced there);
@@ -306,17 +322,7 @@ fn small_days_wait_in_the_journal_until_it_is_worth_a_checkpoint() {
     let journal = dir.path().join("s.redb.journal");
     let kind = ObjectKind::User;
     let day = |store: &mut RedbStore, from: usize, n: usize| {
-        let ops: Vec<PendingOp> = (from..from + n)
-            .map(|i| PendingOp {
-                id: store.next_op_id().unwrap(),
-                kind,
-                key: format!("u{i}"),
-                action: Action::Create,
-                object: object(i as u8),
-            })
-            .collect();
-        store.begin(&ops).unwrap();
-        store.commit(&ops, &[]).unwrap();
+        create_users(store, from..from + n, |i| i as u8);
         store.sync().unwrap();
     };
     let mut store = RedbStore::open(&path).unwrap();
@@ -395,7 +401,8 @@ fn a_checkpoint_of_many_keys_keeps_each_last_object() {
     store.checkpoint().unwrap();
     drop(store);
     let store = RedbStore::open(&path).unwrap();
-    assert_eq!(store.prior(kind).unwrap().len(), model.len());
+    let prior = store.prior(kind).unwrap();
+    assert_eq!(prior.len(), model.len());
     for i in 0..12_000 {
         let key = format!("u{i}");
         assert_eq!(
@@ -403,5 +410,88 @@ fn a_checkpoint_of_many_keys_keeps_each_last_object() {
             model.get(&key).cloned(),
             "{key}"
         );
+        let entry = prior.get(&key).map(|p| (p.fingerprint, p.active));
+        let want = model.get(&key).map(|o| (o.fingerprint, o.active));
+        assert_eq!(entry, want, "{key}");
     }
 }
+
+/// A kind's prior comes from its digest file only when META vouches for
+/// it: a store of an earlier format (no digest), a stale digest (another
+/// checkpoint's) and a torn one are read from the table instead, and the
+/// next checkpoint writes the digest again.
+#[test]
+fn a_missing_stale_or_torn_prior_digest_falls_back_to_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let digest = dir.path().join("s.redb.prior-user");
+    let kind = ObjectKind::User;
+    let write = |store: &mut RedbStore, from: usize, n: usize, v: u8| {
+        create_users(store, from..from + n, |_| v);
+        store.checkpoint().unwrap();
+    };
+    // `n` keys, the first `updated` of them updated.
+    let check = |n: usize, updated: usize| {
+        let store = RedbStore::open(&path).unwrap();
+        let prior = store.prior(kind).unwrap();
+        assert_eq!(prior.len(), n);
+        for i in 0..n {
+            let v = if i < updated { 9 } else { 7 };
+            let want = object(v);
+            let got = prior.get(&format!("u{i}")).unwrap();
+            assert_eq!(
+                (got.fingerprint, got.active),
+                (want.fingerprint, want.active),
+                "u{i}"
+            );
+        }
+    };
+    let mut store = RedbStore::open(&path).unwrap();
+    write(&mut store, 0, 3000, 7);
+    drop(store);
+    let day1 = std::fs::read(&digest).expect("a digest file");
+    // As a `/4` muster left it: the same tables, no digest.
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let w = db.begin_write().unwrap();
+        let mut meta = w.open_table(META).unwrap();
+        assert!(meta.remove("prior/user").unwrap().is_some());
+        meta.insert("format", b"muster-state/4".as_slice()).unwrap();
+        drop(meta);
+        w.commit().unwrap();
+    }
+    std::fs::remove_file(&digest).unwrap();
+    check(3000, 0);
+    let mut store = RedbStore::open(&path).unwrap();
+    // Updates of a third, and new keys, over what only the table holds.
+    write(&mut store, 0, 1000, 9);
+    write(&mut store, 3000, 500, 7);
+    drop(store);
+    assert_eq!(format_of(&path), muster::store::FORMAT);
+    assert!(std::fs::read(&digest).unwrap() != day1);
+    check(3500, 1000);
+    // Day 1's digest back in place: stale.
+    std::fs::write(&digest, &day1).unwrap();
+    check(3500, 1000);
+    // The right one, torn.
+    let mut store = RedbStore::open(&path).unwrap();
+    write(&mut store, 3500, 10, 7);
+    drop(store);
+    let whole = std::fs::read(&digest).unwrap();
+    std::fs::write(&digest, &whole[..whole.len() - 1]).unwrap();
+    check(3510, 1000);
+    std::fs::write(&digest, &whole).unwrap();
+    check(3510, 1000);
+    // And whole, it is what is read: the table emptied behind its back
+    // does not show.
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let w = db.begin_write().unwrap();
+        assert!(w.delete_table(USERS).unwrap());
+        w.open_table(USERS).unwrap();
+        w.commit().unwrap();
+    }
+    check(3510, 1000);
+}
+
+const USERS: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("users");
