@@ -10,18 +10,19 @@
 //!   (`index`), so `get` and `prior` read buffered objects back from it.
 //!
 //! [`StateStore::sync`] (after each file, once its results are out, and
-//! when the store is dropped) fsyncs the journal: the commits are then durable there. A
-//! checkpoint writes each buffered key's last object to redb in one
-//! transaction, in key order, then rewrites the journal to what is still in
-//! flight. It comes when `sync` finds the buffer at [`REST_KEYS`] keys or
-//! the journal at [`REST_JOURNAL_BYTES`], and during a file once the buffer
-//! reaches [`CHECKPOINT_KEYS`] keys or the journal
+//! when the store is dropped) fsyncs the journal: the commits are then
+//! durable there. A checkpoint writes each buffered key's last object to
+//! redb in one transaction, in key order, then rewrites the journal to
+//! what is still in flight. It comes when `sync` finds the buffer at
+//! [`REST_KEYS`] keys or the journal at [`REST_JOURNAL_BYTES`], and during
+//! a file once the buffer reaches [`CHECKPOINT_KEYS`] keys or the journal
 //! [`CHECKPOINT_JOURNAL_BYTES`]. A first import of a million users is then
 //! one transaction that appends to the empty tables through a cursor at
 //! their end, instead of many that each copy most of a copy-on-write
-//! B-tree; a day 2's ~20k writes
-//! wait in the journal for a few more days' and are folded in together
-//! (decisions 42, 43).
+//! B-tree; a day 2's ~20k writes wait in the journal for a few more days'
+//! and are folded in together (decisions 42, 43). Each checkpoint also
+//! writes a digest of each kind's priors beside the store, which the next
+//! run loads instead of the table ([`DIGEST_FILE_MAGIC`], decision 48).
 //!
 //! After a crash, opening the store reads the journal again: committed
 //! operations are buffered as before the crash, dropped ones are
@@ -481,7 +482,7 @@ impl RedbStore {
     /// Writes `digest` to its file, through a temporary name and a rename.
     fn write_digest_file(&self, kind: ObjectKind, digest: &[u8]) -> std::io::Result<()> {
         let path = self.digest_path(kind);
-        let tmp = path.with_extension("tmp");
+        let tmp = PathBuf::from(format!("{}.tmp", path.display()));
         let mut f = std::io::BufWriter::new(File::create(&tmp)?);
         f.write_all(DIGEST_FILE_MAGIC)?;
         f.write_all(&digest_id(digest))?;
