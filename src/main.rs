@@ -491,7 +491,8 @@ fn print_run_table(table: &[(String, muster::run::FileReport)]) {
     if table.is_empty() {
         return;
     }
-    let mut err = io::stderr().lock();
+    // Buffered: stderr is not, and the padding would be a write each.
+    let mut err = io::BufWriter::new(io::stderr().lock());
     let _ = writeln!(
         err,
         "\n{:<10} {:<26} {:>9} {:>8} {:>8} {:>9} {:>10} {:>8} {:>8}  status",
@@ -516,6 +517,7 @@ fn print_run_table(table: &[(String, muster::run::FileReport)]) {
             r.records, c[0], c[1], c[2], c[3], c[4], c[5]
         );
     }
+    let _ = err.flush();
 }
 
 fn diff(
