@@ -258,36 +258,57 @@ impl MemoryPrior {
     }
 
     fn build_index(&self) -> Vec<(u64, u32)> {
-        // Which slots are removals, as bits: after the sort the slots come
-        // in hash order, and these 128 KB (for 1M) stay in cache where the
-        // slots themselves (32 MB) would be a cache miss each.
-        let mut dead = vec![0u64; self.slots.len().div_ceil(64)];
-        let mut all: Vec<(u64, u32)> = Vec::with_capacity(self.slots.len());
-        for (i, s) in self.slots.iter().enumerate() {
-            all.push((key_hash(self.slot_key(s)), i as u32));
+        self.merged(&[], 0)
+    }
+
+    /// `old` — the index of the slots before `from` — with the slots from
+    /// `from` on merged in: within a run of equal hashes, a later slot of a
+    /// key replaces an earlier one (an old one included), and a removal
+    /// leaves its key out. The new slots alone are hashed and sorted.
+    fn merged(&self, old: &[(u64, u32)], from: usize) -> Vec<(u64, u32)> {
+        // Which new slots are removals, as bits: after the sort the slots
+        // come in hash order, and these 128 KB (for 1M) stay in cache where
+        // the slots themselves (32 MB) would be a cache miss each.
+        let mut dead = vec![0u64; (self.slots.len() - from).div_ceil(64)];
+        let mut new: Vec<(u64, u32)> = Vec::with_capacity(self.slots.len() - from);
+        for (i, s) in self.slots[from..].iter().enumerate() {
+            new.push((key_hash(self.slot_key(s)), (from + i) as u32));
             if !s.live {
                 dead[i / 64] |= 1 << (i % 64);
             }
         }
-        sort_index(&mut all);
-        // Within a run of equal hashes, the last slot of each key decides.
-        let mut index = Vec::with_capacity(all.len());
-        let mut run = 0;
-        while run < all.len() {
-            let h = all[run].0;
-            let end = run + 1 + all[run + 1..].iter().take_while(|e| e.0 == h).count();
-            for (i, &(h, s)) in all[run..end].iter().enumerate() {
-                let later = i + 1 < end - run && {
-                    let key = self.slot_key(&self.slots[s as usize]);
-                    all[run + i + 1..end]
-                        .iter()
-                        .any(|&(_, t)| self.slot_key(&self.slots[t as usize]) == key)
-                };
-                if !later && dead[s as usize / 64] & 1 << (s % 64) == 0 {
+        sort_index(&mut new);
+        let live = |s: u32| {
+            let i = s as usize - from;
+            dead[i / 64] & 1 << (i % 64) == 0
+        };
+        let key = |s: u32| self.slot_key(&self.slots[s as usize]);
+        let mut index = Vec::with_capacity(old.len() + new.len());
+        let (mut i, mut j) = (0, 0);
+        while i < old.len() || j < new.len() {
+            let h = match (old.get(i), new.get(j)) {
+                (Some(a), Some(b)) => a.0.min(b.0),
+                (Some(a), None) => a.0,
+                (None, Some(b)) => b.0,
+                (None, None) => unreachable!(),
+            };
+            let a_end = i + old[i..].iter().take_while(|e| e.0 == h).count();
+            let b_end = j + new[j..].iter().take_while(|e| e.0 == h).count();
+            let (olds, news) = (&old[i..a_end], &new[j..b_end]);
+            // An old slot stays unless a new one names its key; a new one
+            // goes in unless a later one names its key, or it removes.
+            for &(h, s) in olds {
+                if !news.iter().any(|&(_, t)| key(t) == key(s)) {
                     index.push((h, s));
                 }
             }
-            run = end;
+            for (n, &(h, s)) in news.iter().enumerate() {
+                let later = news[n + 1..].iter().any(|&(_, t)| key(t) == key(s));
+                if !later && live(s) {
+                    index.push((h, s));
+                }
+            }
+            (i, j) = (a_end, b_end);
         }
         index
     }
@@ -309,13 +330,16 @@ impl Update<'_> {
             None => self.prior.remove(key),
         }
     }
-}
 
-impl Update<'_> {
     /// Merges the changes into the index. (An update not finished leaves
     /// the index to be sorted again on next use.)
     pub fn finish(self) {
-        self.prior.merge_index(self.old, self.from);
+        let index = if self.from == self.prior.slots.len() {
+            self.old
+        } else {
+            self.prior.merged(&self.old, self.from)
+        };
+        self.prior.index = OnceLock::from(index);
     }
 }
 
@@ -348,44 +372,6 @@ impl MemoryPrior {
             old,
             from,
         }
-    }
-
-    /// The index of `old` (the index of the slots before `from`) with the
-    /// slots from `from` on merged in.
-    fn merge_index(&mut self, old: Vec<(u64, u32)>, from: usize) {
-        let mut new: Vec<(u64, u32)> = (from..self.slots.len())
-            .map(|s| (key_hash(self.slot_key(&self.slots[s])), s as u32))
-            .collect();
-        sort_index(&mut new);
-        let key = |s: u32| self.slot_key(&self.slots[s as usize]);
-        let mut index = Vec::with_capacity(old.len() + new.len());
-        let (mut i, mut j) = (0, 0);
-        while i < old.len() || j < new.len() {
-            let h = match (old.get(i), new.get(j)) {
-                (Some(a), Some(b)) => a.0.min(b.0),
-                (Some(a), None) => a.0,
-                (None, Some(b)) => b.0,
-                (None, None) => unreachable!(),
-            };
-            let a_end = i + old[i..].iter().take_while(|e| e.0 == h).count();
-            let b_end = j + new[j..].iter().take_while(|e| e.0 == h).count();
-            let (olds, news) = (&old[i..a_end], &new[j..b_end]);
-            // An old slot stays unless a change names its key; a change
-            // goes in unless a later one names its key, or it removes.
-            for &(h, s) in olds {
-                if !news.iter().any(|&(_, t)| key(t) == key(s)) {
-                    index.push((h, s));
-                }
-            }
-            for (n, &(h, s)) in news.iter().enumerate() {
-                let later = news[n + 1..].iter().any(|&(_, t)| key(t) == key(s));
-                if !later && self.slots[s as usize].live {
-                    index.push((h, s));
-                }
-            }
-            (i, j) = (a_end, b_end);
-        }
-        self.index = OnceLock::from(index);
     }
 
     /// The live entries as one buffer, in index order and, within a run of

@@ -317,9 +317,7 @@ impl RedbStore {
                     let mut changed = |key, value: Option<&[u8]>| -> Result<(), StoreError> {
                         let entry = match value {
                             None => None,
-                            Some(v) => Some(prior_entry(v).ok_or_else(|| {
-                                self.err(format!("corrupt journal entry for key {key:?}"))
-                            })?),
+                            Some(v) => Some(self.journal_prior_entry(key, v)?),
                         };
                         update.set(key, entry);
                         Ok(())
@@ -475,6 +473,12 @@ impl RedbStore {
         Ok(prior)
     }
 
+    /// What the differ needs of a buffered object of `key` (`bytes`, read
+    /// back from the journal).
+    fn journal_prior_entry(&self, key: &str, bytes: &[u8]) -> Result<PriorEntry, StoreError> {
+        prior_entry(bytes).ok_or_else(|| self.err(format!("corrupt journal entry for key {key:?}")))
+    }
+
     fn digest_path(&self, kind: ObjectKind) -> PathBuf {
         PathBuf::from(format!("{}.prior-{}", self.path.display(), kind.as_str()))
     }
@@ -605,9 +609,7 @@ impl StateStore for RedbStore {
                 len: span.len.min(PRIOR_BYTES),
             };
             self.read_value(span, key, &mut head)?;
-            let entry = prior_entry(&head)
-                .ok_or_else(|| self.err(format!("corrupt journal entry for key {key:?}")))?;
-            changes.push((&**key, Some(entry)));
+            changes.push((&**key, Some(self.journal_prior_entry(key, &head)?)));
         }
         prior.update(changes);
         Ok(prior)
