@@ -50,9 +50,21 @@ pub struct Fingerprinter {
 
 impl Fingerprinter {
     pub fn new(profile: &Profile) -> Fingerprinter {
-        let mut order: Vec<usize> = (0..profile.slots.len()).collect();
-        order.sort_by_key(|&s| profile.slots[s].name);
-        let names: Vec<FieldName> = profile.slots.iter().map(|s| s.name).collect();
+        Fingerprinter::of_slots(
+            profile.slots.iter().map(|s| s.name).collect(),
+            profile
+                .slots
+                .iter()
+                .map(|s| s.kind == FieldKind::List)
+                .collect(),
+            profile.empty == EmptyCell::Keep,
+        )
+    }
+
+    /// A fingerprinter for slots of these names, lists where `lists` says.
+    fn of_slots(names: Vec<FieldName>, lists: Vec<bool>, keep_empty: bool) -> Fingerprinter {
+        let mut order: Vec<usize> = (0..names.len()).collect();
+        order.sort_by_key(|&s| names[s]);
         let names0: Vec<(Vec<u8>, usize)> = order
             .iter()
             .map(|&s| {
@@ -67,13 +79,9 @@ impl Fingerprinter {
             names_len: names0.iter().map(|n| n.1).sum(),
             names0,
             names,
-            lists: profile
-                .slots
-                .iter()
-                .map(|s| s.kind == FieldKind::List)
-                .collect(),
+            lists,
             order,
-            keep_empty: profile.empty == EmptyCell::Keep,
+            keep_empty,
             buf: Vec::new(),
         }
     }
@@ -278,34 +286,13 @@ mod tests {
     use crate::snapshot::Snapshot;
     use proptest::prelude::*;
 
-    /// A fingerprinter for these names (leaked: `FieldName` is `'static`),
-    /// built as [`Fingerprinter::new`] builds one from a profile.
+    /// A fingerprinter for these names (leaked: `FieldName` is `'static`).
     fn fingerprinter(names: &[String], lists: &[bool], keep_empty: bool) -> Fingerprinter {
         let names: Vec<FieldName> = names
             .iter()
             .map(|n| &*Box::leak(n.clone().into_boxed_str()))
             .collect();
-        let mut order: Vec<usize> = (0..names.len()).collect();
-        order.sort_by_key(|&s| names[s]);
-        let names0: Vec<(Vec<u8>, usize)> = order
-            .iter()
-            .map(|&s| {
-                let mut n = names[s].as_bytes().to_vec();
-                n.push(0);
-                let len = n.len();
-                n.resize(len.max(NAME_PAD), 0);
-                (n, len)
-            })
-            .collect();
-        Fingerprinter {
-            names_len: names0.iter().map(|n| n.1).sum(),
-            names0,
-            names,
-            lists: lists.to_vec(),
-            order,
-            keep_empty,
-            buf: Vec::new(),
-        }
+        Fingerprinter::of_slots(names, lists.to_vec(), keep_empty)
     }
 
     proptest! {
