@@ -36,7 +36,8 @@ pub fn check(
     last_records: Option<u64>,
     force: bool,
 ) -> Verdict {
-    let removals = (plan.count(Action::Delete) + plan.count(Action::Deactivate)) as u64;
+    let tally = plan.tally();
+    let removals = (tally.count(Action::Delete) + tally.count(Action::Deactivate)) as u64;
     let mut reasons = Vec::new();
     if plan.records == 0 && removals > 0 {
         let reason = format!(

@@ -337,7 +337,8 @@ fn finish(
         Outcome::Planned
     };
     write_results(results, Some(plan), outcome)?;
-    print_summary(input, plan, started.elapsed());
+    let tally = plan.tally();
+    print_summary(input, plan, &tally, started.elapsed());
     if verdict.held() {
         for reason in &verdict.reasons {
             eprintln!(
@@ -347,7 +348,7 @@ fn finish(
         }
         return Ok(Exit::Refused);
     }
-    Ok(if plan.is_clean() {
+    Ok(if tally.is_clean() {
         Exit::Clean
     } else {
         Exit::Rows
@@ -588,10 +589,17 @@ fn progress_line(started: std::time::Instant) -> impl FnMut(plan::Progress) {
     }
 }
 
-fn print_summary(input: &std::path::Path, plan: &Plan, elapsed: std::time::Duration) {
+fn print_summary(
+    input: &std::path::Path,
+    plan: &Plan,
+    tally: &muster::plan::Tally,
+    elapsed: std::time::Duration,
+) {
     use muster::plan::Action;
     let secs = elapsed.as_secs_f64().max(1e-9);
-    let mut err = io::stderr().lock();
+    // Through a buffer: stderr is unbuffered, and the padding would go out
+    // a byte per write.
+    let mut err = io::BufWriter::new(io::stderr().lock());
     let _ = writeln!(
         err,
         "{}: {} records, {:.1} MB in {:.2} s ({:.0} MB/s)",
@@ -602,15 +610,12 @@ fn print_summary(input: &std::path::Path, plan: &Plan, elapsed: std::time::Durat
         plan.bytes as f64 / 1e6 / secs
     );
     for action in Action::ALL {
-        let n = plan.count(action);
+        let n = tally.count(action);
         if n > 0 {
             let _ = writeln!(err, "  {:<10} {n:>10}", action.as_str());
         }
     }
-    let coded = plan
-        .rows()
-        .filter(|r| r.code.is_some() && r.action != Action::Reject)
-        .count();
+    let coded = tally.flagged;
     if coded > 0 {
         let _ = writeln!(
             err,
@@ -621,6 +626,7 @@ fn print_summary(input: &std::path::Path, plan: &Plan, elapsed: std::time::Durat
     if plan.decoded_rows > 0 {
         let _ = writeln!(err, "  {} rows decoded as windows-1252", plan.decoded_rows);
     }
+    let _ = err.flush();
 }
 
 fn gen(

@@ -59,6 +59,18 @@ impl Action {
         Action::Reject,
     ];
 
+    /// The action's place in [`Action::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            Action::Create => 0,
+            Action::Update => 1,
+            Action::Unchanged => 2,
+            Action::Deactivate => 3,
+            Action::Delete => 4,
+            Action::Reject => 5,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Create => "create",
@@ -72,6 +84,26 @@ impl Action {
 }
 
 pub use crate::snapshot::FileError;
+
+/// A plan's rows counted in one pass ([`Plan::tally`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Rows by action, in [`Action::ALL`] order.
+    pub by_action: [usize; 6],
+    /// Rows that are not rejected but carry a code.
+    pub flagged: usize,
+}
+
+impl Tally {
+    pub fn count(&self, action: Action) -> usize {
+        self.by_action[action.index()]
+    }
+
+    /// Whether every line is fine: nothing rejected and no code.
+    pub fn is_clean(&self) -> bool {
+        self.count(Action::Reject) == 0 && self.flagged == 0
+    }
+}
 
 /// A span of the plan's string arena.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -213,6 +245,17 @@ impl Plan {
 
     pub fn count(&self, action: Action) -> usize {
         self.entries.iter().filter(|e| e.action == action).count()
+    }
+
+    /// Every action's count and the flagged rows, in one pass over the
+    /// rows (a pass per count took ~4 ms each for 1M rows: `strace -tt`).
+    pub fn tally(&self) -> Tally {
+        let mut t = Tally::default();
+        for e in &self.entries {
+            t.by_action[e.action.index()] += 1;
+            t.flagged += usize::from(e.code.is_some() && e.action != Action::Reject);
+        }
+        t
     }
 
     /// Row `i` of the plan (rows of records first, in file order; then the
@@ -1411,5 +1454,37 @@ fn reject_duplicates(
             shown.join(", ")
         );
         plan.set(*i as usize, Action::Reject, Some(code), message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one-pass tally counts what the rows say: each action, and the
+    /// applied rows carrying a code (the fixture has creates, unchanged,
+    /// rejects, and applied rows flagged `unknown_reference`).
+    #[test]
+    fn the_tally_counts_the_rows() {
+        let profile = Profile::preset("lucca-360learning").unwrap();
+        let input = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/lucca-360learning/input.csv"
+        ))
+        .unwrap();
+        let plan = check(&profile, &input[..], Date::new(2026, 11, 21).unwrap()).unwrap();
+        let tally = plan.tally();
+        for action in Action::ALL {
+            let rows = plan.rows().filter(|r| r.action == action).count();
+            assert_eq!(tally.count(action), rows, "{action:?}");
+            assert_eq!(Action::ALL[action.index()], action);
+        }
+        let flagged = plan
+            .rows()
+            .filter(|r| r.code.is_some() && r.action != Action::Reject)
+            .count();
+        assert_eq!(tally.flagged, flagged);
+        assert!(flagged > 0 && tally.count(Action::Reject) > 0, "{tally:?}");
+        assert_eq!(tally.is_clean(), plan.is_clean());
     }
 }

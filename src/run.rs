@@ -625,11 +625,12 @@ fn process_file(
         &staged,
     )?;
     tracing::debug!(ms = ms(), "run: results written, file moved");
+    let tally = plan.tally();
     let status = if unavailable {
         FileStatus::SinkUnavailable
     } else if verdict.held() {
         FileStatus::Refused
-    } else if plan.is_clean()
+    } else if tally.is_clean()
         && lines
             .iter()
             .all(|l| l.code.is_none() && l.outcome != Outcome::Failed)
@@ -640,7 +641,7 @@ fn process_file(
     };
     let mut text = format!("{} records", plan.records);
     for a in Action::ALL {
-        let n = plan.count(a);
+        let n = tally.count(a);
         if n > 0 {
             text.push_str(&format!(", {n} {}", a.as_str()));
         }
@@ -654,7 +655,7 @@ fn process_file(
         results: Some(source.location(&format!("{name}{suffix}.results.csv"))),
         summary: text,
         records: plan.records,
-        counts: Action::ALL.map(|a| plan.count(a)),
+        counts: tally.by_action,
     })
 }
 
