@@ -118,6 +118,18 @@ pub(crate) fn prefetch<T: ?Sized>(r: &T) {
     let _ = r;
 }
 
+/// [`prefetch`] of the text at `start` of `arena`. Not of a `&str` sliced
+/// out of it: slicing a `str` checks that both ends are on character
+/// boundaries, which reads the bytes there, and the hint became a load
+/// that waited for memory (73 % of the prior's prefetch samples on that
+/// check, `perf annotate`).
+#[inline(always)]
+pub(crate) fn prefetch_text(arena: &str, start: u32) {
+    if let Some(b) = arena.as_bytes().get(start as usize) {
+        prefetch(b);
+    }
+}
+
 /// What the last applied state says about one key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PriorEntry {
@@ -502,7 +514,7 @@ impl Prior for MemoryPrior {
         if let Some(s) = self.slots.get(slot as usize) {
             match key {
                 false => prefetch(s),
-                true => prefetch(self.slot_key(s)),
+                true => prefetch_text(&self.arena, s.start),
             }
         }
     }
