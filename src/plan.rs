@@ -741,7 +741,7 @@ impl Prior for PlanPrior {
         if let Some(e) = self.plan.entries.get(slot as usize) {
             match key {
                 false => crate::diff::prefetch(e),
-                true => crate::diff::prefetch_text(&self.plan.arena, e.key.start),
+                true => crate::diff::prefetch_text(&self.plan.arena, e.key.start, e.key.len),
             }
         }
     }
