@@ -740,7 +740,7 @@ impl Prior for PlanPrior {
     fn prefetch(&self, slot: u32, key: bool) {
         if let Some(e) = self.plan.entries.get(slot as usize) {
             match key {
-                false => crate::diff::prefetch(e),
+                false => crate::diff::prefetch_both_ends(e),
                 true => crate::diff::prefetch_text(&self.plan.arena, e.key.start, e.key.len),
             }
         }

@@ -118,6 +118,25 @@ pub(crate) fn prefetch<T: ?Sized>(r: &T) {
     let _ = r;
 }
 
+/// [`prefetch`] of the whole of `*r` when it may straddle two cache lines
+/// (a 48-byte plan entry does two times in three): its first and last
+/// bytes' lines.
+#[inline(always)]
+pub(crate) fn prefetch_both_ends<T>(r: &T) {
+    prefetch(r);
+    let last = (r as *const T)
+        .cast::<u8>()
+        .wrapping_add(std::mem::size_of::<T>().max(1) - 1);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: as for `prefetch`; the address is inside `*r`.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(last.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = last;
+}
+
 /// [`prefetch`] of the text `start..start + len` of `arena` (its first and
 /// last bytes' cache lines: a key may straddle two). Not of a `&str` sliced
 /// out of it: slicing a `str` checks that both ends are on character
