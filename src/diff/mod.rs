@@ -107,15 +107,21 @@ pub(crate) fn sort_by_hash<T: Copy + Ord + Send>(v: &mut [T], hash: impl Fn(&T) 
 /// they will read a few iterations ahead.
 #[inline(always)]
 pub(crate) fn prefetch<T: ?Sized>(r: &T) {
+    prefetch_at((r as *const T).cast());
+}
+
+/// The hint of [`prefetch`] for the cache line of `p`, which is never read.
+#[inline(always)]
+fn prefetch_at(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch has no effect visible to the program and cannot
-    // fault; the pointer comes from a live reference anyway.
+    // fault, whatever the address; callers pass addresses inside live data.
     unsafe {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>((r as *const T).cast());
+        _mm_prefetch::<_MM_HINT_T0>(p.cast());
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = r;
+    let _ = p;
 }
 
 /// [`prefetch`] of the whole of `*r` when it may straddle two cache lines
@@ -123,18 +129,9 @@ pub(crate) fn prefetch<T: ?Sized>(r: &T) {
 /// bytes' lines.
 #[inline(always)]
 pub(crate) fn prefetch_both_ends<T>(r: &T) {
-    prefetch(r);
-    let last = (r as *const T)
-        .cast::<u8>()
-        .wrapping_add(std::mem::size_of::<T>().max(1) - 1);
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: as for `prefetch`; the address is inside `*r`.
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(last.cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = last;
+    let first = (r as *const T).cast::<u8>();
+    prefetch_at(first);
+    prefetch_at(first.wrapping_add(std::mem::size_of::<T>().max(1) - 1));
 }
 
 /// [`prefetch`] of the text `start..start + len` of `arena` (its first and
