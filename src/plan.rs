@@ -59,16 +59,10 @@ impl Action {
         Action::Reject,
     ];
 
-    /// The action's place in [`Action::ALL`].
+    /// The action's place in [`Action::ALL`] (which lists them in the
+    /// order they are declared: checked when compiling, below).
     pub fn index(self) -> usize {
-        match self {
-            Action::Create => 0,
-            Action::Update => 1,
-            Action::Unchanged => 2,
-            Action::Deactivate => 3,
-            Action::Delete => 4,
-            Action::Reject => 5,
-        }
+        self as usize
     }
 
     pub fn as_str(self) -> &'static str {
@@ -82,6 +76,17 @@ impl Action {
         }
     }
 }
+
+const _: () = {
+    let mut i = 0;
+    while i < Action::ALL.len() {
+        assert!(
+            Action::ALL[i] as usize == i,
+            "Action::ALL out of declaration order"
+        );
+        i += 1;
+    }
+};
 
 pub use crate::snapshot::FileError;
 
