@@ -166,7 +166,8 @@ mod tests {
     proptest! {
         /// The quick test says what a byte-by-byte look at the field says:
         /// delimiters and quotes of the presets and any byte, fields of
-        /// bytes around them (just above, equal, just below) and any byte.
+        /// those bytes, the byte just above the delimiter, line breaks, `-`
+        /// and any byte.
         #[test]
         fn has_special_is_the_plain_test(
             delimiter in prop_oneof![Just(b','), Just(b';'), Just(b'\t'), Just(b'|'), any::<u8>()],

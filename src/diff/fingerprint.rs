@@ -41,8 +41,6 @@ pub struct Fingerprinter {
     /// In canonical order: each name and a NUL, as the fingerprint takes
     /// it, padded with zeros to at least [`NAME_PAD`] bytes.
     names0: Vec<(Vec<u8>, usize)>,
-    /// The length of every name and its NUL, summed.
-    names_len: usize,
     lists: Vec<bool>,
     keep_empty: bool,
     buf: Vec<u8>,
@@ -76,7 +74,6 @@ impl Fingerprinter {
             })
             .collect();
         Fingerprinter {
-            names_len: names0.iter().map(|n| n.1).sum(),
             names0,
             names,
             lists,
@@ -119,18 +116,14 @@ impl Fingerprinter {
     pub fn fingerprint(&mut self, row: &MappedRow) -> u128 {
         let text = row.text.as_bytes();
         let sep = row.list_separator as u8;
-        // Per field at most its name, its value or an 8-byte sum, a NUL;
-        // then room for the widest fixed copy. (Cells may share text: the
-        // room is checked again for each field.)
+        // Room for a field: its name, its value or an 8-byte sum, a NUL,
+        // then the widest fixed copy's overhang. (The buffer keeps its size
+        // from row to row: it grows in the first rows only.)
         const PAD: usize = if NAME_PAD > VALUE_PAD {
             NAME_PAD
         } else {
             VALUE_PAD
         };
-        let bound = self.names_len + text.len() + 9 * self.order.len() + PAD;
-        if self.buf.len() < bound {
-            self.buf.resize(bound, 0);
-        }
         let buf = &mut self.buf;
         let mut at = 0;
         for (&slot, (name0, name_len)) in self.order.iter().zip(&self.names0) {

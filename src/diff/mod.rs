@@ -129,9 +129,14 @@ fn prefetch_at(p: *const u8) {
 /// bytes' lines.
 #[inline(always)]
 pub(crate) fn prefetch_both_ends<T>(r: &T) {
-    let first = (r as *const T).cast::<u8>();
+    prefetch_span((r as *const T).cast(), std::mem::size_of::<T>());
+}
+
+/// The hints for the first and the last byte of `len` bytes at `first`.
+#[inline(always)]
+fn prefetch_span(first: *const u8, len: usize) {
     prefetch_at(first);
-    prefetch_at(first.wrapping_add(std::mem::size_of::<T>().max(1) - 1));
+    prefetch_at(first.wrapping_add(len.max(1) - 1));
 }
 
 /// [`prefetch`] of the text `start..start + len` of `arena` (its first and
@@ -142,12 +147,8 @@ pub(crate) fn prefetch_both_ends<T>(r: &T) {
 /// check, `perf annotate`).
 #[inline(always)]
 pub(crate) fn prefetch_text(arena: &str, start: u32, len: u32) {
-    let bytes = arena.as_bytes();
-    if let Some(b) = bytes.get(start as usize) {
-        prefetch(b);
-    }
-    if let Some(b) = bytes.get((start as usize + len as usize).saturating_sub(1)) {
-        prefetch(b);
+    if let Some(b) = arena.as_bytes().get(start as usize) {
+        prefetch_span(b, len as usize);
     }
 }
 
