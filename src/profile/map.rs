@@ -284,16 +284,37 @@ impl Profile {
     /// Maps one record into `row` through `layout`. On `Err`, `row` still
     /// carries the key as read when it could be read.
     pub fn map(&self, rec: &Record, layout: &Layout, row: &mut MappedRow) -> Result<(), RowIssue> {
+        self.map_with(rec, layout, row, true)
+    }
+
+    /// [`Profile::map`]; without `fast`, every cell goes the field-by-field
+    /// way (the oracle of the fast loop in the tests).
+    #[inline(always)]
+    fn map_with(
+        &self,
+        rec: &Record,
+        layout: &Layout,
+        row: &mut MappedRow,
+        fast: bool,
+    ) -> Result<(), RowIssue> {
         row.clear(self.slots.len());
         row.list_separator = self.list_separator as char;
-        // When the record is valid UTF-8 (one check for all of it), `text`
-        // starts with a copy of it and plain values are ranges of that copy.
-        let whole = match rec.as_str() {
-            Some(all) => {
-                row.text.push_str(all);
-                true
+        // When the record is valid UTF-8 (one check for all of it, none
+        // when the reader saw it is ASCII), `text` starts with a copy of it
+        // and plain values are ranges of that copy.
+        let whole = if rec.is_plain_ascii() {
+            // SAFETY: ASCII bytes are valid UTF-8.
+            row.text
+                .push_str(unsafe { std::str::from_utf8_unchecked(rec.as_bytes()) });
+            true
+        } else {
+            match rec.as_str() {
+                Some(all) => {
+                    row.text.push_str(all);
+                    true
+                }
+                None => false,
             }
-            None => false,
         };
         let bytes = rec.as_bytes();
         let (bounds, quoted) = (&rec.bounds[..], &rec.quoted[..]);
@@ -366,41 +387,26 @@ impl Profile {
         }
         // Decode every used cell; note the first required one that is empty.
         let mut first_missing = None;
-        for &slot in &layout.order {
-            let Some(col) = layout.column_of_slot[slot] else {
-                continue;
-            };
-            let (start, end) = range_of(col);
-            if start == end {
-                row.cells[slot] = Cell::Empty;
-                if self.is_required[slot] && first_missing.is_none() {
-                    first_missing = Some(slot);
+        if fast && whole && rec.len() == layout.fields && !(self.trim && rec.has_blank_edge()) {
+            // Every column is there, and no cell has blanks to trim (a
+            // quoted one is never trimmed): cells are the fields' ranges.
+            for step in &layout.steps {
+                let (start, end) = bounds[step.col as usize];
+                let slot = step.slot as usize;
+                if start == end {
+                    row.cells[slot] = Cell::Empty;
+                    if step.required && first_missing.is_none() {
+                        first_missing = Some(slot);
+                    }
+                } else {
+                    row.cells[slot] = Cell::Value {
+                        start: start as u32,
+                        end: end as u32,
+                    };
                 }
-                continue;
             }
-            if whole {
-                row.cells[slot] = Cell::Value {
-                    start: start as u32,
-                    end: end as u32,
-                };
-                continue;
-            }
-            let raw = &bytes[start..end];
-            row.cells[slot] = match std::str::from_utf8(raw) {
-                Ok(s) => row.push(s),
-                Err(e) if !self.windows_1252 => {
-                    return Err(issue(
-                        Code::InvalidUtf8,
-                        Some(col),
-                        format!("not valid UTF-8 at byte {} of the field", e.valid_up_to()),
-                    ))
-                }
-                Err(_) => {
-                    let (decoded, _) = encoding_rs::WINDOWS_1252.decode_without_bom_handling(raw);
-                    row.decoded_column.get_or_insert(col);
-                    row.push(&decoded)
-                }
-            };
+        } else {
+            self.decode_cells(rec, layout, row, whole, &range_of, &mut first_missing)?;
         }
         if let Some(slot) = first_missing {
             return Err(self.missing(slot, layout));
@@ -428,6 +434,56 @@ impl Profile {
         // Value checks and normalisation, in column order.
         for &slot in &layout.checked {
             self.check_value(slot, layout, row)?;
+        }
+        Ok(())
+    }
+
+    /// The cells of a record the fast loop of [`Profile::map`] does not
+    /// take: trimmed, decoded field by field when the record as a whole is
+    /// not UTF-8 (with the windows-1252 fallback when configured).
+    fn decode_cells(
+        &self,
+        rec: &Record,
+        layout: &Layout,
+        row: &mut MappedRow,
+        whole: bool,
+        range_of: &impl Fn(usize) -> (usize, usize),
+        first_missing: &mut Option<usize>,
+    ) -> Result<(), RowIssue> {
+        let bytes = rec.as_bytes();
+        for step in &layout.steps {
+            let (slot, col) = (step.slot as usize, step.col as usize);
+            let (start, end) = range_of(col);
+            if start == end {
+                row.cells[slot] = Cell::Empty;
+                if step.required && first_missing.is_none() {
+                    *first_missing = Some(slot);
+                }
+                continue;
+            }
+            if whole {
+                row.cells[slot] = Cell::Value {
+                    start: start as u32,
+                    end: end as u32,
+                };
+                continue;
+            }
+            let raw = &bytes[start..end];
+            row.cells[slot] = match std::str::from_utf8(raw) {
+                Ok(s) => row.push(s),
+                Err(e) if !self.windows_1252 => {
+                    return Err(issue(
+                        Code::InvalidUtf8,
+                        Some(col),
+                        format!("not valid UTF-8 at byte {} of the field", e.valid_up_to()),
+                    ))
+                }
+                Err(_) => {
+                    let (decoded, _) = encoding_rs::WINDOWS_1252.decode_without_bom_handling(raw);
+                    row.decoded_column.get_or_insert(col);
+                    row.push(&decoded)
+                }
+            };
         }
         Ok(())
     }
@@ -724,6 +780,109 @@ mod status_tests {
             // Lists are lower-cased when the profile is read.
             let list: Vec<String> = list.iter().map(|s| s.to_lowercase()).collect();
             prop_assert_eq!(super::status_in(&list, &v), oracle(&list, &v), "{:?} in {:?}", v, list);
+        }
+    }
+}
+
+#[cfg(test)]
+mod fast_path_tests {
+    use crate::profile::{MappedRow, Profile, PRESETS};
+    use crate::reader::{Record, SnapshotReader};
+    use proptest::prelude::*;
+
+    /// Cells HR files hold, and the ones that go wrong: blanks at the
+    /// edges, accents, quotes, bad e-mails and dates, list oddities.
+    fn cell() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            Just(" ".to_string()),
+            "[a-c]{1,4}",
+            "[ \t]?[a-cé]{1,4}[ \t]?",
+            "[a-c]{1,3}@[a-c]{1,3}\\.[a-c]{2}",
+            "[A-C]{1,3}@[a-c]{1,3}\\.[a-c]{2}",
+            "[a-c@.]{1,8}",
+            "(19|20)[0-9]{2}-[01][0-9]-[0-3][0-9]",
+            "[0-3][0-9]/[01][0-9]/20[0-9]{2}",
+            "(Active|inactive|ACTIVE|yes|0|1|maybe)",
+            "[a-c]{1,2}([,;] ?[a-c]{1,2}){0,3},?",
+            "\"[a-c;, ]{0,4}\"",
+            "\"[a-c]{0,2}\"\"[a-c]{0,2}\"",
+        ]
+    }
+
+    /// A preset and rows for it: most with its number of columns, some
+    /// with one more or one less.
+    fn file() -> impl Strategy<Value = (String, Vec<Vec<String>>)> {
+        let names: Vec<String> = PRESETS.iter().map(|(n, _)| n.to_string()).collect();
+        proptest::sample::select(names).prop_flat_map(|name| {
+            let columns = Profile::preset(&name).unwrap().columns;
+            let width = prop_oneof![
+                6 => Just(columns),
+                1 => Just(columns + 1),
+                1 => Just(columns.saturating_sub(1)),
+            ];
+            let row = width.prop_flat_map(|n| proptest::collection::vec(cell(), n));
+            (Just(name), proptest::collection::vec(row, 1..6))
+        })
+    }
+
+    /// What mapping a record gave, for comparing.
+    fn mapped(
+        profile: &Profile,
+        rec: &Record,
+        layout: &crate::profile::Layout,
+        fast: bool,
+    ) -> String {
+        let mut row = MappedRow::new();
+        let result = profile.map_with(rec, layout, &mut row, fast);
+        let values: Vec<Option<&str>> = (0..profile.slots.len()).map(|s| row.get(s)).collect();
+        format!(
+            "{result:?} {values:?} {:?} {:?} {:?}",
+            row.cells
+                .iter()
+                .map(|c| matches!(c, super::Cell::Empty))
+                .collect::<Vec<_>>(),
+            row.key_as_read(),
+            row.decoded_column
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+        /// A record mapped with what the reader's scan found about it maps
+        /// as it does without (the field-by-field path, which trims and
+        /// validates every cell).
+        #[test]
+        fn the_fast_path_maps_as_the_general_one((preset, rows) in file()) {
+            let profile = Profile::preset(&preset).unwrap();
+            let delimiter = [b',', b';'][usize::from(preset.starts_with("winningtemp"))] as char;
+            let text: String = rows
+                .iter()
+                .map(|r| r.join(&delimiter.to_string()) + "\n")
+                .collect();
+            let header = match profile.header {
+                crate::profile::HeaderMode::None => None,
+                _ => {
+                    let names: Vec<&str> = profile.slots.iter().map(|s| s.display_name.as_str()).collect();
+                    Some(names.join(&delimiter.to_string()) + "\n")
+                }
+            };
+            let input = header.clone().unwrap_or_default() + &text;
+            let mut reader = SnapshotReader::new(input.as_bytes(), profile.reader_options(input.as_bytes()));
+            let mut rec = Record::new();
+            let layout = if header.is_some() {
+                reader.read_record(&mut rec).unwrap();
+                profile.layout(Some(&rec)).unwrap()
+            } else {
+                profile.layout(None).unwrap()
+            };
+            while reader.read_record(&mut rec).unwrap() {
+                // The general way, without what the scan found.
+                let mut plain = rec.clone();
+                plain.flags = 0;
+                let general = mapped(&profile, &plain, &layout, false);
+                prop_assert_eq!(mapped(&profile, &rec, &layout, true), general, "{:?}", input);
+            }
         }
     }
 }

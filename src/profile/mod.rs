@@ -172,6 +172,35 @@ pub struct Layout {
     pub column_names: Vec<String>,
     /// Whether the first record is a header line.
     pub has_header: bool,
+    /// `order` as the row loop reads it: per slot in column order, its
+    /// column and whether it is required.
+    pub(crate) steps: Vec<Step>,
+}
+
+/// One slot of [`Layout::steps`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Step {
+    pub slot: u32,
+    pub col: u32,
+    pub required: bool,
+}
+
+impl Layout {
+    fn with_steps(mut self, profile: &Profile) -> Layout {
+        self.steps = self
+            .order
+            .iter()
+            .filter_map(|&slot| {
+                let col = self.column_of_slot[slot]?;
+                Some(Step {
+                    slot: slot as u32,
+                    col: col as u32,
+                    required: profile.is_required[slot],
+                })
+            })
+            .collect();
+        self
+    }
 }
 
 fn normalise_name(s: &str) -> String {
@@ -465,13 +494,17 @@ impl Profile {
             }
             names
         };
-        let by_position = |has_header: bool| Layout {
-            column_of_slot: self.slots.iter().map(|s| Some(s.position)).collect(),
-            order: (0..self.slots.len()).collect(),
-            checked: self.checked_slots(0..self.slots.len()),
-            fields: self.columns,
-            column_names: configured_names(),
-            has_header,
+        let by_position = |has_header: bool| {
+            Layout {
+                column_of_slot: self.slots.iter().map(|s| Some(s.position)).collect(),
+                order: (0..self.slots.len()).collect(),
+                checked: self.checked_slots(0..self.slots.len()),
+                fields: self.columns,
+                column_names: configured_names(),
+                has_header,
+                steps: Vec::new(),
+            }
+            .with_steps(self)
         };
         let header = match (self.header, header) {
             (HeaderMode::None, _) => return Ok(by_position(false)),
@@ -553,7 +586,9 @@ impl Profile {
             fields: names.len(),
             column_names: names,
             has_header: true,
-        })
+            steps: Vec::new(),
+        }
+        .with_steps(self))
     }
 
     fn checked_slots(&self, order: impl Iterator<Item = usize>) -> Vec<usize> {

@@ -20,6 +20,7 @@
 
 pub(crate) mod chunked;
 mod record;
+mod scan;
 
 pub use chunked::{read_chunked, ChunkOptions, Offset, Piece};
 pub use record::{Position, Record, RecordProblem};
@@ -191,31 +192,37 @@ impl<R: Read> SnapshotReader<R> {
         }
         loop {
             let avail = &self.buf[self.pos..self.end];
-            // One scan finds the line end or, first, a quote.
-            let mut has_quote = false;
-            let mut found = memchr::memchr3(b'\n', b'\r', self.opts.quote, avail);
-            if let Some(q) = found.filter(|&q| avail[q] == self.opts.quote) {
-                has_quote = true;
-                found = memchr2(b'\n', b'\r', &avail[q..]).map(|i| q + i);
+            if avail.is_empty() && self.eof {
+                self.done = true;
+                return Ok(false);
             }
+            // One pass finds the line's end and, for a line without quotes,
+            // its fields and flags; a quote sends the line to the quoting rules.
+            let (opts, eof) = (&self.opts, self.eof);
+            let scanned = scan::scan_line(avail, opts.delimiter, opts.quote, eof, &mut rec.bounds);
+            let (has_quote, found, flags) = match scanned {
+                scan::LineScan::Plain { len, flags } => {
+                    (false, (len < avail.len()).then_some(len), flags)
+                }
+                scan::LineScan::Quote { at } => {
+                    (true, memchr2(b'\n', b'\r', &avail[at..]).map(|i| at + i), 0)
+                }
+                scan::LineScan::Open => (false, None, 0),
+            };
             let (line_len, term_len) = match found {
                 Some(i) => {
                     if avail[i] == b'\r' && i + 1 == avail.len() && !self.eof {
                         // A CR at the end of the buffer: is it CRLF?
+                        rec.bounds.clear();
                         self.fill()?;
                         continue;
                     }
                     let crlf = avail[i] == b'\r' && avail.get(i + 1) == Some(&b'\n');
                     (i, 1 + crlf as usize)
                 }
-                None if self.eof => {
-                    if avail.is_empty() {
-                        self.done = true;
-                        return Ok(false);
-                    }
-                    (avail.len(), 0)
-                }
+                None if self.eof => (avail.len(), 0),
                 None => {
+                    rec.bounds.clear();
                     if avail.len() >= self.opts.max_record_bytes {
                         return self.read_slow(rec);
                     }
@@ -226,10 +233,12 @@ impl<R: Read> SnapshotReader<R> {
             if line_len > self.opts.max_record_bytes {
                 // Too large, however much of it the buffer holds: csv-core
                 // reads it and keeps the fields before the limit.
+                rec.bounds.clear();
                 return self.read_slow(rec);
             }
             let line = &avail[..line_len];
             if is_blank(line) {
+                rec.bounds.clear();
                 self.pos += line_len + term_len;
                 self.line += 1;
                 continue;
@@ -246,7 +255,12 @@ impl<R: Read> SnapshotReader<R> {
                     return self.read_slow(rec);
                 }
             } else {
-                split_line(line, self.opts.delimiter, rec);
+                // The scan pushed the fields' bounds: the line is copied
+                // once, and they are ranges of the copy.
+                rec.bytes[..line_len].copy_from_slice(line);
+                rec.len = line_len;
+                rec.quoted.resize(rec.bounds.len(), false);
+                rec.flags = flags | record::SCANNED;
             }
             rec.position = Position {
                 byte: self.base + self.pos as u64,
@@ -578,28 +592,6 @@ impl Drop for Core {
     }
 }
 
-/// Splits a line without quotes on the delimiter into `rec`: the line is
-/// copied once and its fields are ranges of the copy.
-#[inline]
-fn split_line(line: &[u8], delimiter: u8, rec: &mut Record) {
-    rec.bytes[..line.len()].copy_from_slice(line);
-    rec.len = line.len();
-    let mut from = 0;
-    for_each_byte(line, delimiter, |i| {
-        rec.bounds.push((from, i));
-        from = i + 1;
-    });
-    rec.bounds.push((from, line.len()));
-    rec.quoted.resize(rec.bounds.len(), false);
-}
-
-/// Calls `f` with the index of every `needle` in `hay`, in order: the
-/// one-needle [`for_each_byte2`] (inlined, its two compares fold into one).
-#[inline]
-pub(crate) fn for_each_byte(hay: &[u8], needle: u8, f: impl FnMut(usize)) {
-    for_each_byte2(hay, needle, needle, f)
-}
-
 /// Calls `f` with the index of every `a` or `b` in `hay`, in order.
 ///
 /// HR lines hold a delimiter every few bytes, where one `memchr` call per
@@ -614,7 +606,7 @@ fn for_each_byte2(hay: &[u8], a: u8, b: u8, mut f: impl FnMut(usize)) {
             __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
             _mm_set1_epi8,
         };
-        // SAFETY: as in `for_each_byte`: SSE2 is baseline on x86_64 and each
+        // SAFETY: SSE2 is baseline on x86_64 and each
         // load reads 16 bytes at `i` with `i + 16 <= hay.len()`.
         unsafe {
             let (na, nb) = (_mm_set1_epi8(a as i8), _mm_set1_epi8(b as i8));

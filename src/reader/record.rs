@@ -2,6 +2,10 @@
 
 use std::fmt;
 
+/// [`Record`] flags: the record was read by the plain-line scan (the other
+/// flags are its findings).
+pub(crate) const SCANNED: u8 = 0x80;
+
 /// Where a record (or a problem) starts in its input.
 ///
 /// `byte` counts from the first byte of the input (a byte-order mark counts),
@@ -51,6 +55,10 @@ pub struct Record {
     pub(crate) quoted: Vec<bool>,
     pub(crate) position: Position,
     pub(crate) problem: Option<RecordProblem>,
+    /// What the reader's scan of a line without quotes found
+    /// ([`Record::is_plain_ascii`], [`Record::has_blank_edge`]); 0 when the
+    /// record was read another way.
+    pub(crate) flags: u8,
     /// Scratch for the reader: where a quoted line's delimiters and quotes are.
     pub(crate) marks: Vec<u32>,
 }
@@ -123,7 +131,23 @@ impl Record {
         (0..self.len()).map(move |i| self.get(i).unwrap_or_default())
     }
 
+    /// Whether the record was read by the plain-line scan and is ASCII
+    /// throughout (so valid UTF-8, with every field on a character
+    /// boundary). `false` says nothing.
+    #[inline]
+    pub fn is_plain_ascii(&self) -> bool {
+        self.flags & (SCANNED | super::scan::ASCII) == SCANNED | super::scan::ASCII
+    }
+
+    /// Whether some field may start or end with a space or a tab: `false`
+    /// only when the plain-line scan saw that none does.
+    #[inline]
+    pub fn has_blank_edge(&self) -> bool {
+        self.flags & (SCANNED | super::scan::NO_BLANK_EDGE) != SCANNED | super::scan::NO_BLANK_EDGE
+    }
+
     pub(crate) fn clear(&mut self) {
+        self.flags = 0;
         self.len = 0;
         self.bounds.clear();
         self.quoted.clear();
