@@ -789,7 +789,7 @@ pub fn check_with_progress<R: Read>(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Plan, FileError> {
     let opts = ReadOptions {
-        no_fingerprints: true,
+        fingerprints: Fingerprints::Skip,
         ..ReadOptions::default()
     };
     let mut plan = read_with(profile, input, today, opts, progress)?;
@@ -826,14 +826,30 @@ pub struct ReadOptions<'a> {
     pub size_hint: Option<u64>,
     /// What list fields refer to.
     pub refs: ListRefs<'a>,
-    /// Skip fingerprints: the plan will only be compared with an empty
-    /// prior (`muster check`), where they are never looked at.
-    pub no_fingerprints: bool,
+    /// What stands for each row's fingerprint.
+    pub fingerprints: Fingerprints,
     /// How the file is cut into pieces read in parallel.
     pub chunks: ChunkOptions,
     /// Read on this thread alone, in one pass (for callers that read
     /// several files at once: `muster diff`).
     pub serial: bool,
+}
+
+/// What a plan keeps as each row's fingerprint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Fingerprints {
+    /// The fingerprint of the normalised row ([`Fingerprinter::fingerprint`]):
+    /// what the store keeps.
+    #[default]
+    Normalised,
+    /// The hash of the record as read ([`Record::content_hash`]), for a plan
+    /// compared with one read alike from a file of the same layout (`muster
+    /// diff`): equal hashes mean equal rows, and rows whose hashes differ
+    /// are settled by their fields.
+    Record,
+    /// None: the plan will only be compared with an empty prior (`muster
+    /// check`), where they are never looked at.
+    Skip,
 }
 
 /// [`read_with`] without list references.
@@ -900,7 +916,7 @@ pub fn read_with<R: Read>(
         opts: &opts,
     };
     let mut part = Part::new(profile, opts.size_hint);
-    let (mut plan, emails) = if opts.serial {
+    let (plan, emails) = if opts.serial {
         let mut scratch = Scratch::new(&fingerprinter);
         while snapshot.read_record(&mut scratch.rec)? {
             reading.row(&mut scratch, &mut part);
@@ -917,20 +933,35 @@ pub fn read_with<R: Read>(
         read_pieces(snapshot, &reading, &fingerprinter, part, progress)?
     };
     tracing::debug!(records = plan.records, bytes = plan.bytes, profile = %profile.name, "file read");
+    Ok(settle(profile, plan, emails))
+}
+
+/// The end of reading a file: sorts its key and e-mail indexes (at once,
+/// on the pool) and rejects the rows whose key or e-mail another row has.
+fn settle(profile: &Profile, mut plan: Plan, mut emails: EmailIndex) -> Plan {
     let key_name = profile.slots[profile.key_slot].field.name();
-    sort_index(&mut plan.keys);
+    // The keys and the e-mails are sorted at once, on the pool.
+    let mut keys = std::mem::take(&mut plan.keys);
     let fold_keys = plan.key_is_email;
-    let dup_keys = duplicates(&plan.keys, |a, b| {
-        same_key(
-            fold_keys,
-            plan.str(plan.entries[a as usize].key),
-            plan.str(plan.entries[b as usize].key),
-        )
-    });
-    let dup_keys: Vec<(u32, String)> = dup_keys
-        .into_iter()
-        .map(|i| (i, plan.str(plan.entries[i as usize].key).to_string()))
-        .collect();
+    let (dup_keys, dup_emails) = rayon::join(
+        || {
+            sort_index(&mut keys);
+            let dup_keys = duplicates(&keys, |a, b| {
+                same_key(
+                    fold_keys,
+                    plan.str(plan.entries[a as usize].key),
+                    plan.str(plan.entries[b as usize].key),
+                )
+            });
+            let dup_keys: Vec<(u32, String)> = dup_keys
+                .into_iter()
+                .map(|i| (i, plan.str(plan.entries[i as usize].key).to_string()))
+                .collect();
+            dup_keys
+        },
+        || emails.duplicates(),
+    );
+    plan.keys = keys;
     reject_duplicates(
         &mut plan,
         dup_keys,
@@ -938,7 +969,6 @@ pub fn read_with<R: Read>(
         key_name,
         (fold_keys, true),
     );
-    let dup_emails = emails.duplicates();
     reject_duplicates(
         &mut plan,
         dup_emails,
@@ -946,7 +976,7 @@ pub fn read_with<R: Read>(
         "email",
         (true, false),
     );
-    Ok(plan)
+    plan
 }
 
 /// The first phase's reading on the pool: pieces of the file are mapped
@@ -1066,10 +1096,10 @@ impl RowReader<'_> {
         let mapped = result.is_ok();
         let message = match result {
             Ok(()) => {
-                let fp = if opts.no_fingerprints {
-                    0
-                } else {
-                    fingerprinter.fingerprint(row)
+                let fp = match opts.fingerprints {
+                    Fingerprints::Normalised => fingerprinter.fingerprint(row),
+                    Fingerprints::Record => rec.content_hash(),
+                    Fingerprints::Skip => 0,
                 };
                 entry.fingerprint = [fp as u64, (fp >> 64) as u64];
                 entry.action = Action::Create;
@@ -1386,8 +1416,9 @@ impl EmailIndex {
         self.entries.push(([h as u64, (h >> 64) as u64], row));
     }
 
-    /// Every row whose e-mail another row has, with a name for its group.
-    fn duplicates(mut self) -> Vec<(u32, String)> {
+    /// Every row whose e-mail another row has, with a name for its group
+    /// (the entries are left sorted by hash).
+    fn duplicates(&mut self) -> Vec<(u32, String)> {
         crate::diff::sort_by_hash(&mut self.entries, |e| e.0[0]);
         let mut dups = Vec::new();
         for run in self

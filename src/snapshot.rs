@@ -57,6 +57,15 @@ impl<R: Read> Snapshot<R> {
         &self.layout
     }
 
+    /// Whether a record of `other` maps as the same record of this file
+    /// would: both are read with the same options (delimiter, quoting) and
+    /// name the same columns for the same fields.
+    pub fn reads_like<S: Read>(&self, other: &Snapshot<S>) -> bool {
+        self.reader.options() == other.reader.options()
+            && self.layout.column_of_slot == other.layout.column_of_slot
+            && self.layout.fields == other.layout.fields
+    }
+
     /// The next record after the header; `Ok(false)` at the end.
     #[inline]
     pub fn read_record(&mut self, rec: &mut Record) -> Result<bool, FileError> {

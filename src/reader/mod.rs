@@ -30,7 +30,7 @@ use std::io::{self, Read};
 use memchr::{memchr, memchr2};
 
 /// How to read a delimited file.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReaderOptions {
     pub delimiter: u8,
     pub quote: u8,
