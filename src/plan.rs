@@ -953,11 +953,10 @@ fn settle(profile: &Profile, mut plan: Plan, mut emails: EmailIndex) -> Plan {
                     plan.str(plan.entries[b as usize].key),
                 )
             });
-            let dup_keys: Vec<(u32, String)> = dup_keys
+            dup_keys
                 .into_iter()
                 .map(|i| (i, plan.str(plan.entries[i as usize].key).to_string()))
-                .collect();
-            dup_keys
+                .collect::<Vec<(u32, String)>>()
         },
         || emails.duplicates(),
     );

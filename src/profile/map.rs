@@ -390,21 +390,14 @@ impl Profile {
         if fast && whole && rec.len() == layout.fields && !(self.trim && rec.has_blank_edge()) {
             // Every column is there, and no cell has blanks to trim (a
             // quoted one is never trimmed): cells are the fields' ranges.
-            for step in &layout.steps {
-                let (start, end) = bounds[step.col as usize];
-                let slot = step.slot as usize;
-                if start == end {
-                    row.cells[slot] = Cell::Empty;
-                    if step.required && first_missing.is_none() {
-                        first_missing = Some(slot);
-                    }
-                } else {
-                    row.cells[slot] = Cell::Value {
-                        start: start as u32,
-                        end: end as u32,
-                    };
-                }
-            }
+            self.decode_cells(
+                rec,
+                layout,
+                row,
+                true,
+                &|col| bounds[col],
+                &mut first_missing,
+            )?;
         } else {
             self.decode_cells(rec, layout, row, whole, &range_of, &mut first_missing)?;
         }
@@ -438,9 +431,11 @@ impl Profile {
         Ok(())
     }
 
-    /// The cells of a record the fast loop of [`Profile::map`] does not
-    /// take: trimmed, decoded field by field when the record as a whole is
-    /// not UTF-8 (with the windows-1252 fallback when configured).
+    /// The cells of a record, each the range `range_of` gives its column:
+    /// ranges of `text` when the record as a whole is UTF-8 (`whole`), else
+    /// decoded field by field (with the windows-1252 fallback when
+    /// configured).
+    #[inline(always)]
     fn decode_cells(
         &self,
         rec: &Record,

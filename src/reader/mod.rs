@@ -191,6 +191,8 @@ impl<R: Read> SnapshotReader<R> {
             return Ok(false);
         }
         loop {
+            // What a try before this one pushed.
+            rec.bounds.clear();
             let avail = &self.buf[self.pos..self.end];
             if avail.is_empty() && self.eof {
                 self.done = true;
@@ -213,7 +215,6 @@ impl<R: Read> SnapshotReader<R> {
                 Some(i) => {
                     if avail[i] == b'\r' && i + 1 == avail.len() && !self.eof {
                         // A CR at the end of the buffer: is it CRLF?
-                        rec.bounds.clear();
                         self.fill()?;
                         continue;
                     }
@@ -222,7 +223,6 @@ impl<R: Read> SnapshotReader<R> {
                 }
                 None if self.eof => (avail.len(), 0),
                 None => {
-                    rec.bounds.clear();
                     if avail.len() >= self.opts.max_record_bytes {
                         return self.read_slow(rec);
                     }
@@ -233,12 +233,10 @@ impl<R: Read> SnapshotReader<R> {
             if line_len > self.opts.max_record_bytes {
                 // Too large, however much of it the buffer holds: csv-core
                 // reads it and keeps the fields before the limit.
-                rec.bounds.clear();
                 return self.read_slow(rec);
             }
             let line = &avail[..line_len];
             if is_blank(line) {
-                rec.bounds.clear();
                 self.pos += line_len + term_len;
                 self.line += 1;
                 continue;
@@ -251,7 +249,6 @@ impl<R: Read> SnapshotReader<R> {
                 {
                     // A quoted field runs past the line (or the quoting
                     // rules are not RFC 4180): csv-core takes the record.
-                    rec.clear();
                     return self.read_slow(rec);
                 }
             } else {
@@ -277,6 +274,8 @@ impl<R: Read> SnapshotReader<R> {
 
     /// Reads one record through csv-core, starting at `self.pos`.
     fn read_slow(&mut self, rec: &mut Record) -> Result<bool, ReadError> {
+        // Whatever the fast path had put in.
+        rec.clear();
         rec.position = Position {
             byte: self.base + self.pos as u64,
             line: self.line,

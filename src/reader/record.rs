@@ -154,16 +154,16 @@ impl Record {
     /// were read alike (`muster diff`); rows whose hashes differ are then
     /// compared field by field.
     pub fn content_hash(&self) -> u128 {
-        use xxhash_rust::xxh3::{xxh3_128_with_seed, xxh3_64_with_seed};
+        use xxhash_rust::xxh3::{xxh3_128, Xxh3};
         if self.flags & SCANNED != 0 && self.problem.is_none() {
-            return xxh3_128_with_seed(self.as_bytes(), 0);
+            return xxh3_128(self.as_bytes());
         }
-        // The layout of the bytes in a seed: never 0, the plain lines' seed.
-        let mut seed = 1u64;
+        // The bytes, then how they are cut into fields, then the problem.
+        let mut h = Xxh3::new();
+        h.update(self.as_bytes());
         for (i, &(start, end)) in self.bounds.iter().enumerate() {
             let quoted = self.is_quoted(i) as u64;
-            let b = (start as u64) << 33 | (end as u64) << 1 | quoted;
-            seed = xxh3_64_with_seed(&b.to_le_bytes(), seed);
+            h.update(&((start as u64) << 33 | (end as u64) << 1 | quoted).to_le_bytes());
         }
         let problem = match self.problem {
             None => 0u64,
@@ -171,8 +171,8 @@ impl Record {
             Some(RecordProblem::RecordTooLarge { .. }) => 2,
             Some(RecordProblem::FieldTooLarge { field, .. }) => 3 + field as u64,
         };
-        seed = xxh3_64_with_seed(&problem.to_le_bytes(), seed) | 1;
-        xxh3_128_with_seed(self.as_bytes(), seed)
+        h.update(&problem.to_le_bytes());
+        h.digest128()
     }
 
     pub(crate) fn clear(&mut self) {

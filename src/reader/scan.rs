@@ -86,7 +86,8 @@ pub(crate) fn scan_line(
 ) -> LineScan {
     #[cfg(target_arch = "x86_64")]
     {
-        if avx2() {
+        // (std caches what it detected: one load and a bit test.)
+        if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2 (checked at run time just above).
             return unsafe { scan_avx2(input, delim, quote, eof, bounds) };
         }
@@ -95,21 +96,6 @@ pub(crate) fn scan_line(
     }
     #[cfg(not(target_arch = "x86_64"))]
     scan_with(input, delim, quote, eof, bounds, word_scalar)
-}
-
-#[cfg(target_arch = "x86_64")]
-fn avx2() -> bool {
-    use std::sync::atomic::{AtomicU8, Ordering};
-    // 0: not asked yet, 1: no, 2: yes.
-    static HAS: AtomicU8 = AtomicU8::new(0);
-    match HAS.load(Ordering::Relaxed) {
-        0 => {
-            let has = std::is_x86_feature_detected!("avx2");
-            HAS.store(1 + u8::from(has), Ordering::Relaxed);
-            has
-        }
-        v => v == 2,
-    }
 }
 
 #[cfg(target_arch = "x86_64")]
