@@ -781,6 +781,9 @@ fn plan_and_send(
     let writes = (0..records)
         .filter(|&i| is_write(plan.row(i).action))
         .count();
+    if !opts.dry_run {
+        w.store.reserve_writes(kind, writes);
+    }
     let mut batch: Vec<PlannedWrite> = Vec::new();
     let mut deletions: Vec<PlannedWrite> = Vec::new();
     // Rows whose links follow in the second wave (built then from the file
@@ -1330,6 +1333,9 @@ fn children_first(deletions: &mut Vec<PlannedWrite>, store: &RedbStore) -> Resul
     Ok(())
 }
 
+/// A batch the sink answered: its acknowledgements, and its operations.
+type Applied = (Vec<Ack>, Vec<Operation>);
+
 /// Journals, sends and commits batches of writes, in a pipeline of three
 /// threads: this one builds and journals batch k+2 while a second makes
 /// batch k+1's journal records durable (its fsync) and the sink applies
@@ -1343,7 +1349,9 @@ struct Writer<'a> {
     on_write: &'a mut dyn FnMut(usize),
     wants_ids: bool,
     to_sync: Option<crossbeam_channel::Sender<(JournalSync, Vec<Operation>)>>,
-    from_sink: crossbeam_channel::Receiver<Result<Vec<Ack>, RunError>>,
+    /// Each batch's acknowledgements, with its operations handed back to be
+    /// freed here (the sink's thread is a first import's slowest stage).
+    from_sink: crossbeam_channel::Receiver<Result<Applied, RunError>>,
     /// Sent and not yet committed, oldest first: each batch's plan rows
     /// and journal records.
     in_flight: std::collections::VecDeque<(Vec<usize>, Vec<PendingOp>)>,
@@ -1383,7 +1391,10 @@ impl<'a> Writer<'a> {
         });
         scope.spawn(move || {
             for ops in batches {
-                let answer = sink.apply(&ops).map_err(RunError::from);
+                let answer = sink
+                    .apply(&ops)
+                    .map_err(RunError::from)
+                    .map(|acks| (acks, ops));
                 let failed = answer.is_err();
                 // After a failure nothing more is applied: the batches
                 // behind it stay journalled for the next run's recovery.
@@ -1490,7 +1501,7 @@ impl<'a> Writer<'a> {
             return Ok(());
         };
         // A sink error leaves the batch journalled: the next run recovers it.
-        let acks = self.from_sink.recv().map_err(|_| self.sink_stopped())??;
+        let (acks, ops) = self.from_sink.recv().map_err(|_| self.sink_stopped())??;
         let n = rows.len();
         let lines = &mut *self.lines;
         let mut acked = Vec::with_capacity(n);
@@ -1527,6 +1538,8 @@ impl<'a> Writer<'a> {
         }
         self.store.commit(&acked, &dropped)?;
         (self.on_write)(n);
+        // Freed here rather than on the sink's thread (see `from_sink`).
+        drop(ops);
         Ok(())
     }
 }

@@ -22,13 +22,11 @@ use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::{Ack, Operation, Sink, SinkError, Value};
-use crate::profile::FieldName;
 use crate::store::PendingOp;
 
 pub struct JsonlOutbox {
     path: PathBuf,
     file: File,
-    line: Vec<u8>,
 }
 
 impl JsonlOutbox {
@@ -64,7 +62,6 @@ impl JsonlOutbox {
         Ok(JsonlOutbox {
             path: path.to_path_buf(),
             file,
-            line: Vec::with_capacity(512),
         })
     }
 
@@ -76,57 +73,113 @@ impl JsonlOutbox {
     }
 }
 
-#[derive(serde::Serialize)]
-struct Line<'a> {
-    op: u64,
-    kind: crate::profile::ObjectKind,
-    action: crate::plan::Action,
-    key: &'a str,
-    fields: Fields<'a>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    invite: bool,
-}
-
-/// An operation's fields as a JSON object, keys in order (a name given
-/// twice keeps its last value), written straight from the operation.
-struct Fields<'a>(&'a [(FieldName, Value)]);
-
-impl serde::Serialize for Fields<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut order: Vec<&(FieldName, Value)> = self.0.iter().collect();
-        // Stable: of equal names, the last given comes last.
-        order.sort_by(|a, b| a.0.cmp(b.0));
+/// Appends `op` as one outbox line (without its newline): the object
+/// serde_json makes of `{op, kind, action, key, fields, invite}` (fields
+/// in name order, a name given twice keeping its last value; `invite` only
+/// when true), written by hand because serde's walk and escaper were the
+/// outbox thread's largest cost on a first import (see BENCHMARKS.md). The
+/// property test below holds it to serde_json byte for byte.
+fn write_line(out: &mut Vec<u8>, op: &Operation, order: &mut Vec<usize>) {
+    out.extend_from_slice(b"{\"op\":");
+    out.extend_from_slice(itoa::Buffer::new().format(op.op).as_bytes());
+    out.extend_from_slice(b",\"kind\":");
+    write_str(out, op.kind.as_str());
+    out.extend_from_slice(b",\"action\":");
+    write_str(out, op.action.as_str());
+    out.extend_from_slice(b",\"key\":");
+    write_str(out, &op.key);
+    out.extend_from_slice(b",\"fields\":{");
+    // Stable: of equal names, the last given comes last and wins.
+    let fields = &op.fields;
+    order.clear();
+    order.extend(0..fields.len());
+    if !fields.windows(2).all(|w| w[0].0 < w[1].0) {
+        order.sort_by(|&a, &b| fields[a].0.cmp(fields[b].0));
         order.dedup_by(|later, earlier| {
-            let same = later.0 == earlier.0;
+            let same = fields[*later].0 == fields[*earlier].0;
             if same {
                 *earlier = *later;
             }
             same
         });
-        let mut map = s.serialize_map(Some(order.len()))?;
-        for (name, value) in order {
-            map.serialize_entry(name, value)?;
-        }
-        map.end()
     }
+    for (n, &i) in order.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        let (name, value) = &fields[i];
+        write_str(out, name);
+        out.push(b':');
+        match value {
+            Value::Text(t) => write_str(out, t),
+            Value::List(items) => {
+                out.push(b'[');
+                for (k, item) in items.iter().enumerate() {
+                    if k > 0 {
+                        out.push(b',');
+                    }
+                    write_str(out, item);
+                }
+                out.push(b']');
+            }
+        }
+    }
+    out.push(b'}');
+    if op.invite {
+        out.extend_from_slice(b",\"invite\":true");
+    }
+    out.push(b'}');
+}
+
+/// Appends `s` as a JSON string, escaped as serde_json escapes: `"` and
+/// `\` with a backslash, the control characters U+0000–U+001F as `\b`,
+/// `\t`, `\n`, `\f`, `\r` or `\u00XX` (lower-case hex), every other
+/// character as it is.
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    out.push(b'"');
+    // One comparison a byte without an early exit (vector code): a string
+    // with nothing to escape, nearly every one, is copied whole.
+    let plain = !bytes.iter().fold(false, |any, &b| {
+        any | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if plain {
+        out.extend_from_slice(bytes);
+    } else {
+        let mut from = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            let escape: &[u8] = match b {
+                b'"' => b"\\\"",
+                b'\\' => b"\\\\",
+                0x08 => b"\\b",
+                b'\t' => b"\\t",
+                b'\n' => b"\\n",
+                0x0c => b"\\f",
+                b'\r' => b"\\r",
+                0..=0x1f => &[],
+                _ => continue,
+            };
+            out.extend_from_slice(&bytes[from..i]);
+            if escape.is_empty() {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.extend_from_slice(&[HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]]);
+            } else {
+                out.extend_from_slice(escape);
+            }
+            from = i + 1;
+        }
+        out.extend_from_slice(&bytes[from..]);
+    }
+    out.push(b'"');
 }
 
 impl Sink for JsonlOutbox {
     fn apply(&mut self, batch: &[Operation]) -> Result<Vec<Ack>, SinkError> {
-        let mut out = Vec::with_capacity(batch.len() * 200);
+        let mut out = Vec::with_capacity(batch.len() * 320);
+        let mut order = Vec::new();
         for op in batch {
-            let line = Line {
-                op: op.op,
-                kind: op.kind,
-                action: op.action,
-                key: &op.key,
-                fields: Fields(&op.fields),
-                invite: op.invite,
-            };
-            self.line.clear();
-            serde_json::to_writer(&mut self.line, &line).map_err(|e| self.err(e))?;
-            out.extend_from_slice(&self.line);
+            write_line(&mut out, op, &mut order);
             out.push(b'\n');
         }
         self.file.write_all(&out).map_err(|e| self.err(e))?;
@@ -158,29 +211,97 @@ impl Sink for JsonlOutbox {
 
 #[cfg(test)]
 mod tests {
-    use super::{FieldName, Fields, Value};
+    use super::{write_line, Operation, Value};
+    use crate::plan::Action;
+    use crate::profile::FieldName;
+    use crate::profile::ObjectKind;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 
+    /// The line as serde_json writes it: the oracle.
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        op: u64,
+        kind: ObjectKind,
+        action: Action,
+        key: &'a str,
+        fields: BTreeMap<&'a str, &'a Value>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        invite: bool,
+    }
+
+    /// Any text, with the characters JSON escapes (quotes, backslashes,
+    /// every control character) and some beyond ASCII often among them.
+    fn text() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![
+                Just('"'),
+                Just('\\'),
+                (0u32..0x20).prop_map(|c| char::from_u32(c).unwrap_or('a')),
+                Just('\u{7f}'),
+                Just('é'),
+                Just('😀'),
+                any::<char>(),
+                "[a-z]".prop_map(|s| s.chars().next().unwrap_or('a')),
+            ],
+            0..12,
+        )
+        .prop_map(|cs| cs.into_iter().collect())
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            text().prop_map(Value::Text),
+            proptest::collection::vec(text(), 0..4).prop_map(Value::List),
+        ]
+    }
+
     proptest! {
-        /// Keys in name order, a name given twice keeping its last value,
-        /// whether the fields come sorted or not: as a map filled in order
-        /// would serialise them.
+        /// Every line is what serde_json makes of the same operation, a map
+        /// filled in order standing for the fields (keys in name order, a
+        /// name given twice keeping its last value), whether the fields
+        /// come sorted or not.
         #[test]
-        fn fields_serialise_as_a_map_filled_in_order(
-            fields in proptest::collection::vec(("[abc]{1,2}", "[xy]{0,2}"), 0..8),
+        fn a_line_is_what_serde_json_writes(
+            op in any::<u64>(),
+            kind in prop_oneof![Just(ObjectKind::User), Just(ObjectKind::Group), Just(ObjectKind::Segment)],
+            action in proptest::sample::select(Action::ALL.to_vec()),
+            key in text(),
+            fields in proptest::collection::vec(("[abc]{1,2}", value()), 0..8),
             sorted in any::<bool>(),
+            invite in any::<bool>(),
         ) {
-            let mut fields: Vec<(FieldName, Value)> =
-                fields.into_iter().map(|(k, v)| (crate::profile::field_name(&k), Value::Text(v))).collect();
+            let mut fields: Vec<(FieldName, Value)> = fields
+                .into_iter()
+                .map(|(k, v)| (crate::profile::field_name(&k), v))
+                .collect();
             if sorted {
                 fields.sort_by(|a, b| a.0.cmp(b.0));
                 fields.dedup_by(|a, b| a.0 == b.0);
             }
-            let oracle: BTreeMap<&str, &Value> =
-                fields.iter().map(|(k, v)| (&**k, v)).collect();
+            let oracle = Line {
+                op,
+                kind,
+                action,
+                key: &key,
+                fields: fields.iter().map(|(k, v)| (&**k, v)).collect(),
+                invite,
+            };
+            let operation = Operation {
+                op,
+                kind,
+                action,
+                key: key.clone(),
+                fields: fields.clone(),
+                invite,
+                lms_id: None,
+                ids: Vec::new(),
+                fresh: false,
+            };
+            let mut line = Vec::new();
+            write_line(&mut line, &operation, &mut Vec::new());
             prop_assert_eq!(
-                serde_json::to_string(&Fields(&fields)).unwrap(),
+                String::from_utf8(line).unwrap(),
                 serde_json::to_string(&oracle).unwrap()
             );
         }

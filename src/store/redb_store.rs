@@ -288,6 +288,13 @@ impl RedbStore {
         })
     }
 
+    /// Makes room in the buffer's index for `writes` more keys of `kind`,
+    /// so that a first import's million commits insert into it without
+    /// regrowing it (each regrowth hashes every key again).
+    pub fn reserve_writes(&mut self, kind: ObjectKind, writes: usize) {
+        self.index[kind_index(kind)].reserve(writes.min(CHECKPOINT_KEYS));
+    }
+
     /// Moves the buffered objects into redb — each key's last, in key order,
     /// one transaction — and rewrites the journal to what is in flight.
     pub fn checkpoint(&mut self) -> Result<(), StoreError> {
