@@ -107,13 +107,15 @@ impl<W: Write> ResultsWriter<W> {
     }
 
     /// Lines `0..n`, line `i` being `row(i)`. Lines are formatted on the
-    /// rayon pool, a block per core at a time (bounded memory), and
-    /// written in order.
+    /// rayon pool, a block per core at a time (bounded memory), while this
+    /// thread writes the blocks before them, in order (writing a million
+    /// lines to the page cache costs about what formatting them does).
     pub fn write_rows<'p>(
         &mut self,
         n: usize,
         row: impl Fn(usize) -> (PlannedRow<'p>, Outcome) + Sync,
     ) -> io::Result<()> {
+        use rayon::prelude::*;
         const BLOCK: usize = 32 << 10;
         let format_block = |from: usize| {
             let mut out = Vec::with_capacity(BLOCK * 48);
@@ -125,14 +127,25 @@ impl<W: Write> ResultsWriter<W> {
         };
         let cores = rayon::current_num_threads().max(1);
         let starts: Vec<usize> = (0..n).step_by(BLOCK).collect();
-        for wave in starts.chunks(cores) {
-            use rayon::prelude::*;
-            let blocks: Vec<Vec<u8>> = wave.par_iter().map(|&from| format_block(from)).collect();
-            for block in blocks {
-                self.out.write_all(&block)?;
+        std::thread::scope(|scope| {
+            // One wave formatted ahead of the one being written.
+            let (tx, waves) = crossbeam_channel::bounded::<Vec<Vec<u8>>>(1);
+            let format_block = &format_block;
+            scope.spawn(move || {
+                for wave in starts.chunks(cores) {
+                    let blocks = wave.par_iter().map(|&from| format_block(from)).collect();
+                    if tx.send(blocks).is_err() {
+                        return; // a write failed
+                    }
+                }
+            });
+            for blocks in waves {
+                for block in blocks {
+                    self.out.write_all(&block)?;
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     pub fn into_inner(mut self) -> io::Result<W> {
