@@ -406,15 +406,65 @@ fn write_atomically(
     std::fs::rename(&tmp, path).map_err(io(path))
 }
 
-/// Per plan row: what happened.
+/// Per plan row: what happened. 16 bytes a row: the rest, which few rows
+/// have, is boxed (a million rows' lines are then 16 MB of fresh memory,
+/// not 56).
 #[derive(Clone, Debug)]
 struct Line {
     outcome: Outcome,
+    more: Option<Box<LineMore>>,
+}
+
+/// What a [`Line`] keeps apart.
+#[derive(Clone, Debug, Default)]
+struct LineMore {
+    /// The sink's code and message for a write it failed.
     code: Option<Code>,
     message: Option<String>,
     /// The LMS's id for the object, when the sink's acknowledgement gave
     /// one: the row's second-wave write carries it on to the store.
     lms_id: Option<String>,
+}
+
+const _: () = assert!(std::mem::size_of::<Line>() == 16);
+
+impl Line {
+    fn new(outcome: Outcome) -> Line {
+        Line {
+            outcome,
+            more: None,
+        }
+    }
+
+    /// A write the sink failed: its code and message.
+    fn failed(code: Code, message: String) -> Line {
+        Line {
+            outcome: Outcome::Failed,
+            more: Some(Box::new(LineMore {
+                code: Some(code),
+                message: Some(message),
+                lms_id: None,
+            })),
+        }
+    }
+
+    fn code(&self) -> Option<Code> {
+        self.more.as_ref().and_then(|m| m.code)
+    }
+
+    fn message(&self) -> Option<&str> {
+        self.more.as_ref().and_then(|m| m.message.as_deref())
+    }
+
+    fn lms_id(&self) -> Option<&String> {
+        self.more.as_ref().and_then(|m| m.lms_id.as_ref())
+    }
+
+    fn set_lms_id(&mut self, lms_id: Option<String>) {
+        if lms_id.is_some() || self.more.is_some() {
+            self.more.get_or_insert_default().lms_id = lms_id;
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -547,15 +597,14 @@ fn process_file(
         Outcome::Ok
     };
     let mut lines: Vec<Line> = (0..plan.len())
-        .map(|i| Line {
-            outcome: if base == Outcome::Ok && plan.row(i).action == Action::Reject {
-                Outcome::Failed
-            } else {
-                base
-            },
-            code: None,
-            message: None,
-            lms_id: None,
+        .map(|i| {
+            Line::new(
+                if base == Outcome::Ok && plan.row(i).action == Action::Reject {
+                    Outcome::Failed
+                } else {
+                    base
+                },
+            )
         })
         .collect();
     let mut unavailable = false;
@@ -592,8 +641,8 @@ fn process_file(
             let (row, line) = (plan.row(i), &lines[i]);
             // The sink's code and message, where it gave one, win.
             let row = PlannedRow {
-                code: line.code.or(row.code),
-                message: line.message.as_deref().unwrap_or(row.message),
+                code: line.code().or(row.code),
+                message: line.message().unwrap_or(row.message),
                 ..row
             };
             (row, line.outcome)
@@ -633,7 +682,7 @@ fn process_file(
     } else if tally.is_clean()
         && lines
             .iter()
-            .all(|l| l.code.is_none() && l.outcome != Outcome::Failed)
+            .all(|l| l.code().is_none() && l.outcome != Outcome::Failed)
     {
         FileStatus::Clean
     } else {
@@ -847,8 +896,8 @@ fn plan_and_send(
                         }
                         if let Some(link) = link {
                             link_wave.push(link);
-                            if w.lines[idx].lms_id.is_none() {
-                                w.lines[idx].lms_id = object.lms_id.clone();
+                            if w.lines[idx].lms_id().is_none() {
+                                w.lines[idx].set_lms_id(object.lms_id.clone());
                             }
                             // An update of links only: nothing for this wave.
                             if action == Action::Update && fields.is_empty() {
@@ -1194,7 +1243,7 @@ impl LinkWave<'_> {
                 for (link, fields, mut object) in chunk? {
                     let i = link.row as usize;
                     // Known once the first wave was acknowledged.
-                    object.lms_id = w.lines[i].lms_id.clone();
+                    object.lms_id = w.lines[i].lms_id().cloned();
                     let id = if opts.dry_run {
                         0
                     } else {
@@ -1517,7 +1566,7 @@ impl<'a> Writer<'a> {
                         op.object.invited = false;
                     }
                     if op.object.lms_id.is_some() {
-                        lines[idx].lms_id = op.object.lms_id.clone();
+                        lines[idx].set_lms_id(op.object.lms_id.clone());
                     }
                     acked.push(op);
                     continue;
@@ -1528,12 +1577,7 @@ impl<'a> Writer<'a> {
                     (Code::SinkUnavailable, message)
                 }
             };
-            lines[idx] = Line {
-                outcome: Outcome::Failed,
-                code: Some(code),
-                message: Some(message),
-                lms_id: None,
-            };
+            lines[idx] = Line::failed(code, message);
             dropped.push(op.id);
         }
         self.store.commit(&acked, &dropped)?;
@@ -1690,12 +1734,7 @@ mod tests {
             };
             let (batches, size) = (5, 3);
             let mut lines: Vec<Line> = (0..batches * size)
-                .map(|_| Line {
-                    outcome: Outcome::Ok,
-                    code: None,
-                    message: None,
-                    lms_id: None,
-                })
+                .map(|_| Line::new(Outcome::Ok))
                 .collect();
             let opts = RunOptions::default();
             let mut written = 0;
