@@ -108,8 +108,10 @@ impl<W: Write> ResultsWriter<W> {
 
     /// Lines `0..n`, line `i` being `row(i)`. Lines are formatted on the
     /// rayon pool, a block per core at a time (bounded memory), while this
-    /// thread writes the blocks before them, in order (writing a million
-    /// lines to the page cache costs about what formatting them does).
+    /// thread writes the blocks before them, in order (in `perf` of a day 2
+    /// run, writing the lines to the page cache took more of the results'
+    /// time than formatting them; the overlap's gain on the whole run is
+    /// within this machine's noise, BENCHMARKS.md).
     pub fn write_rows<'p>(
         &mut self,
         n: usize,
