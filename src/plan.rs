@@ -398,13 +398,10 @@ impl Plan {
         self.entries[i].byte
     }
 
-    /// Decides update row `i` from the field hashes the prior state and the
-    /// file hold for its key. An update with no changed field becomes
-    /// `unchanged` (e.g. a field only emptied where the profile keeps it);
-    /// the others name the changed fields.
-    /// Settles update row `i` given the names of the fields that changed
-    /// (none: the row is `unchanged`, its fingerprint moved by a field
-    /// only the old row had).
+    /// Settles update row `i` given the names of the fields that changed.
+    /// None changed (its fingerprint moved by a field only the old row had,
+    /// or one only emptied where the profile keeps it): the row becomes
+    /// `unchanged`; otherwise its message names the changed fields.
     pub fn resolve_update(&mut self, i: usize, changed: Vec<FieldName>) {
         let code = self.entries[i].code;
         let other = self.messages.get(self.entries[i].message as usize).cloned();
