@@ -61,6 +61,7 @@
 
 pub mod code;
 pub mod config;
+#[cfg(feature = "daemon")]
 pub mod daemon;
 pub mod diff;
 pub mod gen;
@@ -71,6 +72,7 @@ pub mod reader;
 pub mod results;
 pub mod run;
 pub mod schedule;
+pub mod secret;
 pub mod sink;
 pub mod snapshot;
 pub mod source;

@@ -203,6 +203,13 @@ fn main() -> ExitCode {
     ExitCode::from(exit as u8)
 }
 
+#[cfg(not(feature = "daemon"))]
+fn daemon(_: &std::path::Path, _: Option<String>) -> Exit {
+    eprintln!("error: this muster was built without the `daemon` feature");
+    Exit::Usage
+}
+
+#[cfg(feature = "daemon")]
 fn daemon(config: &std::path::Path, only: Option<String>) -> Exit {
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;

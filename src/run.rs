@@ -33,14 +33,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::code::Code;
-use crate::config::{SinkConfig, Tenant};
+use crate::config::Tenant;
 use crate::diff::{changed_fields, FieldHash, Fingerprinter, Prior};
 use crate::guard::{self, Verdict};
 use crate::plan::{self, Action, FileError, Plan, PlannedRow};
 use crate::profile::{Cell, Date, FieldKind, FieldName, Layout, MappedRow, ObjectKind, Profile};
 use crate::reader::Record;
 use crate::results::{Outcome, ResultsWriter};
-use crate::sink::{Ack, JsonlOutbox, KnownId, Operation, ScimSink, Sink, Value};
+use crate::sink::{Ack, KnownId, Operation, Sink, Value};
 use crate::snapshot::RecordsAt;
 use crate::source::{Source, SourceError};
 use crate::store::{JournalSync, PendingOp, RedbStore, StateStore, StoreError, StoredObject};
@@ -158,26 +158,19 @@ pub fn run_tenant_with_progress(
     let mut store = RedbStore::open(&tenant.state)?;
     // A dry run sends nothing, so it needs no LMS (it works offline) and
     // leaves a crash's journal to the next real run.
-    let mut sink: Box<dyn Sink> = match &tenant.sink {
-        _ if opts.dry_run => Box::new(DryRun),
-        SinkConfig::Jsonl { path } => Box::new(JsonlOutbox::open(path)?),
-        SinkConfig::Scim(scim) => {
-            // Groups are made on demand only where no group file says
-            // what they are (a group of the file that failed to be
-            // written is not remade under its key as a name).
-            let group_file = tenant
-                .files
-                .iter()
-                .any(|(_, p)| p.object == ObjectKind::Group);
-            let mut scim = scim.clone();
-            scim.create_missing_groups &= !group_file;
-            Box::new(ScimSink::open(&scim)?)
-        }
+    let mut sink: Box<dyn Sink> = if opts.dry_run {
+        Box::new(DryRun)
+    } else {
+        let group_file = tenant
+            .files
+            .iter()
+            .any(|(_, p)| p.object == ObjectKind::Group);
+        crate::sink::open(&tenant.sink, group_file)?
     };
     if !opts.dry_run {
         recover(&mut store, sink.as_mut())?;
     }
-    let mut source = crate::source::open(tenant)?;
+    let mut source = crate::source::open(&tenant.source, &tenant.spool())?;
     let files = pick_up(tenant, source.as_mut())?;
     let mut reports = Vec::new();
     for (name, profile) in files {

@@ -10,6 +10,7 @@ mod jsonl;
 pub mod scim;
 
 pub use jsonl::JsonlOutbox;
+#[cfg(feature = "scim")]
 pub use scim::ScimSink;
 
 use serde::Serialize;
@@ -17,6 +18,39 @@ use serde::Serialize;
 use crate::plan::Action;
 use crate::profile::{FieldName, ObjectKind};
 use crate::store::PendingOp;
+
+/// Which sink a tenant writes to (`[tenant.sink]`, validated).
+#[derive(Clone, Debug)]
+pub enum SinkConfig {
+    /// The JSONL outbox file.
+    Jsonl { path: std::path::PathBuf },
+    /// A SCIM 2.0 LMS.
+    Scim(scim::ScimConfig),
+}
+
+/// Opens the sink `config` names. `group_file`: the tenant has a group
+/// file, so groups are never made on demand from users' group names (a
+/// group of that file that failed to be written is not remade under its
+/// key as a name).
+pub fn open(config: &SinkConfig, group_file: bool) -> Result<Box<dyn Sink>, SinkError> {
+    Ok(match config {
+        SinkConfig::Jsonl { path } => Box::new(JsonlOutbox::open(path)?),
+        #[cfg(feature = "scim")]
+        SinkConfig::Scim(scim) => {
+            let mut scim = scim.clone();
+            scim.create_missing_groups &= !group_file;
+            Box::new(ScimSink::open(&scim)?)
+        }
+        #[cfg(not(feature = "scim"))]
+        SinkConfig::Scim(scim) => {
+            let _ = group_file;
+            return Err(SinkError {
+                sink: scim.url.clone(),
+                message: "this muster was built without the `scim` feature".into(),
+            });
+        }
+    })
+}
 
 /// A field value as the file states it, normalised.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -2,7 +2,8 @@
 //! folder ([`DirSource`]) or an SFTP folder ([`SftpSource`]).
 //!
 //! The run works on local files: [`Source::fetch`] gives a local path with
-//! the file's bytes (the file itself, or a copy spooled from the server),
+//! the file's bytes, a copy in the spool that the client cannot change
+//! while the run reads it (SPEC §7: one snapshot per file),
 //! the run writes its results and summary into [`Source::staging`], and
 //! [`Source::publish`] puts each into the `processed/` folder of the source
 //! under its final name (on SFTP: uploaded under a temporary name, then
@@ -10,14 +11,34 @@
 //! the original beside them last.
 
 mod dir;
-mod sftp;
+pub mod sftp;
 
 pub use dir::DirSource;
+#[cfg(feature = "sftp")]
 pub use sftp::SftpSource;
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{SourceConfig, Tenant};
+/// Where a tenant's files come from.
+#[derive(Clone, Debug)]
+pub enum SourceConfig {
+    /// A local folder; `processed` inside it.
+    Dir {
+        inbox: PathBuf,
+        processed: PathBuf,
+    },
+    Sftp(sftp::SftpConfig),
+}
+
+impl SourceConfig {
+    /// For messages: the folder, or `user@host:port/path`.
+    pub fn describe(&self) -> String {
+        match self {
+            SourceConfig::Dir { inbox, .. } => inbox.display().to_string(),
+            SourceConfig::Sftp(s) => format!("{}@{}:{}{}", s.user, s.host, s.port, s.inbox),
+        }
+    }
+}
 
 /// A source that cannot be listed, read or written.
 #[derive(Debug, thiserror::Error)]
@@ -49,16 +70,24 @@ pub trait Source {
     fn location(&self, name: &str) -> PathBuf;
 }
 
-/// The tenant's source. SFTP files are spooled beside the state store, in
-/// `<state>.spool/`.
-pub fn open(tenant: &Tenant) -> Result<Box<dyn Source>, SourceError> {
-    Ok(match &tenant.source {
-        SourceConfig::Dir { inbox, processed } => {
-            Box::new(DirSource::new(inbox.clone(), processed.clone())?)
-        }
-        SourceConfig::Sftp(cfg) => {
-            let spool = PathBuf::from(format!("{}.spool", tenant.state.display()));
-            Box::new(SftpSource::new(cfg.clone(), spool)?)
+/// Opens the source `config` names. The files a run reads are copied into
+/// `spool` (a tenant's is `<state>.spool/`, beside its state store): the
+/// run's snapshot of each file, which the client cannot touch.
+pub fn open(config: &SourceConfig, spool: &Path) -> Result<Box<dyn Source>, SourceError> {
+    Ok(match config {
+        SourceConfig::Dir { inbox, processed } => Box::new(DirSource::new(
+            inbox.clone(),
+            processed.clone(),
+            spool.to_path_buf(),
+        )?),
+        #[cfg(feature = "sftp")]
+        SourceConfig::Sftp(cfg) => Box::new(SftpSource::new(cfg.clone(), spool.to_path_buf())?),
+        #[cfg(not(feature = "sftp"))]
+        SourceConfig::Sftp(_) => {
+            return Err(SourceError {
+                source_name: config.describe(),
+                message: "this muster was built without the `sftp` feature".into(),
+            })
         }
     })
 }

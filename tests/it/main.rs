@@ -1,12 +1,20 @@
-//! The one integration-test binary.
+//! The one integration-test binary. The tests of the `muster` binary need
+//! the `cli` feature, those of a source or sink its own; with
+//! `--no-default-features` the library's tests still run.
 mod alloc;
+#[cfg(feature = "cli")]
 mod cli;
+#[cfg(all(feature = "cli", feature = "daemon"))]
 mod daemon;
+#[cfg(feature = "cli")]
 mod fixtures;
 mod profile;
 mod reader;
+#[cfg(feature = "cli")]
 mod run;
+#[cfg(all(feature = "cli", feature = "scim"))]
 mod scim;
+#[cfg(all(feature = "cli", feature = "sftp"))]
 mod sftp;
 mod store;
 

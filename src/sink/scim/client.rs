@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::config::{ScimConfig, Secret};
+use super::config::ScimConfig;
+use crate::secret::Secret;
 
 /// The longest `Retry-After` honoured; a server asking for more is told
 /// "unavailable" sooner and the next run tries again.

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Map, Value as Json};
 
-use crate::config::{ScimConfig, SegmentMapping};
+use super::config::{ScimConfig, SegmentMapping};
 use crate::plan::Action;
 use crate::profile::{FieldName, ObjectKind};
 use crate::sink::{Operation, Value};

@@ -22,8 +22,8 @@ use std::time::Duration;
 use base64::Engine;
 use ssh2::{CheckResult, HashType, KnownHostFileKind, Session, Sftp};
 
-use super::{Source, SourceError};
-use crate::config::{HostKeyCheck, SftpAuth, SftpConfig};
+use super::{HostKeyCheck, SftpAuth, SftpConfig};
+use crate::source::{Source, SourceError};
 
 pub struct SftpSource {
     cfg: SftpConfig,

@@ -1,0 +1,1176 @@
+//! The sink itself: batches of operations to SCIM requests and back (see
+//! the module documentation of `sink::scim`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ahash::AHashMap;
+use serde_json::{json, Value as Json};
+
+use super::client::{retryable, Client, Method, Request, Response};
+use super::config::{BulkMode, ScimConfig};
+use super::map::{Mapping, PATCH_OP};
+use crate::plan::Action;
+use crate::profile::ObjectKind;
+use crate::sink::{Ack, Operation, Sink, SinkError, Value};
+use crate::store::PendingOp;
+
+const BULK_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
+const LIST_PAGE: usize = 1000;
+/// `externalId eq …` terms per search.
+const FILTER_TERMS: usize = 20;
+
+/// The LMS ids known in a batch, by kind and key.
+type Ids = AHashMap<(ObjectKind, String), String>;
+
+pub struct ScimSink {
+    client: Client,
+    map: Mapping,
+    bulk: Option<Bulk>,
+    senders: usize,
+    etag: bool,
+    create_missing_groups: bool,
+    max_rounds: u32,
+    /// The LMS ids of groups and segments met so far (few, unlike users):
+    /// groups named by users but not in the state store (a tenant without
+    /// a group file) are not searched again every batch.
+    groups: Ids,
+}
+
+/// Groups kept in [`ScimSink::groups`] at most.
+const GROUP_CACHE: usize = 100_000;
+
+/// A group's membership changes in a batch: user ids to add, user ids to
+/// remove, and the operations (batch indices) asking for them.
+type Members = (Vec<String>, Vec<String>, Vec<usize>);
+
+/// What `/ServiceProviderConfig` allows in one Bulk request.
+#[derive(Clone, Copy, Debug)]
+struct Bulk {
+    max_ops: usize,
+    max_payload: usize,
+}
+
+/// What became of one operation's write.
+#[derive(Clone, Debug)]
+enum Outcome {
+    Done {
+        id: Option<String>,
+        linked: bool,
+    },
+    /// A create refused as a duplicate: link to the existing user. `ours`:
+    /// an earlier try of this very create may have made it.
+    Conflict {
+        ours: bool,
+        message: String,
+    },
+    /// Worth another round (a 408/429/5xx for one operation of a Bulk).
+    Again(String),
+    Rejected(String),
+    Unavailable(String),
+}
+
+impl ScimSink {
+    /// Connects: reads `/ServiceProviderConfig` (Bulk limits, ETags). An
+    /// LMS that cannot be reached or refuses the token is an error here,
+    /// before any file is touched.
+    pub fn open(cfg: &ScimConfig) -> Result<ScimSink, SinkError> {
+        let client = Client::new(cfg);
+        let err = |message: String| SinkError {
+            sink: cfg.url.clone(),
+            message,
+        };
+        let resp = client
+            .send(&Request::get("/ServiceProviderConfig".into()))
+            .map_err(err)?;
+        // The configuration may be public (RFC 7644 §4): the token is
+        // tried on a one-user list.
+        let probe = client
+            .send(&Request::get("/Users?count=1&attributes=id".into()))
+            .map_err(err)?;
+        for r in [&resp, &probe] {
+            if r.status == 401 || r.status == 403 {
+                return Err(err(format!(
+                    "the LMS refused the bearer token ({})",
+                    r.message()
+                )));
+            }
+        }
+        if !resp.ok() {
+            return Err(err(format!(
+                "GET /ServiceProviderConfig: {}",
+                resp.message()
+            )));
+        }
+        let spc = resp.json();
+        let num = |v: &Json| v.as_u64().map(|n| n as usize);
+        let bulk = match (&spc["bulk"]["supported"], cfg.bulk) {
+            (Json::Bool(true), BulkMode::Auto) => Some(Bulk {
+                max_ops: num(&spc["bulk"]["maxOperations"]).unwrap_or(100).max(1),
+                max_payload: num(&spc["bulk"]["maxPayloadSize"]).unwrap_or(1 << 20),
+            }),
+            _ => None,
+        };
+        let etag = spc["etag"]["supported"] == Json::Bool(true);
+        tracing::info!(
+            url = %cfg.url,
+            bulk = ?bulk,
+            etag,
+            "scim: connected"
+        );
+        Ok(ScimSink {
+            client,
+            map: Mapping::new(cfg),
+            bulk,
+            senders: cfg.senders,
+            etag,
+            create_missing_groups: cfg.create_missing_groups,
+            max_rounds: cfg.max_attempts,
+            groups: Ids::new(),
+        })
+    }
+
+    fn own(op: &Operation) -> (ObjectKind, String) {
+        (op.kind, op.key.clone())
+    }
+
+    /// The objects an operation names by key.
+    /// ([`Operation::named`], without segments when they are an attribute.)
+    fn references(&self, op: &Operation) -> Vec<(ObjectKind, String)> {
+        op.named()
+            .into_iter()
+            .filter(|(kind, _)| self.map.writes(*kind))
+            .map(|(kind, key)| (kind, key.to_string()))
+            .collect()
+    }
+
+    /// Runs `f` over `jobs` on up to `threads` sender threads, fed through
+    /// a bounded channel; results in the order of `jobs`.
+    fn parallel<J: Send, R: Send>(
+        &self,
+        jobs: Vec<J>,
+        threads: usize,
+        f: impl Fn(J) -> R + Sync,
+    ) -> Vec<R> {
+        let n = jobs.len();
+        let threads = threads.min(n);
+        if threads <= 1 {
+            return jobs.into_iter().map(f).collect();
+        }
+        let (job_tx, job_rx) = crossbeam_channel::bounded::<(usize, J)>(threads);
+        let (res_tx, res_rx) = crossbeam_channel::bounded::<(usize, R)>(threads);
+        let f = &f;
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                let (rx, tx) = (job_rx.clone(), res_tx.clone());
+                s.spawn(move || {
+                    for (i, job) in rx {
+                        if tx.send((i, f(job))).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(res_tx);
+            s.spawn(move || {
+                for job in jobs.into_iter().enumerate() {
+                    if job_tx.send(job).is_err() {
+                        break;
+                    }
+                }
+            });
+            let mut out: Vec<Option<R>> = (0..n).map(|_| None).collect();
+            for (i, r) in res_rx {
+                out[i] = Some(r);
+            }
+            out.into_iter().flatten().collect()
+        })
+    }
+
+    /// Every resource of `endpoint` matching `filter`, page by page.
+    fn search(&self, endpoint: &str, filter: &str, attributes: &str) -> Result<Vec<Json>, String> {
+        let mut found = Vec::new();
+        let mut start = 1usize;
+        loop {
+            let path = format!(
+                "{endpoint}?filter={}&attributes={attributes}&startIndex={start}&count={LIST_PAGE}",
+                encode(filter)
+            );
+            let resp = self.client.send(&Request::get(path))?;
+            if !resp.ok() {
+                return Err(format!(
+                    "GET {endpoint}?filter={filter}: {}",
+                    resp.message()
+                ));
+            }
+            let v = resp.json();
+            let page = v["Resources"].as_array().cloned().unwrap_or_default();
+            let total = v["totalResults"].as_u64().unwrap_or(0) as usize;
+            let got = page.len();
+            found.extend(page);
+            start += got;
+            if got == 0 || start > total {
+                return Ok(found);
+            }
+        }
+    }
+
+    /// Finds the LMS ids of `wanted` by `externalId`, into `ids`.
+    fn find(&self, wanted: &BTreeSet<(ObjectKind, String)>, ids: &mut Ids) -> Result<(), String> {
+        let mut jobs = Vec::new();
+        for kind in [ObjectKind::User, ObjectKind::Group, ObjectKind::Segment] {
+            let keys: Vec<&String> = wanted
+                .iter()
+                .filter(|(k, _)| *k == kind)
+                .map(|(_, key)| key)
+                .collect();
+            for chunk in keys.chunks(FILTER_TERMS) {
+                jobs.push((kind, chunk.to_vec()));
+            }
+        }
+        let results = self.parallel(jobs, self.senders, |(kind, keys)| {
+            let filter = keys
+                .iter()
+                .map(|k| format!("externalId eq {}", quote(&self.map.external_id(kind, k))))
+                .collect::<Vec<_>>()
+                .join(" or ");
+            let found = self.search(self.map.endpoint(kind), &filter, "id,externalId")?;
+            let mut out = Vec::new();
+            for r in found {
+                let (Some(id), Some(ext)) = (r["id"].as_str(), r["externalId"].as_str()) else {
+                    continue;
+                };
+                if let Some(key) = keys.iter().find(|k| self.map.external_id(kind, k) == ext) {
+                    out.push(((kind, key.to_string()), id.to_string()));
+                }
+            }
+            Ok::<_, String>(out)
+        });
+        for r in results {
+            ids.extend(r?);
+        }
+        Ok(())
+    }
+
+    /// Creates the groups users name that the LMS does not have (a tenant
+    /// without a group file: the names are the groups).
+    fn create_groups(&self, keys: Vec<String>, ids: &mut Ids) -> Result<(), String> {
+        let made = self.parallel(keys, self.senders, |key| {
+            let op = Operation {
+                op: 0,
+                kind: ObjectKind::Group,
+                action: Action::Create,
+                key: key.clone(),
+                fields: vec![("name", Value::Text(key.clone()))],
+                invite: false,
+                lms_id: None,
+                ids: Vec::new(),
+                fresh: true,
+            };
+            match self.write_one(&op, &Ids::new()) {
+                Outcome::Done { id: Some(id), .. } => Ok(Some((key, id))),
+                Outcome::Unavailable(m) => Err(m),
+                other => {
+                    tracing::warn!(group = %key, outcome = ?other, "scim: could not create a group a user names");
+                    Ok(None)
+                }
+            }
+        });
+        for m in made {
+            if let Some((key, id)) = m? {
+                ids.insert((ObjectKind::Group, key), id);
+            }
+        }
+        Ok(())
+    }
+
+    /// The request writing `op`, or `None` when there is nothing to write
+    /// (an update of memberships only). `refs` resolves named objects.
+    fn request_parts(
+        &self,
+        op: &Operation,
+        own: Option<&str>,
+        refs: super::map::Refs<'_>,
+    ) -> Result<Option<(Method, String, Option<Json>)>, Outcome> {
+        let endpoint = self.map.endpoint(op.kind);
+        let at = |id: Option<&str>| match id {
+            Some(id) => Ok(format!("{endpoint}/{id}")),
+            None => Err(Outcome::Rejected(format!(
+                "{} {:?} is not in the LMS (no externalId {:?})",
+                op.kind.as_str(),
+                op.key,
+                self.map.external_id(op.kind, &op.key)
+            ))),
+        };
+        Ok(match op.action {
+            Action::Create => Some((
+                Method::Post,
+                endpoint.into(),
+                Some(self.map.resource(op, refs)),
+            )),
+            Action::Update | Action::Deactivate => {
+                let ops = self.map.patch(op, refs);
+                if ops.is_empty() {
+                    None
+                } else {
+                    let body = json!({"schemas": [PATCH_OP], "Operations": ops});
+                    Some((Method::Patch, at(own)?, Some(body)))
+                }
+            }
+            // Not in the LMS: already gone.
+            Action::Delete => own.map(|id| (Method::Delete, format!("{endpoint}/{id}"), None)),
+            Action::Unchanged | Action::Reject => None,
+        })
+    }
+
+    /// One operation, one request (no Bulk).
+    fn write_one(&self, op: &Operation, ids: &Ids) -> Outcome {
+        let refs = |kind: ObjectKind, key: &str| ids.get(&(kind, key.to_string())).cloned();
+        let own = op
+            .lms_id
+            .clone()
+            .or_else(|| ids.get(&Self::own(op)).cloned());
+        let (method, path, body) = match self.request_parts(op, own.as_deref(), &refs) {
+            Ok(Some(parts)) => parts,
+            Ok(None) => {
+                return Outcome::Done {
+                    id: own,
+                    linked: false,
+                }
+            }
+            Err(outcome) => return outcome,
+        };
+        match self.send_versioned(Request::write(method, path, body.as_ref(), 1)) {
+            Ok(resp) => Self::outcome(method, &resp, own, resp.attempts > 1),
+            Err(m) => Outcome::Unavailable(m),
+        }
+    }
+
+    /// Sends a write; when the server asks for the resource's version
+    /// (412, 428) and offers ETags, reads it and sends once more with
+    /// `If-Match`.
+    fn send_versioned(&self, mut req: Request) -> Result<Response, String> {
+        let resp = self.client.send(&req)?;
+        if !(matches!(resp.status, 412 | 428) && self.etag && req.method != Method::Post) {
+            return Ok(resp);
+        }
+        let current = self.client.send(&Request::get(req.path.clone()))?;
+        if !current.ok() {
+            return Ok(current);
+        }
+        req.if_match = current.etag.clone().or_else(|| {
+            current.json()["meta"]["version"]
+                .as_str()
+                .map(str::to_string)
+        });
+        self.client.send(&req)
+    }
+
+    /// What the answer to a write means (`own`: the object's id, when
+    /// known; `tried_before`: an earlier try of it may have landed).
+    fn outcome(
+        method: Method,
+        resp: &Response,
+        own: Option<String>,
+        tried_before: bool,
+    ) -> Outcome {
+        let body = resp.json();
+        match resp.status {
+            200..=299 if method == Method::Post => Outcome::Done {
+                id: body["id"]
+                    .as_str()
+                    .map(str::to_string)
+                    .or_else(|| resp.location.as_deref().and_then(last_segment)),
+                linked: false,
+            },
+            200..=299 => Outcome::Done {
+                id: own,
+                linked: false,
+            },
+            404 if method == Method::Delete => Outcome::Done {
+                id: None,
+                linked: false,
+            },
+            // An object that exists already: link to it.
+            409 if method == Method::Post => Outcome::Conflict {
+                ours: tried_before,
+                message: resp.message(),
+            },
+            401 | 403 => Outcome::Unavailable(format!(
+                "the LMS refused the bearer token ({})",
+                resp.message()
+            )),
+            s if retryable(s) => Outcome::Again(resp.message()),
+            _ => Outcome::Rejected(resp.message()),
+        }
+    }
+
+    /// Sends `writes` one request each: in order when `ordered`, else on
+    /// the sender threads.
+    fn send_each(
+        &self,
+        batch: &[Operation],
+        writes: &[usize],
+        ids: &mut Ids,
+        ordered: bool,
+    ) -> Vec<(usize, Outcome)> {
+        if ordered {
+            let mut out = Vec::with_capacity(writes.len());
+            for &i in writes {
+                let outcome = self.write_one(&batch[i], ids);
+                if let Outcome::Done { id: Some(id), .. } = &outcome {
+                    ids.insert(Self::own(&batch[i]), id.clone());
+                }
+                out.push((i, outcome));
+            }
+            return out;
+        }
+        let shared: &Ids = ids;
+        self.parallel(writes.to_vec(), self.senders, |i| {
+            (i, self.write_one(&batch[i], shared))
+        })
+    }
+
+    /// Sends `writes` through `/Bulk`, in rounds: operations a Bulk answer
+    /// says to try again go in the next round, after a backoff.
+    fn send_bulk(
+        &self,
+        bulk: Bulk,
+        batch: &[Operation],
+        writes: &[usize],
+        ids: &mut Ids,
+        ordered: bool,
+    ) -> Vec<(usize, Outcome)> {
+        let mut done = Vec::with_capacity(writes.len());
+        let mut todo = writes.to_vec();
+        let mut tried: BTreeSet<usize> = BTreeSet::new();
+        for round in 1..=self.max_rounds {
+            if todo.is_empty() {
+                break;
+            }
+            if round > 1 {
+                std::thread::sleep(std::time::Duration::from_millis(
+                    (100u64 << (round - 2).min(6)).min(5_000),
+                ));
+            }
+            let per_thread = todo.len().div_ceil(self.senders.max(1));
+            let size = if ordered {
+                bulk.max_ops
+            } else {
+                bulk.max_ops.min(per_thread.max(1))
+            };
+            let chunks: Vec<Vec<usize>> = todo.chunks(size).map(<[usize]>::to_vec).collect();
+            let results: Vec<Vec<(usize, Outcome)>> = if ordered {
+                let mut all = Vec::new();
+                for chunk in chunks {
+                    let r = self.bulk_chunk(bulk, batch, &chunk, ids, &tried);
+                    for (i, o) in &r {
+                        if let Outcome::Done { id: Some(id), .. } = o {
+                            ids.insert(Self::own(&batch[*i]), id.clone());
+                        }
+                    }
+                    all.push(r);
+                }
+                all
+            } else {
+                let shared: &Ids = ids;
+                let tried = &tried;
+                self.parallel(chunks, self.senders, |chunk| {
+                    self.bulk_chunk(bulk, batch, &chunk, shared, tried)
+                })
+            };
+            let mut again = Vec::new();
+            for (i, outcome) in results.into_iter().flatten() {
+                match outcome {
+                    Outcome::Again(m) if round < self.max_rounds => {
+                        tried.insert(i);
+                        again.push(i);
+                        tracing::debug!(op = batch[i].op, message = %m, "scim: bulk operation to retry");
+                    }
+                    Outcome::Again(m) => done.push((i, Outcome::Unavailable(m))),
+                    other => done.push((i, other)),
+                }
+            }
+            again.sort_unstable();
+            todo = again;
+        }
+        done
+    }
+
+    /// One Bulk request (halved while the LMS finds it too large).
+    fn bulk_chunk(
+        &self,
+        bulk: Bulk,
+        batch: &[Operation],
+        chunk: &[usize],
+        ids: &Ids,
+        tried: &BTreeSet<usize>,
+    ) -> Vec<(usize, Outcome)> {
+        let mut out = Vec::with_capacity(chunk.len());
+        // Objects created by this request, referenced as `bulkId:`.
+        let mut created: AHashMap<(ObjectKind, &str), String> = AHashMap::new();
+        let mut operations = Vec::with_capacity(chunk.len());
+        let mut sent: Vec<(usize, Method, Option<String>)> = Vec::new();
+        for &i in chunk {
+            let op = &batch[i];
+            let bulk_id = format!("b{}", op.op);
+            let refs = |kind: ObjectKind, key: &str| {
+                created
+                    .get(&(kind, key))
+                    .map(|b| format!("bulkId:{b}"))
+                    .or_else(|| ids.get(&(kind, key.to_string())).cloned())
+            };
+            let own = op
+                .lms_id
+                .clone()
+                .or_else(|| ids.get(&Self::own(op)).cloned());
+            match self.request_parts(op, own.as_deref(), &refs) {
+                Ok(Some((method, path, data))) => {
+                    let mut entry =
+                        json!({"method": method.as_str(), "path": path, "bulkId": bulk_id});
+                    if let Some(data) = data {
+                        entry["data"] = data;
+                    }
+                    operations.push(entry);
+                    if method == Method::Post {
+                        created.insert((op.kind, op.key.as_str()), bulk_id);
+                    }
+                    sent.push((i, method, own));
+                }
+                Ok(None) => out.push((
+                    i,
+                    Outcome::Done {
+                        id: own,
+                        linked: false,
+                    },
+                )),
+                Err(outcome) => out.push((i, outcome)),
+            }
+        }
+        if sent.is_empty() {
+            return out;
+        }
+        let (answers, attempts) = match self.post_bulk(bulk, operations) {
+            BulkAnswer::Each(answers, attempts) => (answers, attempts),
+            BulkAnswer::TooLarge => {
+                let idx: Vec<usize> = sent.iter().map(|(i, _, _)| *i).collect();
+                let (a, b) = idx.split_at(idx.len() / 2);
+                out.extend(self.bulk_chunk(bulk, batch, a, ids, tried));
+                out.extend(self.bulk_chunk(bulk, batch, b, ids, tried));
+                return out;
+            }
+            BulkAnswer::Unavailable(m) => {
+                out.extend(
+                    sent.iter()
+                        .map(|(i, _, _)| (*i, Outcome::Unavailable(m.clone()))),
+                );
+                return out;
+            }
+            // One bad operation can get the whole request refused: each
+            // operation on its own finds which.
+            BulkAnswer::Refused => {
+                for (i, _, _) in &sent {
+                    out.push((*i, self.write_one(&batch[*i], ids)));
+                }
+                return out;
+            }
+        };
+        for ((i, method, own), answer) in sent.into_iter().zip(answers) {
+            let op = &batch[i];
+            let Some(one) = answer else {
+                out.push((
+                    i,
+                    Outcome::Again("the Bulk answer does not mention it".into()),
+                ));
+                continue;
+            };
+            let tried_before = attempts > 1 || tried.contains(&i);
+            let outcome = match one.status {
+                // A version to send: that operation alone, the ETag way.
+                412 | 428 => self.write_one(op, ids),
+                _ => Self::outcome(method, &one, own, tried_before),
+            };
+            out.push((i, outcome));
+        }
+        out
+    }
+
+    /// Links a create the LMS refused as a duplicate to the object it
+    /// already has: same `userName` (or e-mail; a group's `externalId` or
+    /// name), which gets the file's attributes and no invitation.
+    fn link(&self, op: &Operation, ids: &Ids, ours: bool, conflict: &str) -> Outcome {
+        let refs = |kind: ObjectKind, key: &str| ids.get(&(kind, key.to_string())).cloned();
+        let mut resource = self.map.resource(op, &refs);
+        let endpoint = self.map.endpoint(op.kind);
+        let mut filters = Vec::new();
+        if op.kind == ObjectKind::User {
+            if let Some(name) = resource["userName"].as_str() {
+                filters.push(format!("userName eq {}", quote(name)));
+            }
+            if let Some(email) = resource["emails"][0]["value"].as_str() {
+                filters.push(format!("emails.value eq {}", quote(email)));
+            }
+        } else {
+            filters.push(format!(
+                "externalId eq {}",
+                quote(&self.map.external_id(op.kind, &op.key))
+            ));
+            if let Some(name) = resource["displayName"].as_str() {
+                filters.push(format!("displayName eq {}", quote(name)));
+            }
+        }
+        let mut found = None;
+        for filter in &filters {
+            match self.search(endpoint, filter, "id") {
+                Ok(list) => {
+                    if let Some(id) = list.first().and_then(|r| r["id"].as_str()) {
+                        found = Some(id.to_string());
+                        break;
+                    }
+                }
+                Err(m) => return Outcome::Unavailable(m),
+            }
+        }
+        let Some(id) = found else {
+            return Outcome::Rejected(format!("{conflict}; no existing object found to link to"));
+        };
+        // The file's attributes, without the invitation: the user exists.
+        if let Json::Object(r) = &mut resource {
+            r.remove("schemas");
+            strip_invite(r, &self.map);
+        }
+        let body =
+            json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": resource}]});
+        let req = Request::write(Method::Patch, format!("{endpoint}/{id}"), Some(&body), 1);
+        match self.send_versioned(req) {
+            Ok(r) if r.ok() => Outcome::Done {
+                id: Some(id),
+                linked: !ours,
+            },
+            Ok(r) => Outcome::Rejected(format!("{conflict}; linking: {}", r.message())),
+            Err(m) => Outcome::Unavailable(m),
+        }
+    }
+
+    /// Writes the memberships the batch's users name: one PATCH per group.
+    fn memberships(&self, batch: &[Operation], acks: &mut [Option<Ack>], ids: &Ids) {
+        // Per user with a membership field: (op index, kinds touched, wanted group ids).
+        let mut users = Vec::new();
+        for (i, op) in batch.iter().enumerate() {
+            if acks[i].is_some()
+                || op.kind != ObjectKind::User
+                || !matches!(op.action, Action::Create | Action::Update)
+            {
+                continue;
+            }
+            let mut kinds = Vec::new();
+            let mut wanted = BTreeSet::new();
+            for (name, value) in &op.fields {
+                let (Some(kind), Value::List(items)) = (self.map.membership(name), value) else {
+                    continue;
+                };
+                kinds.push(kind);
+                for key in items {
+                    if let Some(id) = ids.get(&(kind, key.clone())) {
+                        wanted.insert(id.clone());
+                    }
+                }
+            }
+            if kinds.is_empty() {
+                continue;
+            }
+            let Some(uid) = ids.get(&Self::own(op)) else {
+                acks[i] = Some(Ack::Rejected {
+                    message: format!("user {:?} is not in the LMS", op.key),
+                });
+                continue;
+            };
+            users.push((i, uid.clone(), kinds, wanted));
+        }
+        if users.is_empty() {
+            return;
+        }
+        // What each user is a member of now (nothing, for a new user).
+        let current = self.parallel(
+            users.iter().collect(),
+            self.senders,
+            |(i, uid, kinds, _)| {
+                if batch[*i].fresh {
+                    return Ok(BTreeSet::new());
+                }
+                let filter = format!("members.value eq {}", quote(uid));
+                let groups = self.search("/Groups", &filter, "id,externalId")?;
+                Ok::<_, String>(
+                    groups
+                        .iter()
+                        .filter(|g| {
+                            let ext = g["externalId"].as_str().unwrap_or_default();
+                            // Only the groups muster manages, of the kinds the
+                            // operation states.
+                            !ext.is_empty()
+                                && kinds.iter().any(|k| {
+                                    (*k == ObjectKind::Segment) == ext.starts_with("segment:")
+                                })
+                        })
+                        .filter_map(|g| g["id"].as_str().map(str::to_string))
+                        .collect(),
+                )
+            },
+        );
+        // Per group: members to add and to remove, and the operations asking.
+        let mut changes: BTreeMap<String, Members> = BTreeMap::new();
+        for ((i, uid, _, wanted), now) in users.iter().zip(current) {
+            let now = match now {
+                Ok(now) => now,
+                Err(message) => {
+                    acks[*i] = Some(Ack::Unavailable { message });
+                    continue;
+                }
+            };
+            for gid in wanted.difference(&now) {
+                let c = changes.entry(gid.clone()).or_default();
+                c.0.push(uid.clone());
+                c.2.push(*i);
+            }
+            for gid in now.difference(wanted) {
+                let c = changes.entry(gid.clone()).or_default();
+                c.1.push(uid.clone());
+                c.2.push(*i);
+            }
+        }
+        let changes: Vec<(String, Members)> = changes.into_iter().collect();
+        let mut writes = Vec::with_capacity(changes.len());
+        let mut asking = Vec::with_capacity(changes.len());
+        for (gid, (add, remove, ops)) in changes {
+            let mut operations = Vec::new();
+            if !add.is_empty() {
+                let members: Vec<Json> = add.iter().map(|u| json!({"value": u})).collect();
+                operations.push(json!({"op": "add", "path": "members", "value": members}));
+            }
+            for u in &remove {
+                operations.push(
+                    json!({"op": "remove", "path": format!("members[value eq {}]", quote(u))}),
+                );
+            }
+            let body = json!({"schemas": [PATCH_OP], "Operations": operations});
+            writes.push((Method::Patch, format!("/Groups/{gid}"), Some(body)));
+            asking.push((gid, ops));
+        }
+        let results = self.writes(writes);
+        for ((gid, ops), result) in asking.into_iter().zip(results) {
+            let ack = match result {
+                Ok(r) if r.ok() => continue,
+                Ok(r) => Ack::Rejected {
+                    message: format!("memberships of group {gid}: {}", r.message()),
+                },
+                Err(message) => Ack::Unavailable { message },
+            };
+            for i in ops {
+                acks[i].get_or_insert_with(|| ack.clone());
+            }
+        }
+    }
+
+    /// Sends writes that are not operations of the batch (memberships):
+    /// through `/Bulk` when offered, on the sender threads. One answer
+    /// each, in order.
+    fn writes(&self, writes: Vec<RawWrite>) -> Vec<Result<Response, String>> {
+        let Some(bulk) = self.bulk else {
+            return self.parallel(writes, self.senders, |w| {
+                self.send_versioned(raw_request(w))
+            });
+        };
+        let size = bulk
+            .max_ops
+            .min(writes.len().div_ceil(self.senders.max(1)).max(1));
+        let mut chunks: Vec<Vec<RawWrite>> = Vec::new();
+        let mut it = writes.into_iter().peekable();
+        while it.peek().is_some() {
+            chunks.push(it.by_ref().take(size).collect());
+        }
+        self.parallel(chunks, self.senders, |chunk| self.raw_bulk(bulk, chunk))
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// Posts `entries` (each with its `bulkId`) as one Bulk request and
+    /// matches the answers to them: by `bulkId`, else by position.
+    fn post_bulk(&self, bulk: Bulk, entries: Vec<Json>) -> BulkAnswer {
+        let n = entries.len();
+        let ids: Vec<String> = entries
+            .iter()
+            .map(|e| e["bulkId"].as_str().unwrap_or_default().to_string())
+            .collect();
+        let body = json!({"schemas": [BULK_REQUEST], "Operations": entries});
+        let req = Request::write(Method::Post, "/Bulk".into(), Some(&body), n as u32);
+        if req.body.as_ref().map_or(0, Vec::len) > bulk.max_payload && n > 1 {
+            return BulkAnswer::TooLarge;
+        }
+        let resp = match self.client.send(&req) {
+            Ok(r) => r,
+            Err(m) => return BulkAnswer::Unavailable(m),
+        };
+        if resp.status == 413 && n > 1 {
+            return BulkAnswer::TooLarge;
+        }
+        if !resp.ok() {
+            tracing::debug!(
+                status = resp.status,
+                "scim: bulk refused, sending one by one"
+            );
+            return BulkAnswer::Refused;
+        }
+        let answer = resp.json();
+        let answers = answer["Operations"].as_array().cloned().unwrap_or_default();
+        let by_id: AHashMap<&str, &Json> = answers
+            .iter()
+            .filter_map(|a| Some((a["bulkId"].as_str()?, a)))
+            .collect();
+        let each = ids
+            .iter()
+            .enumerate()
+            .map(|(pos, id)| {
+                let a = by_id
+                    .get(id.as_str())
+                    .copied()
+                    .or_else(|| answers.get(pos).filter(|a| a["bulkId"].is_null()))?;
+                Some(Response {
+                    status: bulk_status(&a["status"]),
+                    etag: a["version"].as_str().map(str::to_string),
+                    location: a["location"].as_str().map(str::to_string),
+                    body: if a["response"].is_null() {
+                        Vec::new()
+                    } else {
+                        serde_json::to_vec(&a["response"]).unwrap_or_default()
+                    },
+                    retry_after: None,
+                    attempts: 1,
+                })
+            })
+            .collect();
+        BulkAnswer::Each(each, resp.attempts)
+    }
+
+    /// One Bulk request of raw writes; halved while too large, one by one
+    /// when refused whole; an operation the answer says to retry (or does
+    /// not mention) is sent alone, with the client's retries.
+    fn raw_bulk(&self, bulk: Bulk, mut chunk: Vec<RawWrite>) -> Vec<Result<Response, String>> {
+        let entries: Vec<Json> = chunk
+            .iter()
+            .enumerate()
+            .map(|(k, (method, path, body))| {
+                let mut e =
+                    json!({"method": method.as_str(), "path": path, "bulkId": format!("w{k}")});
+                if let Some(body) = body {
+                    e["data"] = body.clone();
+                }
+                e
+            })
+            .collect();
+        match self.post_bulk(bulk, entries) {
+            BulkAnswer::TooLarge => {
+                let b = chunk.split_off(chunk.len() / 2);
+                let mut out = self.raw_bulk(bulk, chunk);
+                out.extend(self.raw_bulk(bulk, b));
+                out
+            }
+            BulkAnswer::Unavailable(m) => chunk.iter().map(|_| Err(m.clone())).collect(),
+            BulkAnswer::Refused => chunk
+                .into_iter()
+                .map(|w| self.send_versioned(raw_request(w)))
+                .collect(),
+            BulkAnswer::Each(answers, _) => chunk
+                .into_iter()
+                .zip(answers)
+                .map(|(w, answer)| match answer {
+                    Some(r) if !retryable(r.status) && !matches!(r.status, 412 | 428) => Ok(r),
+                    _ => self.send_versioned(raw_request(w)),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A write that is not an operation of the batch: method, path, body.
+type RawWrite = (Method, String, Option<Json>);
+
+fn raw_request((method, path, body): RawWrite) -> Request {
+    Request::write(method, path, body.as_ref(), 1)
+}
+
+/// What became of a Bulk request.
+enum BulkAnswer {
+    /// Unsent: above `maxPayloadSize`, or refused with 413. Halve it.
+    TooLarge,
+    /// The LMS could not be reached (after the client's retries).
+    Unavailable(String),
+    /// Refused as a whole (another status): send its operations alone.
+    Refused,
+    /// One answer per entry, in order (`None`: not mentioned), with the
+    /// number of times the request was sent.
+    Each(Vec<Option<Response>>, u32),
+}
+
+/// A Bulk operation's status, as a number (servers send `"201"` or `201`).
+fn bulk_status(v: &Json) -> u16 {
+    match v {
+        Json::String(s) => s.parse().unwrap_or(500),
+        Json::Number(n) => n.as_u64().map_or(500, |n| n as u16),
+        _ => 500,
+    }
+}
+
+impl Sink for ScimSink {
+    fn wants_ids(&self) -> bool {
+        true
+    }
+
+    fn apply(&mut self, batch: &[Operation]) -> Result<Vec<Ack>, SinkError> {
+        let n = batch.len();
+        let mut acks: Vec<Option<Ack>> = vec![None; n];
+        let mut linked = vec![false; n];
+        let mut ids = Ids::new();
+        for op in batch {
+            if let Some(id) = &op.lms_id {
+                ids.insert(Self::own(op), id.clone());
+            }
+            for k in &op.ids {
+                ids.insert((k.kind, k.key.clone()), k.lms_id.clone());
+            }
+        }
+        for (i, op) in batch.iter().enumerate() {
+            if !self.map.writes(op.kind) {
+                acks[i] = Some(Ack::APPLIED);
+            }
+        }
+        // 1. The ids nobody gave: own ones, and the objects named.
+        let created: BTreeSet<(ObjectKind, String)> = batch
+            .iter()
+            .filter(|op| op.action == Action::Create)
+            .map(Self::own)
+            .collect();
+        let mut wanted = BTreeSet::new();
+        let mut ordered = false;
+        for (i, op) in batch.iter().enumerate() {
+            if acks[i].is_some() {
+                continue;
+            }
+            if op.action != Action::Create && !ids.contains_key(&Self::own(op)) {
+                wanted.insert(Self::own(op));
+            }
+            for r in self.references(op) {
+                if created.contains(&r) {
+                    ordered = true;
+                } else if let Some(id) = self.groups.get(&r) {
+                    ids.entry(r).or_insert_with(|| id.clone());
+                } else if !ids.contains_key(&r) {
+                    wanted.insert(r);
+                }
+            }
+        }
+        let lookups = self.find(&wanted, &mut ids).and_then(|()| {
+            let missing: Vec<String> = wanted
+                .iter()
+                .filter(|(k, key)| *k == ObjectKind::Group && !ids.contains_key(&(*k, key.clone())))
+                .map(|(_, key)| key.clone())
+                .filter(|key| {
+                    batch.iter().any(|op| {
+                        op.kind == ObjectKind::User
+                            && op.fields.iter().any(|(name, v)| {
+                                &**name == "groups"
+                                    && matches!(v, Value::List(l) if l.contains(key))
+                            })
+                    })
+                })
+                .collect();
+            if self.create_missing_groups && !missing.is_empty() {
+                self.create_groups(missing, &mut ids)?;
+            }
+            Ok(())
+        });
+        if let Err(message) = lookups {
+            // The LMS cannot be reached: the batch waits for the next run.
+            return Ok(acks
+                .into_iter()
+                .map(|a| {
+                    a.unwrap_or_else(|| Ack::Unavailable {
+                        message: message.clone(),
+                    })
+                })
+                .collect());
+        }
+        // 2. The resource writes.
+        let writes: Vec<usize> = (0..n).filter(|&i| acks[i].is_none()).collect();
+        let outcomes = match self.bulk {
+            Some(bulk) => self.send_bulk(bulk, batch, &writes, &mut ids, ordered),
+            None => self.send_each(batch, &writes, &mut ids, ordered),
+        };
+        let mut conflicts = Vec::new();
+        for (i, outcome) in outcomes {
+            if let Some((ours, message)) =
+                settle(batch, i, outcome, &mut ids, &mut acks, &mut linked)
+            {
+                conflicts.push((i, ours, message));
+            }
+        }
+        // 3. Duplicates: link to what the LMS has.
+        if !conflicts.is_empty() {
+            let shared = &ids;
+            let results = self.parallel(conflicts, self.senders, |(i, ours, message)| {
+                (i, self.link(&batch[i], shared, ours, &message))
+            });
+            for (i, outcome) in results {
+                if let Some((_, message)) =
+                    settle(batch, i, outcome, &mut ids, &mut acks, &mut linked)
+                {
+                    acks[i] = Some(Ack::Unavailable { message });
+                }
+            }
+        }
+        // 4. Memberships, once every user of the batch exists.
+        self.memberships(batch, &mut acks, &ids);
+        if self.groups.len() > GROUP_CACHE {
+            self.groups.clear();
+        }
+        let deleted: BTreeSet<(ObjectKind, String)> = batch
+            .iter()
+            .filter(|op| op.action == Action::Delete)
+            .map(Self::own)
+            .collect();
+        for (k, id) in &ids {
+            if k.0 != ObjectKind::User && !deleted.contains(k) {
+                self.groups.insert(k.clone(), id.clone());
+            }
+        }
+        for k in &deleted {
+            self.groups.remove(k);
+        }
+        Ok(acks
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| {
+                a.unwrap_or_else(|| Ack::Applied {
+                    lms_id: ids.get(&Self::own(&batch[i])).cloned(),
+                    linked: linked[i],
+                })
+            })
+            .collect())
+    }
+
+    /// A journalled create the LMS has (found by `externalId`) and a
+    /// journalled deletion it no longer has were applied; updates and
+    /// deactivations are not claimed (the next run sends them again, and
+    /// they are idempotent).
+    fn recover(&mut self, pending: &[PendingOp]) -> Result<Vec<u64>, SinkError> {
+        let relevant: Vec<&PendingOp> = pending
+            .iter()
+            .filter(|p| {
+                matches!(p.action, Action::Create | Action::Delete) && self.map.writes(p.kind)
+            })
+            .collect();
+        let wanted: BTreeSet<(ObjectKind, String)> =
+            relevant.iter().map(|p| (p.kind, p.key.clone())).collect();
+        let mut ids = Ids::new();
+        self.find(&wanted, &mut ids).map_err(|message| SinkError {
+            sink: self.client.base().to_string(),
+            message,
+        })?;
+        Ok(relevant
+            .iter()
+            .filter(|p| ids.contains_key(&(p.kind, p.key.clone())) == (p.action == Action::Create))
+            .map(|p| p.id)
+            .collect())
+    }
+}
+
+/// Records what became of operation `i`: its id, whether it was linked,
+/// or its failure. A conflict is handed back (to be linked).
+fn settle(
+    batch: &[Operation],
+    i: usize,
+    outcome: Outcome,
+    ids: &mut Ids,
+    acks: &mut [Option<Ack>],
+    linked: &mut [bool],
+) -> Option<(bool, String)> {
+    match outcome {
+        Outcome::Done { id, linked: l } => {
+            if let Some(id) = id {
+                ids.insert(ScimSink::own(&batch[i]), id);
+            }
+            linked[i] = l;
+        }
+        Outcome::Conflict { ours, message } => return Some((ours, message)),
+        Outcome::Rejected(message) => acks[i] = Some(Ack::Rejected { message }),
+        Outcome::Unavailable(message) | Outcome::Again(message) => {
+            acks[i] = Some(Ack::Unavailable { message })
+        }
+    }
+    None
+}
+
+/// Takes the invitation attribute out of a resource.
+fn strip_invite(r: &mut serde_json::Map<String, Json>, map: &Mapping) {
+    let path = map.invite_attribute();
+    let (mut at, attr) = match (path.starts_with("urn:"), path.rfind(':')) {
+        (true, Some(i)) => match r.get_mut(&path[..i]) {
+            Some(Json::Object(ext)) => (ext, &path[i + 1..]),
+            _ => return,
+        },
+        _ => (r, path),
+    };
+    let mut parts = attr.split('.').peekable();
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            at.remove(part);
+            return;
+        }
+        match at.get_mut(part) {
+            Some(Json::Object(next)) => at = next,
+            _ => return,
+        }
+    }
+}
+
+/// The id at the end of a resource's location.
+fn last_segment(location: &str) -> Option<String> {
+    location
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// A SCIM filter string literal (JSON string rules).
+fn quote(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters stay).
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_are_quoted_and_encoded() {
+        assert_eq!(quote(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(
+            encode("externalId eq \"é\""),
+            "externalId%20eq%20%22%C3%A9%22"
+        );
+        assert_eq!(last_segment("https://x/v2/Users/abc"), Some("abc".into()));
+    }
+}
