@@ -3,7 +3,7 @@
 //! - **Schedule**: each tenant's cron expression in its time zone
 //!   ([`crate::schedule`]; default `0 4 * * *` UTC).
 //! - **One run at a time**: tenants are run one after the other by one
-//!   thread, and [`crate::run::run_tenant`] holds an exclusive lock on the
+//!   thread, and [`crate::pipeline::run_tenant`] holds an exclusive lock on the
 //!   tenant's `<state>.lock`, so a manual `muster run` of the same tenant
 //!   never overlaps a scheduled one (the later one waits for the next slot).
 //! - **Missed runs**: the next due time is kept in the tenant's state store.
@@ -24,7 +24,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use crate::config::{Config, Tenant};
-use crate::run::{run_tenant, FileReport, RunError, RunOptions};
+use crate::pipeline::{run_tenant, FileReport, RunError, RunOptions};
 use crate::store::RedbStore;
 
 const NEXT_DUE: &str = "next_due";

@@ -369,7 +369,7 @@ fn run(
     force: bool,
     today: Option<String>,
 ) -> Exit {
-    use muster::run::{FileStatus, RunOptions};
+    use muster::pipeline::{FileStatus, RunOptions};
     let config = match muster::config::Config::load(config) {
         Ok(c) => c,
         Err(e) => {
@@ -415,7 +415,7 @@ fn run(
             a
         }
     };
-    let mut table: Vec<(String, muster::run::FileReport)> = Vec::new();
+    let mut table: Vec<(String, muster::pipeline::FileReport)> = Vec::new();
     let tty = io::stderr().is_terminal();
     for tenant in config
         .tenants
@@ -424,7 +424,7 @@ fn run(
     {
         let started = std::time::Instant::now();
         let mut last = started;
-        let mut progress = |p: muster::run::RunProgress<'_>| {
+        let mut progress = |p: muster::pipeline::RunProgress<'_>| {
             let now = std::time::Instant::now();
             if !tty || now.duration_since(last).as_millis() < 200 {
                 return;
@@ -432,7 +432,7 @@ fn run(
             last = now;
             let secs = now.duration_since(started).as_secs_f64().max(1e-9);
             match p {
-                muster::run::RunProgress::Reading {
+                muster::pipeline::RunProgress::Reading {
                     file,
                     records,
                     bytes,
@@ -442,7 +442,7 @@ fn run(
                     file.display(),
                     bytes as f64 / 1e6 / secs
                 ),
-                muster::run::RunProgress::Writing { file, written } => {
+                muster::pipeline::RunProgress::Writing { file, written } => {
                     eprint!(
                         "\r\x1b[K{}: writing {}: {written} acknowledged",
                         tenant.name,
@@ -451,7 +451,7 @@ fn run(
                 }
             }
         };
-        let result = muster::run::run_tenant_with_progress(tenant, &opts, &mut progress);
+        let result = muster::pipeline::run_tenant_with_progress(tenant, &opts, &mut progress);
         if tty {
             eprint!("\r\x1b[K");
         }
@@ -495,7 +495,7 @@ fn run(
 }
 
 /// The summary table at the end of a run.
-fn print_run_table(table: &[(String, muster::run::FileReport)]) {
+fn print_run_table(table: &[(String, muster::pipeline::FileReport)]) {
     if table.is_empty() {
         return;
     }
@@ -514,10 +514,10 @@ fn print_run_table(table: &[(String, muster::run::FileReport)]) {
             .unwrap_or_default();
         let c = r.counts;
         let status = match r.status {
-            muster::run::FileStatus::Clean => "ok",
-            muster::run::FileStatus::Rows => "rows with problems",
-            muster::run::FileStatus::Refused => "refused or held",
-            muster::run::FileStatus::SinkUnavailable => "sink unavailable",
+            muster::pipeline::FileStatus::Clean => "ok",
+            muster::pipeline::FileStatus::Rows => "rows with problems",
+            muster::pipeline::FileStatus::Refused => "refused or held",
+            muster::pipeline::FileStatus::SinkUnavailable => "sink unavailable",
         };
         let _ = writeln!(
             err,

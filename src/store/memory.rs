@@ -13,6 +13,7 @@ pub struct MemoryStore {
     records: BTreeMap<u8, u64>,
     pending: BTreeMap<u64, PendingOp>,
     next_op: u64,
+    contents: BTreeMap<u128, String>,
 }
 
 fn k(kind: ObjectKind) -> u8 {
@@ -91,5 +92,14 @@ impl StateStore for MemoryStore {
     fn next_op_id(&mut self) -> Result<u64, StoreError> {
         self.next_op += 1;
         Ok(self.next_op)
+    }
+
+    fn seen_content(&self, hash: u128) -> Result<Option<String>, StoreError> {
+        Ok(self.contents.get(&hash).cloned())
+    }
+
+    fn remember_content(&mut self, hash: u128, name: &str) -> Result<(), StoreError> {
+        self.contents.insert(hash, name.to_string());
+        Ok(())
     }
 }

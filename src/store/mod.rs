@@ -23,7 +23,7 @@ mod memory;
 mod redb_store;
 
 pub use memory::MemoryStore;
-pub use redb_store::{JournalSync, RedbStore, REST_KEYS};
+pub use redb_store::{RedbStore, REST_KEYS};
 
 use crate::diff::{FieldHash, MemoryPrior};
 use crate::plan::Action;
@@ -77,8 +77,32 @@ pub struct PendingOp {
     pub object: StoredObject,
 }
 
-/// The last applied state, with a journal of writes in flight.
-pub trait StateStore {
+/// Makes journal records durable ([`StateStore::begin_deferred`]), on any
+/// thread: the pipeline has the next batch built while the one before is
+/// synced.
+pub struct JournalSync(Option<Box<dyn Fn() -> Result<(), StoreError> + Send>>);
+
+impl JournalSync {
+    /// Records that are durable already: nothing left to do.
+    pub fn durable() -> JournalSync {
+        JournalSync(None)
+    }
+
+    /// Records that `sync` makes durable.
+    pub fn new(sync: impl Fn() -> Result<(), StoreError> + Send + 'static) -> JournalSync {
+        JournalSync(Some(Box::new(sync)))
+    }
+
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.0.as_ref().map_or(Ok(()), |sync| sync())
+    }
+}
+
+/// The last applied state, with a journal of writes in flight. The
+/// pipeline runs over any implementation ([`RedbStore`] on disk,
+/// [`MemoryStore`] in memory, or a caller's own); `Sync`, because the
+/// prior is loaded on one thread while the file is read on others.
+pub trait StateStore: Send + Sync {
     /// The differ's view of one kind: key → fingerprint and active flag.
     fn prior(&self, kind: ObjectKind) -> Result<MemoryPrior, StoreError>;
     fn get(&self, kind: ObjectKind, key: &str) -> Result<Option<StoredObject>, StoreError>;
@@ -99,6 +123,29 @@ pub trait StateStore {
     fn sync(&mut self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// The processed name of an earlier file with the same content (its
+    /// xxh3-128 hash), if one was applied: the same file is never applied
+    /// twice, even when a crash left it in the inbox.
+    fn seen_content(&self, hash: u128) -> Result<Option<String>, StoreError>;
+    /// Records that the file with this content was applied as `name`.
+    fn remember_content(&mut self, hash: u128, name: &str) -> Result<(), StoreError>;
+
+    /// [`StateStore::begin`], its records made durable by the returned
+    /// [`JournalSync`] (on any thread) rather than before it returns. The
+    /// operations must not be sent before that. Default: `begin`, durable
+    /// at once.
+    fn begin_deferred(&mut self, ops: &[PendingOp]) -> Result<JournalSync, StoreError> {
+        self.begin(ops)?;
+        Ok(JournalSync::durable())
+    }
+    /// Makes every commit so far durable without the folding into tables
+    /// [`StateStore::sync`] may do (the end of a file's writes). Default:
+    /// nothing to do.
+    fn sync_journal(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// A hint: about `writes` commits of `kind` follow. Default: none taken.
+    fn reserve_writes(&mut self, _kind: ObjectKind, _writes: usize) {}
 }
 
 // ---- encoding (stable, versioned by FORMAT) ----

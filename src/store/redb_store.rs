@@ -48,8 +48,8 @@ use redb::{
 
 use super::{
     action_code, action_of, decode_pending, decode_prior, decode_stored, encode_stored, kind_code,
-    kind_of, put_str, Cursor, FieldNames, PendingOp, StateStore, StoreError, StoredObject, FORMAT,
-    UPGRADED,
+    kind_of, put_str, Cursor, FieldNames, JournalSync, PendingOp, StateStore, StoreError,
+    StoredObject, FORMAT, UPGRADED,
 };
 use crate::diff::{MemoryPrior, PriorEntry};
 use crate::plan::Action;
@@ -114,24 +114,6 @@ pub struct RedbStore {
     names: FieldNames,
     /// Closed as by a crash: no checkpoint on drop (tests).
     abandoned: bool,
-}
-
-/// Makes the journal's appends durable ([`RedbStore::begin_unsynced`]):
-/// an fsync of the journal file as it was when handed out. (A checkpoint
-/// that replaces the file first makes the records it keeps durable in the
-/// new one.)
-pub struct JournalSync {
-    file: Arc<File>,
-    path: PathBuf,
-}
-
-impl JournalSync {
-    pub fn sync(&self) -> Result<(), StoreError> {
-        self.file.sync_data().map_err(|e| StoreError {
-            path: self.path.display().to_string(),
-            message: format!("journal: {e}"),
-        })
-    }
 }
 
 /// An operation begun: where its begin record is, and what it names.
@@ -232,67 +214,11 @@ impl RedbStore {
         Ok(store)
     }
 
-    /// Makes every commit so far durable in the journal, without the
-    /// checkpoint [`StateStore::sync`] may make: a run syncs so at the end
-    /// of a file's writes, and leaves the checkpoint until the file's plan
-    /// is freed and its results are out.
-    pub fn sync_journal(&mut self) -> Result<(), StoreError> {
-        if self.journal.unsynced {
-            self.journal.sync().map_err(|e| self.err(e))?;
-        }
-        Ok(())
-    }
-
     /// Closes the store as a crash would: without a checkpoint, its
     /// journal as the last write left it (for crash tests).
     #[doc(hidden)]
     pub fn abandon(mut self) {
         self.abandoned = true;
-    }
-
-    /// [`StateStore::begin`] without its fsync: the records are appended,
-    /// and the returned [`JournalSync`] makes them durable, on any thread.
-    /// The operations must not be sent before it has.
-    pub fn begin_unsynced(&mut self, ops: &[PendingOp]) -> Result<JournalSync, StoreError> {
-        let mut out = Vec::new();
-        let mut begun = Vec::with_capacity(ops.len());
-        for op in ops {
-            // The object, as the tables keep it, is encoded in place.
-            let (mut len, mut hash) = (0, 0);
-            let body = self.journal.frame(&mut out, MARK, |body| {
-                body.push(BEGIN);
-                body.extend_from_slice(&op.id.to_le_bytes());
-                body.extend_from_slice(&[kind_code(op.kind), action_code(op.action)]);
-                put_str(body, &op.key);
-                let from = body.len();
-                encode_stored(&op.object, &mut self.names, body);
-                (len, hash) = (body.len() - from, xxh3_64(&body[from..]));
-            });
-            begun.push((
-                op.id,
-                Begun {
-                    body,
-                    kind: op.kind,
-                    key: op.key.as_str().into(),
-                    action: op.action,
-                    stored: Some((body.tail(len), hash)),
-                },
-            ));
-        }
-        self.save_names()?;
-        self.journal.append(&out).map_err(|e| self.err(e))?;
-        self.in_flight.extend(begun);
-        Ok(JournalSync {
-            file: Arc::clone(&self.journal.file),
-            path: self.path.clone(),
-        })
-    }
-
-    /// Makes room in the buffer's index for `writes` more keys of `kind`,
-    /// so that a first import's million commits insert into it without
-    /// regrowing it (each regrowth hashes every key again).
-    pub fn reserve_writes(&mut self, kind: ObjectKind, writes: usize) {
-        self.index[kind_index(kind)].reserve(writes.min(CHECKPOINT_KEYS));
     }
 
     /// Moves the buffered objects into redb — each key's last, in key order,
@@ -561,20 +487,6 @@ impl RedbStore {
         meta_of(&self.db, name).map_err(|e| self.err(e))
     }
 
-    /// The processed name of an earlier file with the same content (its
-    /// xxh3-128 hash), if one was processed: the same file is never
-    /// processed twice, even when a crash left it in the inbox.
-    pub fn seen_content(&self, hash: u128) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .meta(&format!("content/{hash:032x}"))?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
-    }
-
-    /// Records that the file with this content was processed as `name`.
-    pub fn remember_content(&mut self, hash: u128, name: &str) -> Result<(), StoreError> {
-        self.set_meta(&format!("content/{hash:032x}"), name.as_bytes())
-    }
-
     /// A value the daemon keeps per tenant (e.g. its last scheduled run).
     pub fn daemon_value(&self, name: &str) -> Result<Option<String>, StoreError> {
         Ok(self
@@ -597,6 +509,79 @@ impl RedbStore {
 }
 
 impl StateStore for RedbStore {
+    /// Makes every commit so far durable in the journal, without the
+    /// checkpoint [`StateStore::sync`] may make: a run syncs so at the end
+    /// of a file's writes, and leaves the checkpoint until the file's plan
+    /// is freed and its results are out.
+    fn sync_journal(&mut self) -> Result<(), StoreError> {
+        if self.journal.unsynced {
+            self.journal.sync().map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// The records are appended; the [`JournalSync`] is an fsync of the
+    /// journal file as it was when handed out (a checkpoint that replaces
+    /// the file first makes the records it keeps durable in the new one).
+    fn begin_deferred(&mut self, ops: &[PendingOp]) -> Result<JournalSync, StoreError> {
+        let mut out = Vec::new();
+        let mut begun = Vec::with_capacity(ops.len());
+        for op in ops {
+            // The object, as the tables keep it, is encoded in place.
+            let (mut len, mut hash) = (0, 0);
+            let body = self.journal.frame(&mut out, MARK, |body| {
+                body.push(BEGIN);
+                body.extend_from_slice(&op.id.to_le_bytes());
+                body.extend_from_slice(&[kind_code(op.kind), action_code(op.action)]);
+                put_str(body, &op.key);
+                let from = body.len();
+                encode_stored(&op.object, &mut self.names, body);
+                (len, hash) = (body.len() - from, xxh3_64(&body[from..]));
+            });
+            begun.push((
+                op.id,
+                Begun {
+                    body,
+                    kind: op.kind,
+                    key: op.key.as_str().into(),
+                    action: op.action,
+                    stored: Some((body.tail(len), hash)),
+                },
+            ));
+        }
+        self.save_names()?;
+        self.journal.append(&out).map_err(|e| self.err(e))?;
+        self.in_flight.extend(begun);
+        let (file, path) = (Arc::clone(&self.journal.file), self.path.clone());
+        Ok(JournalSync::new(move || {
+            file.sync_data().map_err(|e| StoreError {
+                path: path.display().to_string(),
+                message: format!("journal: {e}"),
+            })
+        }))
+    }
+
+    /// Makes room in the buffer's index for `writes` more keys of `kind`,
+    /// so that a first import's million commits insert into it without
+    /// regrowing it (each regrowth hashes every key again).
+    fn reserve_writes(&mut self, kind: ObjectKind, writes: usize) {
+        self.index[kind_index(kind)].reserve(writes.min(CHECKPOINT_KEYS));
+    }
+
+    /// The processed name of an earlier file with the same content (its
+    /// xxh3-128 hash), if one was processed: the same file is never
+    /// processed twice, even when a crash left it in the inbox.
+    fn seen_content(&self, hash: u128) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .meta(&format!("content/{hash:032x}"))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Records that the file with this content was processed as `name`.
+    fn remember_content(&mut self, hash: u128, name: &str) -> Result<(), StoreError> {
+        self.set_meta(&format!("content/{hash:032x}"), name.as_bytes())
+    }
+
     fn prior(&self, kind: ObjectKind) -> Result<MemoryPrior, StoreError> {
         let r = self.db.begin_read().map_err(|e| self.err(e))?;
         let objects = r.open_table(objects(kind)).map_err(|e| self.err(e))?;
@@ -659,7 +644,7 @@ impl StateStore for RedbStore {
     }
 
     fn begin(&mut self, ops: &[PendingOp]) -> Result<(), StoreError> {
-        self.begin_unsynced(ops)?.sync()?;
+        self.begin_deferred(ops)?.sync()?;
         // Nothing was appended since: the journal is synced to its end.
         self.journal.unsynced = false;
         Ok(())

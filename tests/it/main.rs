@@ -8,6 +8,7 @@ mod cli;
 mod daemon;
 #[cfg(feature = "cli")]
 mod fixtures;
+mod pipeline;
 mod profile;
 mod reader;
 #[cfg(feature = "cli")]

@@ -76,9 +76,11 @@ impl SftpFile {
                 return Err("give known_hosts or host_key_sha256, not both".into())
             }
             (None, Some(fp)) if fp.starts_with("SHA256:") => HostKeyCheck::Sha256(fp.clone()),
-            (None, Some(fp)) => return Err(format!(
+            (None, Some(fp)) => {
+                return Err(format!(
                 "host_key_sha256 {fp:?} should look like ssh-keygen -lf prints it: SHA256:<base64>"
-            )),
+            ))
+            }
             (Some(k), None) => HostKeyCheck::KnownHosts(rel(k)),
             (None, None) => {
                 let home = std::env::var_os("HOME")

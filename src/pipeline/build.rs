@@ -1,0 +1,331 @@
+//! Building a file's writes from its records: the operation the sink gets
+//! and the object the journal keeps, per planned row.
+
+use std::fs::File;
+use std::path::Path;
+
+use super::apply::{changed, file_error, is_write};
+use super::RunError;
+use crate::diff::{changed_fields, FieldHash, Fingerprinter};
+use crate::plan::{self, Action, Plan};
+use crate::profile::{Cell, FieldKind, FieldName, Layout, MappedRow, ObjectKind, Profile};
+use crate::reader::Record;
+use crate::sink::{Operation, Value};
+use crate::snapshot::RecordsAt;
+use crate::store::{PendingOp, StoredObject};
+
+/// The fields of a row as an operation carries them: every field the file
+/// states that `wanted` (given its name) says yes to.
+pub(super) fn fields_of(
+    profile: &Profile,
+    row: &MappedRow,
+    wanted: impl Fn(&str) -> bool,
+) -> Vec<(FieldName, Value)> {
+    let mut out = Vec::new();
+    for (slot, spec) in profile.slots.iter().enumerate() {
+        if !wanted(spec.name) {
+            continue;
+        }
+        let value = match row.cell(slot) {
+            Cell::Absent => continue,
+            Cell::Empty if profile.empty == crate::profile::EmptyCell::Keep => continue,
+            Cell::Empty if spec.kind == FieldKind::List => Value::List(Vec::new()),
+            Cell::Empty => Value::Text(String::new()),
+            Cell::Value { .. } if spec.kind == FieldKind::List => {
+                Value::List(row.items(slot).map(str::to_string).collect())
+            }
+            Cell::Value { .. } => Value::Text(row.get(slot).unwrap_or_default().to_string()),
+        };
+        out.push((spec.name, value));
+    }
+    out
+}
+
+/// One planned write: what the sink gets, and what the journal keeps.
+pub(super) fn planned_write(
+    id: u64,
+    kind: ObjectKind,
+    action: Action,
+    key: String,
+    fields: Vec<(FieldName, Value)>,
+    invite: bool,
+    object: StoredObject,
+) -> (Operation, PendingOp) {
+    let op = Operation {
+        op: id,
+        kind,
+        action,
+        key: key.clone(),
+        fields,
+        invite,
+        lms_id: object.lms_id.clone(),
+        ids: Vec::new(),
+        fresh: action == Action::Create,
+    };
+    (
+        op,
+        PendingOp {
+            id,
+            kind,
+            key,
+            action,
+            object,
+        },
+    )
+}
+
+/// Removes from an operation's fields the references the plan found
+/// unresolved: a manager or parent id, and group or segment names the
+/// tenant's files do not have.
+pub(super) fn drop_unresolved(
+    fields: &mut Vec<(FieldName, Value)>,
+    refs: plan::ListRefs<'_>,
+    reference_unresolved: bool,
+) {
+    fields.retain(|(name, _)| {
+        !(reference_unresolved && matches!(&**name, "manager_id" | "parent_id"))
+    });
+    for (name, value) in fields.iter_mut() {
+        let known = match &**name {
+            "groups" | "admin_groups" => refs.groups,
+            "segments" => refs.segments,
+            _ => None,
+        };
+        if let (Some(known), Value::List(items)) = (known, value) {
+            items.retain(|i| known.get(i).is_some());
+        }
+    }
+}
+
+/// Rows of the first wave read and built at a time by [`FirstWave::read`].
+pub(super) const FIRST_CHUNK: usize = 1024;
+
+/// A row of the first wave as its builder's thread hands it over.
+pub(super) enum FirstItem {
+    /// A create, built.
+    Built(usize, Built),
+    /// A row the store has something for: its record, built by the
+    /// thread that has the store.
+    Raw(usize, Record),
+}
+
+/// Rows of the first wave, read and built at a time.
+pub(super) type FirstChunk = Result<Vec<FirstItem>, RunError>;
+
+/// A row of the first wave, built from its record and what the store has
+/// for it.
+pub(super) enum Built {
+    /// The record no longer maps as it did when planned: cannot happen
+    /// (the file's snapshot cannot change), refused if it does.
+    Unmapped,
+    /// An update whose every field normalises to what was applied.
+    Unchanged,
+    Write {
+        /// An update's new plan message (which fields changed).
+        message: Option<String>,
+        fields: Vec<(FieldName, Value)>,
+        invite: bool,
+        object: StoredObject,
+        /// Its links, sent in the second wave.
+        link: Option<LinkRow>,
+    },
+}
+
+/// What building a first-wave row reads.
+pub(super) struct FirstWave<'a> {
+    pub(super) profile: &'a Profile,
+    pub(super) plan: &'a Plan,
+    pub(super) refs: plan::ListRefs<'a>,
+    pub(super) fingerprinter: Fingerprinter,
+}
+
+impl FirstWave<'_> {
+    /// Reads the write rows of `file` in order and builds the creates, a
+    /// chunk at a time, into `out`; other rows go raw. Stops at a read
+    /// error (sent) or when the receiver is gone.
+    pub(super) fn read(
+        &self,
+        mut file: RecordsAt<File>,
+        layout: &Layout,
+        path: &Path,
+        out: crossbeam_channel::Sender<FirstChunk>,
+    ) {
+        let plan = self.plan;
+        let mut rec = Record::new();
+        let mut row = MappedRow::new();
+        let mut chunk = Vec::with_capacity(FIRST_CHUNK);
+        for idx in 0..plan.records as usize {
+            let action = plan.row(idx).action;
+            if !is_write(action) {
+                continue;
+            }
+            match file.read_at(plan.record_start(idx), &mut rec) {
+                Ok(true) => {}
+                Ok(false) => {
+                    let _ = out.send(Err(changed(path, plan.row(idx).line)));
+                    return;
+                }
+                Err(e) => {
+                    let _ = out.send(Err(file_error(path)(e)));
+                    return;
+                }
+            }
+            chunk.push(if action == Action::Create {
+                FirstItem::Built(idx, self.build(&rec, layout, &mut row, idx, None))
+            } else {
+                FirstItem::Raw(idx, rec.clone())
+            });
+            if chunk.len() == FIRST_CHUNK {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(FIRST_CHUNK));
+                if out.send(Ok(full)).is_err() {
+                    return;
+                }
+            }
+        }
+        let _ = out.send(Ok(chunk));
+    }
+
+    /// Builds the write of plan row `idx` from its record; `stored` is
+    /// what the store has for its key (none for a create).
+    pub(super) fn build(
+        &self,
+        rec: &Record,
+        layout: &Layout,
+        row: &mut MappedRow,
+        idx: usize,
+        stored: Option<StoredObject>,
+    ) -> Built {
+        let (profile, plan) = (self.profile, self.plan);
+        let kind = profile.object;
+        let planned = plan.row(idx);
+        let action = planned.action;
+        if profile.map(rec, layout, row).is_err() {
+            return Built::Unmapped;
+        }
+        let hashes = self.fingerprinter.field_hashes(row);
+        let mut message = None;
+        let mut fields = match action {
+            Action::Create => fields_of(profile, row, |_| true),
+            Action::Update => {
+                let changed = stored.as_ref().map_or_else(
+                    || hashes.iter().map(|h| h.field).collect(),
+                    |s| changed_fields(&s.fields, &hashes),
+                );
+                if changed.is_empty() {
+                    return Built::Unchanged;
+                }
+                let changed_message = format!("changed: {}", changed.join(", "));
+                message = Some(if planned.message.is_empty() {
+                    changed_message
+                } else {
+                    format!("{changed_message}; {}", planned.message)
+                });
+                fields_of(profile, row, |name| changed.iter().any(|c| **c == *name))
+            }
+            _ => Vec::new(),
+        };
+        if action == Action::Deactivate {
+            fields.clear();
+        }
+        // Applied without links that resolve to nothing.
+        drop_unresolved(&mut fields, self.refs, plan.reference_unresolved(idx));
+        let invite =
+            action == Action::Create && profile.invite_on_create && kind == ObjectKind::User;
+        let parent = match (kind, profile.reference_slot) {
+            (ObjectKind::Group, Some(slot)) if !plan.reference_unresolved(idx) => {
+                row.get(slot).map(str::to_string)
+            }
+            _ => None,
+        };
+        let object = StoredObject {
+            fingerprint: plan.fingerprint(idx),
+            active: plan.active_after(idx),
+            invited: invite || stored.as_ref().is_some_and(|s| s.invited),
+            lms_id: stored.as_ref().and_then(|s| s.lms_id.clone()),
+            parent,
+            fields: hashes,
+        };
+        // A user's manager and memberships go in a second wave, once every
+        // user of the file exists (SPEC §3 step 4).
+        let mut links = match (kind, action) {
+            (ObjectKind::User, Action::Create | Action::Update) => take_links(&mut fields),
+            _ => Vec::new(),
+        };
+        if action == Action::Create {
+            // A new user with no manager or membership has nothing to link
+            // (an update that empties one does: it removes the link).
+            links.retain(|(_, v)| !v.is_empty());
+        }
+        if links.is_empty() {
+            return Built::Write {
+                message,
+                fields,
+                invite,
+                object,
+                link: None,
+            };
+        }
+        // Until the links are acknowledged the store says they are not
+        // applied: after a crash between the waves, the next run sees the
+        // row changed and sends them again.
+        let link = LinkRow {
+            row: idx as u32,
+            links: LINK_FIELDS
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| links.iter().any(|(name, _)| name == *f))
+                .fold(0u8, |m, (k, _)| m | 1 << k),
+            invited: object.invited,
+            fresh: action == Action::Create,
+        };
+        let first = StoredObject {
+            fingerprint: stored.as_ref().map_or(0, |s| s.fingerprint),
+            fields: without_links(&object.fields, stored.as_ref().map(|s| &s.fields[..])),
+            ..object
+        };
+        Built::Write {
+            message,
+            fields,
+            invite,
+            object: first,
+            link: Some(link),
+        }
+    }
+}
+
+/// The fields that link a user to other objects: written in the second wave.
+pub(super) const LINK_FIELDS: [&str; 4] = ["manager_id", "groups", "admin_groups", "segments"];
+
+/// A row whose links go in the second wave: which (bits of
+/// [`LINK_FIELDS`]) and whether the user is invited (kept in the store).
+pub(super) struct LinkRow {
+    pub(super) row: u32,
+    pub(super) links: u8,
+    pub(super) invited: bool,
+    /// Created in this run: no links to undo.
+    pub(super) fresh: bool,
+}
+
+/// Moves the link fields out of `fields`.
+pub(super) fn take_links(fields: &mut Vec<(FieldName, Value)>) -> Vec<(FieldName, Value)> {
+    let (links, rest) = std::mem::take(fields)
+        .into_iter()
+        .partition(|(name, _)| LINK_FIELDS.contains(&&**name));
+    *fields = rest;
+    links
+}
+
+/// Field hashes as they stand after the first wave: `new` for the other
+/// fields, `old` (what the store had) for the links.
+pub(super) fn without_links(new: &[FieldHash], old: Option<&[FieldHash]>) -> Vec<FieldHash> {
+    let is_link = |f: &FieldHash| LINK_FIELDS.contains(&f.field);
+    let mut out: Vec<FieldHash> = new.iter().filter(|f| !is_link(f)).cloned().collect();
+    out.extend(
+        old.unwrap_or_default()
+            .iter()
+            .filter(|f| is_link(f))
+            .cloned(),
+    );
+    out.sort();
+    out
+}

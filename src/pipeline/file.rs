@@ -1,0 +1,359 @@
+//! One file of a run: planned against the store, held or applied, its
+//! results and summary published, the original moved to `processed/`.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use super::apply::WritePass;
+use super::processed::{finish_file, write_atomically, Staged};
+use super::report::Summary;
+use super::writer::Line;
+use super::{io, FileReport, FileStatus, InboxFile, Pipeline, RunError, RunOptions, RunProgress};
+use crate::diff::{MemoryPrior, Prior};
+use crate::guard::{self, Verdict};
+use crate::plan::{self, Action, FileError, Plan, PlannedRow};
+use crate::profile::{Date, ObjectKind, Profile};
+use crate::results::{Outcome, ResultsWriter};
+
+/// What a file is planned against: the last applied state of its kind and,
+/// for a users file of a tenant with group or segment files, the groups
+/// and segments its list fields must name.
+struct Priors {
+    own: MemoryPrior,
+    groups: Option<MemoryPrior>,
+    segments: Option<MemoryPrior>,
+}
+
+impl Priors {
+    fn refs(&self) -> plan::ListRefs<'_> {
+        plan::ListRefs {
+            groups: self.groups.as_ref().map(|p| p as &dyn Prior),
+            segments: self.segments.as_ref().map(|p| p as &dyn Prior),
+        }
+    }
+}
+
+/// A file read and compared: its plan, what it was compared with, and
+/// what the guards say.
+struct Planned {
+    plan: Plan,
+    priors: Priors,
+    verdict: Verdict,
+}
+
+/// One file being run: what each step of [`Pipeline::process_file`] reads.
+struct FileRun<'f> {
+    profile: &'f Profile,
+    file: &'f InboxFile<'f>,
+    opts: &'f RunOptions,
+    /// Its results' and summary's names.
+    staged: Staged,
+    started: Instant,
+}
+
+impl FileRun<'_> {
+    /// The summary of this file: `plan` with each line's outcome and the
+    /// guards' verdict, or (refused whole) why.
+    fn summary<'a>(
+        &'a self,
+        pipeline: &'a Pipeline<'_>,
+        plan: Option<(&'a Plan, &'a [Line])>,
+        verdict: &'a Verdict,
+        refused: Option<&'a str>,
+    ) -> Summary<'a> {
+        Summary {
+            tenant: pipeline.job.name,
+            source: pipeline.source.describe(),
+            file: self.file.name,
+            profile: &self.profile.name,
+            dry_run: self.opts.dry_run,
+            plan,
+            verdict,
+            started: self.started,
+            refused,
+        }
+    }
+}
+
+/// The milliseconds since `started`, for the phase lines of the debug log.
+fn ms(started: Instant) -> u64 {
+    started.elapsed().as_millis() as u64
+}
+
+impl Pipeline<'_> {
+    /// Plans, guards, applies and publishes one file.
+    pub(super) fn process_file(
+        &mut self,
+        profile: &Profile,
+        file: &InboxFile<'_>,
+        opts: &RunOptions,
+        progress: &mut dyn FnMut(RunProgress<'_>),
+    ) -> Result<FileReport, RunError> {
+        let f = FileRun {
+            profile,
+            file,
+            opts,
+            staged: Staged::new(self.source, file.name, opts.dry_run)?,
+            started: Instant::now(),
+        };
+        let started = f.started;
+        let today = opts.today.unwrap_or_else(|| profile.today());
+        let mut planned = match self.plan_file(profile, file, today, opts, progress)? {
+            Ok(planned) => planned,
+            Err(e) => return self.refuse(&f, &e),
+        };
+        let plan = &mut planned.plan;
+        let mut lines = first_lines(plan, &planned.verdict, opts);
+        let mut unavailable = false;
+        if !planned.verdict.held() {
+            let pass = WritePass {
+                profile,
+                path: file.local,
+                batch_size: self.job.batch_size,
+                refs: planned.priors.refs(),
+                opts,
+            };
+            let mut written = 0u64;
+            let mut on_write = |n: usize| {
+                written += n as u64;
+                progress(RunProgress::Writing {
+                    file: file.local,
+                    written,
+                });
+            };
+            unavailable = pass.run(plan, &mut lines, self.store, self.sink, &mut on_write)?;
+            if !opts.dry_run && !unavailable {
+                self.store.set_last_records(profile.object, plan.records)?;
+            }
+            tracing::debug!(ms = ms(started), "run: written");
+        }
+        self.publish(&f, &planned, &lines, unavailable)?;
+        tracing::debug!(ms = ms(started), "run: results written, file moved");
+        Ok(report(&f, self.source, &planned, &lines, unavailable))
+    }
+
+    /// Reads the file and compares it with the store, then asks the
+    /// guards. The store's prior is loaded (and indexed) on its own thread
+    /// while the pool reads the file: the two need nothing of each other.
+    /// The inner error: the file is refused whole.
+    fn plan_file(
+        &mut self,
+        profile: &Profile,
+        file: &InboxFile<'_>,
+        today: Date,
+        opts: &RunOptions,
+        progress: &mut dyn FnMut(RunProgress<'_>),
+    ) -> Result<Result<Planned, FileError>, RunError> {
+        let started = Instant::now();
+        let (kind, path) = (profile.object, file.local);
+        let size = std::fs::metadata(path).map_err(io(path))?.len();
+        // A users file's groups and segments must name objects of the
+        // tenant's group and segment files, when it has them (processed
+        // before it).
+        let list_prior = |k: ObjectKind| -> Result<Option<MemoryPrior>, RunError> {
+            let named = kind == ObjectKind::User && self.job.has(k);
+            Ok(if named {
+                Some(self.store.prior(k)?)
+            } else {
+                None
+            })
+        };
+        let (groups, segments) = (
+            list_prior(ObjectKind::Group)?,
+            list_prior(ObjectKind::Segment)?,
+        );
+        let store: &dyn crate::store::StateStore = self.store;
+        let (own, read) = std::thread::scope(|s| {
+            let loading = s.spawn(|| {
+                store.prior(kind).inspect(|prior| {
+                    prior.index();
+                    tracing::debug!(ms = ms(started), objects = prior.len(), "run: prior loaded");
+                })
+            });
+            let refs = plan::ListRefs {
+                groups: groups.as_ref().map(|p| p as &dyn Prior),
+                segments: segments.as_ref().map(|p| p as &dyn Prior),
+            };
+            let read = File::open(path).map_err(io(path)).map(|f| {
+                let opts = plan::ReadOptions {
+                    size_hint: Some(size),
+                    refs,
+                    ..plan::ReadOptions::default()
+                };
+                plan::read_with(profile, f, today, opts, &mut |p| {
+                    progress(RunProgress::Reading {
+                        file: path,
+                        records: p.records,
+                        bytes: p.bytes,
+                    })
+                })
+            });
+            let own = loading
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (own, read)
+        });
+        let priors = Priors {
+            own: own?,
+            groups,
+            segments,
+        };
+        let mut plan = match read? {
+            Ok(plan) => plan,
+            Err(FileError::Read(crate::reader::ReadError::Io(e))) => return Err(io(path)(e)),
+            Err(e) => return Ok(Err(e)),
+        };
+        tracing::debug!(ms = ms(started), "run: file read");
+        plan.against(profile, &priors.own);
+        tracing::debug!(ms = ms(started), "run: compared");
+        let verdict = guard::check(
+            &plan,
+            &profile.safety,
+            priors.own.len(),
+            self.store.last_records(kind)?,
+            opts.force,
+        );
+        Ok(Ok(Planned {
+            plan,
+            priors,
+            verdict,
+        }))
+    }
+
+    /// A file refused whole (its header, or not text): a results file with
+    /// only its header line, the summary saying why, the original moved.
+    fn refuse(&mut self, f: &FileRun<'_>, error: &FileError) -> Result<FileReport, RunError> {
+        tracing::warn!(file = %f.file.local.display(), %error, "file refused");
+        write_atomically(&f.staged.results, |w| ResultsWriter::new(w).map(|_| ()))?;
+        let refused = error.to_string();
+        let verdict = Verdict::default();
+        let summary = f.summary(self, None, &verdict, Some(&refused)).to_json();
+        write_atomically(&f.staged.summary, |w| w.write_all(summary.as_bytes()))?;
+        finish_file(
+            self.source,
+            self.store,
+            f.opts,
+            f.file,
+            &f.staged,
+            false,
+            false,
+        )?;
+        Ok(FileReport {
+            file: PathBuf::from(f.file.name),
+            status: FileStatus::Refused,
+            results: Some(self.source.location(&f.staged.results_name())),
+            summary: format!("refused: {error}"),
+            records: 0,
+            counts: [0; 6],
+        })
+    }
+
+    /// Writes the results CSV and the summary, records the content as
+    /// applied and moves the original (see [`finish_file`]). A file whose
+    /// sink was unavailable stays in the inbox (its results are published):
+    /// the next run takes it again and resumes its writes, what was applied
+    /// coming out unchanged.
+    fn publish(
+        &mut self,
+        f: &FileRun<'_>,
+        planned: &Planned,
+        lines: &[Line],
+        unavailable: bool,
+    ) -> Result<(), RunError> {
+        let plan = &planned.plan;
+        write_atomically(&f.staged.results, |w| {
+            ResultsWriter::new(w)?.write_rows(lines.len(), |i| {
+                let (row, line) = (plan.row(i), &lines[i]);
+                // The sink's code and message, where it gave one, win.
+                let row = PlannedRow {
+                    code: line.code().or(row.code),
+                    message: line.message().unwrap_or(row.message),
+                    ..row
+                };
+                (row, line.outcome)
+            })
+        })?;
+        let summary = f
+            .summary(self, Some((plan, lines)), &planned.verdict, None)
+            .to_json();
+        write_atomically(&f.staged.summary, |w| w.write_all(summary.as_bytes()))?;
+        let applied = !planned.verdict.held() && !unavailable;
+        finish_file(
+            self.source,
+            self.store,
+            f.opts,
+            f.file,
+            &f.staged,
+            applied,
+            unavailable,
+        )
+    }
+}
+
+/// Each plan row's outcome before any write: `held` on every line of a
+/// held file, `planned` on a dry run; otherwise `ok`, or `failed` for a
+/// rejected row.
+fn first_lines(plan: &Plan, verdict: &Verdict, opts: &RunOptions) -> Vec<Line> {
+    let base = if verdict.held() {
+        Outcome::Held
+    } else if opts.dry_run {
+        Outcome::Planned
+    } else {
+        Outcome::Ok
+    };
+    (0..plan.len())
+        .map(|i| {
+            let reject = plan.row(i).action == Action::Reject;
+            Line::new(if base == Outcome::Ok && reject {
+                Outcome::Failed
+            } else {
+                base
+            })
+        })
+        .collect()
+}
+
+/// The report of a file planned (held or applied).
+fn report(
+    f: &FileRun<'_>,
+    source: &dyn crate::source::Source,
+    planned: &Planned,
+    lines: &[Line],
+    unavailable: bool,
+) -> FileReport {
+    let (plan, verdict) = (&planned.plan, &planned.verdict);
+    let tally = plan.tally();
+    let status = if unavailable {
+        FileStatus::SinkUnavailable
+    } else if verdict.held() {
+        FileStatus::Refused
+    } else if tally.is_clean()
+        && lines
+            .iter()
+            .all(|l| l.code().is_none() && l.outcome != Outcome::Failed)
+    {
+        FileStatus::Clean
+    } else {
+        FileStatus::Rows
+    };
+    let mut text = format!("{} records", plan.records);
+    for a in Action::ALL {
+        let n = tally.count(a);
+        if n > 0 {
+            text.push_str(&format!(", {n} {}", a.as_str()));
+        }
+    }
+    for reason in &verdict.reasons {
+        text.push_str(&format!("; held: {reason}"));
+    }
+    FileReport {
+        file: PathBuf::from(f.file.name),
+        status,
+        results: Some(source.location(&f.staged.results_name())),
+        summary: text,
+        records: plan.records,
+        counts: tally.by_action,
+    }
+}

@@ -1,0 +1,120 @@
+//! Naming and publishing into `processed/`: `<stem>.<UTC timestamp>` names
+//! never taken before, results and summaries written through a temporary
+//! name, the original moved beside them last.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use super::{io, InboxFile, RunError, RunOptions};
+use crate::source::Source;
+use crate::store::StateStore;
+
+/// `<stem>.<UTC timestamp>`, not taken yet in the source's `processed/`.
+pub(super) fn stamped(
+    source: &mut dyn Source,
+    stem: &str,
+    suffix: &str,
+) -> Result<String, RunError> {
+    let ts = jiff::Timestamp::now()
+        .strftime("%Y%m%dT%H%M%SZ")
+        .to_string();
+    let mut name = format!("{stem}.{ts}");
+    let mut n = 1;
+    while source.processed_exists(&format!("{name}{suffix}.csv"))?
+        || source.processed_exists(&format!("{name}{suffix}.results.csv"))?
+    {
+        n += 1;
+        name = format!("{stem}.{ts}-{n}");
+    }
+    Ok(name)
+}
+
+/// The names a file's results and summary are staged under, and the
+/// `<stem>.<UTC timestamp>` the original takes in `processed/`.
+pub(super) struct Staged {
+    /// `<stem>.<timestamp>`.
+    pub(super) stamp: String,
+    /// `.dry-run` on a dry run, else empty.
+    suffix: &'static str,
+    pub(super) results: PathBuf,
+    pub(super) summary: PathBuf,
+}
+
+impl Staged {
+    /// Names not taken yet in `processed/` for inbox file `name`.
+    pub(super) fn new(
+        source: &mut dyn Source,
+        name: &str,
+        dry_run: bool,
+    ) -> Result<Staged, RunError> {
+        let stem = Path::new(name)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("file");
+        let suffix = if dry_run { ".dry-run" } else { "" };
+        let stamp = stamped(source, stem, suffix)?;
+        Ok(Staged {
+            results: source
+                .staging()
+                .join(format!("{stamp}{suffix}.results.csv")),
+            summary: source
+                .staging()
+                .join(format!("{stamp}{suffix}.summary.json")),
+            stamp,
+            suffix,
+        })
+    }
+
+    /// The results file's name in `processed/`.
+    pub(super) fn results_name(&self) -> String {
+        format!("{}{}.results.csv", self.stamp, self.suffix)
+    }
+}
+
+/// Publishes the staged results and summary of a file, records its
+/// content as applied (`applied`: not a file refused or held, which
+/// `--force` or a fix may send again), and moves the original beside them
+/// (not on a dry run, nor when `keep`: a file whose sink was unavailable,
+/// for the next run).
+pub(super) fn finish_file(
+    source: &mut dyn Source,
+    store: &mut dyn StateStore,
+    opts: &RunOptions,
+    file: &InboxFile<'_>,
+    staged: &Staged,
+    applied: bool,
+    keep: bool,
+) -> Result<(), RunError> {
+    for local in [&staged.results, &staged.summary] {
+        let name = local
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        source.publish(local, &name)?;
+    }
+    if !opts.dry_run {
+        let to = format!("{}.csv", staged.stamp);
+        if applied {
+            store.remember_content(file.hash, &to)?;
+        }
+        if !keep {
+            source.archive(file.name, &to)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` through a temporary name and a rename.
+pub(super) fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
+) -> Result<(), RunError> {
+    let tmp = path.with_extension("tmp");
+    let mut w = BufWriter::new(File::create(&tmp).map_err(io(&tmp))?);
+    write(&mut w).map_err(io(&tmp))?;
+    let f = w.into_inner().map_err(|e| io(&tmp)(e.into_error()))?;
+    f.sync_all().map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}

@@ -1,0 +1,293 @@
+//! The pipeline as a library runs it, over a caller's store and sink: the
+//! same tests through the embedded store and the in-memory one.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use muster::pipeline::{Job, Pipeline, RunError, RunOptions};
+use muster::plan::Action;
+use muster::profile::{Date, Profile};
+use muster::sink::{Ack, Operation, Sink, SinkError, Value};
+use muster::source::DirSource;
+use muster::store::{MemoryStore, PendingOp, RedbStore, StateStore};
+
+/// What the LMS holds: per key, its fields as last written, and every
+/// operation it applied (by id), in order.
+#[derive(Default)]
+struct Lms {
+    users: BTreeMap<String, BTreeMap<String, String>>,
+    applied: Vec<(u64, Action, String)>,
+}
+
+/// A sink writing to an [`Lms`]. `fail_at`: the batch (counting from 1)
+/// that fails as a whole, after it was applied when `lose_answer` (the LMS
+/// did the work, the answer was lost) or before. `on_first_batch` runs
+/// once, before the first batch is applied.
+struct LmsSink {
+    lms: Arc<Mutex<Lms>>,
+    batches: usize,
+    fail_at: Option<usize>,
+    lose_answer: bool,
+    on_first_batch: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl LmsSink {
+    fn new(lms: &Arc<Mutex<Lms>>) -> LmsSink {
+        LmsSink {
+            lms: lms.clone(),
+            batches: 0,
+            fail_at: None,
+            lose_answer: false,
+            on_first_batch: None,
+        }
+    }
+}
+
+impl Sink for LmsSink {
+    fn apply(&mut self, batch: &[Operation]) -> Result<Vec<Ack>, SinkError> {
+        if let Some(hook) = self.on_first_batch.take() {
+            hook();
+        }
+        self.batches += 1;
+        let failing = self.fail_at == Some(self.batches);
+        if failing && !self.lose_answer {
+            return Err(SinkError {
+                sink: "test".into(),
+                message: "unreachable".into(),
+            });
+        }
+        let mut lms = self.lms.lock().unwrap();
+        for op in batch {
+            lms.applied.push((op.op, op.action, op.key.clone()));
+            match op.action {
+                Action::Delete => {
+                    lms.users.remove(&op.key);
+                }
+                _ => {
+                    let user = lms.users.entry(op.key.clone()).or_default();
+                    for (name, value) in &op.fields {
+                        let text = match value {
+                            Value::Text(t) => t.clone(),
+                            Value::List(items) => items.join(","),
+                        };
+                        user.insert(name.to_string(), text);
+                    }
+                }
+            }
+        }
+        if failing {
+            return Err(SinkError {
+                sink: "test".into(),
+                message: "connection reset".into(),
+            });
+        }
+        Ok(vec![Ack::APPLIED; batch.len()])
+    }
+
+    fn recover(&mut self, pending: &[PendingOp]) -> Result<Vec<u64>, SinkError> {
+        let lms = self.lms.lock().unwrap();
+        Ok(pending
+            .iter()
+            .filter(|p| lms.applied.iter().any(|(id, _, _)| *id == p.id))
+            .map(|p| p.id)
+            .collect())
+    }
+}
+
+/// A tenant of the MobieTrain profile in a temporary folder.
+struct Inbox {
+    dir: tempfile::TempDir,
+    files: Vec<(glob::Pattern, Profile)>,
+}
+
+impl Inbox {
+    fn new() -> Inbox {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("inbox")).unwrap();
+        Inbox {
+            dir,
+            files: vec![(
+                glob::Pattern::new("*.csv").unwrap(),
+                Profile::preset("mobietrain").unwrap(),
+            )],
+        }
+    }
+
+    fn inbox(&self, name: &str) -> PathBuf {
+        self.dir.path().join("inbox").join(name)
+    }
+
+    fn source(&self) -> DirSource {
+        let inbox = self.dir.path().join("inbox");
+        DirSource::new(
+            inbox.clone(),
+            inbox.join("processed"),
+            self.dir.path().join("spool"),
+        )
+        .unwrap()
+    }
+
+    /// One run over `store` and `sink`.
+    fn run(
+        &self,
+        store: &mut dyn StateStore,
+        sink: &mut dyn Sink,
+    ) -> Result<Vec<muster::pipeline::FileReport>, RunError> {
+        let mut source = self.source();
+        let job = Job {
+            name: "test",
+            files: &self.files,
+            batch_size: 7,
+            settle_ms: 0,
+        };
+        let opts = RunOptions {
+            today: Date::new(2026, 11, 21),
+            ..RunOptions::default()
+        };
+        Pipeline {
+            job,
+            source: &mut source,
+            store,
+            sink,
+        }
+        .run(&opts, &mut |_| {})
+    }
+
+    fn processed(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.inbox("processed"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        files
+    }
+}
+
+/// `n` users whose first names all carry `version`.
+fn users(n: usize, version: &str) -> String {
+    (0..n)
+        .map(|i| format!("u{i:04},{version}{i},Last{i},u{i}@example.com,,,,en,\n"))
+        .collect()
+}
+
+/// Both stores, fresh: each test runs through each.
+fn stores(dir: &Path) -> Vec<(&'static str, Box<dyn StateStore>)> {
+    vec![
+        ("memory", Box::new(MemoryStore::new())),
+        (
+            "redb",
+            Box::new(RedbStore::open(&dir.join("state.redb")).unwrap()),
+        ),
+    ]
+}
+
+/// SPEC §7: a client rewriting (here: shrinking and renaming every user)
+/// the inbox file while a run of it is under way cannot make the run mix
+/// two versions. The run applies the version it started with, whole;
+/// `processed/` keeps that version; the new one stays in the inbox and the
+/// next run applies it.
+#[test]
+fn a_file_rewritten_mid_run_is_applied_in_one_version() {
+    // More rows than the write pass reads ahead, so that a run reading the
+    // inbox file itself would meet the new version.
+    let (v1, v2) = (users(10_000, "One"), users(9_500, "Two"));
+    for (name, mut store) in stores(tempfile::tempdir().unwrap().path()) {
+        let t = Inbox::new();
+        std::fs::write(t.inbox("users.csv"), &v1).unwrap();
+        let lms = Arc::new(Mutex::new(Lms::default()));
+        let mut sink = LmsSink::new(&lms);
+        let (path, rewrite) = (t.inbox("users.csv"), v2.clone());
+        sink.on_first_batch = Some(Box::new(move || std::fs::write(path, rewrite).unwrap()));
+        let reports = t.run(store.as_mut(), &mut sink).unwrap();
+        assert_eq!(reports[0].records, 10_000, "{name}: {}", reports[0].summary);
+        {
+            let lms = lms.lock().unwrap();
+            assert_eq!(lms.users.len(), 10_000, "{name}");
+            for (key, user) in &lms.users {
+                assert!(
+                    user["first_name"].starts_with("One"),
+                    "{name}: {key} {user:?}"
+                );
+            }
+        }
+        // The version applied went to processed/; the new one waits.
+        let archived: Vec<PathBuf> = t
+            .processed()
+            .into_iter()
+            .filter(|p| {
+                !p.to_string_lossy().contains(".results.")
+                    && !p.to_string_lossy().ends_with(".json")
+            })
+            .collect();
+        assert_eq!(archived.len(), 1, "{name}: {archived:?}");
+        let archived = std::fs::read_to_string(&archived[0]).unwrap();
+        assert!(archived == v1, "{name}: processed/ holds another version");
+        let waiting = std::fs::read_to_string(t.inbox("users.csv")).unwrap();
+        assert!(waiting == v2, "{name}: the inbox lost the new version");
+        // The next run applies the new version (shorter, within the shrink
+        // guard): 9,500 updates, no creates.
+        let mut sink = LmsSink::new(&lms);
+        let reports = t.run(store.as_mut(), &mut sink).unwrap();
+        let counts = reports[0].counts;
+        assert_eq!(
+            counts[Action::Update.index()],
+            9_500,
+            "{name}: {}",
+            reports[0].summary
+        );
+        assert_eq!(
+            counts[Action::Create.index()],
+            0,
+            "{name}: {}",
+            reports[0].summary
+        );
+        let lms = lms.lock().unwrap();
+        for i in 0..9_500 {
+            let user = &lms.users[&format!("u{i:04}")];
+            assert_eq!(user["first_name"], format!("Two{i}"), "{name}");
+        }
+    }
+}
+
+/// Journal, recovery and resume through the same pipeline over either
+/// store: a sink that fails at each batch in turn, its answer lost after it
+/// applied the batch or refused before, then a run that recovers. Every
+/// user reaches the LMS, each created exactly once, and the store's
+/// journal ends empty.
+#[test]
+fn a_failed_batch_is_recovered_and_resumed_exactly_once_over_either_store() {
+    let file = users(30, "One");
+    for fail_at in 1..=5 {
+        for lose_answer in [false, true] {
+            for (name, mut store) in stores(tempfile::tempdir().unwrap().path()) {
+                let case = format!("{name}, batch {fail_at}, answer lost: {lose_answer}");
+                let t = Inbox::new();
+                std::fs::write(t.inbox("users.csv"), &file).unwrap();
+                let lms = Arc::new(Mutex::new(Lms::default()));
+                let mut sink = LmsSink::new(&lms);
+                sink.fail_at = Some(fail_at);
+                sink.lose_answer = lose_answer;
+                let failed = t.run(store.as_mut(), &mut sink);
+                assert!(
+                    matches!(failed, Err(RunError::Sink(_))),
+                    "{case}: {failed:?}"
+                );
+                assert!(t.inbox("users.csv").exists(), "{case}: the file stays");
+                let resumed = t.run(store.as_mut(), &mut LmsSink::new(&lms)).unwrap();
+                assert_eq!(resumed.len(), 1, "{case}");
+                let lms = lms.lock().unwrap();
+                assert_eq!(lms.users.len(), 30, "{case}");
+                let mut creates: BTreeMap<&str, usize> = BTreeMap::new();
+                for (_, action, key) in &lms.applied {
+                    if *action == Action::Create {
+                        *creates.entry(key).or_default() += 1;
+                    }
+                }
+                assert_eq!(creates.len(), 30, "{case}");
+                assert!(creates.values().all(|&n| n == 1), "{case}: {creates:?}");
+                assert!(store.pending().unwrap().is_empty(), "{case}");
+            }
+        }
+    }
+}
