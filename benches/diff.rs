@@ -13,9 +13,9 @@ use std::hint::black_box;
 use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use muster::diff::NoPrior;
 use muster::plan;
 use muster::profile::{Date, Profile};
+use muster::store::NoPrior;
 
 fn files(profile: &Profile, rows: u64) -> (PathBuf, PathBuf) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
@@ -85,7 +85,7 @@ fn diff(c: &mut Criterion) {
     g.bench_function("diff_files", |b| {
         b.iter(|| {
             black_box(
-                muster::diff::diff_files(&profile, &day1, &day2, today)
+                muster::plan::diff_files(&profile, &day1, &day2, today)
                     .unwrap()
                     .plan
                     .len(),

@@ -7,8 +7,8 @@
 //!
 //! The store is not changed: it is closed without a sync or checkpoint.
 
-use muster::diff::Prior;
 use muster::profile::ObjectKind;
+use muster::store::Prior;
 use muster::store::{RedbStore, StateStore};
 
 fn main() {

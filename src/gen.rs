@@ -8,7 +8,8 @@
 
 use std::io::{self, Read, Write};
 
-use crate::profile::{Field, FieldKind, HeaderMode, ObjectKind, Profile};
+use crate::model::{Field, FieldKind, ObjectKind};
+use crate::profile::{HeaderMode, Profile};
 use crate::reader::Record;
 use crate::results::write_field;
 use crate::snapshot::Snapshot;

@@ -8,7 +8,8 @@
 //! remove anyone: that one is always held, since no HR export means "delete
 //! everyone".
 
-use crate::plan::{Action, Plan};
+use crate::model::Action;
+use crate::plan::Plan;
 use crate::profile::SafetyConfig;
 
 /// Why a file was held, if it was.

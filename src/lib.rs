@@ -59,13 +59,14 @@
 //! The library logs through `tracing` and never installs a subscriber,
 //! reads the environment or starts threads of its own.
 
-pub mod code;
 pub mod config;
 #[cfg(feature = "daemon")]
 pub mod daemon;
 pub mod diff;
 pub mod gen;
 pub mod guard;
+pub mod index;
+pub mod model;
 pub mod pipeline;
 pub mod plan;
 pub mod profile;
@@ -80,7 +81,7 @@ pub mod store;
 #[doc(hidden)]
 pub mod testing;
 
-pub use code::Code;
+pub use model::Code;
 pub use plan::{Action, Plan};
 pub use profile::{MappedRow, Profile};
 pub use reader::{Position, Record, SnapshotReader};

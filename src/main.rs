@@ -539,7 +539,7 @@ fn diff(
         let profile = load_profile(profile)?;
         let today = parse_today(&profile, today)?;
         let started = std::time::Instant::now();
-        match muster::diff::diff_files(&profile, old, new, today) {
+        match muster::plan::diff_files(&profile, old, new, today) {
             Ok(d) => {
                 let verdict = muster::guard::check(
                     &d.plan,
@@ -558,7 +558,7 @@ fn diff(
                 std::mem::forget(d);
                 exit
             }
-            Err(muster::diff::DiffError {
+            Err(muster::plan::DiffError {
                 path,
                 error: FileError::Read(muster::reader::ReadError::Io(e)),
             }) => {

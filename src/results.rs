@@ -38,7 +38,7 @@ fn has_special(field: &[u8], delimiter: u8, quote: u8) -> bool {
 
 use std::io::{self, Write};
 
-use crate::code::Code;
+use crate::model::Code;
 use crate::plan::{Plan, PlannedRow};
 
 /// The results header (SPEC §4).

@@ -160,7 +160,7 @@ pub fn check_invariants(data: &[u8]) {
         let plan_as = |opts: crate::plan::ReadOptions<'_>| {
             let mut plan = crate::plan::read_with(&profile, data, today, opts, &mut |_| {})
                 .unwrap_or_else(|e| panic!("{name}: {e} on the second read"));
-            plan.against(&profile, &crate::diff::NoPrior);
+            plan.against(&profile, &crate::store::NoPrior);
             let rows: Vec<_> = plan
                 .rows()
                 .enumerate()
@@ -199,7 +199,7 @@ pub fn check_invariants(data: &[u8]) {
         for row in plan.rows() {
             assert!(row.line > last, "{name}: lines must increase");
             last = row.line;
-            use crate::plan::Action;
+            use crate::model::Action;
             match row.action {
                 Action::Reject => assert!(row.code.is_some(), "{name}: a reject needs a code"),
                 Action::Create | Action::Unchanged => {}

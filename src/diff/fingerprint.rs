@@ -17,20 +17,15 @@
 
 use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
-use crate::profile::{Cell, EmptyCell, FieldKind, FieldName, MappedRow, Profile};
+use crate::model::{FieldKind, FieldName};
+use crate::profile::{Cell, EmptyCell, MappedRow, Profile};
+use crate::store::FieldHash;
 
 /// A name and its NUL are copied as this many bytes when they fit.
 const NAME_PAD: usize = 32;
 /// A value this short is copied as this many bytes when the row's text
 /// holds them.
 const VALUE_PAD: usize = 16;
-
-/// One field's name and value hash, for telling which fields changed.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct FieldHash {
-    pub field: FieldName,
-    pub hash: u64,
-}
 
 /// The fingerprint of a row and, optionally, its per-field hashes.
 #[derive(Clone)]

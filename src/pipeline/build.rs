@@ -6,12 +6,14 @@ use std::path::Path;
 
 use super::apply::{changed, file_error, is_write};
 use super::RunError;
-use crate::diff::{changed_fields, FieldHash, Fingerprinter};
-use crate::plan::{self, Action, Plan};
-use crate::profile::{Cell, FieldKind, FieldName, Layout, MappedRow, ObjectKind, Profile};
+use crate::diff::{changed_fields, Fingerprinter};
+use crate::model::{Action, FieldKind, FieldName, ObjectKind};
+use crate::plan::{self, Plan};
+use crate::profile::{Cell, Layout, MappedRow, Profile};
 use crate::reader::Record;
 use crate::sink::{Operation, Value};
 use crate::snapshot::RecordsAt;
+use crate::store::FieldHash;
 use crate::store::{PendingOp, StoredObject};
 
 /// The fields of a row as an operation carries them: every field the file

@@ -11,11 +11,12 @@ use super::processed::{finish_file, write_atomically, Staged};
 use super::report::Summary;
 use super::writer::Line;
 use super::{io, FileReport, FileStatus, InboxFile, Pipeline, RunError, RunOptions, RunProgress};
-use crate::diff::{MemoryPrior, Prior};
 use crate::guard::{self, Verdict};
-use crate::plan::{self, Action, FileError, Plan, PlannedRow};
-use crate::profile::{Date, ObjectKind, Profile};
+use crate::model::{Action, ObjectKind};
+use crate::plan::{self, FileError, Plan, PlannedRow};
+use crate::profile::{Date, Profile};
 use crate::results::{Outcome, ResultsWriter};
+use crate::store::{MemoryPrior, Prior};
 
 /// What a file is planned against: the last applied state of its kind and,
 /// for a users file of a tenant with group or segment files, the groups

@@ -9,8 +9,9 @@ use super::build::{drop_unresolved, fields_of, planned_write, LinkRow, LINK_FIEL
 use super::writer::Writer;
 use super::{io, RunError};
 use crate::diff::Fingerprinter;
-use crate::plan::{self, Action, Plan};
-use crate::profile::{FieldName, MappedRow, Profile};
+use crate::model::{Action, FieldName};
+use crate::plan::{self, Plan};
+use crate::profile::{MappedRow, Profile};
 use crate::reader::Record;
 use crate::sink::Value;
 use crate::snapshot::RecordsAt;

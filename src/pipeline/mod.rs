@@ -41,7 +41,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Tenant;
-use crate::profile::{Date, ObjectKind, Profile};
+use crate::model::ObjectKind;
+use crate::profile::{Date, Profile};
 use crate::sink::{Ack, Operation, Sink};
 use crate::source::{Source, SourceError};
 use crate::store::{PendingOp, RedbStore, StateStore, StoreError};

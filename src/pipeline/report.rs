@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use super::writer::Line;
 use crate::guard::Verdict;
-use crate::plan::{Action, Plan};
+use crate::model::Action;
+use crate::plan::Plan;
 use crate::results::Outcome;
 
 /// What a file's summary says.

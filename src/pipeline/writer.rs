@@ -3,8 +3,8 @@
 
 use super::apply::PlannedWrite;
 use super::{RunError, RunOptions};
-use crate::code::Code;
-use crate::profile::ObjectKind;
+use crate::model::Code;
+use crate::model::ObjectKind;
 use crate::results::Outcome;
 use crate::sink::{Ack, KnownId, Operation, Sink};
 use crate::store::{JournalSync, PendingOp, StateStore};
@@ -301,8 +301,8 @@ pub(super) fn known_ids(ops: &mut [Operation], store: &dyn StateStore) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Action;
     use crate::pipeline::build::planned_write;
-    use crate::plan::Action;
     use crate::sink::SinkError;
     use crate::store::{RedbStore, StoredObject};
     use std::sync::Arc;

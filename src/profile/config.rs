@@ -6,6 +6,8 @@
 
 use serde::Deserialize;
 
+use crate::model::ObjectKind;
+
 /// A profile as written in TOML.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,25 +91,6 @@ pub struct ProfileConfig {
     /// Largest field in bytes; a longer one is rejected. Default 64 KiB.
     #[serde(default = "default_max_field")]
     pub max_field_bytes: usize,
-}
-
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[serde(rename_all = "lowercase")]
-pub enum ObjectKind {
-    #[default]
-    User,
-    Group,
-    Segment,
-}
-
-impl ObjectKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ObjectKind::User => "user",
-            ObjectKind::Group => "group",
-            ObjectKind::Segment => "segment",
-        }
-    }
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]

@@ -9,7 +9,7 @@
 
 use super::masks::Masks;
 use super::{Date, FieldKind, Layout, Profile};
-use crate::code::Code;
+use crate::model::Code;
 use crate::reader::{Record, RecordProblem};
 
 /// The value of one slot in a row.

@@ -8,15 +8,12 @@
 
 pub mod config;
 mod date;
-mod field;
 mod map;
 mod masks;
 
-pub use config::{
-    EmptyCell, EndAction, HeaderMode, MissingRule, ObjectKind, ProfileConfig, SafetyConfig,
-};
+pub use crate::model::{field_name, Field, FieldKind, FieldName, ObjectKind};
+pub use config::{EmptyCell, EndAction, HeaderMode, MissingRule, ProfileConfig, SafetyConfig};
 pub use date::{Date, DateFormat};
-pub use field::{Field, FieldKind};
 pub use map::{is_valid_email, Cell, MappedRow, RowIssue};
 
 use std::fmt;
@@ -77,25 +74,6 @@ pub enum Delimiter {
     Fixed(u8),
     /// Whichever of `,` and `;` the first line holds more of (`,` on a tie).
     Auto,
-}
-
-/// A field's name as operations, field hashes and the store carry it:
-/// interned ([`field_name`]), so that carrying, copying and dropping it
-/// costs nothing — no allocation, and no reference count that the thread
-/// building operations and the sink's thread would both write.
-pub type FieldName = &'static str;
-
-/// The interned copy of `name`. Each distinct name is kept for the
-/// process's life: names come from profiles and stores, a few dozen.
-pub fn field_name(name: &str) -> FieldName {
-    static NAMES: std::sync::Mutex<Vec<FieldName>> = std::sync::Mutex::new(Vec::new());
-    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(&known) = names.iter().find(|n| **n == name) {
-        return known;
-    }
-    let new: FieldName = Box::leak(name.into());
-    names.push(new);
-    new
 }
 
 /// One field the profile reads, with everything needed to check it.

@@ -212,9 +212,7 @@ impl Sink for JsonlOutbox {
 #[cfg(test)]
 mod tests {
     use super::{write_line, Operation, Value};
-    use crate::plan::Action;
-    use crate::profile::FieldName;
-    use crate::profile::ObjectKind;
+    use crate::model::{Action, FieldName, ObjectKind};
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 

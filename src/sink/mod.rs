@@ -15,8 +15,7 @@ pub use scim::ScimSink;
 
 use serde::Serialize;
 
-use crate::plan::Action;
-use crate::profile::{FieldName, ObjectKind};
+use crate::model::{Action, FieldName, ObjectKind};
 use crate::store::PendingOp;
 
 /// Which sink a tenant writes to (`[tenant.sink]`, validated).
@@ -174,17 +173,5 @@ pub trait Sink: Send {
     /// Called once after the last batch.
     fn finish(&mut self) -> Result<(), SinkError> {
         Ok(())
-    }
-}
-
-impl Serialize for ObjectKind {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl Serialize for Action {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
     }
 }

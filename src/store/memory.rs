@@ -2,10 +2,9 @@
 
 use std::collections::BTreeMap;
 
+use super::{MemoryPrior, PriorEntry};
 use super::{PendingOp, StateStore, StoreError, StoredObject};
-use crate::diff::{MemoryPrior, PriorEntry};
-use crate::plan::Action;
-use crate::profile::ObjectKind;
+use crate::model::{Action, ObjectKind};
 
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {

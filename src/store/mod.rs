@@ -20,14 +20,14 @@
 //! [`MemoryStore`] is for tests and for `muster diff`.
 
 mod memory;
+mod prior;
 mod redb_store;
 
 pub use memory::MemoryStore;
+pub use prior::{MemoryPrior, NoPrior, Prior, PriorEntry, Update};
 pub use redb_store::{RedbStore, REST_KEYS};
 
-use crate::diff::{FieldHash, MemoryPrior};
-use crate::plan::Action;
-use crate::profile::{field_name, FieldName, ObjectKind};
+use crate::model::{field_name, Action, FieldName, ObjectKind};
 
 /// The store's on-disk format. A store of another format is refused with
 /// a message naming both.
@@ -50,6 +50,13 @@ pub(crate) const UPGRADED: [&str; 2] = ["muster-state/3", "muster-state/4"];
 pub struct StoreError {
     pub path: String,
     pub message: String,
+}
+
+/// One field's name and value hash, for telling which fields changed.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FieldHash {
+    pub field: FieldName,
+    pub hash: u64,
 }
 
 /// What the store keeps per key.

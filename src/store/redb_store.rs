@@ -51,9 +51,8 @@ use super::{
     kind_of, put_str, Cursor, FieldNames, JournalSync, PendingOp, StateStore, StoreError,
     StoredObject, FORMAT, UPGRADED,
 };
-use crate::diff::{MemoryPrior, PriorEntry};
-use crate::plan::Action;
-use crate::profile::ObjectKind;
+use super::{MemoryPrior, PriorEntry};
+use crate::model::{Action, ObjectKind};
 use rayon::slice::ParallelSliceMut;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -1084,8 +1083,8 @@ impl Replayed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diff::FieldHash;
     use crate::store::encode_pending;
+    use crate::store::FieldHash;
 
     fn op(id: u64, key: &str, lms_id: Option<&str>) -> PendingOp {
         PendingOp {

@@ -175,7 +175,7 @@ fn sigterm_mid_run_stops_cleanly_and_the_next_run_resumes() {
     );
     let store = RedbStore::open(&t.path("state.redb")).unwrap();
     let prior = store.prior(muster::profile::ObjectKind::User).unwrap();
-    assert_eq!(muster::diff::Prior::len(&prior), creates.len());
+    assert_eq!(muster::store::Prior::len(&prior), creates.len());
 }
 
 #[test]

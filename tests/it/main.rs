@@ -8,6 +8,7 @@ mod cli;
 mod daemon;
 #[cfg(feature = "cli")]
 mod fixtures;
+mod layout;
 mod pipeline;
 mod profile;
 mod reader;

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use muster::diff::Prior;
 use muster::profile::ObjectKind;
+use muster::store::Prior;
 use muster::store::{RedbStore, StateStore};
 
 use crate::fixtures::TODAY;

@@ -6,9 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use muster::diff::{FieldHash, Prior};
 use muster::plan::Action;
 use muster::profile::ObjectKind;
+use muster::store::{FieldHash, Prior};
 use muster::store::{MemoryStore, PendingOp, RedbStore, StateStore, StoredObject};
 use proptest::prelude::*;
 

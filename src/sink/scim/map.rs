@@ -4,8 +4,7 @@
 use serde_json::{json, Map, Value as Json};
 
 use super::config::{ScimConfig, SegmentMapping};
-use crate::plan::Action;
-use crate::profile::{FieldName, ObjectKind};
+use crate::model::{Action, FieldName, ObjectKind};
 use crate::sink::{Operation, Value};
 
 pub const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";

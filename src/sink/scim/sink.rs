@@ -9,8 +9,7 @@ use serde_json::{json, Value as Json};
 use super::client::{retryable, Client, Method, Request, Response};
 use super::config::{BulkMode, ScimConfig};
 use super::map::{Mapping, PATCH_OP};
-use crate::plan::Action;
-use crate::profile::ObjectKind;
+use crate::model::{Action, ObjectKind};
 use crate::sink::{Ack, Operation, Sink, SinkError, Value};
 use crate::store::PendingOp;
 

@@ -6,9 +6,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::diff::{MemoryPrior, NoPrior, Prior};
 use crate::plan::{self, Action};
 use crate::profile::{Date, Profile};
+use crate::store::{MemoryPrior, NoPrior, Prior};
 use proptest::prelude::*;
 
 const PROFILE: &str = r#"
@@ -209,8 +209,8 @@ proptest! {
         let (old_path, new_path) = (dir.path().join("old.csv"), dir.path().join("new.csv"));
         std::fs::write(&old_path, render_styled(&old, &old_styles)).unwrap();
         std::fs::write(&new_path, render_styled(&new, &new_styles)).unwrap();
-        let by_records = super::diff_files_as(&profile, &old_path, &new_path, today, true).unwrap();
-        let by_fields = super::diff_files_as(&profile, &old_path, &new_path, today, false).unwrap();
+        let by_records = super::files::diff_files_as(&profile, &old_path, &new_path, today, true).unwrap();
+        let by_fields = super::files::diff_files_as(&profile, &old_path, &new_path, today, false).unwrap();
         let rows = |d: &super::DiffOutcome| d.plan.rows().map(|r| (r.line, r.key.map(str::to_string), r.action, r.code, r.message.to_string())).collect::<Vec<_>>();
         prop_assert_eq!(rows(&by_records), rows(&by_fields));
         prop_assert_eq!(by_records.objects, by_fields.objects);

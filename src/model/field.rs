@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::config::ObjectKind;
+use super::ObjectKind;
 
 /// A field of an object.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -1,0 +1,337 @@
+//! From a snapshot file to a plan: one [`PlannedRow`] per input record,
+//! plus one per key the missing rule removes.
+//!
+//! # Design
+//!
+//! Planning has two phases. [`read`] makes one pass over the file: it maps
+//! and validates every row and keeps, per row, only what the plan needs
+//! afterwards — its line, its key and reference (manager or parent group) as
+//! spans of one string arena, its fingerprint and a few flags — and applies
+//! the rules that need the whole file but not the past: duplicate keys and
+//! e-mails (every occurrence rejected). [`Plan::against`] then compares the
+//! rows with the last applied state (a [`Prior`]): create, update,
+//! unchanged, deactivate, delete, the missing rule, group cycles and
+//! references that resolve to nothing. The first phase needs no state, so
+//! several files can be read at once.
+//!
+//! Keys and e-mails are indexed by sorting `(hash, row)` pairs once the
+//! file is read (see [`crate::diff`]): duplicates are neighbours, and
+//! [`Plan::against`] merges the plan's sorted keys with the prior's in one
+//! sequential pass, instead of a hash-table lookup (a cache miss) per row.
+//!
+//! Nothing is written before the pass ends, so a file refused for its header
+//! or for not being text is refused whole. An update's list of changed
+//! fields comes last, from [`Plan::resolve_update`], for the few rows whose
+//! fingerprint moved.
+
+mod files;
+#[cfg(test)]
+mod model_tests;
+mod prior;
+mod read;
+mod rules;
+
+pub use files::{diff_files, field_hashes_at, DiffError, DiffOutcome};
+pub use prior::PlanPrior;
+pub use read::{
+    build, check, check_with_progress, read, read_with, Fingerprints, ListRefs, Progress,
+    ReadOptions,
+};
+
+use crate::diff::decide::{
+    decide_all, hash_key, same_key, span_str, Entry, Span, INACTIVE, UNRESOLVED,
+};
+use crate::index::hash_run;
+use crate::model::{Code, FieldKind, FieldName, ObjectKind};
+use crate::profile::Profile;
+use crate::store::Prior;
+
+pub use crate::model::Action;
+pub use crate::snapshot::FileError;
+
+/// A plan's rows counted in one pass ([`Plan::tally`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Rows by action, in [`Action::ALL`] order.
+    pub by_action: [usize; 6],
+    /// Rows that are not rejected but carry a code.
+    pub flagged: usize,
+}
+
+impl Tally {
+    pub fn count(&self, action: Action) -> usize {
+        self.by_action[action.index()]
+    }
+
+    /// Whether every line is fine: nothing rejected and no code.
+    pub fn is_clean(&self) -> bool {
+        self.count(Action::Reject) == 0 && self.flagged == 0
+    }
+}
+
+/// One line of the plan, borrowed from the [`Plan`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlannedRow<'a> {
+    /// 1-based line where the record starts; 0 for inferred rows.
+    pub line: u64,
+    pub key: Option<&'a str>,
+    pub action: Action,
+    pub code: Option<Code>,
+    pub message: &'a str,
+}
+
+/// The plan of one file.
+#[derive(Debug)]
+pub struct Plan {
+    arena: String,
+    entries: Vec<Entry>,
+    messages: Vec<String>,
+    /// `(key hash, row)` of every row with a key, sorted (after [`read`]).
+    keys: Vec<(u64, u32)>,
+    /// `(row, manager or parent id)` of the rows that name one, in row
+    /// order (apart from the entries: most files have no such column).
+    references: Vec<(u32, Span)>,
+    key_is_email: bool,
+    object: ObjectKind,
+    reference_field: Option<&'static str>,
+    /// Records read (blank lines are not records; the header is not counted).
+    pub records: u64,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Rows decoded with the windows-1252 fallback.
+    pub decoded_rows: u64,
+}
+
+impl Plan {
+    fn new(profile: &Profile, size_hint: Option<u64>) -> Plan {
+        let key_is_email = profile.slots[profile.key_slot].kind == FieldKind::Email;
+        let mut plan = Plan {
+            arena: String::new(),
+            entries: Vec::new(),
+            messages: Vec::new(),
+            keys: Vec::new(),
+            references: Vec::new(),
+            key_is_email,
+            object: profile.object,
+            reference_field: profile
+                .reference_slot
+                .map(|s| match profile.slots[s].field.name() {
+                    "manager_id" => "manager_id",
+                    _ => "parent_id",
+                }),
+            records: 0,
+            bytes: 0,
+            decoded_rows: 0,
+        };
+        if let Some(bytes) = size_hint {
+            // A typical HR row is 100–250 bytes. Reserving for 150 avoids
+            // most regrowth; what stays unused is never touched.
+            let rows = (bytes / 150) as usize;
+            plan.entries.reserve(rows);
+            plan.keys.reserve(rows);
+            plan.arena.reserve(rows * 40);
+        }
+        plan
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn object(&self) -> ObjectKind {
+        self.object
+    }
+
+    pub fn rows(&self) -> impl Iterator<Item = PlannedRow<'_>> + '_ {
+        (0..self.entries.len()).map(move |i| self.row(i))
+    }
+
+    /// Whether every line is fine: nothing rejected and no code.
+    pub fn is_clean(&self) -> bool {
+        self.tally().is_clean()
+    }
+
+    pub fn count(&self, action: Action) -> usize {
+        self.entries.iter().filter(|e| e.action == action).count()
+    }
+
+    /// Every action's count and the flagged rows, in one pass over the
+    /// rows (a pass per count took ~4 ms each for 1M rows: `strace -tt`).
+    pub fn tally(&self) -> Tally {
+        let mut t = Tally::default();
+        for e in &self.entries {
+            t.by_action[e.action.index()] += 1;
+            t.flagged += usize::from(e.code.is_some() && e.action != Action::Reject);
+        }
+        t
+    }
+
+    /// Row `i` of the plan (rows of records first, in file order; then the
+    /// rows the missing rule adds).
+    pub fn row(&self, i: usize) -> PlannedRow<'_> {
+        let e = &self.entries[i];
+        PlannedRow {
+            line: e.line,
+            key: (!e.key.is_none()).then(|| self.str(e.key)),
+            action: e.action,
+            code: e.code,
+            message: self
+                .messages
+                .get(e.message as usize)
+                .map_or("", String::as_str),
+        }
+    }
+
+    /// The fingerprint of row `i` (0 for rejected and inferred rows).
+    pub fn fingerprint(&self, i: usize) -> u128 {
+        let f = self.entries[i].fingerprint;
+        u128::from(f[0]) | u128::from(f[1]) << 64
+    }
+
+    /// Whether the object of row `i` is active after its write.
+    pub fn active_after(&self, i: usize) -> bool {
+        let e = &self.entries[i];
+        !e.has(INACTIVE) && e.action != Action::Deactivate
+    }
+
+    /// Whether row `i`'s manager or parent reference resolves to nothing (the
+    /// write leaves the link out).
+    pub fn reference_unresolved(&self, i: usize) -> bool {
+        self.entries[i].has(UNRESOLVED)
+    }
+
+    /// Changes row `i`'s action, code and message (e.g. an update with no
+    /// changed field, found while writing).
+    pub fn set_row(&mut self, i: usize, action: Action, code: Option<Code>, message: String) {
+        self.set(i, action, code, message);
+    }
+
+    /// Compares the rows with `prior`, the last applied state of the plan's
+    /// object kind (SPEC §3 steps 3–4): decides each valid row's action,
+    /// adds the keys the missing rule removes, rejects groups on a parent
+    /// cycle and flags references that resolve to no object.
+    pub fn against(&mut self, profile: &Profile, prior: &dyn Prior) {
+        let text = (self.arena.as_str(), self.key_is_email);
+        let named = decide_all(profile, prior, text, &self.keys, &mut self.entries);
+        self.infer_missing(profile, prior, &named);
+        if self.object == ObjectKind::Group {
+            self.reject_cycles(prior);
+        }
+        if let Some(field) = self.reference_field {
+            self.flag_unknown_references(prior, field);
+        }
+    }
+
+    /// The rows of records planned as updates: their fingerprint moved.
+    pub fn update_rows(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.entries.len())
+            .filter(|&i| self.entries[i].action == Action::Update && self.entries[i].line > 0)
+    }
+
+    /// Where the record of row `i` starts in the file (its byte offset).
+    pub fn record_start(&self, i: usize) -> u64 {
+        self.entries[i].byte
+    }
+
+    /// Settles update row `i` given the names of the fields that changed.
+    /// None changed (its fingerprint moved by a field only the old row had,
+    /// or one only emptied where the profile keeps it): the row becomes
+    /// `unchanged`; otherwise its message names the changed fields.
+    pub fn resolve_update(&mut self, i: usize, changed: Vec<FieldName>) {
+        let code = self.entries[i].code;
+        let other = self.messages.get(self.entries[i].message as usize).cloned();
+        if changed.is_empty() {
+            self.set(i, Action::Unchanged, code, other.unwrap_or_default());
+        } else {
+            let mut message = format!("changed: {}", changed.join(", "));
+            if let Some(other) = other {
+                message = format!("{message}; {other}");
+            }
+            self.set(i, Action::Update, code, message);
+        }
+    }
+
+    /// Row `i`'s manager or parent id, or [`Span::NONE`].
+    fn reference(&self, i: usize) -> Span {
+        self.references
+            .binary_search_by_key(&(i as u32), |&(row, _)| row)
+            .map_or(Span::NONE, |k| self.references[k].1)
+    }
+
+    /// The first row holding `key`.
+    fn find_key(&self, key: &str) -> Option<u32> {
+        let h = hash_key(self.key_is_email, key, &mut String::new());
+        hash_run(&self.keys, h)
+            .iter()
+            .find(|&&(_, i)| {
+                same_key(
+                    self.key_is_email,
+                    self.str(self.entries[i as usize].key),
+                    key,
+                )
+            })
+            .map(|&(_, i)| i)
+    }
+
+    fn str(&self, s: Span) -> &str {
+        span_str(&self.arena, s)
+    }
+
+    fn intern(&mut self, s: &str) -> Span {
+        let start = self.arena.len();
+        self.arena.push_str(s);
+        Span {
+            start: start as u32,
+            len: s.len() as u32,
+        }
+    }
+
+    fn set(&mut self, i: usize, action: Action, code: Option<Code>, message: String) {
+        let e = &mut self.entries[i];
+        e.action = action;
+        e.code = code;
+        if message.is_empty() {
+            e.message = u32::MAX;
+        } else {
+            e.message = self.messages.len() as u32;
+            self.messages.push(message);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::Date;
+
+    /// The one-pass tally counts what the rows say: each action, and the
+    /// applied rows carrying a code (the fixture has creates, unchanged,
+    /// rejects, and applied rows flagged `unknown_reference`).
+    #[test]
+    fn the_tally_counts_the_rows() {
+        let profile = Profile::preset("lucca-360learning").unwrap();
+        let input = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/lucca-360learning/input.csv"
+        ))
+        .unwrap();
+        let plan = check(&profile, &input[..], Date::new(2026, 11, 21).unwrap()).unwrap();
+        let tally = plan.tally();
+        for action in Action::ALL {
+            let rows = plan.rows().filter(|r| r.action == action).count();
+            assert_eq!(tally.count(action), rows, "{action:?}");
+            assert_eq!(Action::ALL[action.index()], action);
+        }
+        let flagged = plan
+            .rows()
+            .filter(|r| r.code.is_some() && r.action != Action::Reject)
+            .count();
+        assert_eq!(tally.flagged, flagged);
+        assert!(flagged > 0 && tally.count(Action::Reject) > 0, "{tally:?}");
+        assert!(!tally.is_clean());
+    }
+}
