@@ -6,14 +6,14 @@
 use std::fs::File;
 use std::path::Path;
 
-use super::build::{planned_write, Built, FirstItem, FirstWave, LinkRow};
+use super::build::{planned_write, Built, FirstItem, FirstWave, LinkRow, RowScratch};
 use super::links::LinkWave;
 use super::writer::{Line, Writer};
-use super::{io, RunError, RunOptions};
+use super::{io, InboxFile, RunError, RunOptions};
 use crate::diff::Fingerprinter;
 use crate::model::{Action, ObjectKind};
 use crate::plan::{self, FileError, Plan};
-use crate::profile::{MappedRow, Profile};
+use crate::profile::Profile;
 use crate::results::Outcome;
 use crate::sink::{Operation, Sink};
 use crate::snapshot::RecordsAt;
@@ -22,8 +22,8 @@ use crate::store::{PendingOp, StateStore, StoredObject};
 /// The write pass of one file: what it reads and how it batches.
 pub(super) struct WritePass<'a> {
     pub(super) profile: &'a Profile,
-    /// The file's snapshot, read again for the rows to write.
-    pub(super) path: &'a Path,
+    /// The file, its snapshot read again for the rows to write.
+    pub(super) file: &'a InboxFile<'a>,
     pub(super) batch_size: usize,
     /// What the users' list fields may name (see [`plan::ListRefs`]).
     pub(super) refs: plan::ListRefs<'a>,
@@ -98,9 +98,10 @@ impl WritePass<'_> {
         later
             .links
             .retain(|l| w.lines[l.row as usize].outcome != Outcome::Failed);
+        self.file.unchanged()?;
         let links = LinkWave {
             profile: self.profile,
-            path: self.path,
+            path: self.file.local,
             plan,
             refs: self.refs,
         };
@@ -134,7 +135,8 @@ impl WritePass<'_> {
     /// while this one journals and sends them; a row the store has
     /// something for comes raw, built here (the store is this thread's).
     fn first_wave(&self, plan: &mut Plan, w: &mut Writer<'_>) -> Result<Deferred, RunError> {
-        let (profile, path) = (self.profile, self.path);
+        let (profile, path) = (self.profile, self.file.local);
+        self.file.unchanged()?;
         let records = plan.records as usize;
         let writes = (0..records)
             .filter(|&i| is_write(plan.row(i).action))
@@ -164,7 +166,7 @@ impl WritePass<'_> {
             let (tx, built) = crossbeam_channel::bounded(2);
             let (first, layout) = (&first, &layout);
             scope.spawn(move || first.read(file, layout, path, tx));
-            let mut row = MappedRow::new();
+            let mut scratch = RowScratch::new(profile);
             for chunk in built {
                 for item in chunk? {
                     let (idx, built) = match item {
@@ -172,7 +174,7 @@ impl WritePass<'_> {
                         FirstItem::Raw(idx, rec) => {
                             let key = first.plan.row(idx).key.unwrap_or_default();
                             let stored = w.store.get(profile.object, key)?;
-                            (idx, first.build(&rec, layout, &mut row, idx, stored))
+                            (idx, first.build((&rec, layout), &mut scratch, idx, stored))
                         }
                     };
                     self.take(first.plan, idx, built, w, &mut resolved, &mut later)?;
@@ -201,7 +203,7 @@ impl WritePass<'_> {
         let planned = plan.row(idx);
         let action = planned.action;
         let (fields, invite, object) = match built {
-            Built::Unmapped => return Err(changed(self.path, planned.line)),
+            Built::Changed => return Err(changed(self.file.local, planned.line)),
             Built::Unchanged => {
                 resolved.push((idx, Action::Unchanged, planned.message.to_string()));
                 return Ok(());

@@ -99,6 +99,37 @@ pub(super) fn drop_unresolved(
     }
 }
 
+/// What mapping a record read again reuses from record to record.
+pub(super) struct RowScratch {
+    pub(super) row: MappedRow,
+    fingerprinter: Fingerprinter,
+}
+
+impl RowScratch {
+    pub(super) fn new(profile: &Profile) -> RowScratch {
+        RowScratch {
+            row: MappedRow::new(),
+            fingerprinter: Fingerprinter::new(profile),
+        }
+    }
+
+    /// Maps `rec`, the record of plan row `idx` read again, into `row`;
+    /// `false` if it is not what the row was planned from (it no longer
+    /// maps, or its fingerprint moved): a file rewritten in place under
+    /// the run, whose rows are then never sent with another version's
+    /// values.
+    pub(super) fn map_as_planned(
+        &mut self,
+        profile: &Profile,
+        (rec, layout): (&Record, &Layout),
+        plan: &Plan,
+        idx: usize,
+    ) -> bool {
+        profile.map(rec, layout, &mut self.row).is_ok()
+            && self.fingerprinter.fingerprint(&self.row) == plan.fingerprint(idx)
+    }
+}
+
 /// Rows of the first wave read and built at a time by [`FirstWave::read`].
 pub(super) const FIRST_CHUNK: usize = 1024;
 
@@ -117,9 +148,9 @@ pub(super) type FirstChunk = Result<Vec<FirstItem>, RunError>;
 /// A row of the first wave, built from its record and what the store has
 /// for it.
 pub(super) enum Built {
-    /// The record no longer maps as it did when planned: cannot happen
-    /// (the file's snapshot cannot change), refused if it does.
-    Unmapped,
+    /// The record is not what its row was planned from: the file was
+    /// rewritten in place under the run (see [`RowScratch::map_as_planned`]).
+    Changed,
     /// An update whose every field normalises to what was applied.
     Unchanged,
     Write {
@@ -154,7 +185,7 @@ impl FirstWave<'_> {
     ) {
         let plan = self.plan;
         let mut rec = Record::new();
-        let mut row = MappedRow::new();
+        let mut scratch = RowScratch::new(self.profile);
         let mut chunk = Vec::with_capacity(FIRST_CHUNK);
         for idx in 0..plan.records as usize {
             let action = plan.row(idx).action;
@@ -173,7 +204,7 @@ impl FirstWave<'_> {
                 }
             }
             chunk.push(if action == Action::Create {
-                FirstItem::Built(idx, self.build(&rec, layout, &mut row, idx, None))
+                FirstItem::Built(idx, self.build((&rec, layout), &mut scratch, idx, None))
             } else {
                 FirstItem::Raw(idx, rec.clone())
             });
@@ -191,9 +222,8 @@ impl FirstWave<'_> {
     /// what the store has for its key (none for a create).
     pub(super) fn build(
         &self,
-        rec: &Record,
-        layout: &Layout,
-        row: &mut MappedRow,
+        read: (&Record, &Layout),
+        scratch: &mut RowScratch,
         idx: usize,
         stored: Option<StoredObject>,
     ) -> Built {
@@ -201,9 +231,10 @@ impl FirstWave<'_> {
         let kind = profile.object;
         let planned = plan.row(idx);
         let action = planned.action;
-        if profile.map(rec, layout, row).is_err() {
-            return Built::Unmapped;
+        if !scratch.map_as_planned(profile, read, plan, idx) {
+            return Built::Changed;
         }
+        let row = &scratch.row;
         let hashes = self.fingerprinter.field_hashes(row);
         let mut message = None;
         let mut fields = match action {

@@ -111,7 +111,7 @@ impl Pipeline<'_> {
         if !planned.verdict.held() {
             let pass = WritePass {
                 profile,
-                path: file.local,
+                file,
                 batch_size: self.job.batch_size,
                 refs: planned.priors.refs(),
                 opts,

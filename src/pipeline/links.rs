@@ -5,13 +5,13 @@ use std::fs::File;
 use std::path::Path;
 
 use super::apply::{changed, file_error, sparse, PlannedWrite};
-use super::build::{drop_unresolved, fields_of, planned_write, LinkRow, LINK_FIELDS};
+use super::build::{drop_unresolved, fields_of, planned_write, LinkRow, RowScratch, LINK_FIELDS};
 use super::writer::Writer;
 use super::{io, RunError};
 use crate::diff::Fingerprinter;
 use crate::model::{Action, FieldName};
 use crate::plan::{self, Plan};
-use crate::profile::{MappedRow, Profile};
+use crate::profile::Profile;
 use crate::reader::Record;
 use crate::sink::Value;
 use crate::snapshot::RecordsAt;
@@ -93,7 +93,7 @@ impl LinkWave<'_> {
         };
         let layout = file.layout().clone();
         let fingerprinter = Fingerprinter::new(profile);
-        let (mut rec, mut row) = (Record::new(), MappedRow::new());
+        let (mut rec, mut scratch) = (Record::new(), RowScratch::new(profile));
         for chunk in rows.chunks(LINK_CHUNK) {
             let mut built = Vec::with_capacity(chunk.len());
             for link in chunk {
@@ -109,17 +109,18 @@ impl LinkWave<'_> {
                         return;
                     }
                 }
-                if profile.map(&rec, &layout, &mut row).is_err() {
+                if !scratch.map_as_planned(profile, (&rec, &layout), plan, i) {
                     let _ = out.send(Err(changed(path, plan.row(i).line)));
                     return;
                 }
+                let row = &scratch.row;
                 let wanted = |name: &str| {
                     LINK_FIELDS
                         .iter()
                         .position(|f| *f == name)
                         .is_some_and(|k| link.links & 1 << k != 0)
                 };
-                let mut fields = fields_of(profile, &row, wanted);
+                let mut fields = fields_of(profile, row, wanted);
                 drop_unresolved(&mut fields, self.refs, plan.reference_unresolved(i));
                 let object = StoredObject {
                     fingerprint: plan.fingerprint(i),
@@ -127,7 +128,7 @@ impl LinkWave<'_> {
                     invited: link.invited,
                     lms_id: None,
                     parent: None,
-                    fields: fingerprinter.field_hashes(&row),
+                    fields: fingerprinter.field_hashes(row),
                 };
                 built.push((link, fields, object));
             }

@@ -34,7 +34,6 @@ mod report;
 mod writer;
 
 use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -44,7 +43,7 @@ use crate::config::Tenant;
 use crate::model::ObjectKind;
 use crate::profile::{Date, Profile};
 use crate::sink::{Ack, Operation, Sink};
-use crate::source::{Source, SourceError};
+use crate::source::{Fetched, Source, SourceError};
 use crate::store::{PendingOp, RedbStore, StateStore, StoreError};
 
 /// Options of one run.
@@ -199,9 +198,9 @@ impl Pipeline<'_> {
             if opts.stopping() {
                 return Err(RunError::Stopped);
             }
-            let local = self.source.fetch(&name)?;
-            let result = self.take_file(&name, &local, profile, opts, progress);
-            self.source.release(&local);
+            let fetched = self.source.fetch(&name)?;
+            let result = self.take_file(&name, &fetched, profile, opts, progress);
+            self.source.release(&fetched.local);
             reports.push(result?);
             // The file's writes are durable in the journal; folding them
             // into the tables, when due, waits until its plan is freed and
@@ -214,21 +213,25 @@ impl Pipeline<'_> {
         Ok(reports)
     }
 
-    /// One file fetched to `local`: skipped if its content was applied
-    /// before, else processed.
+    /// One file fetched: skipped if its content was applied before, else
+    /// processed.
     fn take_file(
         &mut self,
         name: &str,
-        local: &Path,
+        fetched: &Fetched,
         profile: &Profile,
         opts: &RunOptions,
         progress: &mut dyn FnMut(RunProgress<'_>),
     ) -> Result<FileReport, RunError> {
-        let hash = content_hash(local)?;
-        if let Some(earlier) = self.store.seen_content(hash)? {
+        if let Some(earlier) = self.store.seen_content(fetched.hash)? {
             return skip_seen(self.source, name, &earlier, opts);
         }
-        let file = InboxFile { name, local, hash };
+        let file = InboxFile {
+            name,
+            local: &fetched.local,
+            hash: fetched.hash,
+            fetched,
+        };
         self.process_file(profile, &file, opts, progress)
     }
 }
@@ -299,22 +302,19 @@ struct InboxFile<'a> {
     name: &'a str,
     local: &'a Path,
     hash: u128,
+    fetched: &'a Fetched,
 }
 
-/// xxh3-128 of a file's bytes: the same content is never processed twice.
-fn content_hash(path: &Path) -> Result<u128, RunError> {
-    let mut file = File::open(path).map_err(io(path))?;
-    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => hasher.update(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io(path)(e)),
+impl InboxFile<'_> {
+    /// An error unless the snapshot is still the version planned from.
+    fn unchanged(&self) -> Result<(), RunError> {
+        match self.fetched.unchanged() {
+            true => Ok(()),
+            false => Err(io(self.local)(std::io::Error::other(
+                "the file was rewritten in place while it was being run; the run stops here (what was sent is committed; the next run plans the file again)",
+            ))),
         }
     }
-    Ok(hasher.digest128())
 }
 
 /// A file whose content was processed before (a crash left it in the

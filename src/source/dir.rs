@@ -1,20 +1,22 @@
 //! A local inbox folder.
 //!
 //! The client can write to the inbox at any time, so a run never reads the
-//! inbox file itself: [`DirSource::fetch`] copies it into the spool (the
-//! kernel's `copy_file_range`, a reflink where the file system has them)
-//! and the run plans and applies that copy, its one snapshot of the file
-//! (SPEC §7). A file that changes while it is copied is refused for this
-//! run. When the file is done, the original is moved to `processed/` only
-//! if it is still the version that was copied; a file rewritten meanwhile
-//! stays in the inbox for the next run, and the copy that was applied goes
-//! to `processed/` in its place.
+//! inbox file by its name: [`DirSource::fetch`] links it into the spool
+//! (a hard link: no bytes copied) or, where the spool is on another file
+//! system, copies it there. A file the client replaces (a new file renamed
+//! over it, or deleted) leaves the run's link on the version it took; a
+//! file rewritten in place changes under a link too, which the run sees
+//! ([`Fetched::unchanged`], and each record read again is checked against
+//! its plan) and stops, so one run never mixes two versions (SPEC §7).
+//! When the file is done, the original is moved to `processed/` only if it
+//! is still the version that was taken; a new version stays in the inbox
+//! for the next run, and the version that was applied goes to `processed/`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::{Source, SourceError};
+use super::{copy_hashed, Fetched, Source, SourceError};
 
 pub struct DirSource {
     inbox: PathBuf,
@@ -76,24 +78,37 @@ impl Source for DirSource {
         Ok(out)
     }
 
-    fn fetch(&mut self, name: &str) -> Result<PathBuf, SourceError> {
+    fn fetch(&mut self, name: &str) -> Result<Fetched, SourceError> {
         let from = self.inbox.join(name);
         std::fs::create_dir_all(&self.spool).map_err(|e| self.err(&self.spool, e))?;
         let to = self.spool.join(name);
+        let _ = std::fs::remove_file(&to); // left by a crash
         let before = self.version(&from)?;
-        let copied = std::fs::copy(&from, &to).map_err(|e| self.err(&from, e))?;
-        if self.version(&from)? != before || copied != before.0 {
+        let (bytes, fetched) = match std::fs::hard_link(&from, &to) {
+            Ok(()) => {
+                let hash = super::hash_file(&to).map_err(|e| self.err(&from, e))?;
+                (before.0, Fetched::new(to.clone(), hash))
+            }
+            // Another file system, or one without links: a copy.
+            Err(_) => {
+                let mut file = std::fs::File::open(&from).map_err(|e| self.err(&from, e))?;
+                let (bytes, hash) = copy_hashed(&mut file, &to).map_err(|e| self.err(&from, e))?;
+                (bytes, Fetched::new(to.clone(), hash))
+            }
+        };
+        let fetched = fetched.map_err(|e| self.err(&to, e))?;
+        if self.version(&from)? != before || bytes != before.0 {
             let _ = std::fs::remove_file(&to);
             return Err(SourceError {
                 source_name: self.describe(),
                 message: format!(
-                    "{}: changed while it was being copied for this run; it is left for the next run",
+                    "{}: changed while it was being taken for this run; it is left for the next run",
                     from.display()
                 ),
             });
         }
         self.fetched.insert(name.to_string(), before);
-        Ok(to)
+        Ok(fetched)
     }
 
     fn release(&mut self, local: &Path) {

@@ -17,6 +17,7 @@ pub use dir::DirSource;
 #[cfg(feature = "sftp")]
 pub use sftp::SftpSource;
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 /// Where a tenant's files come from.
@@ -48,14 +49,124 @@ pub struct SourceError {
     pub message: String,
 }
 
+/// An inbox file fetched for a run: the local file the run plans and
+/// applies (the file's one snapshot, SPEC §7), the xxh3-128 of its bytes,
+/// and its version (size and modification time) when they were hashed.
+#[derive(Clone, Debug)]
+pub struct Fetched {
+    pub local: PathBuf,
+    pub hash: u128,
+    version: Version,
+}
+
+/// What tells one version of a file from another without reading it.
+type Version = (u64, Option<std::time::SystemTime>);
+
+fn version_of(path: &Path) -> std::io::Result<Version> {
+    let meta = std::fs::metadata(path)?;
+    Ok((meta.len(), meta.modified().ok()))
+}
+
+impl Fetched {
+    /// `local` with its bytes' hash, as they are now.
+    pub fn new(local: PathBuf, hash: u128) -> std::io::Result<Fetched> {
+        let version = version_of(&local)?;
+        Ok(Fetched {
+            local,
+            hash,
+            version,
+        })
+    }
+
+    /// Whether the local file is still the version that was hashed. A copy
+    /// always is (no one else writes it); a local inbox file linked rather
+    /// than copied is not if the client rewrote it in place, and the run
+    /// stops rather than mix two versions.
+    pub fn unchanged(&self) -> bool {
+        version_of(&self.local).is_ok_and(|v| v == self.version)
+    }
+}
+
+/// xxh3-128 of a file's bytes.
+pub(crate) fn hash_file(path: &Path) -> std::io::Result<u128> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(hasher.digest128())
+}
+
+/// Copies `from` to a new file `to`, hashing the bytes on the way: this
+/// thread reads and hashes while a second one writes, so the copy costs
+/// little more than the read. Returns the bytes copied and their
+/// xxh3-128.
+pub(crate) fn copy_hashed(from: &mut dyn Read, to: &Path) -> std::io::Result<(u64, u128)> {
+    const BUF: usize = 1 << 20;
+    let mut out = std::fs::File::create(to)?;
+    let (full, to_write) = crossbeam_channel::bounded::<Vec<u8>>(2);
+    let (empty, to_fill) = crossbeam_channel::bounded::<Vec<u8>>(3);
+    for _ in 0..3 {
+        let _ = empty.send(vec![0; BUF]);
+    }
+    std::thread::scope(|s| {
+        let writer = s.spawn(move || -> std::io::Result<()> {
+            for buf in to_write {
+                out.write_all(&buf)?;
+                let _ = empty.send(buf);
+            }
+            // Not fsynced: after a crash the next run fetches the file again.
+            Ok(())
+        });
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        let mut total = 0u64;
+        let read = (|| -> std::io::Result<()> {
+            for mut buf in to_fill.iter() {
+                buf.resize(BUF, 0);
+                let n = loop {
+                    match from.read(&mut buf) {
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        other => break other?,
+                    }
+                };
+                if n == 0 {
+                    return Ok(());
+                }
+                buf.truncate(n);
+                hasher.update(&buf);
+                total += n as u64;
+                if full.send(buf).is_err() {
+                    return Ok(()); // the writer failed: its error is returned
+                }
+            }
+            Ok(())
+        })();
+        drop(full);
+        let written = writer
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        read.and(written)?;
+        Ok((total, hasher.digest128()))
+    })
+}
+
 /// A tenant's inbox and its `processed/` folder.
 pub trait Source {
     /// For logs and summaries: `dir /path` or `sftp user@host:port/path`.
     fn describe(&self) -> String;
     /// The files of the inbox (not folders), with their sizes.
     fn list(&mut self) -> Result<Vec<(String, u64)>, SourceError>;
-    /// A local path holding the bytes of inbox file `name`.
-    fn fetch(&mut self, name: &str) -> Result<PathBuf, SourceError>;
+    /// Inbox file `name` in the spool: the bytes the run plans and
+    /// applies (a copy, or a link that keeps the version taken if the
+    /// client replaces the file; [`Fetched::unchanged`] tells whether it was
+    /// rewritten in place).
+    fn fetch(&mut self, name: &str) -> Result<Fetched, SourceError>;
     /// Done with what [`Source::fetch`] gave (a spooled copy is removed).
     fn release(&mut self, local: &Path);
     /// A local folder for results and summaries before they are published.

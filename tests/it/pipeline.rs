@@ -182,70 +182,95 @@ fn stores(dir: &Path) -> Vec<(&'static str, Box<dyn StateStore>)> {
     ]
 }
 
-/// SPEC §7: a client rewriting (here: shrinking and renaming every user)
-/// the inbox file while a run of it is under way cannot make the run mix
-/// two versions. The run applies the version it started with, whole;
-/// `processed/` keeps that version; the new one stays in the inbox and the
-/// next run applies it.
+/// How a client puts a new version of a file in the inbox.
+#[derive(Clone, Copy, Debug)]
+enum Rewrite {
+    /// Written beside it and renamed over it (what careful clients do).
+    Rename,
+    /// Truncated and written again in place.
+    InPlace,
+}
+
+/// SPEC §7: a client putting a new version of the inbox file (here a
+/// shorter one, every user renamed) while a run of it is under way cannot
+/// make the run mix two versions. Replaced by a rename, the run applies
+/// the version it started with, whole; `processed/` keeps that version and
+/// the new one waits in the inbox. Rewritten in place, the run stops before
+/// sending anything of the new version. Either way the next run applies
+/// the new version.
 #[test]
 fn a_file_rewritten_mid_run_is_applied_in_one_version() {
     // More rows than the write pass reads ahead, so that a run reading the
     // inbox file itself would meet the new version.
     let (v1, v2) = (users(10_000, "One"), users(9_500, "Two"));
-    for (name, mut store) in stores(tempfile::tempdir().unwrap().path()) {
-        let t = Inbox::new();
-        std::fs::write(t.inbox("users.csv"), &v1).unwrap();
-        let lms = Arc::new(Mutex::new(Lms::default()));
-        let mut sink = LmsSink::new(&lms);
-        let (path, rewrite) = (t.inbox("users.csv"), v2.clone());
-        sink.on_first_batch = Some(Box::new(move || std::fs::write(path, rewrite).unwrap()));
-        let reports = t.run(store.as_mut(), &mut sink).unwrap();
-        assert_eq!(reports[0].records, 10_000, "{name}: {}", reports[0].summary);
-        {
-            let lms = lms.lock().unwrap();
-            assert_eq!(lms.users.len(), 10_000, "{name}");
-            for (key, user) in &lms.users {
-                assert!(
-                    user["first_name"].starts_with("One"),
-                    "{name}: {key} {user:?}"
-                );
+    for rewrite in [Rewrite::Rename, Rewrite::InPlace] {
+        for (name, mut store) in stores(tempfile::tempdir().unwrap().path()) {
+            let case = format!("{name}, {rewrite:?}");
+            let t = Inbox::new();
+            std::fs::write(t.inbox("users.csv"), &v1).unwrap();
+            let lms = Arc::new(Mutex::new(Lms::default()));
+            let mut sink = LmsSink::new(&lms);
+            let (path, new) = (t.inbox("users.csv"), v2.clone());
+            sink.on_first_batch = Some(Box::new(move || match rewrite {
+                Rewrite::Rename => {
+                    let tmp = path.with_extension("part");
+                    std::fs::write(&tmp, new).unwrap();
+                    std::fs::rename(tmp, path).unwrap();
+                }
+                Rewrite::InPlace => std::fs::write(path, new).unwrap(),
+            }));
+            let run = t.run(store.as_mut(), &mut sink);
+            {
+                let lms = lms.lock().unwrap();
+                for (key, user) in &lms.users {
+                    assert!(
+                        user["first_name"].starts_with("One"),
+                        "{case}: {key} {user:?}"
+                    );
+                }
+                match rewrite {
+                    Rewrite::Rename => {
+                        let reports = run.as_ref().unwrap();
+                        assert_eq!(reports[0].records, 10_000, "{case}");
+                        assert_eq!(lms.users.len(), 10_000, "{case}");
+                    }
+                    Rewrite::InPlace => {
+                        let error = run.as_ref().unwrap_err().to_string();
+                        assert!(
+                            error.contains("rewritten in place")
+                                || error.contains("not what was planned"),
+                            "{case}: {error}"
+                        );
+                        assert!(lms.users.len() < 10_000, "{case}: the run went on");
+                    }
+                }
             }
-        }
-        // The version applied went to processed/; the new one waits.
-        let archived: Vec<PathBuf> = t
-            .processed()
-            .into_iter()
-            .filter(|p| {
-                !p.to_string_lossy().contains(".results.")
-                    && !p.to_string_lossy().ends_with(".json")
-            })
-            .collect();
-        assert_eq!(archived.len(), 1, "{name}: {archived:?}");
-        let archived = std::fs::read_to_string(&archived[0]).unwrap();
-        assert!(archived == v1, "{name}: processed/ holds another version");
-        let waiting = std::fs::read_to_string(t.inbox("users.csv")).unwrap();
-        assert!(waiting == v2, "{name}: the inbox lost the new version");
-        // The next run applies the new version (shorter, within the shrink
-        // guard): 9,500 updates, no creates.
-        let mut sink = LmsSink::new(&lms);
-        let reports = t.run(store.as_mut(), &mut sink).unwrap();
-        let counts = reports[0].counts;
-        assert_eq!(
-            counts[Action::Update.index()],
-            9_500,
-            "{name}: {}",
-            reports[0].summary
-        );
-        assert_eq!(
-            counts[Action::Create.index()],
-            0,
-            "{name}: {}",
-            reports[0].summary
-        );
-        let lms = lms.lock().unwrap();
-        for i in 0..9_500 {
-            let user = &lms.users[&format!("u{i:04}")];
-            assert_eq!(user["first_name"], format!("Two{i}"), "{name}");
+            let waiting = std::fs::read_to_string(t.inbox("users.csv")).unwrap();
+            assert!(waiting == v2, "{case}: the inbox lost the new version");
+            if let Rewrite::Rename = rewrite {
+                // The version applied went to processed/.
+                let archived: Vec<PathBuf> = t
+                    .processed()
+                    .into_iter()
+                    .filter(|p| {
+                        let p = p.to_string_lossy();
+                        !p.contains(".results.") && !p.ends_with(".json")
+                    })
+                    .collect();
+                assert_eq!(archived.len(), 1, "{case}: {archived:?}");
+                let archived = std::fs::read_to_string(&archived[0]).unwrap();
+                assert!(archived == v1, "{case}: processed/ holds another version");
+            }
+            // The next run applies the new version (shorter, within the
+            // shrink guard) to every user it names.
+            let mut sink = LmsSink::new(&lms);
+            let reports = t.run(store.as_mut(), &mut sink).unwrap();
+            assert_eq!(reports[0].records, 9_500, "{case}: {}", reports[0].summary);
+            let lms = lms.lock().unwrap();
+            for i in 0..9_500 {
+                let user = &lms.users[&format!("u{i:04}")];
+                assert_eq!(user["first_name"], format!("Two{i}"), "{case}");
+            }
         }
     }
 }

@@ -14,7 +14,7 @@
 //! OpenSSH's server never overwrites on rename, and the processed names
 //! are unique.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,7 +23,7 @@ use base64::Engine;
 use ssh2::{CheckResult, HashType, KnownHostFileKind, Session, Sftp};
 
 use super::{HostKeyCheck, SftpAuth, SftpConfig};
-use crate::source::{Source, SourceError};
+use crate::source::{copy_hashed, Fetched, Source, SourceError};
 
 pub struct SftpSource {
     cfg: SftpConfig,
@@ -237,27 +237,26 @@ impl Source for SftpSource {
             .collect())
     }
 
-    fn fetch(&mut self, name: &str) -> Result<PathBuf, SourceError> {
+    fn fetch(&mut self, name: &str) -> Result<Fetched, SourceError> {
         let remote = self.inbox_path(name);
         let local = self.spool.join(name);
-        let mut out = std::fs::File::create(&local)
-            .map_err(|e| self.err(format!("spool {}: {e}", local.display())))?;
         let mut file = self.with(&format!("open {}", remote.display()), |s| s.open(&remote))?;
-        let mut buf = vec![0u8; 256 << 10];
-        loop {
-            let n = match file.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    self.conn = None;
-                    return Err(self.err(format!("read {}: {e}", remote.display())));
-                }
-            };
-            out.write_all(&buf[..n])
-                .map_err(|e| self.err(format!("spool {}: {e}", local.display())))?;
+        match copy_hashed(&mut file, &local) {
+            Ok((_, hash)) => {
+                let shown = local.display().to_string();
+                Fetched::new(local, hash).map_err(|e| self.err(format!("spool {shown}: {e}")))
+            }
+            Err(e) => {
+                // A read or a spool write failed: the connection is not
+                // trusted for the next call.
+                self.conn = None;
+                Err(self.err(format!(
+                    "fetch {} into {}: {e}",
+                    remote.display(),
+                    local.display()
+                )))
+            }
         }
-        Ok(local)
     }
 
     fn release(&mut self, local: &Path) {
