@@ -127,9 +127,8 @@ fn prefetch_span(first: *const u8, len: usize) {
 /// [`prefetch`] of the text `start..start + len` of `arena` (its first and
 /// last bytes' cache lines: a key may straddle two). Not of a `&str` sliced
 /// out of it: slicing a `str` checks that both ends are on character
-/// boundaries, which reads the bytes there, and the hint became a load
-/// that waited for memory (73 % of the prior's prefetch samples on that
-/// check, `perf annotate`).
+/// boundaries, which reads the bytes there: the hint would become a load
+/// that waits for memory.
 #[inline(always)]
 pub(crate) fn prefetch_text(arena: &str, start: u32, len: u32) {
     if let Some(b) = arena.as_bytes().get(start as usize) {

@@ -124,8 +124,7 @@ enum Command {
 /// Turns transparent huge pages off for this process. muster writes its
 /// large arrays once, front to back; a huge page makes the first touch
 /// zero 2 MB at once, and on a VM that first touch is the dearest part of
-/// a diff: `muster diff` of 1M vs 1M rows took 1.00–1.17 s with them and
-/// 0.92–0.95 s without, and 255 MB instead of 288 MB (BENCHMARKS.md).
+/// a diff (BENCHMARKS.md has the figures).
 fn no_huge_pages() {
     #[cfg(target_os = "linux")]
     // SAFETY: PR_SET_THP_DISABLE takes integer arguments only and changes

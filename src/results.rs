@@ -107,11 +107,8 @@ impl<W: Write> ResultsWriter<W> {
     }
 
     /// Lines `0..n`, line `i` being `row(i)`. Lines are formatted on the
-    /// rayon pool, a block per core at a time (bounded memory), while this
-    /// thread writes the blocks before them, in order (in `perf` of a day 2
-    /// run, writing the lines to the page cache took more of the results'
-    /// time than formatting them; the overlap's gain on the whole run is
-    /// within this machine's noise, BENCHMARKS.md).
+    /// rayon pool, a block per core at a time (bounded memory), then
+    /// written in order.
     pub fn write_rows<'p>(
         &mut self,
         n: usize,
@@ -129,25 +126,13 @@ impl<W: Write> ResultsWriter<W> {
         };
         let cores = rayon::current_num_threads().max(1);
         let starts: Vec<usize> = (0..n).step_by(BLOCK).collect();
-        std::thread::scope(|scope| {
-            // One wave formatted ahead of the one being written.
-            let (tx, waves) = crossbeam_channel::bounded::<Vec<Vec<u8>>>(1);
-            let format_block = &format_block;
-            scope.spawn(move || {
-                for wave in starts.chunks(cores) {
-                    let blocks = wave.par_iter().map(|&from| format_block(from)).collect();
-                    if tx.send(blocks).is_err() {
-                        return; // a write failed
-                    }
-                }
-            });
-            for blocks in waves {
-                for block in blocks {
-                    self.out.write_all(&block)?;
-                }
+        for wave in starts.chunks(cores) {
+            let blocks: Vec<Vec<u8>> = wave.par_iter().map(|&from| format_block(from)).collect();
+            for block in blocks {
+                self.out.write_all(&block)?;
             }
-            Ok(())
-        })
+        }
+        Ok(())
     }
 
     pub fn into_inner(mut self) -> io::Result<W> {

@@ -106,8 +106,7 @@ impl Fingerprinter {
     /// for each): the padding a copy writes past its end is overwritten by
     /// the next, and what ends up past the input is not hashed. Same bytes
     /// as [`Fingerprinter::fingerprint_simply`] (a property test holds
-    /// them equal). `memcpy` went from 99.6M to 42.0M instructions of a
-    /// 100k-row `muster diff` (BENCHMARKS.md).
+    /// them equal).
     pub fn fingerprint(&mut self, row: &MappedRow) -> u128 {
         let text = row.text.as_bytes();
         let sep = row.list_separator as u8;

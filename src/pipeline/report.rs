@@ -31,8 +31,7 @@ impl Summary<'_> {
         if let Some((plan, lines)) = self.plan {
             rows = plan.records;
             bytes = plan.bytes;
-            // Counted in an array first: a million lines through JSON maps
-            // took ~70 ms.
+            // Counted in an array first, not through JSON maps line by line.
             let mut n = [[0u64; Outcome::ALL.len()]; Action::ALL.len()];
             for (i, line) in lines.iter().enumerate() {
                 n[plan.row(i).action as usize][line.outcome as usize] += 1;

@@ -55,10 +55,8 @@ pub(crate) fn diff_files_as(
     today: Date,
     alike: bool,
 ) -> Result<DiffOutcome, DiffError> {
-    // Measured on the 1M-row files (BENCHMARKS.md): record hashes for
-    // fingerprints, 0.70 s against 0.79 s. (Mapping only the records of OLD
-    // that NEW does not repeat, NEW read first on both cores, measured no
-    // faster, at 400 MB against 262: docs/decisions.md.)
+    // Record hashes stand for fingerprints when the files read alike: no
+    // row is normalised to be compared (BENCHMARKS.md has the figures).
     let fingerprints = if alike {
         plan::Fingerprints::Record
     } else {
@@ -77,8 +75,8 @@ pub(crate) fn diff_files_as(
     };
     let started = std::time::Instant::now();
     let ms = || started.elapsed().as_millis() as u64;
-    // The two files are read at once, one thread each (measured: faster,
-    // with less memory, than each file in pieces on both cores).
+    // The two files are read at once, one thread each (faster, with less
+    // memory, than each file in pieces on both cores: BENCHMARKS.md).
     let (old_side, new_plan) = std::thread::scope(|s| {
         let old_side = s.spawn(|| {
             read(old).map(|mut old_plan| {
@@ -115,8 +113,7 @@ pub(crate) fn diff_files_as(
         })
         .collect();
     // In chunks, so the field hashes held at once stay few; on this
-    // thread (another thread's first allocations cost ~10 MB of fresh
-    // memory, for ~12 ms saved: measured).
+    // thread (another thread's first allocations cost fresh memory).
     let fingerprinter = Fingerprinter::new(profile);
     for chunk in updates.chunks(2048) {
         let new_at: Vec<u64> = chunk.iter().map(|u| u.1).collect();

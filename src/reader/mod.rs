@@ -433,7 +433,7 @@ impl<R: Read> SnapshotReader<R> {
         R: io::Seek,
     {
         self.rdr.seek(io::SeekFrom::Start(at))?;
-        if let Some((_, core)) = self.core.0.as_mut() {
+        if let Some(core) = self.core.0.as_mut() {
             core.reset();
         }
         self.core_fresh = true;
@@ -525,69 +525,21 @@ pub(crate) struct Rest<R> {
     pub at: Offset,
 }
 
-/// The quoting rules a csv-core reader is built with.
-type CoreRules = (u8, u8, Option<u8>, bool);
-
-fn core_rules(opts: &ReaderOptions) -> CoreRules {
-    (opts.delimiter, opts.quote, opts.escape, opts.double_quote)
-}
-
-thread_local! {
-    /// The csv-core reader of the last [`SnapshotReader`] dropped on this
-    /// thread, kept for the next: building one makes its state machine,
-    /// 1.6 % of a chunked plan read where each 256 KiB piece has a reader
-    /// of its own (`perf`). (Not a clone of a built one: csv-core 0.1's
-    /// `Clone` for its state machine copies the transitions alone, and a
-    /// clone misreads quoted fields.)
-    static SPARE_CORE: std::cell::RefCell<Option<(CoreRules, csv_core::Reader)>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// A reader's csv-core reader, made on first use: this thread's spare one,
-/// reset, when its rules are the same, else a new one. Dropped, it becomes
-/// the spare.
-struct Core(Option<(CoreRules, csv_core::Reader)>);
+/// A reader's csv-core reader, made on first use (most files have no
+/// quoted line, and never need one).
+struct Core(Option<csv_core::Reader>);
 
 impl Core {
     fn get(&mut self, opts: &ReaderOptions) -> &mut csv_core::Reader {
-        let rules = core_rules(opts);
-        &mut self
-            .0
-            .get_or_insert_with(|| {
-                let spare = SPARE_CORE
-                    .try_with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.take()))
-                    .ok()
-                    .flatten();
-                match spare {
-                    Some((r, mut core)) if r == rules => {
-                        core.reset();
-                        (rules, core)
-                    }
-                    _ => {
-                        let core = csv_core::ReaderBuilder::new()
-                            .delimiter(opts.delimiter)
-                            .quote(opts.quote)
-                            .escape(opts.escape)
-                            .double_quote(opts.double_quote)
-                            .terminator(csv_core::Terminator::CRLF)
-                            .build();
-                        (rules, core)
-                    }
-                }
-            })
-            .1
-    }
-}
-
-impl Drop for Core {
-    fn drop(&mut self) {
-        if let Some(spare) = self.0.take() {
-            let _ = SPARE_CORE.try_with(|s| {
-                if let Ok(mut s) = s.try_borrow_mut() {
-                    *s = Some(spare);
-                }
-            });
-        }
+        self.0.get_or_insert_with(|| {
+            csv_core::ReaderBuilder::new()
+                .delimiter(opts.delimiter)
+                .quote(opts.quote)
+                .escape(opts.escape)
+                .double_quote(opts.double_quote)
+                .terminator(csv_core::Terminator::CRLF)
+                .build()
+        })
     }
 }
 
@@ -753,30 +705,4 @@ fn count_breaks(bytes: &[u8], pending_cr: &mut bool) -> u64 {
 
 fn memchr2_iter(bytes: &[u8]) -> memchr::Memchr2<'_> {
     memchr::memchr2_iter(b'\n', b'\r', bytes)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A csv-core reader left inside a quote by one reader (its input
-    /// failed there) is handed to the next reader on the thread clean.
-    #[test]
-    fn a_spare_core_starts_clean() {
-        let opts = ReaderOptions::default();
-        let mut out = [0u8; 64];
-        let mut first = Core(None);
-        let (res, _, _) = first.get(&opts).read_field(b"\"open quote", &mut out);
-        assert_eq!(res, csv_core::ReadFieldResult::InputEmpty);
-        drop(first);
-        let mut next = Core(None);
-        let core = next.get(&opts);
-        let (res, nin, nout) = core.read_field(b"a,b\n", &mut out);
-        assert_eq!(res, csv_core::ReadFieldResult::Field { record_end: false });
-        assert_eq!((&out[..nout], nin), (&b"a"[..], 2));
-        assert!(
-            SPARE_CORE.with_borrow(Option::is_none),
-            "the spare is taken"
-        );
-    }
 }

@@ -107,10 +107,9 @@ unsafe fn scan_avx2(
     eof: bool,
     bounds: &mut Vec<(usize, usize)>,
 ) -> LineScan {
-    scan_with(input, delim, quote, eof, bounds, |p, d, q| {
-        // SAFETY: `p` points at 64 readable bytes, and this function is
-        // only called where the CPU has AVX2.
-        unsafe { word_avx2(p, d, q) }
+    scan_with(input, delim, quote, eof, bounds, |bytes, d, q| {
+        // SAFETY: this function is only called where the CPU has AVX2.
+        unsafe { word_avx2(bytes, d, q) }
     })
 }
 
@@ -123,13 +122,13 @@ unsafe fn scan_sse2(
     eof: bool,
     bounds: &mut Vec<(usize, usize)>,
 ) -> LineScan {
-    scan_with(input, delim, quote, eof, bounds, |p, d, q| {
-        // SAFETY: `p` points at 64 readable bytes; SSE2 is baseline.
-        unsafe { word_sse2(p, d, q) }
+    scan_with(input, delim, quote, eof, bounds, |bytes, d, q| {
+        // SAFETY: SSE2 is baseline on x86_64.
+        unsafe { word_sse2(bytes, d, q) }
     })
 }
 
-/// The scan, given how to classify 64 bytes at `p`.
+/// The scan, given how to classify 64 bytes.
 #[inline(always)]
 fn scan_with(
     input: &[u8],
@@ -137,7 +136,7 @@ fn scan_with(
     quote: u8,
     eof: bool,
     bounds: &mut Vec<(usize, usize)>,
-    word: impl Fn(*const u8, u8, u8) -> Word,
+    word: impl Fn(&[u8; 64], u8, u8) -> Word,
 ) -> LineScan {
     let first = bounds.len();
     let n = input.len();
@@ -152,14 +151,14 @@ fn scan_with(
     let mut tail = [0u8; 64];
     loop {
         let left = n - at;
-        let w = if left >= 64 {
-            word(input[at..].as_ptr(), delim, quote)
+        let w = if let Some(bytes) = input.get(at..at + 64) {
+            word(bytes.try_into().expect("64 bytes"), delim, quote)
         } else {
             // The last bytes, in a zeroed word: a NUL is never in text (the
             // reader refuses it), so the padding matches nothing.
             tail[..left].copy_from_slice(&input[at..]);
             tail[left..].fill(0);
-            word(tail.as_ptr(), delim, quote)
+            word(&tail, delim, quote)
         };
         let valid = if left >= 64 {
             u64::MAX
@@ -224,15 +223,15 @@ fn scan_with(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn word_avx2(p: *const u8, delim: u8, quote: u8) -> Word {
+unsafe fn word_avx2(bytes: &[u8; 64], delim: u8, quote: u8) -> Word {
     use std::arch::x86_64::*;
     let (d, q) = (_mm256_set1_epi8(delim as i8), _mm256_set1_epi8(quote as i8));
     let (lf, cr) = (_mm256_set1_epi8(b'\n' as i8), _mm256_set1_epi8(b'\r' as i8));
     let (sp, tab) = (_mm256_set1_epi8(b' ' as i8), _mm256_set1_epi8(b'\t' as i8));
     let mut w = Word::default();
     for k in 0..2 {
-        // SAFETY: the caller guarantees 64 readable bytes at `p`.
-        let v = unsafe { _mm256_loadu_si256(p.add(32 * k) as *const __m256i) };
+        // SAFETY: 32 bytes at 32 * k of 64, an unaligned load.
+        let v = unsafe { _mm256_loadu_si256(bytes.as_ptr().add(32 * k) as *const __m256i) };
         let stop = _mm256_or_si256(
             _mm256_or_si256(_mm256_cmpeq_epi8(v, lf), _mm256_cmpeq_epi8(v, cr)),
             _mm256_cmpeq_epi8(v, q),
@@ -251,15 +250,15 @@ unsafe fn word_avx2(p: *const u8, delim: u8, quote: u8) -> Word {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse2")]
 #[inline]
-unsafe fn word_sse2(p: *const u8, delim: u8, quote: u8) -> Word {
+unsafe fn word_sse2(bytes: &[u8; 64], delim: u8, quote: u8) -> Word {
     use std::arch::x86_64::*;
     let (d, q) = (_mm_set1_epi8(delim as i8), _mm_set1_epi8(quote as i8));
     let (lf, cr) = (_mm_set1_epi8(b'\n' as i8), _mm_set1_epi8(b'\r' as i8));
     let (sp, tab) = (_mm_set1_epi8(b' ' as i8), _mm_set1_epi8(b'\t' as i8));
     let mut w = Word::default();
     for k in 0..4 {
-        // SAFETY: the caller guarantees 64 readable bytes at `p`.
-        let v = unsafe { _mm_loadu_si128(p.add(16 * k) as *const __m128i) };
+        // SAFETY: 16 bytes at 16 * k of 64, an unaligned load.
+        let v = unsafe { _mm_loadu_si128(bytes.as_ptr().add(16 * k) as *const __m128i) };
         let stop = _mm_or_si128(
             _mm_or_si128(_mm_cmpeq_epi8(v, lf), _mm_cmpeq_epi8(v, cr)),
             _mm_cmpeq_epi8(v, q),
@@ -278,11 +277,9 @@ unsafe fn word_sse2(p: *const u8, delim: u8, quote: u8) -> Word {
 /// Byte by byte: the classification for targets without a vector path, and
 /// the oracle of the vector ones in the tests.
 #[cfg_attr(target_arch = "x86_64", allow(dead_code))]
-fn word_scalar(p: *const u8, delim: u8, quote: u8) -> Word {
+fn word_scalar(bytes: &[u8; 64], delim: u8, quote: u8) -> Word {
     let mut w = Word::default();
-    for i in 0..64 {
-        // SAFETY: the caller guarantees 64 readable bytes at `p`.
-        let c = unsafe { *p.add(i) };
+    for (i, &c) in bytes.iter().enumerate() {
         let bit = 1u64 << i;
         if c == delim {
             w.delim |= bit;

@@ -30,15 +30,9 @@ pub use redb_store::{RedbStore, REST_KEYS};
 use crate::model::{field_name, Action, FieldName, ObjectKind};
 
 /// The store's on-disk format. A store of another format is refused with
-/// a message naming both.
-/// `/2`: fingerprints hash the normalised values in one pass (`/1` hashed
-/// per-field hashes); a `/1` store's fingerprints would all look changed.
-/// `/3`: field names kept once, in `meta`. `/4`: the journal holds commit
-/// records and objects by field index. `/5`: a digest of each kind's
-/// priors beside its table, which the tables' writer must keep up (a `/3`
-/// or `/4` store is upgraded when it opens: its journal still reads, and a
-/// kind without a digest is read from its table until its next
-/// checkpoint writes one).
+/// a message naming both; the formats of [`UPGRADED`] are upgraded in
+/// place when the store opens (docs/decisions.md lists what each format
+/// changed).
 pub const FORMAT: &str = "muster-state/5";
 
 /// The formats a store is upgraded from, in place, when it opens.

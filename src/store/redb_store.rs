@@ -232,7 +232,7 @@ impl RedbStore {
                 for kind in [ObjectKind::Group, ObjectKind::Segment, ObjectKind::User] {
                     // In key order: the B-tree's pages are then visited
                     // once each, front to back, instead of one random page
-                    // per key (measured: see BENCHMARKS.md, `muster run`).
+                    // per key.
                     let mut entries: Vec<(&str, Option<Span>)> = self.index[kind_index(kind)]
                         .iter()
                         .map(|(k, s)| (&**k, *s))
@@ -325,9 +325,8 @@ impl RedbStore {
     /// back from the journal, or `None` for a removal. The journal is read
     /// on [`READERS`] threads, each a chunk of values ahead of `apply` and
     /// taking every other chunk (the reads are a syscall each, at random
-    /// places: they took a third of the checkpoint when they alternated
-    /// with redb's inserts; with two readers, a 1M fold waits 140–180 ms
-    /// in all for values).
+    /// places: alternating with redb's inserts, they were a third of the
+    /// checkpoint).
     fn fold<'e>(
         &self,
         entries: &[(&'e str, Option<Span>)],
