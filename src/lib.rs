@@ -8,23 +8,30 @@
 //!
 //! | stage | module | primary types |
 //! |---|---|---|
+//! | the words every stage shares | [`model`] | [`ObjectKind`](model::ObjectKind), [`Action`], [`Field`](model::Field), [`Code`] |
+//! | take a file from an inbox, as one snapshot | [`source`] | [`Source`](source::Source), [`DirSource`](source::DirSource), [`Fetched`](source::Fetched) |
 //! | read a delimited file as a stream | [`reader`] | [`SnapshotReader`], [`Record`], [`Position`] |
 //! | read one file in parallel pieces, in order | [`reader`] | [`read_chunked`](reader::read_chunked), [`Piece`](reader::Piece), [`Offset`](reader::Offset) |
 //! | map and validate rows through a profile | [`profile`] | [`Profile`], [`Layout`](profile::Layout), [`MappedRow`] |
 //! | open a file through a profile (header, delimiter) | [`snapshot`] | [`Snapshot`](snapshot::Snapshot) |
-//! | plan a whole file (duplicates, references, cycles) | [`plan`] | [`Plan`], [`Action`] |
-//! | compare with the last applied state | [`diff`] | [`Prior`](diff::Prior), [`Fingerprinter`](diff::Fingerprinter), [`diff_files`](diff::diff_files) |
+//! | plan a whole file (duplicates, references, cycles) | [`plan`] | [`Plan`], [`plan::read`], [`plan::diff_files`] |
+//! | decide each row against the last applied state | [`diff`] | [`Fingerprinter`](diff::Fingerprinter) |
 //! | hold a file that would do damage | [`guard`] | [`guard::check`], [`Verdict`](guard::Verdict) |
-//! | remember what was applied | [`store`] | [`StateStore`](store::StateStore), [`RedbStore`](store::RedbStore), [`MemoryStore`](store::MemoryStore) |
-//! | write to the LMS | [`sink`] | [`Sink`](sink::Sink), [`Operation`](sink::Operation), [`JsonlOutbox`](sink::JsonlOutbox), [`ScimSink`](sink::ScimSink) |
-//! | the whole pipeline for a tenant | [`run`], [`config`] | [`run::run_tenant`], [`Config`](config::Config) |
+//! | remember what was applied | [`store`] | [`StateStore`](store::StateStore), [`Prior`](store::Prior), [`RedbStore`](store::RedbStore), [`MemoryStore`](store::MemoryStore) |
+//! | write to the LMS | [`sink`] | [`Sink`](sink::Sink), [`Operation`](sink::Operation), [`JsonlOutbox`](sink::JsonlOutbox) |
+//! | the whole pipeline, over any store and sink | [`pipeline`] | [`Pipeline`](pipeline::Pipeline), [`Job`](pipeline::Job), [`run_tenant`](pipeline::run_tenant) |
+//! | configured tenants | [`config`] | [`Config`](config::Config) |
 //! | write the results CSV | [`results`] | [`ResultsWriter`], [`Outcome`] |
 //! | synthetic snapshots | [`gen`] | [`gen::generate`], [`gen::derive`] |
 //!
 //! Three ways in, as the `csv` crate offers `csv-core`, `read_byte_record`
-//! and `records()`: the [`SnapshotReader`] alone; [`plan::read`] +
-//! [`Plan::against`] with your own [`Prior`](diff::Prior) and your own
-//! [`Sink`](sink::Sink); or [`run::run_tenant`] for everything.
+//! and `records()`, each a program in `examples/` that `cargo test` runs:
+//! the [`SnapshotReader`] alone (`reader_only`); the
+//! [`Pipeline`](pipeline::Pipeline) over your own [`Sink`](sink::Sink) and
+//! any [`StateStore`](store::StateStore) (`own_sink`); or
+//! [`run_tenant`](pipeline::run_tenant) for everything (`pipeline`).
+//! `default-features = false` leaves out the binary, SFTP, SCIM and the
+//! daemon: no SSH, TLS, HTTP or OpenSSL code.
 //!
 //! # The reader alone
 //!

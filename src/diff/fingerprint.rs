@@ -105,7 +105,7 @@ impl Fingerprinter {
     /// move, where `extend_from_slice` calls `memcpy` and checks capacity
     /// for each): the padding a copy writes past its end is overwritten by
     /// the next, and what ends up past the input is not hashed. Same bytes
-    /// as [`Fingerprinter::fingerprint_simply`] (a property test holds
+    /// as `Fingerprinter::fingerprint_simply` (a property test holds
     /// them equal).
     pub fn fingerprint(&mut self, row: &MappedRow) -> u128 {
         let text = row.text.as_bytes();

@@ -115,7 +115,7 @@ pub struct FileReport {
     pub summary: String,
     /// Records read.
     pub records: u64,
-    /// Lines per action, in the order of [`Action::ALL`].
+    /// Lines per action, in the order of [`Action::ALL`](crate::model::Action::ALL).
     pub counts: [usize; 6],
 }
 

@@ -30,7 +30,7 @@ pub use redb_store::{RedbStore, REST_KEYS};
 use crate::model::{field_name, Action, FieldName, ObjectKind};
 
 /// The store's on-disk format. A store of another format is refused with
-/// a message naming both; the formats of [`UPGRADED`] are upgraded in
+/// a message naming both; the formats of `UPGRADED` are upgraded in
 /// place when the store opens (docs/decisions.md lists what each format
 /// changed).
 pub const FORMAT: &str = "muster-state/5";

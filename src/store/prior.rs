@@ -25,7 +25,7 @@ pub trait Prior: Sync {
     fn entry(&self, slot: u32) -> PriorEntry;
     /// One more than the largest slot.
     fn slots(&self) -> usize;
-    /// A hint that `slot`'s entry will be read soon ([`prefetch`]); with
+    /// A hint that `slot`'s entry will be read soon (`index::prefetch`); with
     /// `key`, its key too (call it first without, some iterations earlier,
     /// as finding the key reads the entry).
     fn prefetch(&self, _slot: u32, _key: bool) {}

@@ -3,7 +3,7 @@
 //! to an LMS, through `/Bulk` when `/ServiceProviderConfig` offers it and
 //! one request per resource otherwise. `docs/scim.md` has the mapping.
 //!
-//! One [`Sink::apply`] takes a batch (at most the tenant's `batch_size`
+//! One [`Sink::apply`](crate::sink::Sink::apply) takes a batch (at most the tenant's `batch_size`
 //! operations) and answers an acknowledgement per operation:
 //!
 //! 1. **Ids.** The LMS ids the state store has come with the operations;
@@ -24,11 +24,11 @@
 //!    batch adds and removes members.
 //!
 //! The client (`client.rs`) retries 408, 429, 5xx and lost connections; an operation
-//! still failing is [`Ack::Unavailable`] (the next run sends it again), a
-//! refusal is [`Ack::Rejected`] with the LMS's own message. Invitations
+//! still failing is [`Ack::Unavailable`](crate::sink::Ack::Unavailable) (the next run sends it again), a
+//! refusal is [`Ack::Rejected`](crate::sink::Ack::Rejected) with the LMS's own message. Invitations
 //! happen once: the invite attribute is only in a create's POST, a retried
 //! POST that meets its own earlier success is linked (not re-sent), and
-//! after a crash [`Sink::recover`] finds journalled creates by `externalId`.
+//! after a crash [`Sink::recover`](crate::sink::Sink::recover) finds journalled creates by `externalId`.
 
 #[cfg(feature = "scim")]
 mod client;
