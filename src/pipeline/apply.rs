@@ -45,7 +45,7 @@ impl WritePass<'_> {
     /// Returns whether the sink was unavailable for some.
     pub(super) fn run(
         &self,
-        plan: &mut Plan,
+        plan: &Plan,
         lines: &mut [Line],
         store: &mut dyn StateStore,
         sink: &mut dyn Sink,
@@ -61,7 +61,7 @@ impl WritePass<'_> {
     }
 
     /// The writes in their order (SPEC §3 step 4), sent through `w`.
-    fn send(&self, plan: &mut Plan, w: &mut Writer<'_>) -> Result<(), RunError> {
+    fn send(&self, plan: &Plan, w: &mut Writer<'_>) -> Result<(), RunError> {
         let kind = self.profile.object;
         let size = self.batch_size;
         let mut later = self.first_wave(plan, w)?;
@@ -134,7 +134,7 @@ impl WritePass<'_> {
     /// The rows are read and their creates built on a thread of their own
     /// while this one journals and sends them; a row the store has
     /// something for comes raw, built here (the store is this thread's).
-    fn first_wave(&self, plan: &mut Plan, w: &mut Writer<'_>) -> Result<Deferred, RunError> {
+    fn first_wave(&self, plan: &Plan, w: &mut Writer<'_>) -> Result<Deferred, RunError> {
         let (profile, path) = (self.profile, self.file.local);
         self.file.unchanged()?;
         let records = plan.records as usize;
@@ -157,10 +157,6 @@ impl WritePass<'_> {
             refs: self.refs,
             fingerprinter: Fingerprinter::new(profile),
         };
-        // What the plan learns from the writes built (an update whose
-        // changed fields are named, or that turns out unchanged): set once
-        // the wave is built, the plan being read meanwhile.
-        let mut resolved: Vec<(usize, Action, String)> = Vec::new();
         let mut later = Deferred::default();
         std::thread::scope(|scope| -> Result<(), RunError> {
             let (tx, built) = crossbeam_channel::bounded(2);
@@ -168,24 +164,31 @@ impl WritePass<'_> {
             scope.spawn(move || first.read(file, layout, path, tx));
             let mut scratch = RowScratch::new(profile);
             for chunk in built {
-                for item in chunk? {
+                let chunk = chunk?;
+                // What the store has for the chunk's raw rows, in one read.
+                let keys: Vec<&str> = chunk
+                    .iter()
+                    .filter_map(|item| match item {
+                        FirstItem::Raw(idx, _) => {
+                            Some(first.plan.row(*idx).key.unwrap_or_default())
+                        }
+                        FirstItem::Built(..) => None,
+                    })
+                    .collect();
+                let mut stored = w.store.get_many(profile.object, &keys)?.into_iter();
+                for item in chunk {
                     let (idx, built) = match item {
                         FirstItem::Built(idx, built) => (idx, built),
                         FirstItem::Raw(idx, rec) => {
-                            let key = first.plan.row(idx).key.unwrap_or_default();
-                            let stored = w.store.get(profile.object, key)?;
+                            let stored = stored.next().flatten();
                             (idx, first.build((&rec, layout), &mut scratch, idx, stored))
                         }
                     };
-                    self.take(first.plan, idx, built, w, &mut resolved, &mut later)?;
+                    self.take(first.plan, idx, built, w, &mut later)?;
                 }
             }
             Ok(())
         })?;
-        for (idx, action, message) in resolved {
-            let code = plan.row(idx).code;
-            plan.set_row(idx, action, code, message);
-        }
         Ok(later)
     }
 
@@ -197,27 +200,18 @@ impl WritePass<'_> {
         idx: usize,
         built: Built,
         w: &mut Writer<'_>,
-        resolved: &mut Vec<(usize, Action, String)>,
         later: &mut Deferred,
     ) -> Result<(), RunError> {
         let planned = plan.row(idx);
         let action = planned.action;
         let (fields, invite, object) = match built {
             Built::Changed => return Err(changed(self.file.local, planned.line)),
-            Built::Unchanged => {
-                resolved.push((idx, Action::Unchanged, planned.message.to_string()));
-                return Ok(());
-            }
             Built::Write {
-                message,
                 fields,
                 invite,
                 object,
                 link,
             } => {
-                if let Some(message) = message {
-                    resolved.push((idx, Action::Update, message));
-                }
                 if let Some(link) = link {
                     later.links.push(link);
                     if w.lines[idx].lms_id().is_none() {

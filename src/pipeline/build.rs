@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::apply::{changed, file_error, is_write};
 use super::RunError;
-use crate::diff::{changed_fields, Fingerprinter};
+use crate::diff::Fingerprinter;
 use crate::model::{Action, FieldKind, FieldName, ObjectKind};
 use crate::plan::{self, Plan};
 use crate::profile::{Cell, Layout, MappedRow, Profile};
@@ -151,11 +151,7 @@ pub(super) enum Built {
     /// The record is not what its row was planned from: the file was
     /// rewritten in place under the run (see [`RowScratch::map_as_planned`]).
     Changed,
-    /// An update whose every field normalises to what was applied.
-    Unchanged,
     Write {
-        /// An update's new plan message (which fields changed).
-        message: Option<String>,
         fields: Vec<(FieldName, Value)>,
         invite: bool,
         object: StoredObject,
@@ -236,24 +232,12 @@ impl FirstWave<'_> {
         }
         let row = &scratch.row;
         let hashes = self.fingerprinter.field_hashes(row);
-        let mut message = None;
         let mut fields = match action {
             Action::Create => fields_of(profile, row, |_| true),
             Action::Update => {
-                let changed = stored.as_ref().map_or_else(
-                    || hashes.iter().map(|h| h.field).collect(),
-                    |s| changed_fields(&s.fields, &hashes),
-                );
-                if changed.is_empty() {
-                    return Built::Unchanged;
-                }
-                let changed_message = format!("changed: {}", changed.join(", "));
-                message = Some(if planned.message.is_empty() {
-                    changed_message
-                } else {
-                    format!("{changed_message}; {}", planned.message)
-                });
-                fields_of(profile, row, |name| changed.iter().any(|c| **c == *name))
+                // What changed was settled with the plan (`Plan::settle_updates`).
+                let changed = plan.changed_fields(idx).unwrap_or_default();
+                fields_of(profile, row, |name| changed.contains(&name))
             }
             _ => Vec::new(),
         };
@@ -291,7 +275,6 @@ impl FirstWave<'_> {
         }
         if links.is_empty() {
             return Built::Write {
-                message,
                 fields,
                 invite,
                 object,
@@ -317,7 +300,6 @@ impl FirstWave<'_> {
             ..object
         };
         Built::Write {
-            message,
             fields,
             invite,
             object: first,

@@ -6,17 +6,17 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::apply::WritePass;
+use super::apply::{changed, file_error, WritePass};
 use super::processed::{finish_file, write_atomically, Staged};
 use super::report::Summary;
 use super::writer::Line;
 use super::{io, FileReport, FileStatus, InboxFile, Pipeline, RunError, RunOptions, RunProgress};
 use crate::guard::{self, Verdict};
 use crate::model::{Action, ObjectKind};
-use crate::plan::{self, FileError, Plan, PlannedRow};
+use crate::plan::{self, FileError, Plan, PlannedRow, SettleError};
 use crate::profile::{Date, Profile};
 use crate::results::{Outcome, ResultsWriter};
-use crate::store::{MemoryPrior, Prior};
+use crate::store::{MemoryPrior, Prior, StateStore, StoreError};
 
 /// What a file is planned against: the last applied state of its kind and,
 /// for a users file of a tenant with group or segment files, the groups
@@ -101,11 +101,11 @@ impl Pipeline<'_> {
         };
         let started = f.started;
         let today = opts.today.unwrap_or_else(|| profile.today());
-        let mut planned = match self.plan_file(profile, file, today, opts, progress)? {
+        let planned = match self.plan_file(profile, file, today, opts, progress)? {
             Ok(planned) => planned,
             Err(e) => return self.refuse(&f, &e),
         };
-        let plan = &mut planned.plan;
+        let plan = &planned.plan;
         let mut lines = first_lines(plan, &planned.verdict, opts);
         let mut unavailable = false;
         if !planned.verdict.held() {
@@ -165,7 +165,7 @@ impl Pipeline<'_> {
             list_prior(ObjectKind::Group)?,
             list_prior(ObjectKind::Segment)?,
         );
-        let store: &dyn crate::store::StateStore = self.store;
+        let store: &dyn StateStore = self.store;
         let (own, read) = std::thread::scope(|s| {
             let loading = s.spawn(|| {
                 store.prior(kind).inspect(|prior| {
@@ -208,6 +208,17 @@ impl Pipeline<'_> {
         };
         tracing::debug!(ms = ms(started), "run: file read");
         plan.against(profile, &priors.own);
+        let store: &dyn StateStore = self.store;
+        let snapshot = File::open(path).map_err(io(path))?;
+        let settled = plan.settle_updates(profile, snapshot, |keys| {
+            let stored = store.get_many(kind, keys)?;
+            Ok::<_, StoreError>(stored.into_iter().map(|o| o.map(|o| o.fields)).collect())
+        });
+        settled.map_err(|e| match e {
+            SettleError::File(e) => file_error(path)(e),
+            SettleError::Changed { line } => changed(path, line),
+            SettleError::Applied(e) => e.into(),
+        })?;
         tracing::debug!(ms = ms(started), "run: compared");
         let verdict = guard::check(
             &plan,

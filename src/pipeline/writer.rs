@@ -223,8 +223,13 @@ impl<'a> Writer<'a> {
     /// batch, and those queued behind it, journalled: the next run
     /// recovers them.
     pub(super) fn finish(mut self) -> Result<bool, RunError> {
-        let settled = self.settle_all();
+        // Nothing more will be sent: the fsync thread ends once it has
+        // handed on what it holds, and with it the last sender of
+        // acknowledgements but the sink's. Waiting for acknowledgements
+        // with it still waiting for batches would wait forever when the
+        // sink's thread stopped on an error.
         self.to_sync = None;
+        let settled = self.settle_all();
         settled.map(|()| self.unavailable)
     }
 

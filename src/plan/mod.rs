@@ -30,6 +30,7 @@ mod model_tests;
 mod prior;
 mod read;
 mod rules;
+mod settle;
 
 pub use files::{diff_files, field_hashes_at, DiffError, DiffOutcome};
 pub use prior::PlanPrior;
@@ -37,6 +38,7 @@ pub use read::{
     build, check, check_with_progress, read, read_with, Fingerprints, ListRefs, Progress,
     ReadOptions,
 };
+pub use settle::SettleError;
 
 use crate::diff::decide::{
     decide_all, hash_key, same_key, span_str, Entry, Span, INACTIVE, UNRESOLVED,
@@ -91,6 +93,9 @@ pub struct Plan {
     /// `(row, manager or parent id)` of the rows that name one, in row
     /// order (apart from the entries: most files have no such column).
     references: Vec<(u32, Span)>,
+    /// `(row, the fields that changed)` of each update settled field by
+    /// field ([`Plan::resolve_update`]), by row.
+    changes: Vec<(u32, Box<[FieldName]>)>,
     key_is_email: bool,
     object: ObjectKind,
     reference_field: Option<&'static str>,
@@ -111,6 +116,7 @@ impl Plan {
             messages: Vec::new(),
             keys: Vec::new(),
             references: Vec::new(),
+            changes: Vec::new(),
             key_is_email,
             object: profile.object,
             reference_field: profile
@@ -204,12 +210,6 @@ impl Plan {
         self.entries[i].has(UNRESOLVED)
     }
 
-    /// Changes row `i`'s action, code and message (e.g. an update with no
-    /// changed field, found while writing).
-    pub fn set_row(&mut self, i: usize, action: Action, code: Option<Code>, message: String) {
-        self.set(i, action, code, message);
-    }
-
     /// Compares the rows with `prior`, the last applied state of the plan's
     /// object kind (SPEC §3 steps 3–4): decides each valid row's action,
     /// adds the keys the missing rule removes, rejects groups on a parent
@@ -246,13 +246,29 @@ impl Plan {
         let other = self.messages.get(self.entries[i].message as usize).cloned();
         if changed.is_empty() {
             self.set(i, Action::Unchanged, code, other.unwrap_or_default());
-        } else {
-            let mut message = format!("changed: {}", changed.join(", "));
-            if let Some(other) = other {
-                message = format!("{message}; {other}");
-            }
-            self.set(i, Action::Update, code, message);
+            return;
         }
+        let mut message = format!("changed: {}", changed.join(", "));
+        if let Some(other) = other {
+            message = format!("{message}; {other}");
+        }
+        self.set(i, Action::Update, code, message);
+        let row = i as u32;
+        let at = self.changes.partition_point(|&(r, _)| r < row);
+        match self.changes.get_mut(at) {
+            Some(c) if c.0 == row => c.1 = changed.into(),
+            _ => self.changes.insert(at, (row, changed.into())),
+        }
+    }
+
+    /// The fields that changed of update row `i`, once it was settled
+    /// ([`Plan::settle_updates`]).
+    pub fn changed_fields(&self, i: usize) -> Option<&[FieldName]> {
+        let row = i as u32;
+        self.changes
+            .binary_search_by_key(&row, |&(r, _)| r)
+            .ok()
+            .map(|k| &*self.changes[k].1)
     }
 
     /// Row `i`'s manager or parent id, or [`Span::NONE`].

@@ -107,6 +107,15 @@ pub trait StateStore: Send + Sync {
     /// The differ's view of one kind: key → fingerprint and active flag.
     fn prior(&self, kind: ObjectKind) -> Result<MemoryPrior, StoreError>;
     fn get(&self, kind: ObjectKind, key: &str) -> Result<Option<StoredObject>, StoreError>;
+    /// [`StateStore::get`] of each of `keys`, in order (a store may read
+    /// them in one transaction). Default: one `get` each.
+    fn get_many(
+        &self,
+        kind: ObjectKind,
+        keys: &[&str],
+    ) -> Result<Vec<Option<StoredObject>>, StoreError> {
+        keys.iter().map(|k| self.get(kind, k)).collect()
+    }
     /// Record count of the last accepted file of a kind (the shrink guard).
     fn last_records(&self, kind: ObjectKind) -> Result<Option<u64>, StoreError>;
     fn set_last_records(&mut self, kind: ObjectKind, records: u64) -> Result<(), StoreError>;

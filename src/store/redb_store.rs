@@ -606,24 +606,40 @@ impl StateStore for RedbStore {
     }
 
     fn get(&self, kind: ObjectKind, key: &str) -> Result<Option<StoredObject>, StoreError> {
-        if let Some(span) = self.buffered(kind, key) {
-            let Some(span) = span else {
-                return Ok(None);
-            };
-            let mut value = Vec::new();
-            self.read_value(span, key, &mut value)?;
-            return decode_stored(&value, &self.names)
-                .map(Some)
-                .ok_or_else(|| self.err(format!("corrupt journal entry for key {key:?}")));
-        }
+        Ok(self.get_many(kind, &[key])?.pop().flatten())
+    }
+
+    /// One read transaction for all of `keys`.
+    fn get_many(
+        &self,
+        kind: ObjectKind,
+        keys: &[&str],
+    ) -> Result<Vec<Option<StoredObject>>, StoreError> {
         let r = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = r.open_table(objects(kind)).map_err(|e| self.err(e))?;
-        let Some(v) = t.get(key).map_err(|e| self.err(e))? else {
-            return Ok(None);
-        };
-        decode_stored(v.value(), &self.names)
-            .map(Some)
-            .ok_or_else(|| self.err(format!("corrupt entry for key {key:?}")))
+        let mut value = Vec::new();
+        let mut out = Vec::with_capacity(keys.len());
+        for &key in keys {
+            if let Some(span) = self.buffered(kind, key) {
+                let Some(span) = span else {
+                    out.push(None);
+                    continue;
+                };
+                self.read_value(span, key, &mut value)?;
+                let o = decode_stored(&value, &self.names)
+                    .ok_or_else(|| self.err(format!("corrupt journal entry for key {key:?}")))?;
+                out.push(Some(o));
+                continue;
+            }
+            let Some(v) = t.get(key).map_err(|e| self.err(e))? else {
+                out.push(None);
+                continue;
+            };
+            let o = decode_stored(v.value(), &self.names)
+                .ok_or_else(|| self.err(format!("corrupt entry for key {key:?}")))?;
+            out.push(Some(o));
+        }
+        Ok(out)
     }
 
     fn last_records(&self, kind: ObjectKind) -> Result<Option<u64>, StoreError> {
