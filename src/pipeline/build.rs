@@ -224,47 +224,72 @@ impl FirstWave<'_> {
         stored: Option<StoredObject>,
     ) -> Built {
         let (profile, plan) = (self.profile, self.plan);
-        let kind = profile.object;
-        let planned = plan.row(idx);
-        let action = planned.action;
         if !scratch.map_as_planned(profile, read, plan, idx) {
             return Built::Changed;
         }
         let row = &scratch.row;
-        let hashes = self.fingerprinter.field_hashes(row);
-        let mut fields = match action {
+        let action = plan.row(idx).action;
+        let invite = action == Action::Create
+            && profile.invite_on_create
+            && profile.object == ObjectKind::User;
+        let object = self.object_after(row, idx, invite, stored.as_ref());
+        self.with_links(idx, self.fields(row, idx), invite, object, stored.as_ref())
+    }
+
+    /// The fields row `idx` sends: all for a create, what changed for an
+    /// update (settled with the plan: `Plan::settle_updates`), none for a
+    /// deactivation or a deletion; never a link that resolves to nothing.
+    fn fields(&self, row: &MappedRow, idx: usize) -> Vec<(FieldName, Value)> {
+        let (profile, plan) = (self.profile, self.plan);
+        let mut fields = match plan.row(idx).action {
             Action::Create => fields_of(profile, row, |_| true),
             Action::Update => {
-                // What changed was settled with the plan (`Plan::settle_updates`).
                 let changed = plan.changed_fields(idx).unwrap_or_default();
                 fields_of(profile, row, |name| changed.contains(&name))
             }
             _ => Vec::new(),
         };
-        if action == Action::Deactivate {
-            fields.clear();
-        }
-        // Applied without links that resolve to nothing.
         drop_unresolved(&mut fields, self.refs, plan.reference_unresolved(idx));
-        let invite =
-            action == Action::Create && profile.invite_on_create && kind == ObjectKind::User;
-        let parent = match (kind, profile.reference_slot) {
+        fields
+    }
+
+    /// What the store keeps for row `idx` once its write is acknowledged.
+    fn object_after(
+        &self,
+        row: &MappedRow,
+        idx: usize,
+        invite: bool,
+        stored: Option<&StoredObject>,
+    ) -> StoredObject {
+        let (profile, plan) = (self.profile, self.plan);
+        let parent = match (profile.object, profile.reference_slot) {
             (ObjectKind::Group, Some(slot)) if !plan.reference_unresolved(idx) => {
                 row.get(slot).map(str::to_string)
             }
             _ => None,
         };
-        let object = StoredObject {
+        StoredObject {
             fingerprint: plan.fingerprint(idx),
             active: plan.active_after(idx),
-            invited: invite || stored.as_ref().is_some_and(|s| s.invited),
-            lms_id: stored.as_ref().and_then(|s| s.lms_id.clone()),
+            invited: invite || stored.is_some_and(|s| s.invited),
+            lms_id: stored.and_then(|s| s.lms_id.clone()),
             parent,
-            fields: hashes,
-        };
-        // A user's manager and memberships go in a second wave, once every
-        // user of the file exists (SPEC §3 step 4).
-        let mut links = match (kind, action) {
+            fields: self.fingerprinter.field_hashes(row),
+        }
+    }
+
+    /// The write, a user's manager and memberships taken out of it for the
+    /// second wave, once every user of the file exists (SPEC §3 step 4).
+    fn with_links(
+        &self,
+        idx: usize,
+        mut fields: Vec<(FieldName, Value)>,
+        invite: bool,
+        object: StoredObject,
+        stored: Option<&StoredObject>,
+    ) -> Built {
+        let action = self.plan.row(idx).action;
+        let mut links = match (self.profile.object, action) {
             (ObjectKind::User, Action::Create | Action::Update) => take_links(&mut fields),
             _ => Vec::new(),
         };
@@ -295,8 +320,8 @@ impl FirstWave<'_> {
             fresh: action == Action::Create,
         };
         let first = StoredObject {
-            fingerprint: stored.as_ref().map_or(0, |s| s.fingerprint),
-            fields: without_links(&object.fields, stored.as_ref().map(|s| &s.fields[..])),
+            fingerprint: stored.map_or(0, |s| s.fingerprint),
+            fields: without_links(&object.fields, stored.map(|s| &s.fields[..])),
             ..object
         };
         Built::Write {

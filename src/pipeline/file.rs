@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::apply::{changed, file_error, WritePass};
@@ -208,17 +208,7 @@ impl Pipeline<'_> {
         };
         tracing::debug!(ms = ms(started), "run: file read");
         plan.against(profile, &priors.own);
-        let store: &dyn StateStore = self.store;
-        let snapshot = File::open(path).map_err(io(path))?;
-        let settled = plan.settle_updates(profile, snapshot, |keys| {
-            let stored = store.get_many(kind, keys)?;
-            Ok::<_, StoreError>(stored.into_iter().map(|o| o.map(|o| o.fields)).collect())
-        });
-        settled.map_err(|e| match e {
-            SettleError::File(e) => file_error(path)(e),
-            SettleError::Changed { line } => changed(path, line),
-            SettleError::Applied(e) => e.into(),
-        })?;
+        self.settle(&mut plan, profile, path)?;
         tracing::debug!(ms = ms(started), "run: compared");
         let verdict = guard::check(
             &plan,
@@ -232,6 +222,22 @@ impl Pipeline<'_> {
             priors,
             verdict,
         }))
+    }
+
+    /// Settles the plan's updates field by field against what the store
+    /// has applied (see [`Plan::settle_updates`]), reading `path` again.
+    fn settle(&self, plan: &mut Plan, profile: &Profile, path: &Path) -> Result<(), RunError> {
+        let (store, kind): (&dyn StateStore, _) = (self.store, profile.object);
+        let snapshot = File::open(path).map_err(io(path))?;
+        let settled = plan.settle_updates(profile, snapshot, |keys| {
+            let stored = store.get_many(kind, keys)?;
+            Ok::<_, StoreError>(stored.into_iter().map(|o| o.map(|o| o.fields)).collect())
+        });
+        settled.map_err(|e| match e {
+            SettleError::File(e) => file_error(path)(e),
+            SettleError::Changed { line } => changed(path, line),
+            SettleError::Applied(e) => e.into(),
+        })
     }
 
     /// A file refused whole (its header, or not text): a results file with
