@@ -36,6 +36,9 @@ impl Priors {
     }
 }
 
+/// The groups and the segments a users file's lists must name, if any.
+type ListPriors = (Option<MemoryPrior>, Option<MemoryPrior>);
+
 /// A file read and compared: its plan, what it was compared with, and
 /// what the guards say.
 struct Planned {
@@ -150,21 +153,7 @@ impl Pipeline<'_> {
         let started = Instant::now();
         let (kind, path) = (profile.object, file.local);
         let size = std::fs::metadata(path).map_err(io(path))?.len();
-        // A users file's groups and segments must name objects of the
-        // tenant's group and segment files, when it has them (processed
-        // before it).
-        let list_prior = |k: ObjectKind| -> Result<Option<MemoryPrior>, RunError> {
-            let named = kind == ObjectKind::User && self.job.has(k);
-            Ok(if named {
-                Some(self.store.prior(k)?)
-            } else {
-                None
-            })
-        };
-        let (groups, segments) = (
-            list_prior(ObjectKind::Group)?,
-            list_prior(ObjectKind::Segment)?,
-        );
+        let (groups, segments) = self.list_priors(kind)?;
         let store: &dyn StateStore = self.store;
         let (own, read) = std::thread::scope(|s| {
             let loading = s.spawn(|| {
@@ -222,6 +211,24 @@ impl Pipeline<'_> {
             priors,
             verdict,
         }))
+    }
+
+    /// A users file's groups and segments must name objects of the
+    /// tenant's group and segment files, when it has them (processed
+    /// before it): those objects, as the store has them.
+    fn list_priors(&self, kind: ObjectKind) -> Result<ListPriors, RunError> {
+        let list_prior = |k: ObjectKind| -> Result<Option<MemoryPrior>, RunError> {
+            let named = kind == ObjectKind::User && self.job.has(k);
+            Ok(if named {
+                Some(self.store.prior(k)?)
+            } else {
+                None
+            })
+        };
+        Ok((
+            list_prior(ObjectKind::Group)?,
+            list_prior(ObjectKind::Segment)?,
+        ))
     }
 
     /// Settles the plan's updates field by field against what the store
