@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use muster::config::{BulkMode, ScimConfig, Secret, SegmentMapping};
+use muster::model::field_name;
 use muster::plan::Action;
 use muster::profile::ObjectKind;
 use muster::sink::{Operation, ScimSink, Sink, Value};
@@ -48,17 +49,20 @@ fn batch() -> Vec<Operation> {
             action: Action::Create,
             key: format!("E{i:07}"),
             fields: vec![
-                ("external_id", t(format!("E{i:07}"))),
-                ("first_name", t("Zoë".into())),
-                ("last_name", t("van der Berg".into())),
-                ("email", t(format!("zoe.vanderberg.{i}@example.com"))),
-                ("phone", t("+32 478 83 45 28".into())),
-                ("title", t("Head of \"Fun\"".into())),
-                ("birth_date", t("1990-01-02".into())),
-                ("employed_since", t("2019-01-10".into())),
-                ("gender", t("F".into())),
-                ("language", t("nl-BE".into())),
-                ("status", t("active".into())),
+                (field_name("external_id"), t(format!("E{i:07}"))),
+                (field_name("first_name"), t("Zoë".into())),
+                (field_name("last_name"), t("van der Berg".into())),
+                (
+                    field_name("email"),
+                    t(format!("zoe.vanderberg.{i}@example.com")),
+                ),
+                (field_name("phone"), t("+32 478 83 45 28".into())),
+                (field_name("title"), t("Head of \"Fun\"".into())),
+                (field_name("birth_date"), t("1990-01-02".into())),
+                (field_name("employed_since"), t("2019-01-10".into())),
+                (field_name("gender"), t("F".into())),
+                (field_name("language"), t("nl-BE".into())),
+                (field_name("status"), t("active".into())),
             ],
             invite: true,
             lms_id: None,

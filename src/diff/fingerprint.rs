@@ -61,7 +61,7 @@ impl Fingerprinter {
         let names0: Vec<(Vec<u8>, usize)> = order
             .iter()
             .map(|&s| {
-                let mut n = names[s].as_bytes().to_vec();
+                let mut n = names[s].as_str().as_bytes().to_vec();
                 n.push(0);
                 let len = n.len();
                 n.resize(len.max(NAME_PAD), 0);
@@ -273,12 +273,9 @@ mod tests {
     use crate::snapshot::Snapshot;
     use proptest::prelude::*;
 
-    /// A fingerprinter for these names (leaked: `FieldName` is `'static`).
+    /// A fingerprinter for fields of these names.
     fn fingerprinter(names: &[String], lists: &[bool], keep_empty: bool) -> Fingerprinter {
-        let names: Vec<FieldName> = names
-            .iter()
-            .map(|n| &*Box::leak(n.clone().into_boxed_str()))
-            .collect();
+        let names: Vec<FieldName> = names.iter().map(|n| crate::model::field_name(n)).collect();
         Fingerprinter::of_slots(names, lists.to_vec(), keep_empty)
     }
 

@@ -4,8 +4,9 @@ use std::fmt;
 
 use super::ObjectKind;
 
-/// A field of an object.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// A field of an object. Fields order by their names (the order of a
+/// row's fingerprint and of the field hashes the store keeps).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Field {
     ExternalId,
     Username,
@@ -26,8 +27,8 @@ pub enum Field {
     Segments,
     Name,
     ParentId,
-    /// `custom.<name>`.
-    Custom(Box<str>),
+    /// `custom.<name>`: its whole name, interned.
+    Custom(&'static str),
 }
 
 /// How a field's cells are checked and normalised.
@@ -75,12 +76,12 @@ impl Field {
                     if custom.is_empty() {
                         return Err("`custom.` needs a name, e.g. `custom.cost_center`".into());
                     }
-                    return Ok(Field::Custom(custom.into()));
+                    return Ok(Field::Custom(super::intern(name)));
                 }
                 USER_FIELDS
                     .iter()
                     .find(|(n, _)| *n == name)
-                    .map(|(_, f)| f.clone())
+                    .map(|(_, f)| *f)
             }
             ObjectKind::Group => match name {
                 "external_id" => Some(Field::ExternalId),
@@ -112,7 +113,7 @@ impl Field {
         })
     }
 
-    pub fn kind(&self) -> FieldKind {
+    pub fn kind(self) -> FieldKind {
         match self {
             Field::Email => FieldKind::Email,
             Field::BirthDate | Field::EmployedSince | Field::EmployedUntil => FieldKind::Date,
@@ -123,7 +124,8 @@ impl Field {
         }
     }
 
-    pub fn name(&self) -> &str {
+    /// The field's name: a SPEC §1 name, or `custom.<name>`.
+    pub fn as_str(self) -> &'static str {
         match self {
             Field::ExternalId => "external_id",
             Field::Username => "username",
@@ -147,13 +149,56 @@ impl Field {
             Field::Custom(name) => name,
         }
     }
+
+    /// The field named `name` whatever its object ([`Field::as_str`] read
+    /// back); a name no field has is kept as a custom field of that name.
+    pub fn from_name(name: &str) -> Field {
+        match name {
+            "name" => Field::Name,
+            "parent_id" => Field::ParentId,
+            _ => USER_FIELDS
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or_else(|| Field::Custom(super::intern(name)), |(_, f)| *f),
+        }
+    }
+
+    /// Whether this field links a user to other objects (a manager, groups,
+    /// segments): written once every user of the file exists.
+    pub fn is_link(self) -> bool {
+        matches!(
+            self,
+            Field::ManagerId | Field::Groups | Field::AdminGroups | Field::Segments
+        )
+    }
 }
 
 impl fmt::Display for Field {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Field::Custom(name) => write!(f, "custom.{name}"),
-            other => f.write_str(other.name()),
-        }
+        f.write_str(self.as_str())
+    }
+}
+
+impl Ord for Field {
+    fn cmp(&self, other: &Field) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl PartialOrd for Field {
+    fn partial_cmp(&self, other: &Field) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl serde::Serialize for Field {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl PartialEq<str> for Field {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
     }
 }

@@ -83,21 +83,27 @@ const _: () = {
     }
 };
 
-/// A field's name as operations, field hashes and the store carry it:
-/// interned ([`field_name`]), so that carrying, copying and dropping it
-/// costs nothing — no allocation, and no reference count that the thread
-/// building operations and the sink's thread would both write.
-pub type FieldName = &'static str;
+/// A field as operations, field hashes and the store carry it: the
+/// [`Field`] itself, `Copy` (a custom field's name is interned), so that
+/// carrying, copying and dropping it costs nothing.
+pub type FieldName = Field;
+
+/// The field named `name` as the store and operations spell it (SPEC §1
+/// names, `custom.<name>` for custom fields); a name no field has is kept
+/// as a custom field of that name.
+pub fn field_name(name: &str) -> Field {
+    Field::from_name(name)
+}
 
 /// The interned copy of `name`. Each distinct name is kept for the
 /// process's life: names come from profiles and stores, a few dozen.
-pub fn field_name(name: &str) -> FieldName {
-    static NAMES: std::sync::Mutex<Vec<FieldName>> = std::sync::Mutex::new(Vec::new());
+pub(crate) fn intern(name: &str) -> &'static str {
+    static NAMES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
     let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(&known) = names.iter().find(|n| **n == name) {
         return known;
     }
-    let new: FieldName = Box::leak(name.into());
+    let new: &'static str = Box::leak(name.into());
     names.push(new);
     new
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use super::apply::{changed, file_error, is_write};
 use super::RunError;
 use crate::diff::Fingerprinter;
-use crate::model::{Action, FieldKind, FieldName, ObjectKind};
+use crate::model::{Action, Field, FieldKind, FieldName, ObjectKind};
 use crate::plan::{self, Plan};
 use crate::profile::{Cell, Layout, MappedRow, Profile};
 use crate::reader::Record;
@@ -17,11 +17,11 @@ use crate::store::FieldHash;
 use crate::store::{PendingOp, StoredObject};
 
 /// The fields of a row as an operation carries them: every field the file
-/// states that `wanted` (given its name) says yes to.
+/// states that `wanted` says yes to.
 pub(super) fn fields_of(
     profile: &Profile,
     row: &MappedRow,
-    wanted: impl Fn(&str) -> bool,
+    wanted: impl Fn(Field) -> bool,
 ) -> Vec<(FieldName, Value)> {
     let mut out = Vec::new();
     for (slot, spec) in profile.slots.iter().enumerate() {
@@ -84,13 +84,13 @@ pub(super) fn drop_unresolved(
     refs: plan::ListRefs<'_>,
     reference_unresolved: bool,
 ) {
-    fields.retain(|(name, _)| {
-        !(reference_unresolved && matches!(&**name, "manager_id" | "parent_id"))
+    fields.retain(|(field, _)| {
+        !(reference_unresolved && matches!(field, Field::ManagerId | Field::ParentId))
     });
-    for (name, value) in fields.iter_mut() {
-        let known = match &**name {
-            "groups" | "admin_groups" => refs.groups,
-            "segments" => refs.segments,
+    for (field, value) in fields.iter_mut() {
+        let known = match field {
+            Field::Groups | Field::AdminGroups => refs.groups,
+            Field::Segments => refs.segments,
             _ => None,
         };
         if let (Some(known), Value::List(items)) = (known, value) {
@@ -245,7 +245,7 @@ impl FirstWave<'_> {
             Action::Create => fields_of(profile, row, |_| true),
             Action::Update => {
                 let changed = plan.changed_fields(idx).unwrap_or_default();
-                fields_of(profile, row, |name| changed.contains(&name))
+                fields_of(profile, row, |field| changed.contains(&field))
             }
             _ => Vec::new(),
         };
@@ -314,7 +314,7 @@ impl FirstWave<'_> {
             links: LINK_FIELDS
                 .iter()
                 .enumerate()
-                .filter(|(_, f)| links.iter().any(|(name, _)| name == *f))
+                .filter(|(_, f)| links.iter().any(|(field, _)| field == *f))
                 .fold(0u8, |m, (k, _)| m | 1 << k),
             invited: object.invited,
             fresh: action == Action::Create,
@@ -334,7 +334,12 @@ impl FirstWave<'_> {
 }
 
 /// The fields that link a user to other objects: written in the second wave.
-pub(super) const LINK_FIELDS: [&str; 4] = ["manager_id", "groups", "admin_groups", "segments"];
+pub(super) const LINK_FIELDS: [Field; 4] = [
+    Field::ManagerId,
+    Field::Groups,
+    Field::AdminGroups,
+    Field::Segments,
+];
 
 /// A row whose links go in the second wave: which (bits of
 /// [`LINK_FIELDS`]) and whether the user is invited (kept in the store).
@@ -350,7 +355,7 @@ pub(super) struct LinkRow {
 pub(super) fn take_links(fields: &mut Vec<(FieldName, Value)>) -> Vec<(FieldName, Value)> {
     let (links, rest) = std::mem::take(fields)
         .into_iter()
-        .partition(|(name, _)| LINK_FIELDS.contains(&&**name));
+        .partition(|(field, _)| field.is_link());
     *fields = rest;
     links
 }
@@ -358,7 +363,7 @@ pub(super) fn take_links(fields: &mut Vec<(FieldName, Value)>) -> Vec<(FieldName
 /// Field hashes as they stand after the first wave: `new` for the other
 /// fields, `old` (what the store had) for the links.
 pub(super) fn without_links(new: &[FieldHash], old: Option<&[FieldHash]>) -> Vec<FieldHash> {
-    let is_link = |f: &FieldHash| LINK_FIELDS.contains(&f.field);
+    let is_link = |f: &FieldHash| f.field.is_link();
     let mut out: Vec<FieldHash> = new.iter().filter(|f| !is_link(f)).cloned().collect();
     out.extend(
         old.unwrap_or_default()

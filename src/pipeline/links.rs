@@ -114,10 +114,10 @@ impl LinkWave<'_> {
                     return;
                 }
                 let row = &scratch.row;
-                let wanted = |name: &str| {
+                let wanted = |field| {
                     LINK_FIELDS
                         .iter()
-                        .position(|f| *f == name)
+                        .position(|f| *f == field)
                         .is_some_and(|k| link.links & 1 << k != 0)
                 };
                 let mut fields = fields_of(profile, row, wanted);

@@ -44,7 +44,7 @@ use crate::diff::decide::{
     decide_all, hash_key, same_key, span_str, Entry, Span, INACTIVE, UNRESOLVED,
 };
 use crate::index::hash_run;
-use crate::model::{Code, FieldKind, FieldName, ObjectKind};
+use crate::model::{Code, Field, FieldKind, FieldName, ObjectKind};
 use crate::profile::Profile;
 use crate::store::Prior;
 
@@ -98,7 +98,8 @@ pub struct Plan {
     changes: Vec<(u32, Box<[FieldName]>)>,
     key_is_email: bool,
     object: ObjectKind,
-    reference_field: Option<&'static str>,
+    /// The field of the references (a manager or a parent group).
+    reference_field: Option<Field>,
     /// Records read (blank lines are not records; the header is not counted).
     pub records: u64,
     /// Bytes read.
@@ -119,12 +120,7 @@ impl Plan {
             changes: Vec::new(),
             key_is_email,
             object: profile.object,
-            reference_field: profile
-                .reference_slot
-                .map(|s| match profile.slots[s].field.name() {
-                    "manager_id" => "manager_id",
-                    _ => "parent_id",
-                }),
+            reference_field: profile.reference_slot.map(|s| profile.slots[s].field),
             records: 0,
             bytes: 0,
             decoded_rows: 0,
@@ -248,7 +244,8 @@ impl Plan {
             self.set(i, Action::Unchanged, code, other.unwrap_or_default());
             return;
         }
-        let mut message = format!("changed: {}", changed.join(", "));
+        let names: Vec<&str> = changed.iter().map(|f| f.as_str()).collect();
+        let mut message = format!("changed: {}", names.join(", "));
         if let Some(other) = other {
             message = format!("{message}; {other}");
         }

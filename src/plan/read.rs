@@ -186,7 +186,7 @@ pub fn read_with<R: Read>(
 /// The end of reading a file: sorts its key and e-mail indexes (at once,
 /// on the pool) and rejects the rows whose key or e-mail another row has.
 fn settle(profile: &Profile, mut plan: Plan, mut emails: EmailIndex) -> Plan {
-    let key_name = profile.slots[profile.key_slot].field.name();
+    let key_name = profile.slots[profile.key_slot].field.as_str();
     // The keys and the e-mails are sorted at once, on the pool.
     let mut keys = std::mem::take(&mut plan.keys);
     let fold_keys = plan.key_is_email;

@@ -6,7 +6,7 @@ use crate::diff::decide::{
     fold_case, hash_key, join, same_key, Entry, INACTIVE, KNOWN, UNRESOLVED,
 };
 use crate::index::sort_index;
-use crate::model::{Action, Code};
+use crate::model::{Action, Code, Field};
 use crate::profile::{MissingRule, Profile};
 use crate::store::Prior;
 
@@ -175,7 +175,7 @@ impl Plan {
     }
     /// A reference to an id that exists nowhere does not stop the row: it is
     /// applied without the link, and its line says so.
-    pub(super) fn flag_unknown_references(&mut self, prior: &dyn Prior, field: &str) {
+    pub(super) fn flag_unknown_references(&mut self, prior: &dyn Prior, field: Field) {
         // The references to check, sorted by hash and merged with the key
         // index: the row each one names, if the file holds it.
         let mut buf = String::new();

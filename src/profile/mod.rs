@@ -308,7 +308,7 @@ impl Profile {
             }
             slots.push(Slot {
                 kind: field.kind(),
-                name: field_name(&field.to_string()),
+                name: field,
                 field,
                 names,
                 display_name,

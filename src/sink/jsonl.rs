@@ -94,7 +94,7 @@ fn write_line(out: &mut Vec<u8>, op: &Operation, order: &mut Vec<usize>) {
     order.clear();
     order.extend(0..fields.len());
     if !fields.windows(2).all(|w| w[0].0 < w[1].0) {
-        order.sort_by(|&a, &b| fields[a].0.cmp(fields[b].0));
+        order.sort_by(|&a, &b| fields[a].0.cmp(&fields[b].0));
         order.dedup_by(|later, earlier| {
             let same = fields[*later].0 == fields[*earlier].0;
             if same {
@@ -107,8 +107,8 @@ fn write_line(out: &mut Vec<u8>, op: &Operation, order: &mut Vec<usize>) {
         if n > 0 {
             out.push(b',');
         }
-        let (name, value) = &fields[i];
-        write_str(out, name);
+        let (field, value) = &fields[i];
+        write_str(out, field.as_str());
         out.push(b':');
         match value {
             Value::Text(t) => write_str(out, t),
@@ -274,7 +274,7 @@ mod tests {
                 .map(|(k, v)| (crate::profile::field_name(&k), v))
                 .collect();
             if sorted {
-                fields.sort_by(|a, b| a.0.cmp(b.0));
+                fields.sort_by_key(|a| a.0);
                 fields.dedup_by(|a, b| a.0 == b.0);
             }
             let oracle = Line {
@@ -282,7 +282,7 @@ mod tests {
                 kind,
                 action,
                 key: &key,
-                fields: fields.iter().map(|(k, v)| (&**k, v)).collect(),
+                fields: fields.iter().map(|(k, v)| (k.as_str(), v)).collect(),
                 invite,
             };
             let operation = Operation {

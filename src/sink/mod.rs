@@ -15,7 +15,7 @@ pub use scim::ScimSink;
 
 use serde::Serialize;
 
-use crate::model::{Action, FieldName, ObjectKind};
+use crate::model::{Action, Field, FieldName, ObjectKind};
 use crate::store::PendingOp;
 
 /// Which sink a tenant writes to (`[tenant.sink]`, validated).
@@ -98,18 +98,18 @@ impl Operation {
     /// are written as keys and name nothing to resolve.)
     pub fn named(&self) -> Vec<(ObjectKind, &str)> {
         let mut out = Vec::new();
-        for (name, value) in &self.fields {
-            match (&**name, value) {
-                ("manager_id", Value::Text(k)) if !k.is_empty() => {
+        for (field, value) in &self.fields {
+            match (field, value) {
+                (Field::ManagerId, Value::Text(k)) if !k.is_empty() => {
                     out.push((ObjectKind::User, k.as_str()))
                 }
-                ("parent_id", Value::Text(k)) if !k.is_empty() => {
+                (Field::ParentId, Value::Text(k)) if !k.is_empty() => {
                     out.push((ObjectKind::Group, k.as_str()))
                 }
-                ("groups", Value::List(items)) => {
+                (Field::Groups, Value::List(items)) => {
                     out.extend(items.iter().map(|k| (ObjectKind::Group, k.as_str())))
                 }
-                ("segments", Value::List(items)) => {
+                (Field::Segments, Value::List(items)) => {
                     out.extend(items.iter().map(|k| (ObjectKind::Segment, k.as_str())))
                 }
                 _ => {}

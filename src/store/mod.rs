@@ -200,7 +200,7 @@ pub(crate) fn encode_object(o: &StoredObject, out: &mut Vec<u8>) {
     encode_head(o, out);
     out.extend_from_slice(&(o.fields.len() as u32).to_le_bytes());
     for f in &o.fields {
-        put_str(out, f.field);
+        put_str(out, f.field.as_str());
         out.extend_from_slice(&f.hash.to_le_bytes());
     }
 }
@@ -291,7 +291,7 @@ impl FieldNames {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = (self.list.len() as u32).to_le_bytes().to_vec();
         for name in &self.list {
-            put_str(&mut out, name);
+            put_str(&mut out, name.as_str());
         }
         out
     }
@@ -303,7 +303,7 @@ impl FieldNames {
         let guess = self.next as usize;
         let id = match self.list.get(guess) {
             Some(&n) if n == name => guess as u16,
-            _ => match self.ids.get(name) {
+            _ => match self.ids.get(&name) {
                 Some(&id) => id,
                 None => {
                     let id = u16::try_from(self.list.len()).expect("fewer than 65,536 field names");
@@ -338,7 +338,7 @@ pub(crate) fn decode_stored(bytes: &[u8], names: &FieldNames) -> Option<StoredOb
     for _ in 0..n {
         let id = u16::from_le_bytes(c.take(2)?.try_into().ok()?);
         o.fields.push(FieldHash {
-            field: names.list.get(id as usize)?,
+            field: *names.list.get(id as usize)?,
             hash: c.u64()?,
         });
     }

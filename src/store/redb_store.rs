@@ -1114,7 +1114,7 @@ mod tests {
                 lms_id: lms_id.map(str::to_string),
                 parent: None,
                 fields: vec![FieldHash {
-                    field: "email",
+                    field: crate::model::Field::Email,
                     hash: 9,
                 }],
             },

@@ -54,8 +54,10 @@ fn object(v: u8) -> StoredObject {
         // list of field names grows across steps and reopens.
         fields: (0..1 + v % 4)
             .map(|i| FieldHash {
-                field: ["email", "first_name", "custom.café", "groups", "title"]
-                    [usize::from(v / 3 + i) % 5],
+                field: muster::model::field_name(
+                    ["email", "first_name", "custom.café", "groups", "title"]
+                        [usize::from(v / 3 + i) % 5],
+                ),
                 hash: u64::from(v) << i,
             })
             .collect(),

@@ -4,7 +4,7 @@
 use serde_json::{json, Map, Value as Json};
 
 use super::config::{ScimConfig, SegmentMapping};
-use crate::model::{Action, FieldName, ObjectKind};
+use crate::model::{Action, Field, FieldName, ObjectKind};
 use crate::sink::{Operation, Value};
 
 pub const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
@@ -92,10 +92,10 @@ impl Mapping {
     }
 
     /// The group kinds a user's list field makes memberships of.
-    pub fn membership(&self, field: &str) -> Option<ObjectKind> {
+    pub fn membership(&self, field: Field) -> Option<ObjectKind> {
         match field {
-            "groups" => Some(ObjectKind::Group),
-            "segments" if self.segments == SegmentMapping::Groups => Some(ObjectKind::Segment),
+            Field::Groups => Some(ObjectKind::Group),
+            Field::Segments if self.segments == SegmentMapping::Groups => Some(ObjectKind::Segment),
             _ => None,
         }
     }
@@ -134,8 +134,8 @@ impl Mapping {
                     json!(op.key),
                 );
                 r.insert("active".into(), json!(true));
-                for (name, value) in &op.fields {
-                    for (path, v) in self.user_values(name, value, refs) {
+                for &(field, ref value) in &op.fields {
+                    for (path, v) in self.user_values(field, value, refs) {
                         if let Some(v) = v {
                             set_path(&mut r, &path, v);
                         }
@@ -185,14 +185,14 @@ impl Mapping {
         }
         match op.kind {
             ObjectKind::User => {
-                for (name, value) in &op.fields {
-                    if **name == *self.user_name {
-                        let v = text(&op.fields, name).filter(|v| !v.is_empty());
+                for &(field, ref value) in &op.fields {
+                    if field.as_str() == self.user_name {
+                        let v = text(&op.fields, field.as_str()).filter(|v| !v.is_empty());
                         push("userName".into(), Some(json!(v.unwrap_or(&op.key))));
                     }
-                    for (path, v) in self.user_values(name, value, refs) {
+                    for (path, v) in self.user_values(field, value, refs) {
                         // A reference that does not resolve is left as it is.
-                        if v.is_none() && &**name == "manager_id" && !value.is_empty() {
+                        if v.is_none() && field == Field::ManagerId && !value.is_empty() {
                             continue;
                         }
                         push(path, v);
@@ -214,7 +214,7 @@ impl Mapping {
     /// The attributes one user field sets: `None` removes (an empty value).
     fn user_values(
         &self,
-        name: &str,
+        field: Field,
         value: &Value,
         refs: Refs<'_>,
     ) -> Vec<(String, Option<Json>)> {
@@ -224,16 +224,16 @@ impl Mapping {
             Value::Text(t) => t.as_str(),
             Value::List(_) => "",
         };
-        match name {
+        match field {
             // The key: externalId and employeeNumber, set on create.
-            "external_id" => Vec::new(),
-            "email" => one(
+            Field::ExternalId => Vec::new(),
+            Field::Email => one(
                 "emails",
                 json!([{"value": t, "type": "work", "primary": true}]),
             ),
-            "phone" => one("phoneNumbers", json!([{"value": t, "type": "work"}])),
-            "status" => vec![("active".into(), Some(json!(t != "inactive")))],
-            "manager_id" => {
+            Field::Phone => one("phoneNumbers", json!([{"value": t, "type": "work"}])),
+            Field::Status => vec![("active".into(), Some(json!(t != "inactive")))],
+            Field::ManagerId => {
                 let id = if empty {
                     None
                 } else {
@@ -244,13 +244,13 @@ impl Mapping {
                     id.map(|id| json!({"value": id})),
                 )]
             }
-            "admin_groups" => one(&format!("{MUSTER_USER}:adminGroups"), list(value)),
-            "segments" if self.segments == SegmentMapping::Attribute => {
+            Field::AdminGroups => one(&format!("{MUSTER_USER}:adminGroups"), list(value)),
+            Field::Segments if self.segments == SegmentMapping::Attribute => {
                 one(&format!("{MUSTER_USER}:segments"), list(value))
             }
             // Memberships are written on the groups.
-            "groups" | "segments" => Vec::new(),
-            _ => match self.text_path(name) {
+            Field::Groups | Field::Segments => Vec::new(),
+            _ => match self.text_path(field.as_str()) {
                 Some(path) => one(path, json!(t)),
                 None => Vec::new(),
             },
@@ -284,7 +284,7 @@ impl Mapping {
 fn text<'a>(fields: &'a [(FieldName, Value)], name: &str) -> Option<&'a str> {
     fields
         .iter()
-        .find(|(n, _)| **n == *name)
+        .find(|(n, _)| n.as_str() == name)
         .and_then(|(_, v)| match v {
             Value::Text(t) => Some(t.as_str()),
             Value::List(_) => None,

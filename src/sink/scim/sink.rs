@@ -9,7 +9,7 @@ use serde_json::{json, Value as Json};
 use super::client::{retryable, Client, Method, Request, Response};
 use super::config::{BulkMode, ScimConfig};
 use super::map::{Mapping, PATCH_OP};
-use crate::model::{Action, ObjectKind};
+use crate::model::{Action, Field, ObjectKind};
 use crate::sink::{Ack, Operation, Sink, SinkError, Value};
 use crate::store::PendingOp;
 
@@ -259,7 +259,7 @@ impl ScimSink {
                 kind: ObjectKind::Group,
                 action: Action::Create,
                 key: key.clone(),
-                fields: vec![("name", Value::Text(key.clone()))],
+                fields: vec![(Field::Name, Value::Text(key.clone()))],
                 invite: false,
                 lms_id: None,
                 ids: Vec::new(),
@@ -664,7 +664,7 @@ impl ScimSink {
             let mut kinds = Vec::new();
             let mut wanted = BTreeSet::new();
             for (name, value) in &op.fields {
-                let (Some(kind), Value::List(items)) = (self.map.membership(name), value) else {
+                let (Some(kind), Value::List(items)) = (self.map.membership(*name), value) else {
                     continue;
                 };
                 kinds.push(kind);
@@ -975,8 +975,8 @@ impl Sink for ScimSink {
                 .filter(|key| {
                     batch.iter().any(|op| {
                         op.kind == ObjectKind::User
-                            && op.fields.iter().any(|(name, v)| {
-                                &**name == "groups"
+                            && op.fields.iter().any(|(field, v)| {
+                                *field == Field::Groups
                                     && matches!(v, Value::List(l) if l.contains(key))
                             })
                     })
