@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rows=${1:-100000}
-muster=target/release/muster
+muster=${CARGO_TARGET_DIR:-target}/release/muster
 [ -x "$muster" ] || cargo build --release --quiet
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

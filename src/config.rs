@@ -163,12 +163,34 @@ fn default_batch() -> usize {
     1000
 }
 
-/// A configuration error: what, where, why.
+/// A configuration error: which file, and what is wrong where.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: {message}")]
+#[error("{path}: {kind}")]
 pub struct ConfigError {
     pub path: String,
-    pub message: String,
+    pub kind: ConfigErrorKind,
+}
+
+/// What is wrong with a configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigErrorKind {
+    /// The file could not be read.
+    #[error("{0}")]
+    Io(#[source] std::io::Error),
+    /// The file is not the TOML muster reads: a syntax error, an unknown
+    /// key, a value of the wrong type (toml's message names the key; the
+    /// line and column are 1-based).
+    #[error("{message}")]
+    Syntax {
+        message: String,
+        line: Option<usize>,
+        column: Option<usize>,
+    },
+    /// A value muster refuses: out of its range, missing, contradicting
+    /// another (the message names the tenant and the key).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// A validated configuration.
@@ -202,12 +224,28 @@ impl Tenant {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let err = |message: String| ConfigError {
+        let error = |kind| ConfigError {
             path: path.display().to_string(),
-            message,
+            kind,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let file: ConfigFile = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        let err = |message: String| error(ConfigErrorKind::Invalid(message));
+        let text = std::fs::read_to_string(path).map_err(|e| error(ConfigErrorKind::Io(e)))?;
+        let file: ConfigFile = toml::from_str(&text).map_err(|e| {
+            let (line, column) = match e.span() {
+                Some(span) => {
+                    let before = &text[..span.start.min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                    (Some(line), Some(column))
+                }
+                None => (None, None),
+            };
+            error(ConfigErrorKind::Syntax {
+                message: e.to_string(),
+                line,
+                column,
+            })
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let rel = |p: &Path| {
             if p.is_absolute() {
@@ -285,5 +323,50 @@ impl Config {
             return Err(err("no [[tenant]]".into()));
         }
         Ok(Config { tenants })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An unknown key is a syntax error that names the key, with the line
+    /// and column where it stands.
+    #[test]
+    fn an_unknown_key_is_named_with_its_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("muster.toml");
+        let text = "[[tenant]]\nname = \"acme\"\nstate = \"s.redb\"\n  batch_sise = 3\n";
+        std::fs::write(&path, text).unwrap();
+        let e = Config::load(&path).unwrap_err();
+        match &e.kind {
+            ConfigErrorKind::Syntax {
+                message,
+                line,
+                column,
+            } => {
+                assert!(message.contains("batch_sise"), "{message}");
+                assert_eq!((*line, *column), (Some(4), Some(3)), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(e.to_string().starts_with(&path.display().to_string()));
+    }
+
+    /// A value out of range is refused naming the tenant and the key.
+    #[test]
+    fn a_value_out_of_range_names_the_tenant_and_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("muster.toml");
+        let text = "[[tenant]]\nname = \"acme\"\nstate = \"s.redb\"\nbatch_size = 0\n\
+            [tenant.source]\ntype = \"dir\"\npath = \"in\"\n\
+            [[tenant.files]]\npattern = \"*.csv\"\nprofile = \"mobietrain\"\n\
+            [tenant.sink]\ntype = \"jsonl\"\npath = \"out.jsonl\"\n";
+        std::fs::write(&path, text).unwrap();
+        let e = Config::load(&path).unwrap_err();
+        assert!(
+            matches!(&e.kind, ConfigErrorKind::Invalid(m) if m.contains("\"acme\"") && m.contains("batch_size")),
+            "{e}"
+        );
     }
 }

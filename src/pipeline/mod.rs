@@ -283,10 +283,8 @@ struct DryRun;
 
 impl Sink for DryRun {
     fn apply(&mut self, batch: &[Operation]) -> Result<Vec<Ack>, crate::sink::SinkError> {
-        Err(crate::sink::SinkError {
-            sink: "dry run".into(),
-            message: format!("{} operations sent during a dry run", batch.len()),
-        })
+        let message = format!("{} operations sent during a dry run", batch.len());
+        Err(crate::sink::SinkError::other("dry run", message))
     }
     fn recover(
         &mut self,

@@ -234,10 +234,10 @@ impl<'a> Writer<'a> {
     }
 
     pub(super) fn sink_stopped(&self) -> RunError {
-        RunError::Sink(crate::sink::SinkError {
-            sink: "sink".into(),
-            message: "the sink's thread stopped".into(),
-        })
+        RunError::Sink(crate::sink::SinkError::other(
+            "sink",
+            "the sink's thread stopped",
+        ))
     }
 
     /// Commits the oldest batch sent once the sink answers for it, and
@@ -324,10 +324,7 @@ mod tests {
         fn apply(&mut self, batch: &[Operation]) -> Result<Vec<Ack>, SinkError> {
             self.batches += 1;
             if self.batches == self.fail_at {
-                return Err(SinkError {
-                    sink: "test".into(),
-                    message: "down".into(),
-                });
+                return Err(SinkError::other("test", "down"));
             }
             self.applied
                 .lock()
@@ -420,7 +417,9 @@ mod tests {
                 assert!(pending.is_empty());
             } else {
                 match result {
-                    Err(RunError::Sink(e)) => assert_eq!(e.message, "down", "fail_at {fail_at}"),
+                    Err(RunError::Sink(e)) => {
+                        assert_eq!(e.kind.to_string(), "down", "fail_at {fail_at}")
+                    }
                     other => panic!("fail_at {fail_at}: {other:?}"),
                 }
                 let before = (fail_at - 1) * size;

@@ -21,7 +21,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::{Ack, Operation, Sink, SinkError, Value};
+use super::{Ack, Operation, Sink, SinkError, SinkErrorKind, Value};
 use crate::store::PendingOp;
 
 pub struct JsonlOutbox {
@@ -34,10 +34,7 @@ impl JsonlOutbox {
     /// the trace of a write a crash interrupted, never acknowledged: it is
     /// cut off.
     pub fn open(path: &Path) -> Result<JsonlOutbox, SinkError> {
-        let err = |e: std::io::Error| SinkError {
-            sink: path.display().to_string(),
-            message: e.to_string(),
-        };
+        let err = |e| SinkError::new(path.display().to_string(), SinkErrorKind::Io(e));
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
@@ -65,11 +62,8 @@ impl JsonlOutbox {
         })
     }
 
-    fn err(&self, e: impl std::fmt::Display) -> SinkError {
-        SinkError {
-            sink: self.path.display().to_string(),
-            message: e.to_string(),
-        }
+    fn err(&self, e: std::io::Error) -> SinkError {
+        SinkError::new(self.path.display().to_string(), SinkErrorKind::Io(e))
     }
 }
 

@@ -43,10 +43,12 @@ pub fn open(config: &SinkConfig, group_file: bool) -> Result<Box<dyn Sink>, Sink
         #[cfg(not(feature = "scim"))]
         SinkConfig::Scim(scim) => {
             let _ = group_file;
-            return Err(SinkError {
-                sink: scim.url.clone(),
-                message: "this muster was built without the `scim` feature".into(),
-            });
+            return Err(SinkError::new(
+                scim.url.clone(),
+                SinkErrorKind::Unsupported(
+                    "this muster was built without the `scim` feature".into(),
+                ),
+            ));
         }
     })
 }
@@ -151,12 +153,49 @@ impl Ack {
 }
 
 /// A sink that failed as a whole (the batch's fate is unknown until
-/// [`Sink::recover`]).
+/// [`Sink::recover`]): which sink, and why.
 #[derive(Debug, thiserror::Error)]
-#[error("sink {sink}: {message}")]
+#[error("sink {sink}: {kind}")]
 pub struct SinkError {
     pub sink: String,
-    pub message: String,
+    pub kind: SinkErrorKind,
+}
+
+/// Why a sink failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SinkErrorKind {
+    /// The sink's own file could not be written (the JSONL outbox).
+    #[error("{0}")]
+    Io(#[source] std::io::Error),
+    /// The LMS could not be reached, or kept failing, after its retries:
+    /// the next run tries again.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The LMS refused muster itself (its token, an endpoint it lacks):
+    /// nothing will pass until the setting is fixed.
+    #[error("{0}")]
+    Refused(String),
+    /// This muster cannot open such a sink (built without its feature).
+    #[error("{0}")]
+    Unsupported(String),
+    /// What a caller's own sink reports.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl SinkError {
+    pub fn new(sink: impl Into<String>, kind: SinkErrorKind) -> SinkError {
+        SinkError {
+            sink: sink.into(),
+            kind,
+        }
+    }
+
+    /// A caller's own sink failing with `message`.
+    pub fn other(sink: impl Into<String>, message: impl Into<String>) -> SinkError {
+        SinkError::new(sink, SinkErrorKind::Other(message.into()))
+    }
 }
 
 /// The push side of the pipeline.

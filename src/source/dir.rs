@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::{copy_hashed, Fetched, Source, SourceError};
+use super::{copy_hashed, Fetched, Source, SourceError, SourceErrorKind};
 
 pub struct DirSource {
     inbox: PathBuf,
@@ -47,11 +47,9 @@ impl DirSource {
         Ok(s)
     }
 
-    fn err(&self, path: &Path, e: std::io::Error) -> SourceError {
-        SourceError {
-            source_name: self.describe(),
-            message: format!("{}: {e}", path.display()),
-        }
+    fn err(&self, path: &Path, source: std::io::Error) -> SourceError {
+        let what = path.display().to_string();
+        SourceError::new(self.describe(), SourceErrorKind::Io { what, source })
     }
 
     fn version(&self, path: &Path) -> Result<Version, SourceError> {
@@ -99,13 +97,14 @@ impl Source for DirSource {
         let fetched = fetched.map_err(|e| self.err(&to, e))?;
         if self.version(&from)? != before || bytes != before.0 {
             let _ = std::fs::remove_file(&to);
-            return Err(SourceError {
-                source_name: self.describe(),
-                message: format!(
-                    "{}: changed while it was being taken for this run; it is left for the next run",
-                    from.display()
-                ),
-            });
+            let message = format!(
+                "{}: changed while it was being taken for this run; it is left for the next run",
+                from.display()
+            );
+            return Err(SourceError::new(
+                self.describe(),
+                SourceErrorKind::Changed(message),
+            ));
         }
         self.fetched.insert(name.to_string(), before);
         Ok(fetched)

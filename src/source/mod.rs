@@ -43,10 +43,50 @@ impl SourceConfig {
 
 /// A source that cannot be listed, read or written.
 #[derive(Debug, thiserror::Error)]
-#[error("{source_name}: {message}")]
+#[error("{source_name}: {kind}")]
 pub struct SourceError {
     pub source_name: String,
-    pub message: String,
+    pub kind: SourceErrorKind,
+}
+
+/// Why a source failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceErrorKind {
+    /// The server could not be reached (resolved, connected, a session
+    /// started): retrying may help.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The server or muster refused the other: an unknown or changed host
+    /// key, a wrong password or key. Retrying will not help.
+    #[error("{0}")]
+    Refused(String),
+    /// A local file or folder (the inbox, the spool, `processed/`) could
+    /// not be read or written.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An operation on the server's files failed.
+    #[error("{0}")]
+    Remote(String),
+    /// A file changed while it was being taken: left for the next run.
+    #[error("{0}")]
+    Changed(String),
+    /// This muster cannot open such a source (built without its feature).
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl SourceError {
+    pub fn new(source_name: impl Into<String>, kind: SourceErrorKind) -> SourceError {
+        SourceError {
+            source_name: source_name.into(),
+            kind,
+        }
+    }
 }
 
 /// An inbox file fetched for a run: the local file the run plans and
@@ -195,10 +235,12 @@ pub fn open(config: &SourceConfig, spool: &Path) -> Result<Box<dyn Source>, Sour
         SourceConfig::Sftp(cfg) => Box::new(SftpSource::new(cfg.clone(), spool.to_path_buf())?),
         #[cfg(not(feature = "sftp"))]
         SourceConfig::Sftp(_) => {
-            return Err(SourceError {
-                source_name: config.describe(),
-                message: "this muster was built without the `sftp` feature".into(),
-            })
+            return Err(SourceError::new(
+                config.describe(),
+                SourceErrorKind::Unsupported(
+                    "this muster was built without the `sftp` feature".into(),
+                ),
+            ))
         }
     })
 }

@@ -38,12 +38,46 @@ pub const FORMAT: &str = "muster-state/5";
 /// The formats a store is upgraded from, in place, when it opens.
 pub(crate) const UPGRADED: [&str; 2] = ["muster-state/3", "muster-state/4"];
 
-/// A store that cannot be read or written.
+/// A store that cannot be read or written: which store, and why.
 #[derive(Debug, thiserror::Error)]
-#[error("state store {path}: {message}")]
+#[error("state store {path}: {kind}")]
 pub struct StoreError {
     pub path: String,
-    pub message: String,
+    pub kind: StoreErrorKind,
+}
+
+/// Why a store could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    /// Reading or writing the store's files failed (a full disk, a
+    /// permission): once the cause is gone, the next run resumes.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The files hold what no muster wrote (a damaged entry, list or
+    /// journal record).
+    #[error("{0}")]
+    Damaged(String),
+    /// Written in another format than this muster reads.
+    #[error("written in format {found:?}; this muster reads {FORMAT} (use the muster version that wrote it, or start a new store)")]
+    Format { found: String },
+    /// The embedded database failed.
+    #[error("{0}")]
+    Database(String),
+}
+
+impl StoreError {
+    /// An error of the store at `path`.
+    pub fn new(path: &std::path::Path, kind: StoreErrorKind) -> StoreError {
+        StoreError {
+            path: path.display().to_string(),
+            kind,
+        }
+    }
 }
 
 /// One field's name and value hash, for telling which fields changed.

@@ -49,7 +49,7 @@ use redb::{
 use super::{
     action_code, action_of, decode_pending, decode_prior, decode_stored, encode_stored, kind_code,
     kind_of, put_str, Cursor, FieldNames, JournalSync, PendingOp, StateStore, StoreError,
-    StoredObject, FORMAT, UPGRADED,
+    StoreErrorKind, StoredObject, FORMAT, UPGRADED,
 };
 use super::{MemoryPrior, PriorEntry};
 use crate::model::{Action, ObjectKind};
@@ -159,22 +159,26 @@ impl RedbStore {
     /// Opens (or creates) the store at `path`. A file written in another
     /// format is refused.
     pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
-        let err = |e: &dyn std::fmt::Display| StoreError {
-            path: path.display().to_string(),
-            message: e.to_string(),
+        let err = |kind| StoreError::new(path, kind);
+        let db_err = |e: &dyn std::fmt::Display| err(StoreErrorKind::Database(e.to_string()));
+        let io = |what: &str, source| {
+            err(StoreErrorKind::Io {
+                what: what.into(),
+                source,
+            })
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
+            std::fs::create_dir_all(dir).map_err(|e| io("its folder", e))?;
         }
         // A bounded page cache: the store is read mostly once per run (the
         // prior), so a large cache only grows the process.
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(path)
-            .map_err(|e| err(&e))?;
+            .map_err(|e| db_err(&e))?;
         // The format first: the journal of a store this muster refuses is
         // not read (nor its tail cut).
-        let format = meta_of(&db, "format").map_err(|e| err(&e))?;
+        let format = meta_of(&db, "format").map_err(|e| db_err(&e))?;
         match format.as_deref() {
             Some(f) if f == FORMAT.as_bytes() => {}
             // A new store; or a `/3` or `/4` one, whose journal records
@@ -182,19 +186,18 @@ impl RedbStore {
             // read from their tables: it is marked as this format before a
             // record or a table an earlier muster could not read (or keep
             // up) is written.
-            None => mark_format(&db, true).map_err(|e| err(&e))?,
+            None => mark_format(&db, true).map_err(|e| db_err(&e))?,
             Some(f) if UPGRADED.iter().any(|u| u.as_bytes() == f) => {
-                mark_format(&db, false).map_err(|e| err(&e))?
+                mark_format(&db, false).map_err(|e| db_err(&e))?
             }
             Some(f) => {
-                return Err(err(&format!(
-                    "written in format {:?}; this muster reads {FORMAT} (use the muster version that wrote it, or start a new store)",
-                    String::from_utf8_lossy(f)
-                )))
+                return Err(err(StoreErrorKind::Format {
+                    found: String::from_utf8_lossy(f).into_owned(),
+                }))
             }
         }
         let journal_path = PathBuf::from(format!("{}.journal", path.display()));
-        let (journal, replayed) = Journal::open(journal_path).map_err(|e| err(&e))?;
+        let (journal, replayed) = Journal::open(journal_path).map_err(|e| io("journal", e))?;
         let mut store = RedbStore {
             db,
             path: path.to_path_buf(),
@@ -207,8 +210,11 @@ impl RedbStore {
             abandoned: false,
         };
         if let Some(bytes) = store.meta("field_names")? {
-            store.names = FieldNames::decode(&bytes)
-                .ok_or_else(|| err(&"corrupt list of field names (meta field_names)"))?;
+            store.names = FieldNames::decode(&bytes).ok_or_else(|| {
+                err(StoreErrorKind::Damaged(
+                    "corrupt list of field names (meta field_names)".into(),
+                ))
+            })?;
         }
         Ok(store)
     }
@@ -314,7 +320,10 @@ impl RedbStore {
         // The journal keeps only what is still in flight.
         if self.journal.len > 0 {
             let in_flight = std::mem::take(&mut self.in_flight);
-            self.in_flight = self.journal.rewrite(in_flight).map_err(|e| self.err(e))?;
+            self.in_flight = self
+                .journal
+                .rewrite(in_flight)
+                .map_err(|e| self.io_err("journal", e))?;
         }
         let ms = started.elapsed().as_millis() as u64;
         tracing::debug!(keys, ms, "store: checkpoint");
@@ -398,7 +407,7 @@ impl RedbStore {
         for item in objects.iter().map_err(|e| self.err(e))? {
             let (k, v) = item.map_err(|e| self.err(e))?;
             let entry = prior_entry(v.value())
-                .ok_or_else(|| self.err(format!("corrupt entry for key {:?}", k.value())))?;
+                .ok_or_else(|| self.damaged(format!("corrupt entry for key {:?}", k.value())))?;
             prior.insert(k.value(), entry);
         }
         Ok(prior)
@@ -407,7 +416,8 @@ impl RedbStore {
     /// What the differ needs of a buffered object of `key` (`bytes`, read
     /// back from the journal).
     fn journal_prior_entry(&self, key: &str, bytes: &[u8]) -> Result<PriorEntry, StoreError> {
-        prior_entry(bytes).ok_or_else(|| self.err(format!("corrupt journal entry for key {key:?}")))
+        prior_entry(bytes)
+            .ok_or_else(|| self.damaged(format!("corrupt journal entry for key {key:?}")))
     }
 
     fn digest_path(&self, kind: ObjectKind) -> PathBuf {
@@ -471,14 +481,23 @@ impl RedbStore {
     fn read_value_into(&self, span: Span, key: &str, out: &mut Vec<u8>) -> Result<(), StoreError> {
         self.journal
             .read_into(span, out)
-            .map_err(|e| self.err(format!("journal entry for key {key:?}: {e}")))
+            .map_err(|e| self.io_err(format!("journal entry for key {key:?}"), e))
     }
 
+    /// The database failed.
     fn err(&self, e: impl std::fmt::Display) -> StoreError {
-        StoreError {
-            path: self.path.display().to_string(),
-            message: e.to_string(),
-        }
+        StoreError::new(&self.path, StoreErrorKind::Database(e.to_string()))
+    }
+
+    /// The store's files could not be read or written.
+    fn io_err(&self, what: impl Into<String>, source: std::io::Error) -> StoreError {
+        let what = what.into();
+        StoreError::new(&self.path, StoreErrorKind::Io { what, source })
+    }
+
+    /// What the files hold is not what a muster wrote.
+    fn damaged(&self, what: impl Into<String>) -> StoreError {
+        StoreError::new(&self.path, StoreErrorKind::Damaged(what.into()))
     }
 
     fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -513,7 +532,7 @@ impl StateStore for RedbStore {
     /// is freed and its results are out.
     fn sync_journal(&mut self) -> Result<(), StoreError> {
         if self.journal.unsynced {
-            self.journal.sync().map_err(|e| self.err(e))?;
+            self.journal.sync().map_err(|e| self.io_err("journal", e))?;
         }
         Ok(())
     }
@@ -548,13 +567,15 @@ impl StateStore for RedbStore {
             ));
         }
         self.save_names()?;
-        self.journal.append(&out).map_err(|e| self.err(e))?;
+        self.journal
+            .append(&out)
+            .map_err(|e| self.io_err("journal", e))?;
         self.in_flight.extend(begun);
         let (file, path) = (Arc::clone(&self.journal.file), self.path.clone());
         Ok(JournalSync::new(move || {
-            file.sync_data().map_err(|e| StoreError {
-                path: path.display().to_string(),
-                message: format!("journal: {e}"),
+            file.sync_data().map_err(|source| {
+                let what = "journal".into();
+                StoreError::new(&path, StoreErrorKind::Io { what, source })
             })
         }))
     }
@@ -626,8 +647,9 @@ impl StateStore for RedbStore {
                     continue;
                 };
                 self.read_value(span, key, &mut value)?;
-                let o = decode_stored(&value, &self.names)
-                    .ok_or_else(|| self.err(format!("corrupt journal entry for key {key:?}")))?;
+                let o = decode_stored(&value, &self.names).ok_or_else(|| {
+                    self.damaged(format!("corrupt journal entry for key {key:?}"))
+                })?;
                 out.push(Some(o));
                 continue;
             }
@@ -636,7 +658,7 @@ impl StateStore for RedbStore {
                 continue;
             };
             let o = decode_stored(v.value(), &self.names)
-                .ok_or_else(|| self.err(format!("corrupt entry for key {key:?}")))?;
+                .ok_or_else(|| self.damaged(format!("corrupt entry for key {key:?}")))?;
             out.push(Some(o));
         }
         Ok(out)
@@ -720,7 +742,9 @@ impl StateStore for RedbStore {
         self.save_names()?;
         // Not fsynced: a record lost in a crash leaves its operation
         // pending, and recovery asks the sink about it.
-        self.journal.append(&out).map_err(|e| self.err(e))?;
+        self.journal
+            .append(&out)
+            .map_err(|e| self.io_err("journal", e))?;
         if self.buffered_keys() >= CHECKPOINT_KEYS || self.journal.len >= CHECKPOINT_JOURNAL_BYTES {
             self.checkpoint()?;
         }
@@ -738,11 +762,11 @@ impl StateStore for RedbStore {
         let mut out = Vec::with_capacity(self.in_flight.len());
         let mut bytes = Vec::new();
         for (&id, begun) in &self.in_flight {
-            let corrupt = || self.err(format!("corrupt journal entry of operation {id}"));
+            let corrupt = || self.damaged(format!("corrupt journal entry of operation {id}"));
             let span = begun.stored.map_or(begun.body, |(span, _)| span);
             self.journal
                 .read(span, &mut bytes)
-                .map_err(|e| self.err(format!("journal entry of operation {id}: {e}")))?;
+                .map_err(|e| self.io_err(format!("journal entry of operation {id}"), e))?;
             let op = match begun.stored {
                 Some(_) => PendingOp {
                     id,

@@ -52,10 +52,7 @@ impl Sink for LmsSink {
         self.batches += 1;
         let failing = self.fail_at == Some(self.batches);
         if failing && !self.lose_answer {
-            return Err(SinkError {
-                sink: "test".into(),
-                message: "unreachable".into(),
-            });
+            return Err(SinkError::other("test", "unreachable"));
         }
         let mut lms = self.lms.lock().unwrap();
         for op in batch {
@@ -77,10 +74,7 @@ impl Sink for LmsSink {
             }
         }
         if failing {
-            return Err(SinkError {
-                sink: "test".into(),
-                message: "connection reset".into(),
-            });
+            return Err(SinkError::other("test", "connection reset"));
         }
         Ok(vec![Ack::APPLIED; batch.len()])
     }

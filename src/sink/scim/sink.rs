@@ -10,7 +10,7 @@ use super::client::{retryable, Client, Method, Request, Response};
 use super::config::{BulkMode, ScimConfig};
 use super::map::{Mapping, PATCH_OP};
 use crate::model::{Action, Field, ObjectKind};
-use crate::sink::{Ack, Operation, Sink, SinkError, Value};
+use crate::sink::{Ack, Operation, Sink, SinkError, SinkErrorKind, Value};
 use crate::store::PendingOp;
 
 const BULK_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
@@ -74,18 +74,18 @@ impl ScimSink {
     /// before any file is touched.
     pub fn open(cfg: &ScimConfig) -> Result<ScimSink, SinkError> {
         let client = Client::new(cfg);
-        let err = |message: String| SinkError {
-            sink: cfg.url.clone(),
-            message,
-        };
+        let unavailable =
+            |message: String| SinkError::new(cfg.url.clone(), SinkErrorKind::Unavailable(message));
+        let err =
+            |message: String| SinkError::new(cfg.url.clone(), SinkErrorKind::Refused(message));
         let resp = client
             .send(&Request::get("/ServiceProviderConfig".into()))
-            .map_err(err)?;
+            .map_err(unavailable)?;
         // The configuration may be public (RFC 7644 §4): the token is
         // tried on a one-user list.
         let probe = client
             .send(&Request::get("/Users?count=1&attributes=id".into()))
-            .map_err(err)?;
+            .map_err(unavailable)?;
         for r in [&resp, &probe] {
             if r.status == 401 || r.status == 403 {
                 return Err(err(format!(
@@ -1070,9 +1070,8 @@ impl Sink for ScimSink {
         let wanted: BTreeSet<(ObjectKind, String)> =
             relevant.iter().map(|p| (p.kind, p.key.clone())).collect();
         let mut ids = Ids::new();
-        self.find(&wanted, &mut ids).map_err(|message| SinkError {
-            sink: self.client.base().to_string(),
-            message,
+        self.find(&wanted, &mut ids).map_err(|message| {
+            SinkError::new(self.client.base(), SinkErrorKind::Unavailable(message))
         })?;
         Ok(relevant
             .iter()

@@ -23,7 +23,7 @@ use base64::Engine;
 use ssh2::{CheckResult, HashType, KnownHostFileKind, Session, Sftp};
 
 use super::{HostKeyCheck, SftpAuth, SftpConfig};
-use crate::source::{copy_hashed, Fetched, Source, SourceError};
+use crate::source::{copy_hashed, Fetched, Source, SourceError, SourceErrorKind};
 
 pub struct SftpSource {
     cfg: SftpConfig,
@@ -43,15 +43,18 @@ impl SftpSource {
             conn: None,
         };
         std::fs::create_dir_all(&s.spool)
-            .map_err(|e| s.err(format!("spool {}: {e}", s.spool.display())))?;
+            .map_err(|e| s.io(format!("spool {}", s.spool.display()), e))?;
         Ok(s)
     }
 
+    /// An operation on the server failed.
     fn err(&self, message: String) -> SourceError {
-        SourceError {
-            source_name: self.describe(),
-            message,
-        }
+        SourceError::new(self.describe(), SourceErrorKind::Remote(message))
+    }
+
+    /// A local file could not be read or written.
+    fn io(&self, what: String, source: std::io::Error) -> SourceError {
+        SourceError::new(self.describe(), SourceErrorKind::Io { what, source })
     }
 
     /// The SFTP channel, connecting (with retries) when there is none.
@@ -81,8 +84,9 @@ impl SftpSource {
     fn connect(&self) -> Result<(Session, Sftp), (SourceError, bool)> {
         let cfg = &self.cfg;
         let timeout = Duration::from_millis(cfg.timeout_ms.max(1));
-        let transient = |m: String| (self.err(m), true);
-        let fatal = |m: String| (self.err(m), false);
+        let kind = |k| SourceError::new(self.describe(), k);
+        let transient = |m: String| (kind(SourceErrorKind::Unreachable(m)), true);
+        let fatal = |m: String| (kind(SourceErrorKind::Refused(m)), false);
         let addr = (cfg.host.as_str(), cfg.port)
             .to_socket_addrs()
             .map_err(|e| transient(format!("cannot resolve {}: {e}", cfg.host)))?
@@ -244,7 +248,7 @@ impl Source for SftpSource {
         match copy_hashed(&mut file, &local) {
             Ok((_, hash)) => {
                 let shown = local.display().to_string();
-                Fetched::new(local, hash).map_err(|e| self.err(format!("spool {shown}: {e}")))
+                Fetched::new(local, hash).map_err(|e| self.io(format!("spool {shown}"), e))
             }
             Err(e) => {
                 // A read or a spool write failed: the connection is not
@@ -276,8 +280,8 @@ impl Source for SftpSource {
         self.ensure_processed()?;
         let tmp = self.processed_path(&format!(".{name}.tmp"));
         let to = self.processed_path(name);
-        let mut from = std::fs::File::open(local)
-            .map_err(|e| self.err(format!("{}: {e}", local.display())))?;
+        let mut from =
+            std::fs::File::open(local).map_err(|e| self.io(local.display().to_string(), e))?;
         let mut file = self.with(&format!("create {}", tmp.display()), |s| s.create(&tmp))?;
         if let Err(e) = std::io::copy(&mut from, &mut file).and_then(|_| file.flush()) {
             self.conn = None;
