@@ -255,16 +255,7 @@ impl Pipeline<'_> {
         let refused = error.to_string();
         let verdict = Verdict::default();
         let summary = f.summary(self, None, &verdict, Some(&refused)).to_json();
-        write_atomically(&f.staged.summary, |w| w.write_all(summary.as_bytes()))?;
-        finish_file(
-            self.source,
-            self.store,
-            f.opts,
-            f.file,
-            &f.staged,
-            false,
-            false,
-        )?;
+        self.conclude(f, &summary, false, false)?;
         Ok(FileReport {
             file: PathBuf::from(f.file.name),
             status: FileStatus::Refused,
@@ -273,6 +264,21 @@ impl Pipeline<'_> {
             records: 0,
             counts: [0; 6],
         })
+    }
+
+    /// Writes the summary and finishes the file: publishes what was
+    /// staged, records the content as applied when `applied`, and moves the
+    /// original unless `keep` ([`finish_file`]).
+    fn conclude(
+        &mut self,
+        f: &FileRun<'_>,
+        summary: &str,
+        applied: bool,
+        keep: bool,
+    ) -> Result<(), RunError> {
+        write_atomically(&f.staged.summary, |w| w.write_all(summary.as_bytes()))?;
+        let (source, store) = (&mut *self.source, &mut *self.store);
+        finish_file(source, store, f.opts, f.file, &f.staged, applied, keep)
     }
 
     /// Writes the results CSV and the summary, records the content as
@@ -303,17 +309,8 @@ impl Pipeline<'_> {
         let summary = f
             .summary(self, Some((plan, lines)), &planned.verdict, None)
             .to_json();
-        write_atomically(&f.staged.summary, |w| w.write_all(summary.as_bytes()))?;
         let applied = !planned.verdict.held() && !unavailable;
-        finish_file(
-            self.source,
-            self.store,
-            f.opts,
-            f.file,
-            &f.staged,
-            applied,
-            unavailable,
-        )
+        self.conclude(f, &summary, applied, unavailable)
     }
 }
 
