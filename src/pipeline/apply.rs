@@ -30,6 +30,28 @@ pub(super) struct WritePass<'a> {
     pub(super) opts: &'a RunOptions,
 }
 
+/// What the store has for some keys of a file, read once for two steps
+/// (the updates settled, then written).
+#[derive(Default)]
+pub(super) struct StoredCache(ahash::AHashMap<Box<str>, Option<StoredObject>>);
+
+impl StoredCache {
+    /// Objects kept at most: memory stays bounded on a day that updates
+    /// every row (the others are read again).
+    pub(super) const MAX: usize = 1 << 16;
+
+    pub(super) fn keep(&mut self, key: &str, object: Option<StoredObject>) {
+        if self.0.len() < Self::MAX {
+            self.0.insert(key.into(), object);
+        }
+    }
+
+    /// What the store has for `key`, if it was kept.
+    fn take(&mut self, key: &str) -> Option<Option<StoredObject>> {
+        self.0.remove(key)
+    }
+}
+
 /// What the first wave leaves for later: the writes held back (groups, sent
 /// parent first once all are built), the deletions, and the rows whose
 /// links go in the second wave.
@@ -49,11 +71,12 @@ impl WritePass<'_> {
         lines: &mut [Line],
         store: &mut dyn StateStore,
         sink: &mut dyn Sink,
+        stored: &mut StoredCache,
         on_write: &mut dyn FnMut(usize),
     ) -> Result<bool, RunError> {
         std::thread::scope(|scope| {
             let mut w = Writer::start(scope, store, sink, lines, self.opts, on_write);
-            let sent = self.send(plan, &mut w);
+            let sent = self.send(plan, stored, &mut w);
             // What was sent is committed, whatever stopped the pass.
             let settled = w.finish();
             sent.and(settled)
@@ -61,10 +84,15 @@ impl WritePass<'_> {
     }
 
     /// The writes in their order (SPEC §3 step 4), sent through `w`.
-    fn send(&self, plan: &Plan, w: &mut Writer<'_>) -> Result<(), RunError> {
+    fn send(
+        &self,
+        plan: &Plan,
+        stored: &mut StoredCache,
+        w: &mut Writer<'_>,
+    ) -> Result<(), RunError> {
         let kind = self.profile.object;
         let size = self.batch_size;
-        let mut later = self.first_wave(plan, w)?;
+        let mut later = self.first_wave(plan, stored, w)?;
         if kind == ObjectKind::Group {
             let depth = plan.parent_depths();
             later.held.sort_by_key(|(idx, _, _)| depth[*idx]);
@@ -134,7 +162,12 @@ impl WritePass<'_> {
     /// The rows are read and their creates built on a thread of their own
     /// while this one journals and sends them; a row the store has
     /// something for comes raw, built here (the store is this thread's).
-    fn first_wave(&self, plan: &Plan, w: &mut Writer<'_>) -> Result<Deferred, RunError> {
+    fn first_wave(
+        &self,
+        plan: &Plan,
+        cache: &mut StoredCache,
+        w: &mut Writer<'_>,
+    ) -> Result<Deferred, RunError> {
         let (profile, path) = (self.profile, self.file.local);
         self.file.unchanged()?;
         let records = plan.records as usize;
@@ -165,22 +198,33 @@ impl WritePass<'_> {
             let mut scratch = RowScratch::new(profile);
             for chunk in built {
                 let chunk = chunk?;
-                // What the store has for the chunk's raw rows, in one read.
-                let keys: Vec<&str> = chunk
+                // What the store has for the chunk's raw rows: kept from
+                // when the updates were settled, or read now in one read.
+                let key = |idx: usize| first.plan.row(idx).key.unwrap_or_default();
+                let mut kept: Vec<Option<Option<StoredObject>>> = chunk
                     .iter()
-                    .filter_map(|item| match item {
-                        FirstItem::Raw(idx, _) => {
-                            Some(first.plan.row(*idx).key.unwrap_or_default())
-                        }
+                    .map(|item| match item {
+                        FirstItem::Raw(idx, _) => cache.take(key(*idx)),
                         FirstItem::Built(..) => None,
                     })
                     .collect();
-                let mut stored = w.store.get_many(profile.object, &keys)?.into_iter();
-                for item in chunk {
+                let missing: Vec<&str> = chunk
+                    .iter()
+                    .zip(&kept)
+                    .filter_map(|(item, kept)| match (item, kept) {
+                        (FirstItem::Raw(idx, _), None) => Some(key(*idx)),
+                        _ => None,
+                    })
+                    .collect();
+                let mut read = w.store.get_many(profile.object, &missing)?.into_iter();
+                for (item, kept) in chunk.into_iter().zip(kept.iter_mut()) {
                     let (idx, built) = match item {
                         FirstItem::Built(idx, built) => (idx, built),
                         FirstItem::Raw(idx, rec) => {
-                            let stored = stored.next().flatten();
+                            let stored = match kept.take() {
+                                Some(stored) => stored,
+                                None => read.next().flatten(),
+                            };
                             (idx, first.build((&rec, layout), &mut scratch, idx, stored))
                         }
                     };

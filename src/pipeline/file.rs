@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::apply::{changed, file_error, WritePass};
+use super::apply::{changed, file_error, StoredCache, WritePass};
 use super::processed::{finish_file, write_atomically, Staged};
 use super::report::Summary;
 use super::writer::Line;
@@ -45,6 +45,8 @@ struct Planned {
     plan: Plan,
     priors: Priors,
     verdict: Verdict,
+    /// What the store has for the updates, read when they were settled.
+    stored: StoredCache,
 }
 
 /// One file being run: what each step of [`Pipeline::process_file`] reads.
@@ -104,7 +106,7 @@ impl Pipeline<'_> {
         };
         let started = f.started;
         let today = opts.today.unwrap_or_else(|| profile.today());
-        let planned = match self.plan_file(profile, file, today, opts, progress)? {
+        let mut planned = match self.plan_file(profile, file, today, opts, progress)? {
             Ok(planned) => planned,
             Err(e) => return self.refuse(&f, &e),
         };
@@ -127,7 +129,15 @@ impl Pipeline<'_> {
                     written,
                 });
             };
-            unavailable = pass.run(plan, &mut lines, self.store, self.sink, &mut on_write)?;
+            let stored = &mut planned.stored;
+            unavailable = pass.run(
+                plan,
+                &mut lines,
+                self.store,
+                self.sink,
+                stored,
+                &mut on_write,
+            )?;
             if !opts.dry_run && !unavailable {
                 self.store.set_last_records(profile.object, plan.records)?;
             }
@@ -197,7 +207,7 @@ impl Pipeline<'_> {
         };
         tracing::debug!(ms = ms(started), "run: file read");
         plan.against(profile, &priors.own);
-        self.settle(&mut plan, profile, path)?;
+        let stored = self.settle(&mut plan, profile, path)?;
         tracing::debug!(ms = ms(started), "run: compared");
         let verdict = guard::check(
             &plan,
@@ -210,6 +220,7 @@ impl Pipeline<'_> {
             plan,
             priors,
             verdict,
+            stored,
         }))
     }
 
@@ -233,18 +244,34 @@ impl Pipeline<'_> {
 
     /// Settles the plan's updates field by field against what the store
     /// has applied (see [`Plan::settle_updates`]), reading `path` again.
-    fn settle(&self, plan: &mut Plan, profile: &Profile, path: &Path) -> Result<(), RunError> {
+    /// What the store has for the updates is kept for their writes (up to
+    /// [`StoredCache::MAX`] of them), not read twice.
+    fn settle(
+        &self,
+        plan: &mut Plan,
+        profile: &Profile,
+        path: &Path,
+    ) -> Result<StoredCache, RunError> {
         let (store, kind): (&dyn StateStore, _) = (self.store, profile.object);
         let snapshot = File::open(path).map_err(io(path))?;
+        let mut cache = StoredCache::default();
         let settled = plan.settle_updates(profile, snapshot, |keys| {
             let stored = store.get_many(kind, keys)?;
-            Ok::<_, StoreError>(stored.into_iter().map(|o| o.map(|o| o.fields)).collect())
+            let fields = stored
+                .iter()
+                .map(|o| o.as_ref().map(|o| o.fields.clone()))
+                .collect();
+            for (key, object) in keys.iter().zip(stored) {
+                cache.keep(key, object);
+            }
+            Ok::<_, StoreError>(fields)
         });
         settled.map_err(|e| match e {
             SettleError::File(e) => file_error(path)(e),
             SettleError::Changed { line } => changed(path, line),
             SettleError::Applied(e) => e.into(),
-        })
+        })?;
+        Ok(cache)
     }
 
     /// A file refused whole (its header, or not text): a results file with

@@ -40,12 +40,13 @@ impl Plan {
     /// Settles every update row of the plan, reading its record again from
     /// `file` (the snapshot the plan was read from) and comparing its
     /// field hashes with what `applied(keys)` says was applied for each of
-    /// `keys` (asked for a few thousand at a time).
-    pub fn settle_updates<R: Read + Seek, E>(
+    /// `keys`. A few thousand rows at a time: their records are read and
+    /// hashed on one thread while `applied` is asked on another.
+    pub fn settle_updates<R: Read + Seek + Send, E: Send>(
         &mut self,
         profile: &Profile,
         file: R,
-        mut applied: impl FnMut(&[&str]) -> Result<Vec<Option<Vec<FieldHash>>>, E>,
+        mut applied: impl FnMut(&[&str]) -> Result<Vec<Option<Vec<FieldHash>>>, E> + Send,
     ) -> Result<(), SettleError<E>> {
         let rows: Vec<usize> = self.update_rows().collect();
         if rows.is_empty() {
@@ -59,29 +60,38 @@ impl Plan {
         let mut fingerprinter = Fingerprinter::new(profile);
         let (mut rec, mut row) = (Record::new(), MappedRow::new());
         for chunk in rows.chunks(CHUNK) {
+            let plan = &*self;
             let keys: Vec<&str> = chunk
                 .iter()
-                .map(|&i| self.row(i).key.unwrap_or_default())
+                .map(|&i| plan.row(i).key.unwrap_or_default())
                 .collect();
-            let olds = applied(&keys).map_err(SettleError::Applied)?;
-            let mut changes = Vec::with_capacity(chunk.len());
-            for (&i, old) in chunk.iter().zip(olds) {
-                let line = self.row(i).line;
-                let found = file
-                    .read_at(self.record_start(i), &mut rec)
-                    .map_err(SettleError::File)?;
-                let same = found
-                    && profile.map(&rec, &layout, &mut row).is_ok()
-                    && fingerprinter.fingerprint(&row) == self.fingerprint(i);
-                if !same {
-                    return Err(SettleError::Changed { line });
+            let hash_chunk = || -> Result<Vec<Vec<FieldHash>>, SettleError<E>> {
+                let mut hashed = Vec::with_capacity(chunk.len());
+                for &i in chunk {
+                    let found = file
+                        .read_at(plan.record_start(i), &mut rec)
+                        .map_err(SettleError::File)?;
+                    let same = found
+                        && profile.map(&rec, &layout, &mut row).is_ok()
+                        && fingerprinter.fingerprint(&row) == plan.fingerprint(i);
+                    if !same {
+                        let line = plan.row(i).line;
+                        return Err(SettleError::Changed { line });
+                    }
+                    hashed.push(fingerprinter.field_hashes(&row));
                 }
-                let hashes = fingerprinter.field_hashes(&row);
-                changes.push(match old {
-                    Some(old) => changed_fields(&old, &hashes),
-                    None => hashes.iter().map(|h| h.field).collect(),
-                });
-            }
+                Ok(hashed)
+            };
+            let (olds, hashed) = rayon::join(|| applied(&keys), hash_chunk);
+            let olds = olds.map_err(SettleError::Applied)?;
+            let changes: Vec<_> = hashed?
+                .into_iter()
+                .zip(olds)
+                .map(|(new, old)| match old {
+                    Some(old) => changed_fields(&old, &new),
+                    None => new.iter().map(|h| h.field).collect(),
+                })
+                .collect();
             for (&i, changed) in chunk.iter().zip(changes) {
                 self.resolve_update(i, changed);
             }
