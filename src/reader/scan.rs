@@ -46,33 +46,6 @@ struct Word {
     high: u64,
 }
 
-impl Word {
-    /// The same masks, as plain integers to the optimiser. Without this,
-    /// LLVM sees each mask as a vector of 64 booleans (a compare's movemask)
-    /// and lowers the shifts and tests on it bit by bit: the scan ran four
-    /// times slower than the reader before it.
-    #[inline(always)]
-    fn opaque(self) -> Word {
-        Word {
-            delim: opaque(self.delim),
-            stop: opaque(self.stop),
-            blank: opaque(self.blank),
-            high: opaque(self.high),
-        }
-    }
-}
-
-#[inline(always)]
-fn opaque(mut x: u64) -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: an empty instruction that takes and gives one register: it
-    // does nothing, and the optimiser cannot see through it.
-    unsafe {
-        std::arch::asm!("/* {0} */", inout(reg) x, options(pure, nomem, nostack, preserves_flags));
-    }
-    x
-}
-
 /// Scans `input` from its start for one line (see [`LineScan`]). `eof`:
 /// the input ends where `input` does, so a line without a break ends there.
 /// Bounds are pushed onto `bounds` as `(start, end)` byte ranges of `input`.
@@ -244,7 +217,7 @@ unsafe fn word_avx2(bytes: &[u8; 64], delim: u8, quote: u8) -> Word {
         w.blank |= m(_mm256_movemask_epi8(blank));
         w.high |= m(_mm256_movemask_epi8(v));
     }
-    w.opaque()
+    w
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -271,7 +244,7 @@ unsafe fn word_sse2(bytes: &[u8; 64], delim: u8, quote: u8) -> Word {
         w.blank |= m(_mm_movemask_epi8(blank));
         w.high |= m(_mm_movemask_epi8(v));
     }
-    w.opaque()
+    w
 }
 
 /// Byte by byte: the classification for targets without a vector path, and
