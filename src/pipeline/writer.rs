@@ -364,11 +364,18 @@ mod tests {
     /// failure stops the pass with the sink's error: the batches before it
     /// are committed, it and every batch begun after it stay journalled
     /// (for the next run's recovery) and none of those reached the LMS.
+    /// The embedded store (which defers its journal's fsync to the
+    /// writer's thread) and the in-memory one (which does not) alike.
     #[test]
     fn a_sink_failure_commits_what_came_before_and_leaves_the_rest_journalled() {
-        for fail_at in 1..=6 {
+        for (fail_at, memory) in (1..=6).flat_map(|f| [(f, false), (f, true)]) {
             let dir = tempfile::tempdir().unwrap();
-            let mut store = RedbStore::open(&dir.path().join("s.redb")).unwrap();
+            let mut store: Box<dyn StateStore> = if memory {
+                Box::new(crate::store::MemoryStore::new())
+            } else {
+                Box::new(RedbStore::open(&dir.path().join("s.redb")).unwrap())
+            };
+            let store = store.as_mut();
             let applied = Arc::new(Mutex::new(Vec::new()));
             let mut sink = FailingSink {
                 applied: applied.clone(),
@@ -385,7 +392,7 @@ mod tests {
             let result = std::thread::scope(|scope| {
                 let mut w = Writer::start(
                     scope,
-                    &mut store,
+                    &mut *store,
                     &mut sink,
                     &mut lines,
                     &opts,
