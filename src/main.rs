@@ -112,11 +112,11 @@ enum Command {
         /// Derive a changed snapshot from this one.
         #[arg(long)]
         from: Option<PathBuf>,
-        /// With --from: the share of rows changed (0.0–1.0).
-        #[arg(long, default_value_t = 0.02)]
-        change_ratio: f64,
+        /// With --from: the share of rows changed (0.0–1.0, default 0.02).
+        #[arg(long, requires = "from")]
+        change_ratio: Option<f64>,
         /// With --from: write the rows in a random order.
-        #[arg(long)]
+        #[arg(long, requires = "from")]
         shuffle: bool,
     },
 }
@@ -164,6 +164,9 @@ fn main() -> ExitCode {
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_writer(io::stderr)
+                    // Colours on a terminal only: a log file or a service
+                    // manager's journal gets plain text.
+                    .with_ansi(io::stderr().is_terminal())
                     .with_filter(env.and(secrets)),
             )
             .init();
@@ -197,7 +200,14 @@ fn main() -> ExitCode {
             from,
             change_ratio,
             shuffle,
-        } => gen(&profile, rows, seed, from, change_ratio, shuffle),
+        } => gen(
+            &profile,
+            rows,
+            seed,
+            from,
+            change_ratio.unwrap_or(0.02),
+            shuffle,
+        ),
     };
     ExitCode::from(exit as u8)
 }
@@ -298,14 +308,16 @@ fn write_results(
     }
 }
 
-fn check(profile: &str, input: &PathBuf, results: Option<PathBuf>, today: Option<String>) -> Exit {
+fn check(
+    profile: &str,
+    input: &std::path::Path,
+    results: Option<PathBuf>,
+    today: Option<String>,
+) -> Exit {
     let run = || -> Result<Exit, Exit> {
         let profile = load_profile(profile)?;
         let today = parse_today(&profile, today)?;
-        let file = File::open(input).map_err(|e| {
-            eprintln!("error: cannot open {}: {e}", input.display());
-            Exit::Failed
-        })?;
+        let file = open_input(input)?;
         let started = std::time::Instant::now();
         let mut progress = progress_line(started);
         let planned = plan::check_with_progress(&profile, file, today, &mut progress);
@@ -326,6 +338,30 @@ fn check(profile: &str, input: &PathBuf, results: Option<PathBuf>, today: Option
         }
     };
     run().unwrap_or_else(|e| e)
+}
+
+/// Opens an input file named on the command line: a missing file or a
+/// folder is a usage error (exit 2), and an empty file is said to be empty.
+fn open_input(path: &std::path::Path) -> Result<File, Exit> {
+    let usage = |why: &str| {
+        eprintln!("error: {}: {why}", path.display());
+        Exit::Usage
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(usage("no such file")),
+        Err(e) => return Err(usage(&e.to_string())),
+    };
+    if meta.is_dir() {
+        return Err(usage("is a folder, not a file"));
+    }
+    if meta.len() == 0 {
+        eprintln!(
+            "warning: {}: the file is empty (no records)",
+            path.display()
+        );
+    }
+    File::open(path).map_err(|e| usage(&e.to_string()))
 }
 
 /// Writes the results of a planned file, prints its summary, and gives the
@@ -537,6 +573,8 @@ fn diff(
     let run = || -> Result<Exit, Exit> {
         let profile = load_profile(profile)?;
         let today = parse_today(&profile, today)?;
+        open_input(old)?;
+        open_input(new)?;
         let started = std::time::Instant::now();
         match muster::plan::diff_files(&profile, old, new, today) {
             Ok(d) => {

@@ -44,9 +44,63 @@ fn bad_today_and_bad_flags_are_usage_errors() {
 
 #[test]
 fn missing_input_file_fails_with_its_name() {
+    // A missing input is a usage error (exit 2), as is a folder; an empty
+    // file is said to be empty.
     let o = muster(&["check", "--profile", "mobietrain", "/no/such/file.csv"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("/no/such/file.csv"));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("/no/such/file.csv: no such file"),
+        "{}",
+        stderr(&o)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().display().to_string();
+    let o = muster(&["check", "--profile", "mobietrain", &folder]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("is a folder"), "{}", stderr(&o));
+    let o = muster(&[
+        "diff",
+        "--profile",
+        "mobietrain",
+        &folder,
+        &fixture("stray-quote"),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let empty = dir.path().join("empty.csv");
+    std::fs::write(&empty, "").unwrap();
+    let o = muster(&[
+        "check",
+        "--profile",
+        "mobietrain",
+        &empty.display().to_string(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("the file is empty"), "{}", stderr(&o));
+}
+
+/// `--change-ratio` and `--shuffle` mean something only with `--from`.
+#[test]
+fn gen_options_of_from_without_from_are_usage_errors() {
+    for extra in [&["--change-ratio", "0.1"][..], &["--shuffle"][..]] {
+        let mut args = vec!["gen", "--profile", "mobietrain", "--rows", "3"];
+        args.extend_from_slice(extra);
+        let o = muster(&args);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("--from"), "{}", stderr(&o));
+    }
+}
+
+/// Logs written to a file are plain text: no terminal colour codes.
+#[test]
+fn logs_to_a_file_have_no_colour_codes() {
+    let o = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(["check", "--profile", "mobietrain", &fixture("stray-quote")])
+        .env("RUST_LOG", "debug")
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(err.contains("DEBUG"), "no log line to look at: {err}");
+    assert!(!err.contains('\u{1b}'), "{err:?}");
 }
 
 #[test]
