@@ -279,8 +279,9 @@ fn results_out(path: &Option<PathBuf>) -> Result<Box<dyn Write>, Exit> {
         Some(p) => File::create(p)
             .map(|f| Box::new(BufWriter::new(f)) as Box<dyn Write>)
             .map_err(|e| {
-                eprintln!("error: cannot create {}: {e}", p.display());
-                Exit::Failed
+                // The path named on the command line: a usage error.
+                eprintln!("error: --results {}: cannot create it: {e}", p.display());
+                Exit::Usage
             }),
         None => Ok(Box::new(BufWriter::new(io::stdout().lock()))),
     }
@@ -291,8 +292,9 @@ fn write_results(
     plan: Option<&Plan>,
     outcome: Outcome,
 ) -> Result<(), Exit> {
+    let out = results_out(path)?;
     let result = (|| -> io::Result<()> {
-        let mut w = ResultsWriter::new(results_out(path).map_err(|_| io::Error::other("open"))?)?;
+        let mut w = ResultsWriter::new(out)?;
         if let Some(plan) = plan {
             w.write_plan(plan, outcome)?;
         }

@@ -78,6 +78,24 @@ fn missing_input_file_fails_with_its_name() {
     assert!(stderr(&o).contains("the file is empty"), "{}", stderr(&o));
 }
 
+/// A `--results` path that cannot be created is a usage error, said once.
+#[test]
+fn an_unwritable_results_path_is_one_clear_usage_error() {
+    let o = muster(&[
+        "check",
+        "--profile",
+        "mobietrain",
+        "--results",
+        "/no/such/folder/out.csv",
+        &fixture("stray-quote"),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("/no/such/folder/out.csv"), "{errors:?}");
+}
+
 /// `--change-ratio` and `--shuffle` mean something only with `--from`.
 #[test]
 fn gen_options_of_from_without_from_are_usage_errors() {
