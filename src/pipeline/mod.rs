@@ -1,5 +1,6 @@
-//! `muster run`: one tenant's files, from the inbox to the sink and
-//! `processed/`.
+//! The pipeline: one tenant's files, from the inbox to the sink and
+//! `processed/` ([`Pipeline`] over any source, store and sink a caller
+//! brings; [`run_tenant`] over a configured tenant, as `muster run`).
 //!
 //! # What a run does
 //!
@@ -9,20 +10,24 @@
 //! 2. Pickup: files of the inbox matching a pattern, not `.part` / `.tmp` /
 //!    dot files, whose size is the same across two looks `settle_ms` apart;
 //!    groups first, then segments, then users (so a users file can name the
-//!    groups of the same run).
-//! 3. Per file: plan against the store ([`crate::plan`]), check the guards
-//!    ([`crate::guard`]); a held file writes nothing. Then a second read of
-//!    the file sends the planned writes in batches — journalled in the store
-//!    first, committed only once the sink acknowledged them — deletions
-//!    last.
-//! 4. The results CSV and a summary JSON go to `processed/` under a
-//!    temporary name, then are renamed; the original is moved beside them:
-//!    `<stem>.<UTC timestamp>.csv`, `.results.csv`, `.summary.json`.
+//!    groups of the same run). Each is fetched as one snapshot
+//!    ([`crate::source::Fetched`]) and skipped if its content was applied.
+//! 3. Per file (`file.rs`): read, compare with the store and settle the
+//!    updates ([`crate::plan`], [`crate::diff`]), then the guards
+//!    ([`crate::guard`]); a held file writes nothing. Then the write pass
+//!    (`apply.rs`) builds each write from the snapshot (`build.rs`,
+//!    `links.rs`) and sends them in batches (`writer.rs`) — journalled in
+//!    the store first, committed only once the sink acknowledged them —
+//!    deletions last.
+//! 4. The results CSV and a summary JSON (`report.rs`) go to `processed/`
+//!    under a temporary name, then are renamed; the original is moved
+//!    beside them (`processed.rs`): `<stem>.<UTC timestamp>.csv`,
+//!    `.results.csv`, `.summary.json`.
 //!
 //! `--dry-run` plans and checks the guards but writes nothing to the sink or
 //! the store and moves nothing: its results and summary go to `processed/`
 //! as `<stem>.<timestamp>.dry-run.results.csv` / `.dry-run.summary.json`.
-//! It does not open the sink (a dry run needs no LMS) and leaves a crash's
+//! It never calls the sink (a dry run needs no LMS) and leaves a crash's
 //! journal to the next real run.
 
 mod apply;
