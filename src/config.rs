@@ -118,11 +118,11 @@ enum SourceFile {
         /// The inbox folder.
         path: PathBuf,
         /// Where done files go, relative to the inbox. Default `processed`.
-        #[serde(default = "default_processed")]
+        #[serde(default = "crate::source::default_processed")]
         processed: PathBuf,
         /// A file is taken once its size is the same across two looks this
         /// many milliseconds apart. Default 1000.
-        #[serde(default = "default_settle")]
+        #[serde(default = "crate::source::default_settle")]
         settle_ms: u64,
     },
     Sftp(SftpFile),
@@ -152,12 +152,6 @@ fn default_schedule() -> String {
 }
 fn default_tz() -> String {
     "UTC".into()
-}
-fn default_processed() -> PathBuf {
-    "processed".into()
-}
-fn default_settle() -> u64 {
-    1000
 }
 fn default_batch() -> usize {
     1000

@@ -245,6 +245,16 @@ pub fn open(config: &SourceConfig, spool: &Path) -> Result<Box<dyn Source>, Sour
     })
 }
 
+/// Where done files go, relative to the inbox, unless a source says.
+pub(crate) fn default_processed() -> PathBuf {
+    "processed".into()
+}
+
+/// How long a file's size must hold still before it is taken (ms).
+pub(crate) fn default_settle() -> u64 {
+    1000
+}
+
 /// Whether a name is never picked up: dot files and `.part` / `.tmp` names
 /// (files still being written, by convention).
 pub fn ignored(name: &str) -> bool {

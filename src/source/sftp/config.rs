@@ -27,9 +27,9 @@ pub(crate) struct SftpFile {
     pub(crate) host_key_sha256: Option<String>,
     /// The remote inbox.
     pub(crate) path: String,
-    #[serde(default = "default_processed")]
+    #[serde(default = "crate::source::default_processed")]
     pub(crate) processed: PathBuf,
-    #[serde(default = "default_settle")]
+    #[serde(default = "crate::source::default_settle")]
     pub(crate) settle_ms: u64,
     #[serde(default = "default_timeout")]
     pub(crate) timeout_ms: u64,
@@ -37,12 +37,6 @@ pub(crate) struct SftpFile {
 
 fn default_port() -> u16 {
     22
-}
-fn default_processed() -> PathBuf {
-    "processed".into()
-}
-fn default_settle() -> u64 {
-    1000
 }
 fn default_timeout() -> u64 {
     30_000
