@@ -29,11 +29,30 @@ enum Exit {
     Refused = 4,
 }
 
+/// What `--help` adds after the commands: the presets and the exit codes.
+const AFTER_HELP: &str = "\
+Presets (--profile NAME): mobietrain, winningtemp-users, winningtemp-groups,
+  winningtemp-segments, lucca-360learning; or a profile TOML file (docs/profiles.md).
+
+Exit codes:
+  0  every line fine
+  1  the run failed (I/O, the LMS unreachable): nothing half-applied, the next run resumes
+  2  usage or configuration error
+  3  finished, but some rows were rejected, failed or carry a code
+  4  a file was refused or held by a safety guard: nothing of it was applied
+
+Examples:
+  muster check --profile mobietrain export.csv --results results.csv
+  muster diff --profile winningtemp-users monday.csv tuesday.csv
+  muster run --config muster.toml --dry-run
+  muster gen --profile winningtemp-users --rows 1000 > users.csv";
+
 #[derive(Parser)]
 #[command(
     name = "muster",
     version,
-    about = "Import HR user snapshots into a learning platform"
+    about = "Import HR user snapshots into a learning platform",
+    after_help = AFTER_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -43,6 +62,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Process each tenant's inbox: plan, guard, write through the sink, move to processed/.
+    #[command(after_help = "Example: muster run --config muster.toml --tenant acme --dry-run")]
     Run {
         /// The configuration file (tenants, sources, files, sinks, state).
         #[arg(long)]
@@ -61,6 +81,7 @@ enum Command {
         today: Option<String>,
     },
     /// Run each tenant on its schedule until SIGTERM / SIGINT (logs on stderr).
+    #[command(after_help = "Example: muster daemon --config muster.toml")]
     Daemon {
         /// The configuration file.
         #[arg(long)]
@@ -70,6 +91,9 @@ enum Command {
         tenant: Option<String>,
     },
     /// Parse and validate a snapshot: the plan against an empty store.
+    #[command(
+        after_help = "Example: muster check --profile mobietrain export.csv --results results.csv"
+    )]
     Check {
         /// A preset name or a profile TOML file.
         #[arg(long)]
@@ -84,6 +108,9 @@ enum Command {
         today: Option<String>,
     },
     /// The plan a run of NEW would make right after OLD was applied to an empty store.
+    #[command(
+        after_help = "Example: muster diff --profile winningtemp-users monday.csv tuesday.csv"
+    )]
     Diff {
         /// A preset name or a profile TOML file.
         #[arg(long)]
@@ -100,6 +127,9 @@ enum Command {
         today: Option<String>,
     },
     /// Write a synthetic snapshot to stdout.
+    #[command(
+        after_help = "Examples:\n  muster gen --profile winningtemp-users --rows 1000 > day1.csv\n  muster gen --profile winningtemp-users --from day1.csv --change-ratio 0.02 > day2.csv"
+    )]
     Gen {
         /// A preset name or a profile TOML file.
         #[arg(long)]

@@ -78,6 +78,30 @@ fn missing_input_file_fails_with_its_name() {
     assert!(stderr(&o).contains("the file is empty"), "{}", stderr(&o));
 }
 
+/// `--help` lists the presets, the exit codes and an example; each
+/// command's help has an example of its own.
+#[test]
+fn help_lists_presets_exit_codes_and_examples() {
+    let o = muster(&["--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    for (name, _) in muster::profile::PRESETS {
+        assert!(out.contains(name), "{name} missing from:\n{out}");
+    }
+    assert!(
+        out.contains("Exit codes") && out.contains("4  a file was refused"),
+        "{out}"
+    );
+    for command in ["run", "daemon", "check", "diff", "gen"] {
+        let o = muster(&[command, "--help"]);
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            out.contains(&format!("muster {command} ")),
+            "{command}:\n{out}"
+        );
+    }
+}
+
 /// A `--results` path that cannot be created is a usage error, said once.
 #[test]
 fn an_unwritable_results_path_is_one_clear_usage_error() {
