@@ -12,6 +12,7 @@
 //! [tenant.source]
 //! type = "dir"
 //! path = "inbox/acme"          # processed/ is created inside it
+//! # create = true              # make the inbox if it is missing (default: a missing inbox is an error)
 //!
 //! [[tenant.files]]
 //! pattern = "wt_users*.csv"
@@ -124,6 +125,10 @@ enum SourceFile {
         /// many milliseconds apart. Default 1000.
         #[serde(default = "crate::source::default_settle")]
         settle_ms: u64,
+        /// Make the inbox folder when it does not exist. Default false: a
+        /// missing inbox (a mistyped path) is a configuration error.
+        #[serde(default)]
+        create: bool,
     },
     Sftp(SftpFile),
 }
@@ -268,10 +273,17 @@ impl Config {
                     path,
                     processed,
                     settle_ms,
+                    create,
                 } => {
                     let inbox = rel(path);
                     let processed = inbox.join(processed);
-                    (SourceConfig::Dir { inbox, processed }, *settle_ms)
+                    let create = *create;
+                    let dir = SourceConfig::Dir {
+                        inbox,
+                        processed,
+                        create,
+                    };
+                    (dir, *settle_ms)
                 }
                 SourceFile::Sftp(s) => {
                     let settle_ms = s.settle_ms;

@@ -548,6 +548,14 @@ fn run(
                     table.push((tenant.name.clone(), r));
                 }
             }
+            // A source that is not there is the configuration's fault: no
+            // later run gets over it.
+            Err(muster::pipeline::RunError::Source(e))
+                if matches!(e.kind, muster::source::SourceErrorKind::Missing(_)) =>
+            {
+                eprintln!("error: tenant {}: {e}", tenant.name);
+                exit = worse(exit, Exit::Usage);
+            }
             Err(e) => {
                 eprintln!(
                     "error: tenant {}: {e}; the next run resumes where this one stopped",

@@ -23,10 +23,12 @@ use std::path::{Path, PathBuf};
 /// Where a tenant's files come from.
 #[derive(Clone, Debug)]
 pub enum SourceConfig {
-    /// A local folder; `processed` inside it.
+    /// A local folder; `processed` inside it. `create`: make the inbox
+    /// when it does not exist (else that is an error).
     Dir {
         inbox: PathBuf,
         processed: PathBuf,
+        create: bool,
     },
     Sftp(sftp::SftpConfig),
 }
@@ -75,6 +77,10 @@ pub enum SourceErrorKind {
     /// A file changed while it was being taken: left for the next run.
     #[error("{0}")]
     Changed(String),
+    /// The inbox named in the configuration does not exist: a
+    /// configuration error, not one the next run gets over.
+    #[error("{0}")]
+    Missing(String),
     /// This muster cannot open such a source (built without its feature).
     #[error("{0}")]
     Unsupported(String),
@@ -226,11 +232,27 @@ pub trait Source {
 /// run's snapshot of each file, which the client cannot touch.
 pub fn open(config: &SourceConfig, spool: &Path) -> Result<Box<dyn Source>, SourceError> {
     Ok(match config {
-        SourceConfig::Dir { inbox, processed } => Box::new(DirSource::new(
-            inbox.clone(),
-            processed.clone(),
-            spool.to_path_buf(),
-        )?),
+        SourceConfig::Dir {
+            inbox,
+            processed,
+            create,
+        } => {
+            if !inbox.is_dir() && !create {
+                let message = format!(
+                    "{}: no such folder (a mistyped path? `create = true` under [tenant.source] has muster make it)",
+                    inbox.display()
+                );
+                return Err(SourceError::new(
+                    config.describe(),
+                    SourceErrorKind::Missing(message),
+                ));
+            }
+            Box::new(DirSource::new(
+                inbox.clone(),
+                processed.clone(),
+                spool.to_path_buf(),
+            )?)
+        }
         #[cfg(feature = "sftp")]
         SourceConfig::Sftp(cfg) => Box::new(SftpSource::new(cfg.clone(), spool.to_path_buf())?),
         #[cfg(not(feature = "sftp"))]

@@ -102,6 +102,40 @@ fn help_lists_presets_exit_codes_and_examples() {
     }
 }
 
+/// A mistyped inbox path is a configuration error naming it (exit 2), and
+/// nothing is made; `create = true` makes the folder instead.
+#[test]
+fn a_missing_inbox_is_a_configuration_error_unless_create_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |create: &str| {
+        format!(
+            "[[tenant]]\nname = \"acme\"\nstate = \"state.redb\"\n\
+             [tenant.source]\ntype = \"dir\"\npath = \"inbox/acmee\"\nsettle_ms = 0\n{create}\n\
+             [[tenant.files]]\npattern = \"*.csv\"\nprofile = \"mobietrain\"\n\
+             [tenant.sink]\ntype = \"jsonl\"\npath = \"out.jsonl\"\n"
+        )
+    };
+    let path = dir.path().join("muster.toml");
+    std::fs::write(&path, config("")).unwrap();
+    let p = path.display().to_string();
+    let o = muster(&["run", "--config", &p]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("inbox/acmee: no such folder"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("resumes"), "{}", stderr(&o));
+    assert!(
+        !dir.path().join("inbox/acmee").exists(),
+        "the folder was made"
+    );
+    std::fs::write(&path, config("create = true")).unwrap();
+    let o = muster(&["run", "--config", &p]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(dir.path().join("inbox/acmee/processed").is_dir());
+}
+
 /// A `--results` path that cannot be created is a usage error, said once.
 #[test]
 fn an_unwritable_results_path_is_one_clear_usage_error() {
