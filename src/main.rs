@@ -55,8 +55,19 @@ Examples:
     after_help = AFTER_HELP
 )]
 struct Cli {
+    /// How log lines are written on stderr: `text` (colours on a terminal
+    /// only) or `json`, one object a line, for log shippers.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The shapes of the log (`--log-format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -190,16 +201,22 @@ fn main() -> ExitCode {
             .with_target("ureq", LevelFilter::DEBUG)
             .with_target("ureq_proto", LevelFilter::DEBUG)
             .with_target("rustls", LevelFilter::DEBUG);
-        tracing_subscriber::registry()
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_writer(io::stderr)
-                    // Colours on a terminal only: a log file or a service
-                    // manager's journal gets plain text.
-                    .with_ansi(io::stderr().is_terminal())
-                    .with_filter(env.and(secrets)),
-            )
-            .init();
+        let filter = env.and(secrets);
+        let layer = tracing_subscriber::fmt::layer().with_writer(io::stderr);
+        match cli.log_format {
+            LogFormat::Json => tracing_subscriber::registry()
+                .with(layer.json().with_filter(filter))
+                .init(),
+            // Colours on a terminal only: a log file or a service manager's
+            // journal gets plain text.
+            LogFormat::Text => tracing_subscriber::registry()
+                .with(
+                    layer
+                        .with_ansi(io::stderr().is_terminal())
+                        .with_filter(filter),
+                )
+                .init(),
+        }
     }
     let exit = match cli.command {
         Command::Check {

@@ -166,6 +166,35 @@ fn gen_options_of_from_without_from_are_usage_errors() {
     }
 }
 
+/// `--log-format json`: each log line is one JSON object with its level
+/// and message.
+#[test]
+fn json_logs_are_one_object_a_line() {
+    let o = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args([
+            "--log-format",
+            "json",
+            "check",
+            "--profile",
+            "mobietrain",
+            &fixture("stray-quote"),
+        ])
+        .env("RUST_LOG", "debug")
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    let logs: Vec<&str> = err.lines().filter(|l| l.starts_with('{')).collect();
+    assert!(!logs.is_empty(), "no log line: {err}");
+    for line in logs {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            v["level"].is_string() && v["fields"]["message"].is_string(),
+            "{line}"
+        );
+    }
+}
+
 /// Logs written to a file are plain text: no terminal colour codes.
 #[test]
 fn logs_to_a_file_have_no_colour_codes() {
