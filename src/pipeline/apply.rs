@@ -129,7 +129,7 @@ impl WritePass<'_> {
         self.file.unchanged()?;
         let links = LinkWave {
             profile: self.profile,
-            path: self.file.local,
+            path: self.file.local(),
             plan,
             refs: self.refs,
         };
@@ -168,7 +168,7 @@ impl WritePass<'_> {
         cache: &mut StoredCache,
         w: &mut Writer<'_>,
     ) -> Result<Deferred, RunError> {
-        let (profile, path) = (self.profile, self.file.local);
+        let (profile, path) = (self.profile, self.file.local());
         self.file.unchanged()?;
         let records = plan.records as usize;
         let writes = (0..records)
@@ -249,7 +249,7 @@ impl WritePass<'_> {
         let planned = plan.row(idx);
         let action = planned.action;
         let (fields, invite, object) = match built {
-            Built::Changed => return Err(changed(self.file.local, planned.line)),
+            Built::Changed => return Err(changed(self.file.local(), planned.line)),
             Built::Write {
                 fields,
                 invite,

@@ -125,7 +125,7 @@ impl Pipeline<'_> {
             let mut on_write = |n: usize| {
                 written += n as u64;
                 progress(RunProgress::Writing {
-                    file: file.local,
+                    file: file.local(),
                     written,
                 });
             };
@@ -161,7 +161,7 @@ impl Pipeline<'_> {
         progress: &mut dyn FnMut(RunProgress<'_>),
     ) -> Result<Result<Planned, FileError>, RunError> {
         let started = Instant::now();
-        let (kind, path) = (profile.object, file.local);
+        let (kind, path) = (profile.object, file.local());
         let size = std::fs::metadata(path).map_err(io(path))?.len();
         let (groups, segments) = self.list_priors(kind)?;
         let store: &dyn StateStore = self.store;
@@ -277,7 +277,7 @@ impl Pipeline<'_> {
     /// A file refused whole (its header, or not text): a results file with
     /// only its header line, the summary saying why, the original moved.
     fn refuse(&mut self, f: &FileRun<'_>, error: &FileError) -> Result<FileReport, RunError> {
-        tracing::warn!(file = %f.file.local.display(), %error, "file refused");
+        tracing::warn!(file = %f.file.local().display(), %error, "file refused");
         write_atomically(&f.staged.results, |w| ResultsWriter::new(w).map(|_| ()))?;
         let refused = error.to_string();
         let verdict = Verdict::default();

@@ -231,12 +231,7 @@ impl Pipeline<'_> {
         if let Some(earlier) = self.store.seen_content(fetched.hash)? {
             return skip_seen(self.source, name, &earlier, opts);
         }
-        let file = InboxFile {
-            name,
-            local: &fetched.local,
-            hash: fetched.hash,
-            fetched,
-        };
+        let file = InboxFile { name, fetched };
         self.process_file(profile, &file, opts, progress)
     }
 }
@@ -303,17 +298,20 @@ impl Sink for DryRun {
 /// bytes, and its content hash.
 struct InboxFile<'a> {
     name: &'a str,
-    local: &'a Path,
-    hash: u128,
     fetched: &'a Fetched,
 }
 
 impl InboxFile<'_> {
+    /// Where its snapshot is.
+    fn local(&self) -> &Path {
+        &self.fetched.local
+    }
+
     /// An error unless the snapshot is still the version planned from.
     fn unchanged(&self) -> Result<(), RunError> {
         match self.fetched.unchanged() {
             true => Ok(()),
-            false => Err(io(self.local)(std::io::Error::other(
+            false => Err(io(self.local())(std::io::Error::other(
                 "the file was rewritten in place while it was being run; the run stops here (what was sent is committed; the next run plans the file again)",
             ))),
         }

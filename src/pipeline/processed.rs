@@ -97,7 +97,7 @@ pub(super) fn finish_file(
     if !opts.dry_run {
         let to = format!("{}.csv", staged.stamp);
         if applied {
-            store.remember_content(file.hash, &to)?;
+            store.remember_content(file.fetched.hash, &to)?;
         }
         if !keep {
             source.archive(file.name, &to)?;

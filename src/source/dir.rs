@@ -14,9 +14,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
-use super::{copy_hashed, Fetched, Source, SourceError, SourceErrorKind};
+use super::{copy_hashed, version_of, Fetched, Source, SourceError, SourceErrorKind, Version};
 
 pub struct DirSource {
     inbox: PathBuf,
@@ -25,9 +24,6 @@ pub struct DirSource {
     /// The version of each file fetched: its size and modification time.
     fetched: HashMap<String, Version>,
 }
-
-/// What tells one version of an inbox file from another without reading it.
-type Version = (u64, Option<SystemTime>);
 
 impl DirSource {
     /// The inbox `inbox`, done files to `processed`, snapshots copied into
@@ -53,8 +49,7 @@ impl DirSource {
     }
 
     fn version(&self, path: &Path) -> Result<Version, SourceError> {
-        let meta = std::fs::metadata(path).map_err(|e| self.err(path, e))?;
-        Ok((meta.len(), meta.modified().ok()))
+        version_of(path).map_err(|e| self.err(path, e))
     }
 }
 

@@ -105,10 +105,11 @@ pub struct Fetched {
     version: Version,
 }
 
-/// What tells one version of a file from another without reading it.
-type Version = (u64, Option<std::time::SystemTime>);
+/// What tells one version of a file from another without reading it: its
+/// size and modification time.
+pub(crate) type Version = (u64, Option<std::time::SystemTime>);
 
-fn version_of(path: &Path) -> std::io::Result<Version> {
+pub(crate) fn version_of(path: &Path) -> std::io::Result<Version> {
     let meta = std::fs::metadata(path)?;
     Ok((meta.len(), meta.modified().ok()))
 }
