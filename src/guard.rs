@@ -62,7 +62,8 @@ impl std::fmt::Display for HoldReason {
                 max_ratio,
             } => write!(
                 f,
-                "it has {records} records, {:.1} % fewer than the last accepted file ({last}), above max_shrink_ratio {:.1} %",
+                "it has {}, {:.1} % fewer than the last accepted file ({last}), above max_shrink_ratio {:.1} %",
+                crate::model::counted(records, "record"),
                 (1.0 - records as f64 / last as f64) * 100.0,
                 max_ratio * 100.0
             ),

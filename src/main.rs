@@ -550,15 +550,18 @@ fn run(
                 }
                 for r in reports {
                     eprintln!("{}: {}: {}", tenant.name, r.file.display(), r.summary);
+                    if let Some(why) = &r.why {
+                        eprintln!("  {}: {why}", r.status.as_str());
+                    }
                     if let Some(res) = &r.results {
                         eprintln!("  results: {}", res.display());
                     }
                     exit = worse(
                         exit,
                         match r.status {
-                            FileStatus::Clean => Exit::Clean,
+                            FileStatus::Clean | FileStatus::Superseded => Exit::Clean,
                             FileStatus::Rows => Exit::Rows,
-                            FileStatus::Refused => Exit::Refused,
+                            FileStatus::Refused | FileStatus::Held => Exit::Refused,
                             FileStatus::SinkUnavailable => Exit::Failed,
                         },
                     );
@@ -605,11 +608,10 @@ fn print_run_table(table: &[(String, muster::pipeline::FileReport)]) {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let c = r.counts;
-        let status = match r.status {
-            muster::pipeline::FileStatus::Clean => "ok",
-            muster::pipeline::FileStatus::Rows => "rows with problems",
-            muster::pipeline::FileStatus::Refused => "refused or held",
-            muster::pipeline::FileStatus::SinkUnavailable => "sink unavailable",
+        // Held, refused or superseded: and why, on the same line.
+        let status = match &r.why {
+            Some(why) => format!("{}: {why}", r.status.as_str()),
+            None => r.status.as_str().to_string(),
         };
         let _ = writeln!(
             err,
@@ -703,9 +705,9 @@ fn print_summary(
     let mut err = io::BufWriter::new(io::stderr().lock());
     let _ = writeln!(
         err,
-        "{}: {} records, {:.1} MB in {:.2} s ({:.0} MB/s)",
+        "{}: {}, {:.1} MB in {:.2} s ({:.0} MB/s)",
         input.display(),
-        plan.records,
+        muster::model::counted(plan.records, "record"),
         plan.bytes as f64 / 1e6,
         secs,
         plan.bytes as f64 / 1e6 / secs

@@ -119,3 +119,13 @@ impl Serialize for Action {
         s.serialize_str(self.as_str())
     }
 }
+
+/// `n` and the noun, plural unless `n` is 1: "1 record", "3 records".
+/// The nouns messages count are regular ("record", "field", "line").
+pub fn counted(n: impl Into<u64>, noun: &str) -> String {
+    let n = n.into();
+    match n {
+        1 => format!("1 {noun}"),
+        _ => format!("{n} {noun}s"),
+    }
+}

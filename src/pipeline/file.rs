@@ -75,6 +75,7 @@ impl FileRun<'_> {
             file: self.file.name,
             profile: &self.profile.name,
             dry_run: self.opts.dry_run,
+            same_content_as: self.file.earlier,
             plan,
             verdict,
             started: self.started,
@@ -97,16 +98,20 @@ impl Pipeline<'_> {
         opts: &RunOptions,
         progress: &mut dyn FnMut(RunProgress<'_>),
     ) -> Result<FileReport, RunError> {
+        let started = Instant::now();
+        let today = opts.today.unwrap_or_else(|| profile.today());
+        let planned = self.plan_file(profile, file, today, opts, progress)?;
+        // The results' names: `.dry-run` or `.held` ones are beside the
+        // applied files' in `processed/`, never taken for them.
+        let held = planned.as_ref().is_ok_and(|p| p.verdict.held());
         let f = FileRun {
             profile,
             file,
             opts,
-            staged: Staged::new(self.source, file.name, opts.dry_run)?,
-            started: Instant::now(),
+            staged: Staged::new(self.source, file.name, opts.dry_run, held)?,
+            started,
         };
-        let started = f.started;
-        let today = opts.today.unwrap_or_else(|| profile.today());
-        let mut planned = match self.plan_file(profile, file, today, opts, progress)? {
+        let mut planned = match planned {
             Ok(planned) => planned,
             Err(e) => return self.refuse(&f, &e),
         };
@@ -286,6 +291,7 @@ impl Pipeline<'_> {
         Ok(FileReport {
             file: PathBuf::from(f.file.name),
             status: FileStatus::Refused,
+            why: Some(error.to_string()),
             results: Some(self.source.location(&f.staged.results_name())),
             summary: format!("refused: {error}"),
             records: 0,
@@ -309,10 +315,10 @@ impl Pipeline<'_> {
     }
 
     /// Writes the results CSV and the summary, records the content as
-    /// applied and moves the original (see [`finish_file`]). A file whose
-    /// sink was unavailable stays in the inbox (its results are published):
-    /// the next run takes it again and resumes its writes, what was applied
-    /// coming out unchanged.
+    /// applied and moves the original (see [`finish_file`]). A held file,
+    /// and one whose sink was unavailable, stays in the inbox (its results
+    /// are published): the next run takes it again (and holds it again, or
+    /// resumes its writes, what was applied coming out unchanged).
     fn publish(
         &mut self,
         f: &FileRun<'_>,
@@ -336,8 +342,9 @@ impl Pipeline<'_> {
         let summary = f
             .summary(self, Some((plan, lines)), &planned.verdict, None)
             .to_json();
-        let applied = !planned.verdict.held() && !unavailable;
-        self.conclude(f, &summary, applied, unavailable)
+        // A held file stays in the inbox, to be released or superseded.
+        let held = planned.verdict.held();
+        self.conclude(f, &summary, !held && !unavailable, held || unavailable)
     }
 }
 
@@ -377,7 +384,7 @@ fn report(
     let status = if unavailable {
         FileStatus::SinkUnavailable
     } else if verdict.held() {
-        FileStatus::Refused
+        FileStatus::Held
     } else if tally.is_clean()
         && lines
             .iter()
@@ -387,19 +394,25 @@ fn report(
     } else {
         FileStatus::Rows
     };
-    let mut text = format!("{} records", plan.records);
+    let mut text = match f.file.earlier {
+        Some(earlier) => format!("same content as {earlier}: "),
+        None => String::new(),
+    };
+    text.push_str(&crate::model::counted(plan.records, "record"));
     for a in Action::ALL {
         let n = tally.count(a);
         if n > 0 {
             text.push_str(&format!(", {n} {}", a.as_str()));
         }
     }
-    for reason in &verdict.reasons {
-        text.push_str(&format!("; held: {reason}"));
-    }
+    let why = verdict.held().then(|| {
+        let reasons: Vec<String> = verdict.reasons.iter().map(|r| r.to_string()).collect();
+        reasons.join("; ")
+    });
     FileReport {
         file: PathBuf::from(f.file.name),
         status,
+        why,
         results: Some(source.location(&f.staged.results_name())),
         summary: text,
         records: plan.records,

@@ -11,10 +11,17 @@
 //!    dot files, whose size is the same across two looks `settle_ms` apart;
 //!    groups first, then segments, then users (so a users file can name the
 //!    groups of the same run). Each is fetched as one snapshot
-//!    ([`crate::source::Fetched`]) and skipped if its content was applied.
+//!    ([`crate::source::Fetched`]). A file with the same bytes as one
+//!    applied before is planned again all the same (its rows come out
+//!    `unchanged`, at no write), so the end dates reached since act
+//!    (SPEC §3); its results and summary name the earlier file.
 //! 3. Per file (`file.rs`): read, compare with the store and settle the
 //!    updates ([`crate::plan`], [`crate::diff`]), then the guards
-//!    ([`crate::guard`]); a held file writes nothing. Then the write pass
+//!    ([`crate::guard`]); a held file writes nothing and stays in the inbox
+//!    (its results go to `processed/` as `<stem>.<timestamp>.held.results.csv`)
+//!    until `--force` releases it or a newer file of its pattern supersedes
+//!    it (it is then moved to `processed/` as `<stem>.<timestamp>.superseded.csv`,
+//!    unapplied). Then the write pass
 //!    (`apply.rs`) builds each write from the snapshot (`build.rs`,
 //!    `links.rs`) and sends them in batches (`writer.rs`) — journalled in
 //!    the store first, committed only once the sink acknowledged them —
@@ -105,10 +112,32 @@ pub enum FileStatus {
     Clean,
     /// Some lines rejected, failed or carrying a code.
     Rows,
-    /// Refused (header, not text) or held by a guard: nothing applied.
+    /// Refused whole (its header, or not text): nothing applied; moved to
+    /// `processed/`.
     Refused,
+    /// Held by a safety guard: nothing applied; it stays in the inbox until
+    /// released (`--force`) or superseded.
+    Held,
+    /// Held, and a newer file of the same pattern came: moved to
+    /// `processed/` unapplied (`<stem>.<timestamp>.superseded.csv`), the newer
+    /// one planned instead.
+    Superseded,
     /// The sink could not be reached for some writes (exit 1).
     SinkUnavailable,
+}
+
+impl FileStatus {
+    /// In a word or two, for tables and logs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FileStatus::Clean => "ok",
+            FileStatus::Rows => "rows with problems",
+            FileStatus::Refused => "refused",
+            FileStatus::Held => "held",
+            FileStatus::Superseded => "superseded",
+            FileStatus::SinkUnavailable => "sink unavailable",
+        }
+    }
 }
 
 /// The report of one file.
@@ -116,6 +145,8 @@ pub enum FileStatus {
 pub struct FileReport {
     pub file: PathBuf,
     pub status: FileStatus,
+    /// Why it was refused, held or superseded, in one line; else none.
+    pub why: Option<String>,
     pub results: Option<PathBuf>,
     pub summary: String,
     /// Records read.
@@ -199,14 +230,20 @@ impl Pipeline<'_> {
         }
         let files = pick_up(self.job, self.source)?;
         let mut reports = Vec::new();
-        for (name, profile) in files {
+        for (i, picked) in files.iter().enumerate() {
             if opts.stopping() {
                 return Err(RunError::Stopped);
             }
-            let fetched = self.source.fetch(&name)?;
-            let result = self.take_file(&name, &fetched, profile, opts, progress);
+            let name = &picked.name;
+            let fetched = self.source.fetch(name)?;
+            let result = self.take_file(name, &fetched, picked.profile, opts, progress);
             self.source.release(&fetched.local);
-            reports.push(result?);
+            let mut report = result?;
+            let newer = files[i + 1..].iter().find(|f| f.pattern == picked.pattern);
+            if let (FileStatus::Held, Some(newer), false) = (&report.status, newer, opts.dry_run) {
+                supersede(self.source, &mut report, &newer.name)?;
+            }
+            reports.push(report);
             // The file's writes are durable in the journal; folding them
             // into the tables, when due, waits until its plan is freed and
             // its results are out.
@@ -218,8 +255,9 @@ impl Pipeline<'_> {
         Ok(reports)
     }
 
-    /// One file fetched: skipped if its content was applied before, else
-    /// processed.
+    /// One file fetched, processed. One with the same content as a file
+    /// applied before is processed all the same: its rows come out
+    /// `unchanged` at no write, but the end dates reached since act.
     fn take_file(
         &mut self,
         name: &str,
@@ -228,10 +266,19 @@ impl Pipeline<'_> {
         opts: &RunOptions,
         progress: &mut dyn FnMut(RunProgress<'_>),
     ) -> Result<FileReport, RunError> {
-        if let Some(earlier) = self.store.seen_content(fetched.hash)? {
-            return skip_seen(self.source, name, &earlier, opts);
+        let earlier = self.store.seen_content(fetched.hash)?;
+        if let Some(earlier) = &earlier {
+            tracing::info!(
+                file = name,
+                earlier,
+                "same content as a file applied before: planned again for the dates reached since"
+            );
         }
-        let file = InboxFile { name, fetched };
+        let file = InboxFile {
+            name,
+            fetched,
+            earlier: earlier.as_deref(),
+        };
         self.process_file(profile, &file, opts, progress)
     }
 }
@@ -299,6 +346,8 @@ impl Sink for DryRun {
 struct InboxFile<'a> {
     name: &'a str,
     fetched: &'a Fetched,
+    /// The processed name of an earlier file with the same content.
+    earlier: Option<&'a str>,
 }
 
 impl InboxFile<'_> {
@@ -318,36 +367,25 @@ impl InboxFile<'_> {
     }
 }
 
-/// A file whose content was processed before (a crash left it in the
-/// inbox after its results were published, or it was dropped again): it
-/// is moved to `processed/` without being applied a second time.
-fn skip_seen(
+/// A held file a newer file of its pattern supersedes: moved to
+/// `processed/` as `<stem>.<timestamp>.superseded.csv`, unapplied.
+fn supersede(
     source: &mut dyn Source,
-    name: &str,
-    earlier: &str,
-    opts: &RunOptions,
-) -> Result<FileReport, RunError> {
-    tracing::warn!(
-        file = name,
-        earlier,
-        "same content as a file processed before; not applied again"
-    );
-    let stem = Path::new(name)
+    report: &mut FileReport,
+    newer: &str,
+) -> Result<(), RunError> {
+    let name = report.file.to_string_lossy().into_owned();
+    let stem = Path::new(&name)
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or("file");
-    if !opts.dry_run {
-        let stamp = processed::stamped(source, stem, "")?;
-        source.archive(name, &format!("{stamp}.csv"))?;
-    }
-    Ok(FileReport {
-        file: PathBuf::from(name),
-        status: FileStatus::Clean,
-        results: None,
-        summary: format!("same content as {earlier}, processed before: not applied again"),
-        records: 0,
-        counts: [0; 6],
-    })
+    let stamp = processed::stamped(source, stem, ".superseded")?;
+    source.archive(&name, &format!("{stamp}.superseded.csv"))?;
+    tracing::warn!(file = name, newer, "held file superseded by a newer one; moved to processed/ unapplied");
+    let held = report.why.take().unwrap_or_default();
+    report.status = FileStatus::Superseded;
+    report.why = Some(format!("by {newer} (was held: {held}); moved to processed/ unapplied"));
+    Ok(())
 }
 
 /// Commits the journalled operations the sink already applied; drops the rest.
@@ -369,13 +407,18 @@ pub fn recover(store: &mut dyn StateStore, sink: &mut dyn Sink) -> Result<(), Ru
     Ok(())
 }
 
-/// The inbox files to process now, in dependency order: matching a
-/// pattern, not ignored, and the same size across two looks `settle_ms`
-/// apart.
-fn pick_up<'t>(
-    job: Job<'t>,
-    source: &mut dyn Source,
-) -> Result<Vec<(String, &'t Profile)>, RunError> {
+/// An inbox file to process: its name, the index of the pattern it
+/// matched in [`Job::files`], and that pattern's profile.
+struct Picked<'t> {
+    name: String,
+    pattern: usize,
+    profile: &'t Profile,
+}
+
+/// The inbox files to process now, in dependency order (then by name):
+/// matching a pattern, not ignored, and the same size across two looks
+/// `settle_ms` apart.
+fn pick_up<'t>(job: Job<'t>, source: &mut dyn Source) -> Result<Vec<Picked<'t>>, RunError> {
     let first = source.list()?;
     if job.settle_ms > 0 {
         std::thread::sleep(Duration::from_millis(job.settle_ms));
@@ -386,20 +429,28 @@ fn pick_up<'t>(
         if crate::source::ignored(&name) {
             continue;
         }
-        let Some((_, profile)) = job.files.iter().find(|(p, _)| p.matches(&name)) else {
+        let Some(pattern) = job.files.iter().position(|(p, _)| p.matches(&name)) else {
             continue;
         };
         if second.iter().find(|(n, _)| *n == name).map(|(_, s)| *s) != Some(size) {
             tracing::info!(file = name, "still being written; left for the next run");
             continue;
         }
-        files.push((name, profile));
+        let profile = &job.files[pattern].1;
+        files.push(Picked {
+            name,
+            pattern,
+            profile,
+        });
     }
     let rank = |k: ObjectKind| match k {
         ObjectKind::Group => 0,
         ObjectKind::Segment => 1,
         ObjectKind::User => 2,
     };
-    files.sort_by(|a, b| rank(a.1.object).cmp(&rank(b.1.object)).then(a.0.cmp(&b.0)));
+    files.sort_by(|a, b| {
+        let by_kind = rank(a.profile.object).cmp(&rank(b.profile.object));
+        by_kind.then(a.name.cmp(&b.name))
+    });
     Ok(files)
 }

@@ -35,24 +35,31 @@ pub(super) fn stamped(
 pub(super) struct Staged {
     /// `<stem>.<timestamp>`.
     pub(super) stamp: String,
-    /// `.dry-run` on a dry run, else empty.
+    /// `.dry-run` on a dry run, `.held` for a held file, else empty.
     suffix: &'static str,
     pub(super) results: PathBuf,
     pub(super) summary: PathBuf,
 }
 
 impl Staged {
-    /// Names not taken yet in `processed/` for inbox file `name`.
+    /// Names not taken yet in `processed/` for inbox file `name`: those
+    /// of a dry run (`.dry-run`), of a held file (`.held`) or of a file
+    /// applied.
     pub(super) fn new(
         source: &mut dyn Source,
         name: &str,
         dry_run: bool,
+        held: bool,
     ) -> Result<Staged, RunError> {
         let stem = Path::new(name)
             .file_stem()
             .and_then(|s| s.to_str())
             .unwrap_or("file");
-        let suffix = if dry_run { ".dry-run" } else { "" };
+        let suffix = match (dry_run, held) {
+            (true, _) => ".dry-run",
+            (false, true) => ".held",
+            (false, false) => "",
+        };
         let stamp = stamped(source, stem, suffix)?;
         Ok(Staged {
             results: source

@@ -16,6 +16,8 @@ pub(super) struct Summary<'a> {
     pub(super) file: &'a str,
     pub(super) profile: &'a str,
     pub(super) dry_run: bool,
+    /// The processed name of an earlier file with the same bytes.
+    pub(super) same_content_as: Option<&'a str>,
     /// The plan and each line's outcome; none for a file refused whole.
     pub(super) plan: Option<(&'a Plan, &'a [Line])>,
     pub(super) verdict: &'a Verdict,
@@ -54,6 +56,7 @@ impl Summary<'_> {
             "file": self.file,
             "profile": self.profile,
             "dry_run": self.dry_run,
+            "same_content_as": self.same_content_as,
             "held": self.verdict.held(),
             "held_reasons": self.verdict.reasons,
             "forced": self.verdict.forced,

@@ -280,6 +280,31 @@ fn email_check_long(s: &str) -> Option<bool> {
     Some(capitals || non_ascii)
 }
 
+/// Why a record with too few fields is rejected; when it is one field
+/// that another common delimiter cuts into as many fields as the profile
+/// expects, a hint that the file's delimiter differs.
+#[cold]
+fn field_count_message(rec: &Record, expected: usize) -> String {
+    let n = rec.len();
+    let mut message = format!(
+        "{}, expected {expected}",
+        crate::model::counted(n as u64, "field")
+    );
+    if n == 1 {
+        let bytes = rec.get(0).unwrap_or_default();
+        let other = [b';', b',', b'\t', b'|']
+            .into_iter()
+            .find(|&d| bytes.iter().filter(|&&b| b == d).count() + 1 == expected);
+        if let Some(d) = other {
+            let shown = if d == b'\t' { "tab".to_string() } else { format!("'{}'", d as char) };
+            message.push_str(&format!(
+                "; the line splits into {expected} fields at {shown}: the file's delimiter may be {shown} (the profile's `delimiter`)"
+            ));
+        }
+    }
+    message
+}
+
 impl Profile {
     /// Maps one record into `row` through `layout`. On `Err`, `row` still
     /// carries the key as read when it could be read.
@@ -373,8 +398,8 @@ impl Profile {
                     Code::FieldCount,
                     Some(extra),
                     format!(
-                        "{n} fields, expected {}; this one is not empty",
-                        layout.fields
+                        "{} fields, expected {}; this one is not empty",
+                        n, layout.fields
                     ),
                 ));
             }
@@ -382,7 +407,7 @@ impl Profile {
             return Err(issue(
                 Code::FieldCount,
                 None,
-                format!("{n} fields, expected {}", layout.fields),
+                field_count_message(rec, layout.fields),
             ));
         }
         // Decode every used cell; note the first required one that is empty.

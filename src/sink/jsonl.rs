@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use super::{Ack, Operation, Sink, SinkError, SinkErrorKind, Value};
 use crate::store::PendingOp;
+use crate::model::Action;
 
 pub struct JsonlOutbox {
     path: PathBuf,
@@ -69,7 +70,8 @@ impl JsonlOutbox {
 
 /// Appends `op` as one outbox line (without its newline): the object
 /// serde_json makes of `{op, kind, action, key, fields, invite}` (fields
-/// in name order, a name given twice keeping its last value; `invite` only
+/// in name order, a name given twice keeping its last value; on a create,
+/// empty fields left out, as the SCIM sink leaves them out; `invite` only
 /// when true), written by hand because serde's walk and escaper were the
 /// outbox thread's largest cost on a first import (see BENCHMARKS.md). The
 /// property test below holds it to serde_json byte for byte.
@@ -97,11 +99,18 @@ fn write_line(out: &mut Vec<u8>, op: &Operation, order: &mut Vec<usize>) {
             same
         });
     }
-    for (n, &i) in order.iter().enumerate() {
-        if n > 0 {
+    // A create sets what it has: an empty field is no value to send.
+    let create = op.action == Action::Create;
+    let mut first = true;
+    for &i in order.iter() {
+        let (field, value) = &fields[i];
+        if create && value.is_empty() {
+            continue;
+        }
+        if !first {
             out.push(b',');
         }
-        let (field, value) = &fields[i];
+        first = false;
         write_str(out, field.as_str());
         out.push(b':');
         match value {
@@ -271,7 +280,7 @@ mod tests {
                 fields.sort_by_key(|a| a.0);
                 fields.dedup_by(|a, b| a.0 == b.0);
             }
-            let oracle = Line {
+            let mut oracle = Line {
                 op,
                 kind,
                 action,
@@ -279,6 +288,9 @@ mod tests {
                 fields: fields.iter().map(|(k, v)| (k.as_str(), v)).collect(),
                 invite,
             };
+            if action == Action::Create {
+                oracle.fields.retain(|_, v| !v.is_empty());
+            }
             let operation = Operation {
                 op,
                 kind,

@@ -32,12 +32,8 @@ impl Tenant {
         } else {
             ""
         };
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("inbox")).unwrap();
-        std::fs::write(
-            dir.path().join("muster.toml"),
-            format!(
-                r#"
+        Tenant::with_config(&format!(
+            r#"
 [[tenant]]
 name = "t"
 state = "state.redb"
@@ -55,9 +51,35 @@ profile = "winningtemp-users"
 type = "jsonl"
 path = "outbox.jsonl"
 "#
-            ),
+        ))
+    }
+
+    /// A MobieTrain tenant: `users*.csv` files of the `mobietrain` preset.
+    pub fn mobietrain() -> Tenant {
+        Tenant::with_config(
+            r#"
+[[tenant]]
+name = "t"
+state = "state.redb"
+[tenant.source]
+type = "dir"
+path = "inbox"
+settle_ms = 0
+[[tenant.files]]
+pattern = "users*.csv"
+profile = "mobietrain"
+[tenant.sink]
+type = "jsonl"
+path = "outbox.jsonl"
+"#,
         )
-        .unwrap();
+    }
+
+    /// A tenant of this `muster.toml` (its inbox `inbox/`).
+    fn with_config(config: &str) -> Tenant {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("inbox")).unwrap();
+        std::fs::write(dir.path().join("muster.toml"), config).unwrap();
         Tenant { dir }
     }
 
@@ -70,10 +92,15 @@ path = "outbox.jsonl"
     }
 
     pub fn run(&self, extra: &[&str]) -> Output {
+        self.run_on(TODAY, extra)
+    }
+
+    /// `muster run --today today`.
+    pub fn run_on(&self, today: &str, extra: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_muster"))
             .args(["run", "--config"])
             .arg(self.path("muster.toml"))
-            .args(["--today", TODAY])
+            .args(["--today", today])
             .args(extra)
             .output()
             .unwrap()
@@ -104,11 +131,22 @@ path = "outbox.jsonl"
     /// The results file written last (by modification time: two runs in
     /// the same second get `…Z` and `…Z-2` names).
     pub fn latest_results(&self, stem: &str) -> String {
+        self.latest(stem, ".results.csv")
+    }
+
+    /// The summary written last, parsed.
+    pub fn latest_summary(&self, stem: &str) -> serde_json::Value {
+        serde_json::from_str(&self.latest(stem, ".summary.json")).unwrap()
+    }
+
+    /// The `processed/` file starting with `stem` and ending with `suffix`
+    /// written last.
+    fn latest(&self, stem: &str, suffix: &str) -> String {
         let dir = self.path("inbox/processed");
         let name = self
             .processed()
             .into_iter()
-            .filter(|n| n.starts_with(stem) && n.ends_with(".results.csv"))
+            .filter(|n| n.starts_with(stem) && n.ends_with(suffix))
             .max_by_key(|n| std::fs::metadata(dir.join(n)).unwrap().modified().unwrap())
             .unwrap();
         std::fs::read_to_string(dir.join(name)).unwrap()
@@ -165,13 +203,31 @@ fn a_rerun_of_the_same_file_applies_nothing() {
     let creates = first.iter().filter(|l| l["action"] == "create").count();
     assert!(creates > 280, "{creates} creates");
     assert!(first.iter().all(|l| l["kind"] == "user"));
-    // The same file again: its content was applied, so it is only moved.
+    // The same file again: planned again, every line unchanged, and said
+    // to be the same content as the file applied before (in the run's
+    // report and the summary).
     t.drop_file("wt_users.csv", &users);
     let o = t.run(&[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stderr(&o).contains("same content"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("same content as wt_users."),
+        "{}",
+        stderr(&o)
+    );
     assert!(!t.path("inbox/wt_users.csv").exists(), "left in the inbox");
     assert_eq!(t.outbox().len(), first.len(), "a re-run wrote");
+    let results = t.latest_results("wt_users");
+    assert_eq!(results.lines().count(), 301, "{results}");
+    assert!(
+        results
+            .lines()
+            .skip(1)
+            .all(|l| l.contains(",unchanged,ok,") || l.contains(",reject,failed,")),
+        "{results}"
+    );
+    let summary = t.latest_summary("wt_users");
+    let earlier = summary["same_content_as"].as_str().unwrap();
+    assert!(t.processed().iter().any(|n| n == earlier), "{earlier}");
     // The same rows in other bytes (CRLF line ends) are planned again:
     // nothing to write, every line unchanged.
     let crlf = String::from_utf8(users).unwrap().replace('\n', "\r\n");
@@ -324,8 +380,14 @@ fn day_two_updates_deactivates_and_deletes() {
     assert!(kinds >= 6, "{kinds}");
 }
 
+/// The `.held.` results in `processed/`.
+fn held_results(t: &Tenant) -> Vec<String> {
+    let held = t.processed().into_iter();
+    held.filter(|n| n.ends_with(".held.results.csv")).collect()
+}
+
 #[test]
-fn a_held_file_writes_nothing_until_forced() {
+fn a_held_file_stays_in_the_inbox_until_forced() {
     let t = Tenant::new(100);
     let users = gen(50, 4);
     t.drop_file("wt_users.csv", &users);
@@ -337,19 +399,38 @@ fn a_held_file_writes_nothing_until_forced() {
     t.drop_file("wt_users.csv", short.as_bytes());
     let o = t.run(&[]);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
-    assert!(stderr(&o).contains("max_delete_ratio"), "{}", stderr(&o));
     assert_eq!(t.outbox().len(), before, "a held file wrote");
+    // The table says held, and why, on the file's line.
+    let table_line = stderr(&o)
+        .lines()
+        .find(|l| l.starts_with("t ") && l.contains("wt_users.csv"))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(
+        table_line.contains("held: it would delete or deactivate")
+            && table_line.contains("max_delete_ratio"),
+        "{}",
+        stderr(&o)
+    );
+    // It stays in the inbox; its held results are in processed/.
+    assert!(t.path("inbox/wt_users.csv").exists(), "held file moved");
+    assert_eq!(held_results(&t).len(), 1, "{:?}", t.processed());
     let results = t.latest_results("wt_users");
     assert!(
         results.lines().skip(1).all(|l| l.contains(",held,")),
         "{results}"
     );
-    // The same file with --force goes through: the store then holds the
-    // active users of the short file, nothing else.
-    t.drop_file("wt_users.csv", short.as_bytes());
+    assert_eq!(t.latest_summary("wt_users")["held"], true);
+    // The next run holds it again.
+    let o = t.run(&[]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert_eq!(held_results(&t).len(), 2, "{:?}", t.processed());
+    // --force applies it, as it lies in the inbox: the store then holds
+    // the active users of the short file, nothing else.
     let o = t.run(&["--force"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(t.outbox().len() > before);
+    assert!(!t.path("inbox/wt_users.csv").exists(), "forced file left");
     let store = RedbStore::open(&t.path("state.redb")).unwrap();
     let prior = store.prior(ObjectKind::User).unwrap();
     let active: Vec<&str> = short
@@ -362,6 +443,84 @@ fn a_held_file_writes_nothing_until_forced() {
     for key in active {
         assert!(prior.get(key).is_some(), "{key}");
     }
+}
+
+#[test]
+fn a_newer_file_supersedes_a_held_one() {
+    let t = Tenant::new(100);
+    let users = gen(50, 4);
+    t.drop_file("wt_users_1.csv", &users);
+    assert_eq!(t.run(&[]).status.code(), Some(0));
+    let text = String::from_utf8(users.clone()).unwrap();
+    let short: String = text.lines().take(11).map(|l| format!("{l}\n")).collect();
+    t.drop_file("wt_users_2.csv", short.as_bytes());
+    assert_eq!(t.run(&[]).status.code(), Some(4));
+    assert!(t.path("inbox/wt_users_2.csv").exists());
+    // The next day's file, with everyone, supersedes the held one: that
+    // one is moved to processed/ unapplied, the newer one is applied.
+    let before = t.outbox().len();
+    let mut next = users;
+    next.extend_from_slice(b"N1;Nina;New;nina.new;nina@example.com;;;;;;;;;;Active;en\n");
+    t.drop_file("wt_users_3.csv", &next);
+    let o = t.run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!t.path("inbox/wt_users_2.csv").exists(), "superseded file left");
+    assert!(!t.path("inbox/wt_users_3.csv").exists(), "newer file left");
+    let superseded: Vec<String> = t
+        .processed()
+        .into_iter()
+        .filter(|n| n.starts_with("wt_users_2.") && n.ends_with(".superseded.csv"))
+        .collect();
+    assert_eq!(superseded.len(), 1, "{:?}", t.processed());
+    assert!(
+        stderr(&o).contains("superseded: by wt_users_3.csv"),
+        "{}",
+        stderr(&o)
+    );
+    // Only the newer file's one create was written: nobody was deleted.
+    let written = &t.outbox()[before..];
+    assert_eq!(written.len(), 1, "{written:?}");
+    assert_eq!(written[0]["action"], "create");
+}
+
+#[test]
+fn the_same_file_ends_a_contract_once_its_date_is_reached() {
+    // SPEC §3: HR systems send the same snapshot night after night; a
+    // contract that ended must still end.
+    let t = Tenant::mobietrain();
+    // Ten users; E0's contract ends on 2026-12-10.
+    let mut file = String::from("E0,Ann,Lee,ann@example.com,,,Sales,en,2026-12-10\n");
+    for i in 1..10 {
+        file.push_str(&format!("E{i},Bob,Ray,bob{i}@example.com,,,Sales,en,\n"));
+    }
+    t.drop_file("users.csv", file.as_bytes());
+    let o = t.run_on("2026-12-09", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let creates = t.outbox().iter().filter(|l| l["action"] == "create").count();
+    assert_eq!(creates, 10, "{:?}", t.outbox());
+    // A create carries the fields it sets, not the empty ones.
+    let bob = &t.outbox()[1]["fields"];
+    assert_eq!(bob["email"], "bob1@example.com", "{bob}");
+    assert!(bob.get("employed_until").is_none() && bob.get("phone").is_none(), "{bob}");
+    let day1 = t.outbox().len();
+    // The same bytes on the 11th: Ann's contract ended on the 10th.
+    t.drop_file("users.csv", file.as_bytes());
+    let o = t.run_on("2026-12-11", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let outbox = t.outbox();
+    let last = outbox.last().unwrap();
+    assert_eq!((&last["action"], &last["key"]), (&"delete".into(), &"E0".into()), "{outbox:?}");
+    assert_eq!(outbox.len(), day1 + 1, "{outbox:?}");
+    let results = t.latest_results("users");
+    let lines: Vec<&str> = results.lines().collect();
+    assert!(lines[1].starts_with("1,E0,delete,ok,"), "{results}");
+    assert!(lines[2..].iter().all(|l| l.contains(",unchanged,ok,")), "{results}");
+    assert!(t.latest_summary("users")["same_content_as"].is_string());
+    // And the day after, nothing more.
+    t.drop_file("users.csv", file.as_bytes());
+    let o = t.run_on("2026-12-12", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(t.outbox().len(), day1 + 1);
 }
 
 #[test]
