@@ -24,7 +24,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use crate::config::{Config, Tenant};
-use crate::pipeline::{run_tenant, FileReport, RunError, RunOptions};
+use crate::pipeline::{run_tenant_with_progress, FileReport, RunError, RunOptions, RunProgress};
 use crate::store::RedbStore;
 
 const NEXT_DUE: &str = "next_due";
@@ -58,11 +58,13 @@ fn next_slot(tenant: &Tenant, after: Timestamp) -> Timestamp {
 pub type RunOutcome = Result<Vec<FileReport>, RunError>;
 
 /// Runs the tenants of `config` (only `only`, when given) on their
-/// schedules until `stop` is set. `report` hears each run's outcome.
+/// schedules until `stop` is set. `progress` hears how far each run has
+/// come, `report` its outcome.
 pub fn run_daemon(
     config: &Config,
     only: Option<&str>,
     stop: Arc<AtomicBool>,
+    progress: &mut dyn FnMut(&Tenant, RunProgress<'_>),
     report: &mut dyn FnMut(&Tenant, &RunOutcome),
 ) {
     let tenants: Vec<&Tenant> = config
@@ -101,7 +103,7 @@ pub fn run_daemon(
                 continue;
             }
             tracing::info!(tenant = %tenant.name, "run started");
-            let result = run_tenant(tenant, &opts);
+            let result = run_tenant_with_progress(tenant, &opts, &mut |p| progress(tenant, p));
             report(tenant, &result);
             match &result {
                 Err(RunError::Stopped) => {

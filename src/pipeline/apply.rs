@@ -8,8 +8,8 @@ use std::path::Path;
 
 use super::build::{planned_write, Built, FirstItem, FirstWave, LinkRow, RowScratch};
 use super::links::LinkWave;
-use super::writer::{Line, Writer};
-use super::{io, InboxFile, RunError, RunOptions};
+use super::writer::{Line, WriteProgress, Writer};
+use super::{io, InboxFile, RunError, RunOptions, WritePhase};
 use crate::diff::Fingerprinter;
 use crate::model::{Action, ObjectKind};
 use crate::plan::{self, FileError, Plan};
@@ -72,7 +72,7 @@ impl WritePass<'_> {
         store: &mut dyn StateStore,
         sink: &mut dyn Sink,
         stored: &mut StoredCache,
-        on_write: &mut dyn FnMut(usize),
+        on_write: &mut dyn FnMut(WriteProgress),
     ) -> Result<bool, RunError> {
         std::thread::scope(|scope| {
             let mut w = Writer::start(scope, store, sink, lines, self.opts, on_write);
@@ -92,6 +92,13 @@ impl WritePass<'_> {
     ) -> Result<(), RunError> {
         let kind = self.profile.object;
         let size = self.batch_size;
+        let objects = (0..plan.len())
+            .filter(|&i| {
+                let action = plan.row(i).action;
+                is_write(action) && action != Action::Delete
+            })
+            .count();
+        w.phase(WritePhase::Objects, objects);
         let mut later = self.first_wave(plan, stored, w)?;
         if kind == ObjectKind::Group {
             let depth = plan.parent_depths();
@@ -133,6 +140,7 @@ impl WritePass<'_> {
             plan,
             refs: self.refs,
         };
+        w.phase(WritePhase::Links, later.links.len());
         links.send(later.links, w, size)?;
         // Deletions last; groups children first.
         w.settle_all()?;
@@ -140,6 +148,7 @@ impl WritePass<'_> {
         if kind == ObjectKind::Group {
             children_first(&mut later.deletions, w.store)?;
         }
+        w.phase(WritePhase::Deletions, later.deletions.len());
         w.send_all(later.deletions, size)?;
         w.settle_all()?;
         if !self.opts.dry_run {

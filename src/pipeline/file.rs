@@ -126,12 +126,10 @@ impl Pipeline<'_> {
                 refs: planned.priors.refs(),
                 opts,
             };
-            let mut written = 0u64;
-            let mut on_write = |n: usize| {
-                written += n as u64;
+            let mut on_write = |p: super::WriteProgress| {
                 progress(RunProgress::Writing {
                     file: file.local(),
-                    written,
+                    progress: p,
                 });
             };
             let stored = &mut planned.stored;
@@ -192,6 +190,7 @@ impl Pipeline<'_> {
                         file: path,
                         records: p.records,
                         bytes: p.bytes,
+                        size,
                     })
                 })
             });
@@ -211,6 +210,7 @@ impl Pipeline<'_> {
             Err(e) => return Ok(Err(e)),
         };
         tracing::debug!(ms = ms(started), "run: file read");
+        progress(RunProgress::Planning { file: path });
         plan.against(profile, &priors.own);
         let stored = self.settle(&mut plan, profile, path)?;
         tracing::debug!(ms = ms(started), "run: compared");

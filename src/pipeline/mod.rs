@@ -96,6 +96,23 @@ pub enum RunError {
     /// Another process is running this tenant.
     #[error("tenant {0} is being run by another muster process; try again when it is done")]
     Busy(String),
+    /// The state store's folder or lock file cannot be made: the
+    /// configuration's `state` must change (no later run gets over it).
+    #[error("the state store {path} cannot be made: {error} (check `state` in the configuration)")]
+    StatePath { path: String, error: std::io::Error },
+}
+
+impl RunError {
+    /// Whether the configuration is at fault (a missing inbox, a state
+    /// path that cannot be made): no later run gets over it until it is
+    /// changed.
+    pub fn is_configuration(&self) -> bool {
+        match self {
+            RunError::StatePath { .. } => true,
+            RunError::Source(e) => matches!(e.kind, crate::source::SourceErrorKind::Missing(_)),
+            _ => false,
+        }
+    }
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> RunError + '_ {
@@ -155,18 +172,49 @@ pub struct FileReport {
     pub counts: [usize; 6],
 }
 
-/// How far a run has come, for progress displays.
+pub use writer::WriteProgress;
+
+/// How far a run has come, for progress displays: the phases of each file
+/// in turn.
 #[derive(Clone, Debug)]
 pub enum RunProgress<'a> {
+    /// Reading the file: `bytes` of `size` read.
     Reading {
         file: &'a Path,
         records: u64,
         bytes: u64,
+        size: u64,
     },
+    /// Comparing the file with the store, and settling its updates.
+    Planning { file: &'a Path },
+    /// Writing to the sink.
     Writing {
         file: &'a Path,
-        written: u64,
+        progress: WriteProgress,
     },
+    /// Saving the state store (folding its journal into its tables).
+    Saving,
+}
+
+/// The writes of a file, in the order they are sent (SPEC §3 step 4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WritePhase {
+    /// Creates, updates and deactivations (groups parent first).
+    Objects,
+    /// The users' manager links and memberships, once every object exists.
+    Links,
+    /// Deletions, last (groups children first).
+    Deletions,
+}
+
+impl WritePhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WritePhase::Objects => "creates and updates",
+            WritePhase::Links => "links",
+            WritePhase::Deletions => "deletions",
+        }
+    }
 }
 
 /// What a run of one tenant reads: the files its inbox may hold, each
@@ -247,6 +295,9 @@ impl Pipeline<'_> {
             // The file's writes are durable in the journal; folding them
             // into the tables, when due, waits until its plan is freed and
             // its results are out.
+            if !opts.dry_run {
+                progress(RunProgress::Saving);
+            }
             self.store.sync()?;
         }
         if !opts.dry_run {
@@ -297,10 +348,14 @@ pub fn run_tenant_with_progress(
     // One run of a tenant at a time, across processes (a manual run and
     // the daemon): an exclusive lock on `<state>.lock`, held to the end.
     let lock_path = PathBuf::from(format!("{}.lock", tenant.state.display()));
+    let unusable = |error| RunError::StatePath {
+        path: tenant.state.display().to_string(),
+        error,
+    };
     if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        std::fs::create_dir_all(dir).map_err(unusable)?;
     }
-    let lock = File::create(&lock_path).map_err(io(&lock_path))?;
+    let lock = File::create(&lock_path).map_err(unusable)?;
     match lock.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => return Err(RunError::Busy(tenant.name.clone())),
@@ -381,10 +436,16 @@ fn supersede(
         .unwrap_or("file");
     let stamp = processed::stamped(source, stem, ".superseded")?;
     source.archive(&name, &format!("{stamp}.superseded.csv"))?;
-    tracing::warn!(file = name, newer, "held file superseded by a newer one; moved to processed/ unapplied");
+    tracing::warn!(
+        file = name,
+        newer,
+        "held file superseded by a newer one; moved to processed/ unapplied"
+    );
     let held = report.why.take().unwrap_or_default();
     report.status = FileStatus::Superseded;
-    report.why = Some(format!("by {newer} (was held: {held}); moved to processed/ unapplied"));
+    report.why = Some(format!(
+        "by {newer} (was held: {held}); moved to processed/ unapplied"
+    ));
     Ok(())
 }
 

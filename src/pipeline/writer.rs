@@ -2,7 +2,7 @@
 //! writes, each line's outcome recorded as the sink answers.
 
 use super::apply::PlannedWrite;
-use super::{RunError, RunOptions};
+use super::{RunError, RunOptions, WritePhase};
 use crate::model::Code;
 use crate::model::ObjectKind;
 use crate::results::Outcome;
@@ -70,6 +70,19 @@ impl Line {
     }
 }
 
+/// How far the writes of a file have come, after each batch the sink
+/// answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteProgress {
+    pub phase: WritePhase,
+    /// Writes of this phase answered (applied or failed).
+    pub done: u64,
+    /// Writes this phase plans (an estimate: a few may turn out to need none).
+    pub total: u64,
+    /// Writes sent and not answered yet.
+    pub in_flight: u64,
+}
+
 /// A batch the sink answered: its acknowledgements, and its operations.
 pub(super) type Applied = (Vec<Ack>, Vec<Operation>);
 
@@ -83,7 +96,9 @@ pub(super) struct Writer<'a> {
     pub(super) store: &'a mut dyn StateStore,
     pub(super) lines: &'a mut [Line],
     pub(super) opts: &'a RunOptions,
-    pub(super) on_write: &'a mut dyn FnMut(usize),
+    pub(super) on_write: &'a mut dyn FnMut(WriteProgress),
+    /// The phase being written, and how far it has come.
+    pub(super) progress: WriteProgress,
     pub(super) wants_ids: bool,
     pub(super) to_sync: Option<crossbeam_channel::Sender<(JournalSync, Vec<Operation>)>>,
     /// Each batch's acknowledgements, with its operations handed back to be
@@ -104,7 +119,7 @@ impl<'a> Writer<'a> {
         sink: &'s mut dyn Sink,
         lines: &'a mut [Line],
         opts: &'a RunOptions,
-        on_write: &'a mut dyn FnMut(usize),
+        on_write: &'a mut dyn FnMut(WriteProgress),
     ) -> Writer<'a> {
         let wants_ids = sink.wants_ids();
         let (to_sync, journalled) = crossbeam_channel::bounded::<(JournalSync, Vec<Operation>)>(1);
@@ -145,12 +160,29 @@ impl<'a> Writer<'a> {
             lines,
             opts,
             on_write,
+            progress: WriteProgress {
+                phase: WritePhase::Objects,
+                done: 0,
+                total: 0,
+                in_flight: 0,
+            },
             wants_ids,
             to_sync: Some(to_sync),
             from_sink,
             in_flight: Default::default(),
             unavailable: false,
         }
+    }
+
+    /// Starts counting the writes of `phase`, `total` of them.
+    pub(super) fn phase(&mut self, phase: WritePhase, total: usize) {
+        let in_flight = self.progress.in_flight;
+        self.progress = WriteProgress {
+            phase,
+            done: 0,
+            total: total as u64,
+            in_flight,
+        };
     }
 
     /// Sends `writes` in batches of `size`, in order.
@@ -203,6 +235,7 @@ impl<'a> Writer<'a> {
             return Err(self.sink_stopped());
         }
         self.in_flight.push_back((rows, pending));
+        self.progress.in_flight += n as u64;
         // One being made durable, one at the sink: the next is built meanwhile.
         while self.in_flight.len() > 2 {
             self.settle_oldest()?;
@@ -278,7 +311,12 @@ impl<'a> Writer<'a> {
             dropped.push(op.id);
         }
         self.store.commit(&acked, &dropped)?;
-        (self.on_write)(n);
+        let p = &mut self.progress;
+        p.done += n as u64;
+        p.in_flight -= n as u64;
+        // A phase's estimate may fall short (a write it did not count).
+        p.total = p.total.max(p.done);
+        (self.on_write)(*p);
         // Freed here rather than on the sink's thread (see `from_sink`).
         drop(ops);
         Ok(())
@@ -388,7 +426,7 @@ mod tests {
                 .collect();
             let opts = RunOptions::default();
             let mut written = 0;
-            let mut on_write = |n| written += n;
+            let mut on_write = |p: WriteProgress| written = p.done as usize;
             let result = std::thread::scope(|scope| {
                 let mut w = Writer::start(
                     scope,

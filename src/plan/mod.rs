@@ -41,7 +41,8 @@ pub use read::{
 pub use settle::SettleError;
 
 use crate::diff::decide::{
-    decide_all, hash_key, same_key, span_str, Entry, Span, INACTIVE, UNRESOLVED,
+    decide_all, hash_key, same_key, span_str, Entry, Span, ENDED, INACTIVE, KNOWN, UNRESOLVED,
+    VALID,
 };
 use crate::index::hash_run;
 use crate::model::{Code, Field, FieldKind, FieldName, ObjectKind};
@@ -213,12 +214,41 @@ impl Plan {
     pub fn against(&mut self, profile: &Profile, prior: &dyn Prior) {
         let text = (self.arena.as_str(), self.key_is_email);
         let named = decide_all(profile, prior, text, &self.keys, &mut self.entries);
+        self.explain_lifecycle();
         self.infer_missing(profile, prior, &named);
         if self.object == ObjectKind::Group {
             self.reject_cycles(prior);
         }
         if let Some(field) = self.reference_field {
             self.flag_unknown_references(prior, field);
+        }
+    }
+
+    /// Says in the message of each row that an inactive status or a
+    /// reached end date decided why: deactivated or deleted for it, or
+    /// `unchanged` because the store does not know the object (nothing to
+    /// apply). The end date itself was said when the row was read.
+    fn explain_lifecycle(&mut self) {
+        for i in 0..self.entries.len() {
+            let e = &self.entries[i];
+            if !e.has(INACTIVE | ENDED) || !e.has(VALID) {
+                continue;
+            }
+            let unknown = e.action == Action::Unchanged && !e.has(KNOWN);
+            if !matches!(e.action, Action::Deactivate | Action::Delete) && !unknown {
+                continue;
+            }
+            let (action, code) = (e.action, e.code);
+            let said = self.messages.get(e.message as usize).cloned();
+            let mut parts: Vec<String> = Vec::with_capacity(3);
+            if e.has(INACTIVE) {
+                parts.push("status inactive".into());
+            }
+            parts.extend(said);
+            if unknown {
+                parts.push("not in the store: nothing to apply".into());
+            }
+            self.set(i, action, code, parts.join("; "));
         }
     }
 

@@ -353,14 +353,16 @@ impl RowReader<'_> {
                 if profile.status_slot.and_then(|s| row.get(s)) == Some("inactive") {
                     entry.flags |= INACTIVE;
                 }
-                let ended = profile
-                    .end_date_slot
-                    .and_then(|s| row.get(s))
-                    .and_then(Date::parse_iso)
-                    .is_some_and(|d| d <= self.today);
-                if ended {
+                let end = profile.end_date_slot.and_then(|s| {
+                    let value = row.get(s)?;
+                    Date::parse_iso(value).filter(|d| *d <= self.today)?;
+                    Some((profile.slots[s].name.as_str(), value))
+                });
+                // Said in the results line, whatever comes of it.
+                let ended = end.map(|(field, date)| {
                     entry.flags |= ENDED;
-                }
+                    format!("{field} {date} is on or before today ({})", self.today)
+                });
                 if let Some(r) = profile.reference_slot.and_then(|s| row.get(s)) {
                     let span = plan.intern(r);
                     plan.references.push((idx, span));
@@ -371,13 +373,12 @@ impl RowReader<'_> {
                         c + 1
                     )
                 });
-                match unknown_list_items(profile, row, opts.refs) {
-                    Some(m) => {
-                        entry.code = Some(Code::UnknownReference);
-                        decoded.map_or(m.clone(), |d| format!("{m}; {d}"))
-                    }
-                    None => decoded.unwrap_or_default(),
+                let unknown = unknown_list_items(profile, row, opts.refs);
+                if unknown.is_some() {
+                    entry.code = Some(Code::UnknownReference);
                 }
+                let parts: Vec<String> = [unknown, ended, decoded].into_iter().flatten().collect();
+                parts.join("; ")
             }
             Err(issue) => {
                 entry.code = Some(issue.code);

@@ -81,7 +81,10 @@ impl Plan {
                 flags: KNOWN | if active { 0 } else { INACTIVE },
             });
             let i = self.entries.len() - 1;
-            let message = format!("not in the file: `missing = \"{}\"`", action.as_str());
+            let message = format!(
+                "not in the file, a full snapshot (`missing = \"{}\"`)",
+                action.as_str()
+            );
             self.set(i, action, None, message);
         }
     }

@@ -296,7 +296,11 @@ fn field_count_message(rec: &Record, expected: usize) -> String {
             .into_iter()
             .find(|&d| bytes.iter().filter(|&&b| b == d).count() + 1 == expected);
         if let Some(d) = other {
-            let shown = if d == b'\t' { "tab".to_string() } else { format!("'{}'", d as char) };
+            let shown = if d == b'\t' {
+                "tab".to_string()
+            } else {
+                format!("'{}'", d as char)
+            };
             message.push_str(&format!(
                 "; the line splits into {expected} fields at {shown}: the file's delimiter may be {shown} (the profile's `delimiter`)"
             ));

@@ -22,8 +22,8 @@ use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::{Ack, Operation, Sink, SinkError, SinkErrorKind, Value};
-use crate::store::PendingOp;
 use crate::model::Action;
+use crate::store::PendingOp;
 
 pub struct JsonlOutbox {
     path: PathBuf,

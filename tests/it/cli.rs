@@ -136,6 +136,28 @@ fn a_missing_inbox_is_a_configuration_error_unless_create_is_set() {
     assert!(dir.path().join("inbox/acmee/processed").is_dir());
 }
 
+/// A state path that cannot be made is a configuration error (exit 2),
+/// with no promise that the next run resumes.
+#[test]
+fn a_state_path_that_cannot_be_made_is_a_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("inbox")).unwrap();
+    // `state` names a folder under a plain file: nothing can make it.
+    std::fs::write(dir.path().join("taken"), "a file").unwrap();
+    let config = "[[tenant]]\nname = \"acme\"\nstate = \"taken/acme.redb\"\n\
+                  [tenant.source]\ntype = \"dir\"\npath = \"inbox\"\nsettle_ms = 0\n\
+                  [[tenant.files]]\npattern = \"*.csv\"\nprofile = \"mobietrain\"\n\
+                  [tenant.sink]\ntype = \"jsonl\"\npath = \"out.jsonl\"\n";
+    let path = dir.path().join("muster.toml");
+    std::fs::write(&path, config).unwrap();
+    let o = muster(&["run", "--config", &path.display().to_string()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("taken/acme.redb cannot be made"), "{err}");
+    assert!(err.contains("`state`"), "{err}");
+    assert!(!err.contains("resumes"), "{err}");
+}
+
 /// A `--results` path that cannot be created is a usage error, said once.
 #[test]
 fn an_unwritable_results_path_is_one_clear_usage_error() {
@@ -451,5 +473,26 @@ fn gen_from_derives_a_changed_snapshot() {
         Some(0),
         "the derived file is valid: {}",
         stderr(&o)
+    );
+}
+
+/// A file cut by another delimiter than the profile's: each line is one
+/// field, and the rejection says which delimiter would cut it right.
+#[test]
+fn a_field_count_rejection_names_the_delimiter_that_fits() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("users.csv");
+    std::fs::write(&input, "E1;Ann;Lee;ann@example.com;;;Sales;en;\n").unwrap();
+    let o = muster(&[
+        "check",
+        "--profile",
+        "mobietrain",
+        &input.display().to_string(),
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let results = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        results.contains("1 field, expected 9; the line splits into 9 fields at ';'"),
+        "{results}"
     );
 }

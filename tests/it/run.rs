@@ -464,7 +464,10 @@ fn a_newer_file_supersedes_a_held_one() {
     t.drop_file("wt_users_3.csv", &next);
     let o = t.run(&[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(!t.path("inbox/wt_users_2.csv").exists(), "superseded file left");
+    assert!(
+        !t.path("inbox/wt_users_2.csv").exists(),
+        "superseded file left"
+    );
     assert!(!t.path("inbox/wt_users_3.csv").exists(), "newer file left");
     let superseded: Vec<String> = t
         .processed()
@@ -496,12 +499,19 @@ fn the_same_file_ends_a_contract_once_its_date_is_reached() {
     t.drop_file("users.csv", file.as_bytes());
     let o = t.run_on("2026-12-09", &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let creates = t.outbox().iter().filter(|l| l["action"] == "create").count();
+    let creates = t
+        .outbox()
+        .iter()
+        .filter(|l| l["action"] == "create")
+        .count();
     assert_eq!(creates, 10, "{:?}", t.outbox());
     // A create carries the fields it sets, not the empty ones.
     let bob = &t.outbox()[1]["fields"];
     assert_eq!(bob["email"], "bob1@example.com", "{bob}");
-    assert!(bob.get("employed_until").is_none() && bob.get("phone").is_none(), "{bob}");
+    assert!(
+        bob.get("employed_until").is_none() && bob.get("phone").is_none(),
+        "{bob}"
+    );
     let day1 = t.outbox().len();
     // The same bytes on the 11th: Ann's contract ended on the 10th.
     t.drop_file("users.csv", file.as_bytes());
@@ -509,12 +519,19 @@ fn the_same_file_ends_a_contract_once_its_date_is_reached() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let outbox = t.outbox();
     let last = outbox.last().unwrap();
-    assert_eq!((&last["action"], &last["key"]), (&"delete".into(), &"E0".into()), "{outbox:?}");
+    assert_eq!(
+        (&last["action"], &last["key"]),
+        (&"delete".into(), &"E0".into()),
+        "{outbox:?}"
+    );
     assert_eq!(outbox.len(), day1 + 1, "{outbox:?}");
     let results = t.latest_results("users");
     let lines: Vec<&str> = results.lines().collect();
     assert!(lines[1].starts_with("1,E0,delete,ok,"), "{results}");
-    assert!(lines[2..].iter().all(|l| l.contains(",unchanged,ok,")), "{results}");
+    assert!(
+        lines[2..].iter().all(|l| l.contains(",unchanged,ok,")),
+        "{results}"
+    );
     assert!(t.latest_summary("users")["same_content_as"].is_string());
     // And the day after, nothing more.
     t.drop_file("users.csv", file.as_bytes());
@@ -910,4 +927,32 @@ fn group_deletions_go_children_first() {
         .map(|l| l["key"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(deleted, ["d", "c", "b"]);
+}
+
+/// On a terminal, `muster run` shows the phase it is in with a bar; with
+/// stderr in a file or a pipe, nothing of it (the log and the table only).
+#[test]
+fn progress_is_drawn_on_a_terminal_only() {
+    let t = Tenant::new(100);
+    t.drop_file("wt_users.csv", &gen(2_000, 3));
+    let o = t.run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(!err.contains('\r') && !err.contains("reading"), "{err:?}");
+    assert!(err.contains("tenant "), "no table: {err}");
+    // The same run under a pseudo-terminal (util-linux's `script`).
+    t.drop_file("wt_users.csv", &gen(2_000, 4));
+    let command = format!(
+        "{} run --config {} --today {TODAY}",
+        env!("CARGO_BIN_EXE_muster"),
+        t.path("muster.toml").display()
+    );
+    let o = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+        .expect("util-linux's script");
+    let screen = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{screen}");
+    assert!(screen.contains("t: creates and updates ["), "{screen}");
+    assert!(screen.contains("in flight"), "{screen}");
 }

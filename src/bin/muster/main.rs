@@ -5,6 +5,8 @@ use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod progress;
+
 use clap::{Parser, Subcommand};
 use muster::guard::Verdict;
 use muster::plan::{self, FileError, Plan};
@@ -202,7 +204,8 @@ fn main() -> ExitCode {
             .with_target("ureq_proto", LevelFilter::DEBUG)
             .with_target("rustls", LevelFilter::DEBUG);
         let filter = env.and(secrets);
-        let layer = tracing_subscriber::fmt::layer().with_writer(io::stderr);
+        // Through the progress bar, when one is drawn: above it.
+        let layer = tracing_subscriber::fmt::layer().with_writer(progress::LogWriter);
         match cli.log_format {
             LogFormat::Json => tracing_subscriber::registry()
                 .with(layer.json().with_filter(filter))
@@ -293,13 +296,33 @@ fn daemon(config: &std::path::Path, only: Option<String>) -> Exit {
             return Exit::Failed;
         }
     }
-    muster::daemon::run_daemon(&config, only.as_deref(), stop, &mut |tenant, result| {
+    // One tenant in the foreground: its runs' progress on the terminal.
+    let bar = std::cell::RefCell::new(None::<progress::RunBar>);
+    let mut on_progress = |tenant: &muster::config::Tenant,
+                           p: muster::pipeline::RunProgress<'_>| {
+        if only.is_some() {
+            let mut bar = bar.borrow_mut();
+            bar.get_or_insert_with(|| progress::RunBar::new(&tenant.name))
+                .update(p);
+        }
+    };
+    let mut on_done = |tenant: &muster::config::Tenant, result: &muster::daemon::RunOutcome| {
+        if let Some(bar) = bar.borrow_mut().take() {
+            bar.finish();
+        }
         if let Ok(reports) = result {
             for r in reports {
                 tracing::info!(tenant = %tenant.name, file = %r.file.display(), "{}", r.summary);
             }
         }
-    });
+    };
+    muster::daemon::run_daemon(
+        &config,
+        only.as_deref(),
+        stop,
+        &mut on_progress,
+        &mut on_done,
+    );
     Exit::Clean
 }
 
@@ -368,11 +391,17 @@ fn check(
         let today = parse_today(&profile, today)?;
         let file = open_input(input)?;
         let started = std::time::Instant::now();
-        let mut progress = progress_line(started);
-        let planned = plan::check_with_progress(&profile, file, today, &mut progress);
-        if io::stderr().is_terminal() {
-            eprint!("\r\x1b[K");
-        }
+        let size = file.metadata().map_or(0, |m| m.len());
+        let mut bar = progress::RunBar::new("check");
+        let planned = plan::check_with_progress(&profile, file, today, &mut |p| {
+            bar.update(muster::pipeline::RunProgress::Reading {
+                file: input,
+                records: p.records,
+                bytes: p.bytes,
+                size,
+            })
+        });
+        bar.finish();
         match planned {
             Ok(plan) => finish(&results, input, &plan, &Verdict::default(), started),
             Err(FileError::Read(muster::reader::ReadError::Io(e))) => {
@@ -500,45 +529,15 @@ fn run(
         }
     };
     let mut table: Vec<(String, muster::pipeline::FileReport)> = Vec::new();
-    let tty = io::stderr().is_terminal();
     for tenant in config
         .tenants
         .iter()
         .filter(|t| only.as_ref().is_none_or(|n| &t.name == n))
     {
-        let started = std::time::Instant::now();
-        let mut last = started;
-        let mut progress = |p: muster::pipeline::RunProgress<'_>| {
-            let now = std::time::Instant::now();
-            if !tty || now.duration_since(last).as_millis() < 200 {
-                return;
-            }
-            last = now;
-            let secs = now.duration_since(started).as_secs_f64().max(1e-9);
-            match p {
-                muster::pipeline::RunProgress::Reading {
-                    file,
-                    records,
-                    bytes,
-                } => eprint!(
-                    "\r\x1b[K{}: reading {}: {records} rows, {:.0} MB/s",
-                    tenant.name,
-                    file.display(),
-                    bytes as f64 / 1e6 / secs
-                ),
-                muster::pipeline::RunProgress::Writing { file, written } => {
-                    eprint!(
-                        "\r\x1b[K{}: writing {}: {written} acknowledged",
-                        tenant.name,
-                        file.display()
-                    )
-                }
-            }
-        };
-        let result = muster::pipeline::run_tenant_with_progress(tenant, &opts, &mut progress);
-        if tty {
-            eprint!("\r\x1b[K");
-        }
+        let mut bar = progress::RunBar::new(&tenant.name);
+        let result =
+            muster::pipeline::run_tenant_with_progress(tenant, &opts, &mut |p| bar.update(p));
+        bar.finish();
         match result {
             Ok(reports) => {
                 if reports.is_empty() {
@@ -568,11 +567,9 @@ fn run(
                     table.push((tenant.name.clone(), r));
                 }
             }
-            // A source that is not there is the configuration's fault: no
-            // later run gets over it.
-            Err(muster::pipeline::RunError::Source(e))
-                if matches!(e.kind, muster::source::SourceErrorKind::Missing(_)) =>
-            {
+            // A missing inbox, a state path that cannot be made: the
+            // configuration's fault, which no later run gets over.
+            Err(e) if e.is_configuration() => {
                 eprintln!("error: tenant {}: {e}", tenant.name);
                 exit = worse(exit, Exit::Usage);
             }
@@ -669,27 +666,6 @@ fn diff(
         }
     };
     run().unwrap_or_else(|e| e)
-}
-
-/// A progress line on stderr when it is a terminal (rows, MB, MB/s),
-/// redrawn at most five times a second.
-fn progress_line(started: std::time::Instant) -> impl FnMut(plan::Progress) {
-    let tty = io::stderr().is_terminal();
-    let mut last = started;
-    move |p: plan::Progress| {
-        let now = std::time::Instant::now();
-        if !tty || now.duration_since(last).as_millis() < 200 {
-            return;
-        }
-        last = now;
-        let secs = now.duration_since(started).as_secs_f64().max(1e-9);
-        eprint!(
-            "\r\x1b[K{} rows, {:.0} MB, {:.0} MB/s",
-            p.records,
-            p.bytes as f64 / 1e6,
-            p.bytes as f64 / 1e6 / secs
-        );
-    }
 }
 
 fn print_summary(
