@@ -4,7 +4,8 @@
 # `scripts/demo.sh day2` then derives changed files from day 1 and runs again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
+# The first build takes a few minutes (OpenSSL is built from source): cargo shows its progress.
+cargo build --release
 muster=$PWD/target/release/muster
 demo=target/demo
 if [ "${1:-}" != "day2" ]; then

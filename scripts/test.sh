@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
-# The whole test suite, as on a fresh machine: installs what the tests need that is not Rust
-# (OpenSSH's server, for the SFTP tests: they start their own sshd on 127.0.0.1 and a high
-# port, and create the test user `muster-sftp`; run as root, as CI does; and scim2-server
-# from PyPI into target/scim-venv, for the SCIM tests: each starts its own on 127.0.0.1 and
-# a free port, and stops it when done), then runs `cargo test --release`. Extra arguments go to cargo test (e.g. `scripts/test.sh sftp::`).
+# The whole test suite, as on a fresh machine. What it installs when missing, and what it
+# leaves:
+#   - OpenSSH's server (Debian package openssh-server), for the SFTP tests: each starts its
+#     own sshd on 127.0.0.1 and a free port, and stops it. They log in as the system user
+#     `muster-sftp`, which they create (run as root, as CI does); this script removes it, with
+#     its home, when the tests end, unless it was there before.
+#   - scim2-server from PyPI into target/scim-venv, for the SCIM tests: each starts its own on
+#     127.0.0.1 and a free port, and stops it.
+# Then `cargo test --release`, with the features and profile of the demo's build (nothing is
+# compiled twice). Extra arguments go to cargo test (e.g. `scripts/test.sh sftp::`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+sftp_user=muster-sftp
+if ! id "$sftp_user" >/dev/null 2>&1; then
+  trap 'if id "$sftp_user" >/dev/null 2>&1; then echo "removing the test user $sftp_user" >&2; userdel -r "$sftp_user" 2>/dev/null || userdel "$sftp_user"; fi' EXIT
+fi
 if [ ! -x /usr/sbin/sshd ]; then
   echo "installing openssh-server (for the SFTP tests)..." >&2
   # This image's policy keeps the package from starting a server on port 22.

@@ -23,47 +23,9 @@
 //! path = "outbox/acme.jsonl"
 //! ```
 //!
-//! An SFTP inbox instead of a folder (secrets only from an environment
-//! variable or a file, never in the config itself):
-//!
-//! ```toml
-//! [tenant.source]
-//! type = "sftp"
-//! host = "sftp.example.com"
-//! port = 22                          # default 22
-//! user = "acme"
-//! password_env = "ACME_SFTP_PASSWORD" # or password_file, or key_file / key_env
-//! # key_file = "keys/acme_ed25519"   # an OpenSSH private key
-//! # passphrase_env = "ACME_KEY_PASSPHRASE"  # or passphrase_file
-//! known_hosts = "known_hosts"        # default ~/.ssh/known_hosts; or:
-//! # host_key_sha256 = "SHA256:…"     # the server key's fingerprint, as ssh-keygen -lf prints it
-//! path = "/upload"                   # the remote inbox
-//! processed = "processed"            # relative to the inbox; default processed
-//! timeout_ms = 30000                 # connect and I/O timeout
-//! ```
-//!
-//! A SCIM 2.0 LMS instead of the outbox (`docs/scim.md` has the mapping):
-//!
-//! ```toml
-//! [tenant.sink]
-//! type = "scim"
-//! url = "https://lms.example.com/scim/v2"
-//! token_env = "ACME_SCIM_TOKEN"      # or token_file; the bearer token
-//! senders = 4                        # requests in flight
-//! writes_per_second = 50             # token bucket; default: no limit
-//! max_attempts = 6                   # 408, 429, 5xx and lost connections are retried
-//! backoff_ms = 500                   # full-jitter exponential backoff from here…
-//! max_backoff_ms = 60000             # …up to here (Retry-After wins when given)
-//! connect_timeout_ms = 10000
-//! timeout_ms = 30000                 # longest wait for an answer
-//! bulk = "auto"                      # or "never"
-//! user_name = "email"                # the field that is the SCIM userName
-//! invite_attribute = "urn:muster:params:scim:schemas:extension:2.0:User:invite"
-//! segments = "groups"                # or "attribute"
-//! create_missing_groups = true       # groups named by users, without a group file
-//! [tenant.sink.attributes]
-//! "custom.cost_center" = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:costCenter"
-//! ```
+//! Every key, with its default and meaning, is `docs/config.md` (a test
+//! keeps it in step with the types below); complete tenants, one per seed
+//! integration, are in `examples/tenants/`.
 
 use std::path::{Path, PathBuf};
 

@@ -436,7 +436,7 @@ fn supersede(
         .unwrap_or("file");
     let stamp = processed::stamped(source, stem, ".superseded")?;
     source.archive(&name, &format!("{stamp}.superseded.csv"))?;
-    tracing::warn!(
+    tracing::info!(
         file = name,
         newer,
         "held file superseded by a newer one; moved to processed/ unapplied"

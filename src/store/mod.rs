@@ -168,8 +168,8 @@ pub trait StateStore: Send + Sync {
         Ok(())
     }
     /// The processed name of an earlier file with the same content (its
-    /// xxh3-128 hash), if one was applied: the same file is never applied
-    /// twice, even when a crash left it in the inbox.
+    /// xxh3-128 hash), if one was applied: a run names it in the summary
+    /// of a file sent again.
     fn seen_content(&self, hash: u128) -> Result<Option<String>, StoreError>;
     /// Records that the file with this content was applied as `name`.
     fn remember_content(&mut self, hash: u128, name: &str) -> Result<(), StoreError>;

@@ -588,8 +588,7 @@ impl StateStore for RedbStore {
     }
 
     /// The processed name of an earlier file with the same content (its
-    /// xxh3-128 hash), if one was processed: the same file is never
-    /// processed twice, even when a crash left it in the inbox.
+    /// xxh3-128 hash), if one was applied.
     fn seen_content(&self, hash: u128) -> Result<Option<String>, StoreError> {
         Ok(self
             .meta(&format!("content/{hash:032x}"))?

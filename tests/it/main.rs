@@ -4,6 +4,7 @@
 mod alloc;
 #[cfg(feature = "cli")]
 mod cli;
+mod config_doc;
 #[cfg(all(feature = "cli", feature = "daemon"))]
 mod daemon;
 #[cfg(feature = "cli")]

@@ -41,7 +41,7 @@ Exit codes:
   1  the run failed (I/O, the LMS unreachable): nothing half-applied, the next run resumes
   2  usage or configuration error
   3  finished, but some rows were rejected, failed or carry a code
-  4  a file was refused or held by a safety guard: nothing of it was applied
+  4  a file was refused, or held by a safety guard: nothing of it was applied
 
 Examples:
   muster check --profile mobietrain export.csv --results results.csv
