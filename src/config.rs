@@ -230,6 +230,9 @@ impl Config {
             if t.batch_size == 0 {
                 return Err(at("`batch_size` must be at least 1".into()));
             }
+            if let Some(safety) = &t.safety {
+                safety.check("safety.").map_err(at)?;
+            }
             let (source, settle_ms) = match &t.source {
                 SourceFile::Dir {
                     path,
@@ -290,8 +293,58 @@ impl Config {
         if tenants.is_empty() {
             return Err(err("no [[tenant]]".into()));
         }
+        shared_paths(&tenants).map_err(err)?;
         Ok(Config { tenants })
     }
+}
+
+/// An error when two tenants share a state store or a JSONL outbox: each
+/// would take the other's objects for its own (and a shared outbox gets
+/// the same operation ids twice).
+fn shared_paths(tenants: &[Tenant]) -> Result<(), String> {
+    let outbox = |t: &Tenant| match &t.sink {
+        SinkConfig::Jsonl { path } => Some(lexical(path)),
+        _ => None,
+    };
+    for (i, a) in tenants.iter().enumerate() {
+        for b in &tenants[..i] {
+            if lexical(&a.state) == lexical(&b.state) {
+                return Err(format!(
+                    "tenants {:?} and {:?} share the state store {}; each needs its own",
+                    b.name,
+                    a.name,
+                    a.state.display()
+                ));
+            }
+            if outbox(a).is_some() && outbox(a) == outbox(b) {
+                return Err(format!(
+                    "tenants {:?} and {:?} share the outbox {}; each needs its own",
+                    b.name,
+                    a.name,
+                    outbox(a).unwrap_or_default().display()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `path` with its `.` components dropped and each `..` taking the one
+/// before it (the files may not exist yet: nothing is resolved on disk).
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -49,3 +49,60 @@ pub(crate) fn read(
         (None, None) => Ok(None),
     }
 }
+
+/// Where the user info of `url` (`user:password@`) is, if it has one: the
+/// bytes between `://` and the last `@` of the authority.
+fn user_info(url: &str) -> Option<std::ops::Range<usize>> {
+    let start = url.find("://")? + 3;
+    let authority_end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |e| start + e);
+    let at = url[start..authority_end].rfind('@')?;
+    Some(start..start + at)
+}
+
+/// Whether `url` carries a user name or password (`user:password@host`).
+pub fn has_user_info(url: &str) -> bool {
+    user_info(url).is_some()
+}
+
+/// `url` as messages may show it: its user info, if any, as `***`.
+pub fn redact_url(url: &str) -> String {
+    match user_info(url) {
+        Some(r) => format!("{}***{}", &url[..r.start], &url[r.end..]),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_info_is_found_and_hidden() {
+        let cases = [
+            ("http://alice:PW@host/v2", true, "http://***@host/v2"),
+            (
+                "https://alice@host:8443/scim",
+                true,
+                "https://***@host:8443/scim",
+            ),
+            (
+                "https://a:p@ss@host/v2?x=@y",
+                true,
+                "https://***@host/v2?x=@y",
+            ),
+            (
+                "https://host/v2?user=a@b",
+                false,
+                "https://host/v2?user=a@b",
+            ),
+            ("https://host/v2", false, "https://host/v2"),
+            ("not a url", false, "not a url"),
+        ];
+        for (url, has, shown) in cases {
+            assert_eq!(has_user_info(url), has, "{url}");
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
+}

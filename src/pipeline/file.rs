@@ -282,7 +282,7 @@ impl Pipeline<'_> {
     /// A file refused whole (its header, or not text): a results file with
     /// only its header line, the summary saying why, the original moved.
     fn refuse(&mut self, f: &FileRun<'_>, error: &FileError) -> Result<FileReport, RunError> {
-        tracing::info!(file = %f.file.local().display(), %error, "file refused");
+        tracing::info!(file = ?f.file.name, %error, "file refused");
         write_atomically(&f.staged.results, |w| ResultsWriter::new(w).map(|_| ()))?;
         let refused = error.to_string();
         let verdict = Verdict::default();

@@ -320,8 +320,8 @@ impl Pipeline<'_> {
         let earlier = self.store.seen_content(fetched.hash)?;
         if let Some(earlier) = &earlier {
             tracing::info!(
-                file = name,
-                earlier,
+                file = ?name,
+                earlier = ?earlier,
                 "same content as a file applied before: planned again for the dates reached since"
             );
         }
@@ -437,8 +437,8 @@ fn supersede(
     let stamp = processed::stamped(source, stem, ".superseded")?;
     source.archive(&name, &format!("{stamp}.superseded.csv"))?;
     tracing::info!(
-        file = name,
-        newer,
+        file = ?name,
+        newer = ?newer,
         "held file superseded by a newer one; moved to processed/ unapplied"
     );
     let held = report.why.take().unwrap_or_default();
@@ -488,13 +488,15 @@ fn pick_up<'t>(job: Job<'t>, source: &mut dyn Source) -> Result<Vec<Picked<'t>>,
     let mut files = Vec::new();
     for (name, size) in first {
         if crate::source::ignored(&name) {
+            tracing::debug!(file = ?name, "a partial, temporary or hidden file: never taken");
             continue;
         }
         let Some(pattern) = job.files.iter().position(|(p, _)| p.matches(&name)) else {
+            tracing::info!(file = ?name, "matches none of the tenant's file patterns; left in the inbox");
             continue;
         };
         if second.iter().find(|(n, _)| *n == name).map(|(_, s)| *s) != Some(size) {
-            tracing::info!(file = name, "still being written; left for the next run");
+            tracing::info!(file = ?name, "still being written; left for the next run");
             continue;
         }
         let profile = &job.files[pattern].1;

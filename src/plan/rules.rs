@@ -41,6 +41,13 @@ impl Plan {
         }
         depth.into_iter().map(|d| d.unwrap_or(0)).collect()
     }
+    /// Whether the file's last record is a quote opened and never closed:
+    /// the rows after it were never read.
+    pub(crate) fn cut_short(&self) -> bool {
+        let last = (self.records as usize).checked_sub(1);
+        last.and_then(|i| self.entries.get(i))
+            .is_some_and(|e| e.code == Some(Code::UnterminatedQuote))
+    }
     /// Whether the plan deletes `key` as missing from the file.
     pub(super) fn inferred_delete(&self, key: &str) -> bool {
         // Inferred rows come last, sorted by key.
@@ -53,7 +60,13 @@ impl Plan {
     /// Keys the prior state holds that the file does not name: the profile's
     /// `missing` rule, for full snapshots. A key the file names on a rejected
     /// row is not missing.
+    /// A file cut short by a quote never closed (SPEC §3: its last record,
+    /// which ran to the end of the file) names nothing after it: nothing is
+    /// missing from it.
     pub(super) fn infer_missing(&mut self, profile: &Profile, prior: &dyn Prior, named: &[bool]) {
+        if self.cut_short() {
+            return;
+        }
         let action = match profile.missing {
             MissingRule::Ignore => return,
             MissingRule::Delete => Action::Delete,

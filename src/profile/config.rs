@@ -200,6 +200,25 @@ pub struct SafetyConfig {
     pub force: bool,
 }
 
+impl SafetyConfig {
+    /// An error naming the key (`prefix` and its name) whose value is out of
+    /// range: a ratio that is not a number from 0 to 1 (NaN, infinite,
+    /// negative, above 1) would turn a guard off or hold every file.
+    pub fn check(&self, prefix: &str) -> Result<(), String> {
+        for (key, r) in [
+            ("max_delete_ratio", self.max_delete_ratio),
+            ("max_shrink_ratio", self.max_shrink_ratio),
+        ] {
+            if !(0.0..=1.0).contains(&r) {
+                return Err(format!(
+                    "{prefix}{key} must be a number from 0.0 to 1.0, not {r}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for SafetyConfig {
     fn default() -> Self {
         SafetyConfig {

@@ -381,14 +381,7 @@ impl Profile {
         };
         let time_zone = jiff::tz::TimeZone::get(&c.time_zone)
             .map_err(|e| err(format!("time_zone {:?}: {e}", c.time_zone)))?;
-        for (what, r) in [
-            ("safety.max_delete_ratio", c.safety.max_delete_ratio),
-            ("safety.max_shrink_ratio", c.safety.max_shrink_ratio),
-        ] {
-            if !(0.0..=1.0).contains(&r) {
-                return Err(err(format!("{what} must be between 0.0 and 1.0, not {r}")));
-            }
-        }
+        c.safety.check("safety.").map_err(err)?;
         let active: Vec<String> = c
             .status
             .active

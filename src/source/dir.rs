@@ -23,6 +23,7 @@ pub struct DirSource {
     spool: PathBuf,
     /// The version of each file fetched: its size and modification time.
     fetched: HashMap<String, Version>,
+    not_taken: super::NotTaken,
 }
 
 impl DirSource {
@@ -38,6 +39,7 @@ impl DirSource {
             processed,
             spool,
             fetched: HashMap::new(),
+            not_taken: Default::default(),
         };
         std::fs::create_dir_all(&s.processed).map_err(|e| s.err(&s.processed, e))?;
         Ok(s)
@@ -64,6 +66,14 @@ impl Source for DirSource {
         for entry in entries {
             let entry = entry.map_err(|e| self.err(&self.inbox, e))?;
             let meta = entry.metadata().map_err(|e| self.err(&entry.path(), e))?;
+            let inbox = self.inbox.display().to_string();
+            let name = entry.file_name();
+            if self
+                .not_taken
+                .check(&inbox, &name, meta.is_file(), meta.is_symlink())
+            {
+                continue;
+            }
             if let (true, Some(name)) = (meta.is_file(), entry.file_name().to_str()) {
                 out.push((name.to_string(), meta.len()));
             }

@@ -20,6 +20,37 @@ pub use sftp::SftpSource;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+/// The inbox entries a source does not take, each said once in the log
+/// (a run lists the inbox twice), not skipped in silence: symbolic links
+/// and files whose name is not UTF-8. Folders (`processed/` among them)
+/// are passed over without a word.
+#[derive(Debug, Default)]
+pub(crate) struct NotTaken(std::collections::HashSet<std::ffi::OsString>);
+
+impl NotTaken {
+    /// Whether the entry `name` of `inbox` is not taken (said the first
+    /// time it is seen).
+    pub(crate) fn check(
+        &mut self,
+        inbox: &str,
+        name: &std::ffi::OsStr,
+        is_file: bool,
+        is_symlink: bool,
+    ) -> bool {
+        let why = if is_symlink {
+            "a symbolic link in the inbox is not taken (only regular files are); left where it is"
+        } else if is_file && name.to_str().is_none() {
+            "a file whose name is not UTF-8 is not taken; rename it"
+        } else {
+            return false;
+        };
+        if self.0.insert(name.to_os_string()) {
+            tracing::warn!(inbox, name = ?name, "{why}");
+        }
+        true
+    }
+}
+
 /// Where a tenant's files come from.
 #[derive(Clone, Debug)]
 pub enum SourceConfig {

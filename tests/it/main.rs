@@ -9,6 +9,8 @@ mod config_doc;
 mod daemon;
 #[cfg(feature = "cli")]
 mod fixtures;
+#[cfg(feature = "cli")]
+mod hardening;
 mod layout;
 mod pipeline;
 mod profile;

@@ -76,7 +76,7 @@ path = "outbox.jsonl"
     }
 
     /// A tenant of this `muster.toml` (its inbox `inbox/`).
-    fn with_config(config: &str) -> Tenant {
+    pub fn with_config(config: &str) -> Tenant {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("inbox")).unwrap();
         std::fs::write(dir.path().join("muster.toml"), config).unwrap();
@@ -169,7 +169,7 @@ pub fn gen(rows: u64, seed: u64) -> Vec<u8> {
         .stdout
 }
 
-fn derive(from: &Path, ratio: &str) -> Vec<u8> {
+pub fn derive(from: &Path, ratio: &str) -> Vec<u8> {
     let o = Command::new(env!("CARGO_BIN_EXE_muster"))
         .args([
             "gen",

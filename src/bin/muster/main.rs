@@ -312,7 +312,7 @@ fn daemon(config: &std::path::Path, only: Option<String>) -> Exit {
         }
         if let Ok(reports) = result {
             for r in reports {
-                tracing::info!(tenant = %tenant.name, file = %r.file.display(), "{}", r.summary);
+                tracing::info!(tenant = %tenant.name, file = ?r.file, "{}", r.summary);
             }
         }
     };
@@ -548,12 +548,12 @@ fn run(
                     );
                 }
                 for r in reports {
-                    eprintln!("{}: {}: {}", tenant.name, r.file.display(), r.summary);
+                    eprintln!("{}: {}: {}", tenant.name, shown(&r.file), r.summary);
                     if let Some(why) = &r.why {
                         eprintln!("  {}: {why}", r.status.as_str());
                     }
                     if let Some(res) = &r.results {
-                        eprintln!("  results: {}", res.display());
+                        eprintln!("  results: {}", shown(res));
                     }
                     exit = worse(
                         exit,
@@ -586,6 +586,17 @@ fn run(
     exit
 }
 
+/// A file name as output lines show it: as it is, or quoted and escaped
+/// when it holds a control character (a newline would split the line).
+fn shown(path: &std::path::Path) -> String {
+    let text = path.display().to_string();
+    if text.chars().any(char::is_control) {
+        format!("{text:?}")
+    } else {
+        text
+    }
+}
+
 /// The summary table at the end of a run.
 fn print_run_table(table: &[(String, muster::pipeline::FileReport)]) {
     if table.is_empty() {
@@ -599,11 +610,7 @@ fn print_run_table(table: &[(String, muster::pipeline::FileReport)]) {
         "tenant", "file", "rows", "create", "update", "unchanged", "deactivate", "delete", "reject"
     );
     for (tenant, r) in table {
-        let name = r
-            .file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = shown(std::path::Path::new(r.file.file_name().unwrap_or_default()));
         let c = r.counts;
         // Held, refused or superseded: and why, on the same line.
         let status = match &r.why {

@@ -134,9 +134,16 @@ impl ScimFile {
     pub(crate) fn validate(&self, rel: &dyn Fn(&Path) -> PathBuf) -> Result<ScimConfig, String> {
         let s = self;
         let url = s.url.trim_end_matches('/').to_string();
+        // Shown without its user info: a password there is a secret.
+        let shown = crate::secret::redact_url(&url);
+        if crate::secret::has_user_info(&url) {
+            return Err(format!(
+                "sink url {shown:?}: a user name or password in the url is not allowed (it would show wherever the url does); the bearer token goes in token_env or token_file"
+            ));
+        }
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(format!(
-                "sink url {url:?} should start with https:// (or http://)"
+                "sink url {shown:?} should start with https:// (or http://)"
             ));
         }
         let token = crate::secret::read("token", &s.token_env, &s.token_file, rel)?

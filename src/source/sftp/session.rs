@@ -30,6 +30,7 @@ pub struct SftpSource {
     spool: PathBuf,
     /// The session (kept alive with its SFTP channel).
     conn: Option<(Session, Sftp)>,
+    not_taken: crate::source::NotTaken,
 }
 
 /// Connection attempts before giving up, and the wait before the 2nd, 3rd.
@@ -41,6 +42,7 @@ impl SftpSource {
             cfg,
             spool,
             conn: None,
+            not_taken: Default::default(),
         };
         std::fs::create_dir_all(&s.spool)
             .map_err(|e| s.io(format!("spool {}", s.spool.display()), e))?;
@@ -231,14 +233,23 @@ impl Source for SftpSource {
     fn list(&mut self) -> Result<Vec<(String, u64)>, SourceError> {
         let inbox = PathBuf::from(&self.cfg.inbox);
         let entries = self.with(&format!("list {}", inbox.display()), |s| s.readdir(&inbox))?;
-        Ok(entries
-            .into_iter()
-            .filter(|(_, stat)| stat.is_file())
-            .filter_map(|(path, stat)| {
-                let name = path.file_name()?.to_str()?.to_string();
-                Some((name, stat.size.unwrap_or(0)))
-            })
-            .collect())
+        let mut out = Vec::new();
+        for (path, stat) in entries {
+            let Some(name) = path.file_name() else {
+                continue;
+            };
+            let link = stat.file_type() == ssh2::FileType::Symlink;
+            if self
+                .not_taken
+                .check(&self.cfg.inbox, name, stat.is_file(), link)
+            {
+                continue;
+            }
+            if let (true, Some(name)) = (stat.is_file(), name.to_str()) {
+                out.push((name.to_string(), stat.size.unwrap_or(0)));
+            }
+        }
+        Ok(out)
     }
 
     fn fetch(&mut self, name: &str) -> Result<Fetched, SourceError> {

@@ -661,6 +661,17 @@ fn a_refused_row_is_failed_with_the_lms_message_and_the_rest_goes_on() {
         "the other rows were applied: {}",
         users.len()
     );
+    // Hardening 8: the same bytes sent again (the LMS accepts it now): the
+    // row refused last time is tried again, the others are unchanged.
+    proxy.set(|_| Fault::Pass);
+    t.drop_file("users.csv", &gen("mobietrain", 30, 6));
+    let o = t.run();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(oracle::lms_users(&server).contains_key("E0000003"));
+    let (_, results) = t.processed("users");
+    let text = std::fs::read_to_string(&results).unwrap();
+    let line = text.lines().find(|l| l.contains(",E0000003,")).unwrap();
+    assert!(line.contains(",create,ok,"), "{line}");
 }
 
 #[test]

@@ -1,0 +1,238 @@
+//! Regression tests of the hardening issue (#27): each reproduces a fault
+//! the way it was found, and is named after its point.
+
+use std::process::Command;
+
+use crate::run::{derive, gen, stderr, Tenant};
+
+/// A tenant whose `[tenant.safety]` (or profile) sets `key = value`.
+fn with_safety(line: &str) -> Tenant {
+    Tenant::with_extra(100, false, &format!("[tenant.safety]\n{line}\n"))
+}
+
+/// Point 3: A ratio that is not a number from 0 to 1 (NaN, infinite, above 1,
+/// negative) would turn a guard off or hold every file: refused by name.
+#[test]
+fn p3_a_safety_ratio_outside_0_to_1_is_a_configuration_error() {
+    for value in ["nan", "inf", "-inf", "1.5", "-1.0"] {
+        for key in ["max_delete_ratio", "max_shrink_ratio"] {
+            let t = with_safety(&format!("{key} = {value}"));
+            t.drop_file("wt_users.csv", &gen(20, 1));
+            let o = t.run(&[]);
+            assert_eq!(o.status.code(), Some(2), "{key} = {value}: {}", stderr(&o));
+            assert!(
+                stderr(&o).contains(&format!("safety.{key} must be a number from 0.0 to 1.0")),
+                "{}",
+                stderr(&o)
+            );
+            assert!(t.outbox().is_empty());
+        }
+    }
+    // In a profile file too.
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("p.toml");
+    let preset = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/mobietrain.toml"),
+    )
+    .unwrap();
+    let text = if preset.contains("[safety]") {
+        preset.replace("[safety]", "[safety]\nmax_delete_ratio = nan")
+    } else {
+        format!("{preset}\n[safety]\nmax_delete_ratio = nan\n")
+    };
+    std::fs::write(&profile, text).unwrap();
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "E1,Ann,Lee,ann@example.com,,,,en,\n").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(["check", "--profile"])
+        .arg(&profile)
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("safety.max_delete_ratio must be a number"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Point 4: A password in a SCIM url is refused, and never printed.
+#[test]
+fn p4_a_password_in_the_scim_url_is_refused_and_never_printed() {
+    let t = Tenant::with_config(
+        "[[tenant]]\nname = \"t\"\nstate = \"s.redb\"\n\
+         [tenant.source]\ntype = \"dir\"\npath = \"inbox\"\n\
+         [[tenant.files]]\npattern = \"*.csv\"\nprofile = \"mobietrain\"\n\
+         [tenant.sink]\ntype = \"scim\"\nurl = \"http://alice:Pa55-Secret@127.0.0.1:9/v2\"\n\
+         token_env = \"P4_TOKEN\"\n",
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(["run", "--config"])
+        .arg(t.path("muster.toml"))
+        .env("P4_TOKEN", "token-p4")
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("user name or password in the url is not allowed"),
+        "{err}"
+    );
+    assert!(err.contains("http://***@127.0.0.1:9/v2"), "{err}");
+    assert!(
+        !err.contains("Pa55-Secret") && !err.contains("token-p4"),
+        "{err}"
+    );
+}
+
+/// Point 7: A quote opened at 95 % of a full snapshot and never closed: the rows
+/// after it were never read, so nobody is deleted for missing from it.
+#[test]
+fn p7_an_unterminated_quote_deletes_nobody() {
+    let t = Tenant::new(100);
+    // Plain rows (no quotes anywhere): the one opened below is never closed.
+    let mut users = String::from("id;first;last;username;email;phone;title;birth;since;until;gender;groups;admin;segments;status;language\n");
+    for i in 0..400 {
+        users.push_str(&format!(
+            "U{i};Ann;Lee;user{i};u{i}@example.com;;;;;;;;;;Active;en\n"
+        ));
+    }
+    t.drop_file("wt_users.csv", users.as_bytes());
+    assert!(matches!(t.run(&[]).status.code(), Some(0 | 3)));
+    let before = t.outbox().len();
+    // The same file with a quote opened at 95 % of its rows.
+    let lines: Vec<&str> = users.lines().collect();
+    let cut = lines.len() * 95 / 100;
+    let mut text = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        if i == cut {
+            text.push_str(&line.replacen(';', ";\"", 1));
+        } else {
+            text.push_str(line);
+        }
+        text.push('\n');
+    }
+    t.drop_file("wt_users.csv", text.as_bytes());
+    let o = t.run(&[]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let written = &t.outbox()[before..];
+    assert!(
+        written
+            .iter()
+            .all(|op| op["action"] != "delete" && op["action"] != "deactivate"),
+        "{written:?}"
+    );
+    let results = t.latest_results("wt_users");
+    assert!(results.contains(",unterminated_quote,"), "{results}");
+    assert!(!results.contains(",delete,"), "{results}");
+}
+
+/// What the state store holds of the users: key → fingerprint.
+fn applied(t: &Tenant) -> std::collections::BTreeMap<String, u128> {
+    use muster::store::{Prior, StateStore};
+    let store = muster::store::RedbStore::open(&t.path("state.redb")).unwrap();
+    let prior = store.prior(muster::profile::ObjectKind::User).unwrap();
+    let index = prior.index().to_vec();
+    index
+        .iter()
+        .map(|&(_, slot)| (prior.key(slot).to_string(), prior.entry(slot).fingerprint))
+        .collect()
+}
+
+/// Point 8: Monday's file sent again after Tuesday's is a change back: applied,
+/// the store is as Monday left it.
+#[test]
+fn p8_mondays_file_after_tuesdays_is_applied() {
+    let t = Tenant::new(100);
+    let monday = gen(200, 8);
+    t.drop_file("wt_users.csv", &monday);
+    assert!(matches!(t.run(&[]).status.code(), Some(0 | 3)));
+    let after_monday = applied(&t);
+    let saved = t.path("monday.csv");
+    std::fs::write(&saved, &monday).unwrap();
+    t.drop_file("wt_users.csv", &derive(&saved, "0.1"));
+    assert!(matches!(t.run(&[]).status.code(), Some(0 | 3)));
+    assert_ne!(applied(&t), after_monday, "Tuesday changed nothing");
+    let after_tuesday = t.outbox().len();
+    t.drop_file("wt_users.csv", &monday);
+    let o = t.run(&[]);
+    assert!(matches!(o.status.code(), Some(0 | 3)), "{}", stderr(&o));
+    assert!(
+        t.outbox().len() > after_tuesday,
+        "Monday's file again wrote nothing"
+    );
+    assert_eq!(applied(&t), after_monday);
+    assert!(
+        stderr(&o).contains("same content as wt_users."),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Point 9: Two tenants sharing a state store or an outbox are refused.
+#[test]
+fn p9_two_tenants_sharing_a_store_or_an_outbox_are_refused() {
+    let tenant = |name: &str, state: &str, outbox: &str| {
+        format!(
+            "[[tenant]]\nname = \"{name}\"\nstate = \"{state}\"\n\
+             [tenant.source]\ntype = \"dir\"\npath = \"inbox\"\ncreate = true\n\
+             [[tenant.files]]\npattern = \"*.csv\"\nprofile = \"mobietrain\"\n\
+             [tenant.sink]\ntype = \"jsonl\"\npath = \"{outbox}\"\n"
+        )
+    };
+    for (config, said) in [
+        (
+            tenant("a", "state/a.redb", "a.jsonl")
+                + &tenant("b", "./state/../state/a.redb", "b.jsonl"),
+            "tenants \"a\" and \"b\" share the state store",
+        ),
+        (
+            tenant("a", "a.redb", "out/x.jsonl") + &tenant("b", "b.redb", "out/./x.jsonl"),
+            "tenants \"a\" and \"b\" share the outbox",
+        ),
+    ] {
+        let t = Tenant::with_config(&config);
+        let o = t.run(&[]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains(said), "{}", stderr(&o));
+    }
+}
+
+/// Point 9: Inbox entries muster does not take are said in the log: a symbolic
+/// link, a name that is not UTF-8, a file matching no pattern; a newline in
+/// a file name does not split a line.
+#[test]
+fn p9_inbox_entries_not_taken_are_said_in_the_log() {
+    use std::os::unix::ffi::OsStrExt;
+    let t = Tenant::new(100);
+    t.drop_file("notes.txt", b"not a users file");
+    std::os::unix::fs::symlink("/etc/hostname", t.path("inbox/wt_users_link.csv")).unwrap();
+    let bad = std::ffi::OsStr::from_bytes(b"wt_users_\xff.csv");
+    std::fs::write(t.path("inbox").join(bad), gen(5, 1)).unwrap();
+    t.drop_file("wt_users_a\nb.csv", &gen(5, 2));
+    let o = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(["run", "--config"])
+        .arg(t.path("muster.toml"))
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(
+        err.contains("notes.txt") && err.contains("matches none of the tenant's file patterns"),
+        "{err}"
+    );
+    assert!(
+        err.contains("wt_users_link.csv") && err.contains("symbolic link"),
+        "{err}"
+    );
+    assert!(err.contains("whose name is not UTF-8"), "{err}");
+    // Each said once, though the inbox is listed twice.
+    assert_eq!(err.matches("symbolic link").count(), 1, "{err}");
+    assert_eq!(err.matches("whose name is not UTF-8").count(), 1, "{err}");
+    // The file with a newline in its name was run; every line that names
+    // it names it whole.
+    assert!(err.contains("wt_users_a\\nb.csv"), "{err}");
+    assert!(!err.lines().any(|l| l.starts_with("b.csv")), "{err}");
+}
