@@ -110,8 +110,11 @@ pub fn run_daemon(
                     tracing::info!(tenant = %tenant.name, "stopped; the rest is left for the next run");
                     return;
                 }
-                Err(e) => {
+                Err(e) if e.resumes() => {
                     tracing::error!(tenant = %tenant.name, error = %e, "run failed; the next one resumes")
+                }
+                Err(e) => {
+                    tracing::error!(tenant = %tenant.name, error = %e, "run failed; the tenant needs someone to act first")
                 }
                 Ok(reports) => {
                     tracing::info!(tenant = %tenant.name, files = reports.len(), "run done")

@@ -96,6 +96,14 @@ pub enum RunError {
     /// Another process is running this tenant.
     #[error("tenant {0} is being run by another muster process; try again when it is done")]
     Busy(String),
+    /// muster stopped on a panic (a bug, or a file it trusted was damaged):
+    /// what was sent is in the journal, which the next run recovers.
+    #[error("muster stopped on an internal error: {0} (a bug, or a damaged state store; what was sent is in the store's journal, which the next run recovers if the store can be read)")]
+    Internal(String),
+    /// The state store is missing while `processed/` shows files were
+    /// applied: a run would create again everything the LMS has.
+    #[error("the state store {state} is missing, but {evidence} in processed/ shows files were applied: a run without the store would create again everything the LMS has, so this tenant is not run. Restore the store and its journal together from a backup (or, to start over on an LMS that is empty again, move processed/ aside)")]
+    StoreMissing { state: String, evidence: String },
     /// The state store's folder or lock file cannot be made: the
     /// configuration's `state` must change (no later run gets over it).
     #[error("the state store {path} cannot be made: {error} (check `state` in the configuration)")]
@@ -103,6 +111,18 @@ pub enum RunError {
 }
 
 impl RunError {
+    /// Whether the next run resumes where this one stopped once the cause
+    /// is gone (an LMS or a server back, a disk with room): not for a
+    /// damaged or missing store, nor a configuration at fault, which need
+    /// someone to act first.
+    pub fn resumes(&self) -> bool {
+        match self {
+            RunError::Store(e) => e.resumable(),
+            RunError::StoreMissing { .. } | RunError::Internal(_) => false,
+            other => !other.is_configuration(),
+        }
+    }
+
     /// Whether the configuration is at fault (a missing inbox, a state
     /// path that cannot be made): no later run gets over it until it is
     /// changed.
@@ -339,8 +359,29 @@ pub fn run_tenant(tenant: &Tenant, opts: &RunOptions) -> Result<Vec<FileReport>,
     run_tenant_with_progress(tenant, opts, &mut |_| {})
 }
 
-/// [`run_tenant`], telling `progress` how far it has come.
+/// [`run_tenant`], telling `progress` how far it has come. A panic inside
+/// (a bug, or a damaged file read) ends this tenant's run with
+/// [`RunError::Internal`], not the process: the other tenants of a daemon
+/// go on.
 pub fn run_tenant_with_progress(
+    tenant: &Tenant,
+    opts: &RunOptions,
+    progress: &mut dyn FnMut(RunProgress<'_>),
+) -> Result<Vec<FileReport>, RunError> {
+    let run = std::panic::AssertUnwindSafe(|| run_locked(tenant, opts, progress));
+    std::panic::catch_unwind(run).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        Err(RunError::Internal(what))
+    })
+}
+
+/// [`run_tenant_with_progress`] itself: the tenant's lock held, the
+/// store, source and sink opened, the pipeline run.
+fn run_locked(
     tenant: &Tenant,
     opts: &RunOptions,
     progress: &mut dyn FnMut(RunProgress<'_>),
@@ -361,6 +402,18 @@ pub fn run_tenant_with_progress(
         Err(std::fs::TryLockError::WouldBlock) => return Err(RunError::Busy(tenant.name.clone())),
         Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
     }
+    let mut source = crate::source::open(&tenant.source, &tenant.spool())?;
+    // A store that went missing is not made anew while processed/ shows
+    // files were applied (SPEC §6): that run would create everyone again.
+    if !tenant.state.exists() {
+        let names = source.processed_names()?;
+        if let Some(evidence) = crate::source::applied_original(&names) {
+            return Err(RunError::StoreMissing {
+                state: tenant.state.display().to_string(),
+                evidence: evidence.to_string(),
+            });
+        }
+    }
     let mut store = RedbStore::open(&tenant.state)?;
     // A dry run sends nothing, so it needs no LMS (it works offline) and
     // leaves a crash's journal to the next real run.
@@ -370,7 +423,6 @@ pub fn run_tenant_with_progress(
         let job = tenant.job();
         crate::sink::open(&tenant.sink, job.has(ObjectKind::Group))?
     };
-    let mut source = crate::source::open(&tenant.source, &tenant.spool())?;
     Pipeline {
         job: tenant.job(),
         source: source.as_mut(),

@@ -127,6 +127,20 @@ impl Source for DirSource {
         Ok(self.processed.join(name).exists())
     }
 
+    fn processed_names(&mut self) -> Result<Vec<String>, SourceError> {
+        let entries = match std::fs::read_dir(&self.processed) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.err(&self.processed, e)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| self.err(&self.processed, e))?;
+            names.extend(entry.file_name().to_str().map(str::to_string));
+        }
+        Ok(names)
+    }
+
     fn publish(&mut self, _: &Path, _: &str) -> Result<(), SourceError> {
         Ok(()) // staged in processed/ already
     }

@@ -51,6 +51,26 @@ impl NotTaken {
     }
 }
 
+/// A file of `processed/` that shows a file was taken before: an original
+/// moved there after its run (`<stem>.<UTC timestamp>.csv`, not a held,
+/// dry-run or superseded one, nor a results file).
+pub fn applied_original(names: &[String]) -> Option<&str> {
+    names.iter().map(String::as_str).find(|name| {
+        let Some(stem) = name.strip_suffix(".csv") else {
+            return false;
+        };
+        let stamp = stem.rsplit('.').next().unwrap_or_default();
+        let stamp = stamp.split('-').next().unwrap_or_default();
+        stamp.len() == 16
+            && stamp.ends_with('Z')
+            && stamp.as_bytes()[8] == b'T'
+            && !stem.ends_with(".results")
+            && ![".held.", ".dry-run.", ".superseded"]
+                .iter()
+                .any(|m| name.contains(m))
+    })
+}
+
 /// Where a tenant's files come from.
 #[derive(Clone, Debug)]
 pub enum SourceConfig {
@@ -251,6 +271,11 @@ pub trait Source {
     fn staging(&self) -> &Path;
     /// Whether `processed/name` exists.
     fn processed_exists(&mut self, name: &str) -> Result<bool, SourceError>;
+    /// The names in `processed/` (none when it does not exist yet): what a
+    /// tenant whose store went missing applied before. Default: none known.
+    fn processed_names(&mut self) -> Result<Vec<String>, SourceError> {
+        Ok(Vec::new())
+    }
     /// Puts the staged file `local` into `processed/name`.
     fn publish(&mut self, local: &Path, name: &str) -> Result<(), SourceError>;
     /// Moves inbox file `name` to `processed/to`.

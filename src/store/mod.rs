@@ -71,6 +71,16 @@ pub enum StoreErrorKind {
 }
 
 impl StoreError {
+    /// Whether a later run gets over it once its cause is gone (a full
+    /// disk, a permission, the database busy), rather than the store
+    /// needing repair: not for a damaged store, nor one of another format.
+    pub fn resumable(&self) -> bool {
+        !matches!(
+            self.kind,
+            StoreErrorKind::Damaged(_) | StoreErrorKind::Format { .. }
+        )
+    }
+
     /// An error of the store at `path`.
     pub fn new(path: &std::path::Path, kind: StoreErrorKind) -> StoreError {
         StoreError {

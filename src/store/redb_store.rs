@@ -160,7 +160,7 @@ impl RedbStore {
     /// format is refused.
     pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
         let err = |kind| StoreError::new(path, kind);
-        let db_err = |e: &dyn std::fmt::Display| err(StoreErrorKind::Database(e.to_string()));
+        let db_err = |e: redb::Error| err(database_error(e));
         let io = |what: &str, source| {
             err(StoreErrorKind::Io {
                 what: what.into(),
@@ -175,10 +175,10 @@ impl RedbStore {
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(path)
-            .map_err(|e| db_err(&e))?;
+            .map_err(|e| db_err(e.into()))?;
         // The format first: the journal of a store this muster refuses is
         // not read (nor its tail cut).
-        let format = meta_of(&db, "format").map_err(|e| db_err(&e))?;
+        let format = meta_of(&db, "format").map_err(&db_err)?;
         match format.as_deref() {
             Some(f) if f == FORMAT.as_bytes() => {}
             // A new store; or a `/3` or `/4` one, whose journal records
@@ -186,9 +186,9 @@ impl RedbStore {
             // read from their tables: it is marked as this format before a
             // record or a table an earlier muster could not read (or keep
             // up) is written.
-            None => mark_format(&db, true).map_err(|e| db_err(&e))?,
+            None => mark_format(&db, true).map_err(&db_err)?,
             Some(f) if UPGRADED.iter().any(|u| u.as_bytes() == f) => {
-                mark_format(&db, false).map_err(|e| db_err(&e))?
+                mark_format(&db, false).map_err(&db_err)?
             }
             Some(f) => {
                 return Err(err(StoreErrorKind::Format {
@@ -197,6 +197,16 @@ impl RedbStore {
             }
         }
         let journal_path = PathBuf::from(format!("{}.journal", path.display()));
+        // A store that has written (it reserved operation ids) always has its
+        // journal, which holds the writes since its last checkpoint: without
+        // it, the store no longer knows all the LMS has.
+        let wrote = meta_of(&db, "next_op").map_err(&db_err)?.is_some();
+        if wrote && format.is_some() && !journal_path.exists() {
+            return Err(err(StoreErrorKind::Damaged(format!(
+                "its journal {} is missing: the writes acknowledged since the store's last checkpoint are lost with it, and a run would apply them again (creating again users the LMS has). Restore the store and its journal together from a backup",
+                journal_path.display()
+            ))));
+        }
         let (journal, replayed) = Journal::open(journal_path).map_err(|e| io("journal", e))?;
         let mut store = RedbStore {
             db,
@@ -371,9 +381,10 @@ impl RedbStore {
                 })
                 .collect();
             for (i, chunk) in entries.chunks(CHUNK).enumerate() {
-                let (bytes, ends) = readers[i % READERS]
-                    .recv()
-                    .map_err(|_| self.err("the journal reader stopped"))??;
+                let (bytes, ends) = readers[i % READERS].recv().map_err(|_| {
+                    let what = "the journal reader stopped".to_string();
+                    StoreError::new(&self.path, StoreErrorKind::Database(what))
+                })??;
                 let mut start = 0;
                 for (&(key, span), &end) in chunk.iter().zip(&ends) {
                     apply(key, span.map(|_| &bytes[start..end]))?;
@@ -485,8 +496,8 @@ impl RedbStore {
     }
 
     /// The database failed.
-    fn err(&self, e: impl std::fmt::Display) -> StoreError {
-        StoreError::new(&self.path, StoreErrorKind::Database(e.to_string()))
+    fn err(&self, e: impl Into<redb::Error>) -> StoreError {
+        StoreError::new(&self.path, database_error(e.into()))
     }
 
     /// The store's files could not be read or written.
@@ -804,6 +815,12 @@ impl Drop for RedbStore {
         if self.abandoned {
             return;
         }
+        // Unwinding from a panic (a damaged file among the causes): the
+        // journal is made durable, the database not touched again.
+        if std::thread::panicking() {
+            let _ = self.journal.file.sync_data();
+            return;
+        }
         if let Err(e) = self.sync() {
             tracing::error!(error = %e, "state store sync on close failed; the journal will be recovered");
         }
@@ -825,6 +842,18 @@ fn mark_format(db: &Database, new: bool) -> Result<(), redb::Error> {
     }
     w.commit()?;
     Ok(())
+}
+
+/// What a redb error means for the store: a file redb finds corrupted is
+/// damaged (no later run gets over it); any other failure is the
+/// database's.
+fn database_error(e: redb::Error) -> StoreErrorKind {
+    match e {
+        redb::Error::Corrupted(what) => StoreErrorKind::Damaged(format!(
+            "the database file is corrupted ({what}); restore the store and its journal together from a backup"
+        )),
+        other => StoreErrorKind::Database(other.to_string()),
+    }
 }
 
 /// A value of the META table.

@@ -236,3 +236,103 @@ fn p9_inbox_entries_not_taken_are_said_in_the_log() {
     assert!(err.contains("wt_users_a\\nb.csv"), "{err}");
     assert!(!err.lines().any(|l| l.starts_with("b.csv")), "{err}");
 }
+
+/// A tenant with a day 1 applied (a users file of `rows`), its outbox's
+/// length after it.
+fn applied_day_one(rows: u64) -> (Tenant, usize) {
+    let t = Tenant::new(100);
+    t.drop_file("wt_users.csv", &gen(rows, 6));
+    assert!(matches!(t.run(&[]).status.code(), Some(0 | 3)));
+    let n = t.outbox().len();
+    (t, n)
+}
+
+/// Point 6: the store's journal deleted: refused before any write, with
+/// what to do (not a run that creates again what the LMS has).
+#[test]
+fn p6_a_deleted_journal_is_refused_before_any_write() {
+    let (t, before) = applied_day_one(300);
+    std::fs::remove_file(t.path("state.redb.journal")).unwrap();
+    t.drop_file("wt_users.csv", &gen(300, 6));
+    let o = t.run(&[]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("state.redb.journal is missing"), "{err}");
+    assert!(
+        err.contains("from a backup") && !err.contains("resumes"),
+        "{err}"
+    );
+    assert_eq!(t.outbox().len(), before, "a run without its journal wrote");
+    assert!(t.path("inbox/wt_users.csv").exists());
+}
+
+/// Point 6: the store deleted while processed/ shows files were applied:
+/// the tenant is not run (it would create again everyone), and says why.
+#[test]
+fn p6_a_deleted_store_is_refused_while_processed_shows_applied_files() {
+    let (t, before) = applied_day_one(300);
+    for entry in std::fs::read_dir(t.path("")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("state.redb") && !name.ends_with(".lock") {
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).unwrap();
+            } else {
+                std::fs::remove_file(&path).unwrap();
+            }
+        }
+    }
+    t.drop_file("wt_users.csv", &gen(300, 6));
+    let o = t.run(&[]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("state.redb is missing, but wt_users."),
+        "{err}"
+    );
+    assert!(err.contains("is not run"), "{err}");
+    assert_eq!(t.outbox().len(), before, "a run without its store wrote");
+    assert!(!t.path("state.redb").exists(), "an empty store was made");
+}
+
+/// Point 5: bytes flipped in the store's database file: every run ends with
+/// an exit code and a message (1 or 2 when it cannot go on), never a
+/// panic's 101.
+#[test]
+fn p5_flipped_bytes_in_the_store_never_end_in_a_panic() {
+    let (t, _) = applied_day_one(3000);
+    let pristine = std::fs::read(t.path("state.redb")).unwrap();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut failed = 0;
+    for round in 0..12 {
+        let mut bytes = pristine.clone();
+        for _ in 0..1 + round * 8 {
+            let at = (next() % bytes.len() as u64) as usize;
+            bytes[at] ^= 1 << (next() % 8);
+        }
+        std::fs::write(t.path("state.redb"), &bytes).unwrap();
+        let _ = std::fs::remove_file(t.path("state.redb.prior-user"));
+        t.drop_file("wt_users.csv", &gen(3000, 6));
+        let o = t.run(&[]);
+        let err = stderr(&o);
+        let code = o.status.code();
+        assert!(
+            matches!(code, Some(0..=4)),
+            "round {round}: {code:?}\n{err}"
+        );
+        if matches!(code, Some(1 | 2)) {
+            assert!(err.contains("error: "), "round {round}: no message\n{err}");
+        }
+        failed += usize::from(code == Some(1));
+        std::fs::write(t.path("state.redb"), &pristine).unwrap();
+        let _ = std::fs::remove_file(t.path("inbox/wt_users.csv"));
+    }
+    // The flips reached what the store reads: some runs had to stop.
+    assert!(failed > 0, "no round noticed the damage");
+}

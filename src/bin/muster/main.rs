@@ -573,11 +573,15 @@ fn run(
                 eprintln!("error: tenant {}: {e}", tenant.name);
                 exit = worse(exit, Exit::Usage);
             }
+            // The promise of resuming only where it holds: a damaged or
+            // missing store says what to do instead.
             Err(e) => {
-                eprintln!(
-                    "error: tenant {}: {e}; the next run resumes where this one stopped",
-                    tenant.name
-                );
+                let then = if e.resumes() {
+                    "; the next run resumes where this one stopped"
+                } else {
+                    ""
+                };
+                eprintln!("error: tenant {}: {e}{then}", tenant.name);
                 exit = worse(exit, Exit::Failed);
             }
         }

@@ -287,6 +287,18 @@ impl Source for SftpSource {
         Ok(self.sftp()?.stat(&path).is_ok())
     }
 
+    fn processed_names(&mut self) -> Result<Vec<String>, SourceError> {
+        let dir = PathBuf::from(&self.cfg.processed);
+        if self.sftp()?.stat(&dir).is_err() {
+            return Ok(Vec::new());
+        }
+        let entries = self.with(&format!("list {}", dir.display()), |s| s.readdir(&dir))?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|(path, _)| Some(path.file_name()?.to_str()?.to_string()))
+            .collect())
+    }
+
     fn publish(&mut self, local: &Path, name: &str) -> Result<(), SourceError> {
         self.ensure_processed()?;
         let tmp = self.processed_path(&format!(".{name}.tmp"));
