@@ -339,8 +339,104 @@ impl ScimSink {
             Err(outcome) => return outcome,
         };
         match self.send_versioned(Request::write(method, path, body.as_ref(), 1)) {
-            Ok(resp) => Self::outcome(method, &resp, own, resp.attempts > 1),
+            Ok(resp) => {
+                let tried_before = resp.attempts > 1;
+                let outcome = Self::outcome(method, &resp, own, tried_before);
+                self.keep_one(op, outcome, tried_before && method == Method::Post)
+            }
             Err(m) => Outcome::Unavailable(m),
+        }
+    }
+
+    /// A create sent more than once (an earlier try's answer was lost, and
+    /// it may have landed) can leave the object twice in an LMS that does
+    /// not refuse a second `externalId` (RFC 7643 does not require it to):
+    /// when `retried`, the copies are looked up and all but the first made
+    /// are deleted ([`ScimSink::keep_first`]); the outcome names the one kept.
+    fn keep_one(&self, op: &Operation, outcome: Outcome, retried: bool) -> Outcome {
+        let mut one = [(op, outcome)];
+        if retried {
+            self.keep_first(&mut one);
+        }
+        let [(_, outcome)] = one;
+        outcome
+    }
+
+    /// [`ScimSink::keep_one`] for the creates of `done` (each with its
+    /// outcome), looked up together: one search per kind and
+    /// `FILTER_TERMS` keys. Of the copies of one `externalId`, the first
+    /// made (by `meta.created`; of equal or unknown times, not the one
+    /// this answer named) is kept, the others deleted.
+    fn keep_first(&self, done: &mut [(&Operation, Outcome)]) {
+        let created: Vec<usize> = (0..done.len())
+            .filter(|&k| {
+                done[k].0.action == Action::Create
+                    && matches!(done[k].1, Outcome::Done { id: Some(_), .. })
+            })
+            .collect();
+        for kind in [ObjectKind::User, ObjectKind::Group, ObjectKind::Segment] {
+            let of_kind: Vec<usize> = created
+                .iter()
+                .copied()
+                .filter(|&k| done[k].0.kind == kind)
+                .collect();
+            for chunk in of_kind.chunks(FILTER_TERMS) {
+                let filter = chunk
+                    .iter()
+                    .map(|&k| {
+                        format!(
+                            "externalId eq {}",
+                            quote(&self.map.external_id(kind, &done[k].0.key))
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" or ");
+                let endpoint = self.map.endpoint(kind);
+                let found = match self.search(endpoint, &filter, "id,externalId,meta") {
+                    Ok(found) => found,
+                    Err(message) => {
+                        tracing::warn!(%message, "scim: could not look for copies of creates sent twice");
+                        continue;
+                    }
+                };
+                for &k in chunk {
+                    let (op, outcome) = &mut done[k];
+                    let Outcome::Done { id: Some(ours), .. } = outcome else {
+                        continue;
+                    };
+                    let ext = self.map.external_id(kind, &op.key);
+                    let mut copies: Vec<&Json> = found
+                        .iter()
+                        .filter(|r| r["externalId"].as_str() == Some(ext.as_str()))
+                        .collect();
+                    if copies.len() < 2 {
+                        continue;
+                    }
+                    let this = |r: &Json| r["id"].as_str() == Some(ours.as_str());
+                    copies.sort_by(|a, b| {
+                        let created = |r: &Json| {
+                            r["meta"]["created"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_string()
+                        };
+                        created(a).cmp(&created(b)).then(this(a).cmp(&this(b)))
+                    });
+                    let kept = copies[0]["id"].as_str().unwrap_or(ours).to_string();
+                    for copy in &copies[1..] {
+                        let Some(id) = copy["id"].as_str() else {
+                            continue;
+                        };
+                        let path = format!("{endpoint}/{id}");
+                        let gone = self
+                            .client
+                            .send(&Request::write(Method::Delete, path, None, 1));
+                        let deleted = gone.is_ok_and(|r| r.ok() || r.status == 404);
+                        tracing::warn!(key = %op.key, id, deleted, "scim: a create sent twice left a copy; deleted it");
+                    }
+                    *ours = kept;
+                }
+            }
         }
     }
 
@@ -573,6 +669,7 @@ impl ScimSink {
                 return out;
             }
         };
+        let (mut retried, mut retried_at) = (Vec::new(), Vec::new());
         for ((i, method, own), answer) in sent.into_iter().zip(answers) {
             let op = &batch[i];
             let Some(one) = answer else {
@@ -588,8 +685,20 @@ impl ScimSink {
                 412 | 428 => self.write_one(op, ids),
                 _ => Self::outcome(method, &one, own, tried_before),
             };
-            out.push((i, outcome));
+            if tried_before && method == Method::Post {
+                retried.push((op, outcome));
+                retried_at.push(i);
+            } else {
+                out.push((i, outcome));
+            }
         }
+        // Creates this request may have made twice, looked up together.
+        self.keep_first(&mut retried);
+        out.extend(
+            retried_at
+                .into_iter()
+                .zip(retried.into_iter().map(|(_, o)| o)),
+        );
         out
     }
 

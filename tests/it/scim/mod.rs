@@ -793,3 +793,81 @@ fn the_token_never_shows_and_a_wrong_one_fails_clearly() {
     assert!(err.contains("refused the bearer token"), "{err}");
     assert!(!err.contains("not-the-token"), "{err}");
 }
+
+/// How many groups the LMS holds per `externalId`, duplicates counted.
+fn group_copies(server: &ScimServer) -> BTreeMap<String, usize> {
+    let mut copies = BTreeMap::new();
+    for g in server.list("/Groups") {
+        let ext = g["externalId"].as_str().unwrap_or_default().to_string();
+        *copies.entry(ext).or_insert(0) += 1;
+    }
+    copies
+}
+
+/// Hardening point 1: the answer to the first write that creates groups is
+/// lost after the LMS applied it (a proxy closes the connection); the
+/// create is not sent again blindly: each group exists once. With /Bulk and
+/// without, and for MobieTrain's groups made on demand.
+#[test]
+fn p1_groups_are_not_duplicated_when_an_answer_is_lost() {
+    for (files, sink, file, profile) in [
+        (
+            &[("wt_groups*.csv", "winningtemp-groups")][..],
+            "",
+            "wt_groups.csv",
+            "winningtemp-groups",
+        ),
+        (
+            &[("wt_groups*.csv", "winningtemp-groups")][..],
+            "bulk = \"never\"",
+            "wt_groups.csv",
+            "winningtemp-groups",
+        ),
+        (
+            &[("*.csv", "mobietrain")][..],
+            "bulk = \"never\"",
+            "users.csv",
+            "mobietrain",
+        ),
+    ] {
+        let server = ScimServer::start();
+        let proxy = Proxy::start(server.port);
+        let dropped = std::sync::atomic::AtomicBool::new(false);
+        proxy.set(move |s| {
+            let creates = s.method == "POST"
+                && (s.path.ends_with("/Groups")
+                    || (s.path.ends_with("/Bulk")
+                        && String::from_utf8_lossy(s.body).contains("/Groups")));
+            if creates && !dropped.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                Fault::DropAfter
+            } else {
+                Fault::Pass
+            }
+        });
+        let t = ScimTenant::new(
+            &proxy.url(),
+            40,
+            files,
+            &format!("timeout_ms = 2000\n{sink}"),
+        );
+        t.drop_file(file, &gen(profile, 60, 4));
+        let o = t.run();
+        assert!(
+            matches!(code(&o), 0 | 3),
+            "{sink}: {}{}",
+            stderr(&o),
+            t.failures()
+        );
+        assert!(
+            proxy.faults().contains(&Fault::DropAfter),
+            "{sink}: no answer was lost"
+        );
+        let copies = group_copies(&server);
+        assert!(!copies.is_empty(), "{profile}: no group");
+        let twice: Vec<_> = copies.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(
+            twice.is_empty(),
+            "{profile} {sink}: groups held twice: {twice:?}"
+        );
+    }
+}
