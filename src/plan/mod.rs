@@ -238,10 +238,10 @@ impl Plan {
             if !matches!(e.action, Action::Deactivate | Action::Delete) && !unknown {
                 continue;
             }
-            let (action, code) = (e.action, e.code);
-            let said = self.messages.get(e.message as usize).cloned();
+            let (action, code, inactive) = (e.action, e.code, e.has(INACTIVE));
+            let said = self.take_message(i);
             let mut parts: Vec<String> = Vec::with_capacity(3);
-            if e.has(INACTIVE) {
+            if inactive {
                 parts.push("status inactive".into());
             }
             parts.extend(said);
@@ -269,7 +269,7 @@ impl Plan {
     /// `unchanged`; otherwise its message names the changed fields.
     pub fn resolve_update(&mut self, i: usize, changed: Vec<FieldName>) {
         let code = self.entries[i].code;
-        let other = self.messages.get(self.entries[i].message as usize).cloned();
+        let other = self.take_message(i);
         if changed.is_empty() {
             self.set(i, Action::Unchanged, code, other.unwrap_or_default());
             return;
@@ -337,12 +337,23 @@ impl Plan {
         let e = &mut self.entries[i];
         e.action = action;
         e.code = code;
-        if message.is_empty() {
-            e.message = u32::MAX;
-        } else {
-            e.message = self.messages.len() as u32;
-            self.messages.push(message);
+        match (message.is_empty(), e.message) {
+            (true, _) => e.message = u32::MAX,
+            // Each row's message is its own: a new one takes its place.
+            (false, u32::MAX) => {
+                e.message = self.messages.len() as u32;
+                self.messages.push(message);
+            }
+            (false, at) => self.messages[at as usize] = message,
         }
+    }
+
+    /// Row `i`'s message, taken out to be said again in a new one (the
+    /// row keeps its slot for [`Plan::set`] to fill).
+    fn take_message(&mut self, i: usize) -> Option<String> {
+        let at = self.entries[i].message;
+        let text = self.messages.get_mut(at as usize).map(std::mem::take);
+        text.filter(|t| !t.is_empty())
     }
 }
 
