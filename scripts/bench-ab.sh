@@ -9,10 +9,8 @@ set -euo pipefail
 runs=$1
 shift
 source "$(dirname "$0")/bench-data.sh" 1000000
-sink='type = "jsonl"
-path = "outbox.jsonl"'
+sink=$jsonl_sink
 declare -A walls
-median() { tr ' ' '\n' | grep . | sort -n | awk '{ l[NR] = $0 } END { print (NR % 2) ? l[(NR + 1) / 2] : (l[NR / 2] + l[NR / 2 + 1]) / 2 }'; }
 for _ in $(seq "$runs"); do
   for spec in "$@"; do
     name=${spec%%=*} muster=${spec#*=}
@@ -33,7 +31,6 @@ done
 for spec in "$@"; do
   name=${spec%%=*}
   for figure in first diff; do
-    sorted=$(tr ' ' '\n' <<< "${walls[$name-$figure]}" | grep . | sort -n | tr '\n' ' ')
-    echo "$name $figure walls: $sorted median: $(median <<< "$sorted") s"
+    echo "$name $figure walls: $(walls_and_median "${walls[$name-$figure]}") s"
   done
 done

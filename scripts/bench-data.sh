@@ -17,6 +17,17 @@ muster=${MUSTER:-$PWD/target/release/muster}
 [ -f "$day2" ] || ./target/release/muster gen --profile winningtemp-users --from "$day1" \
   --change-ratio 0.02 --seed 2 --shuffle > "$day2"
 
+# The `[tenant.sink]` table of a JSONL outbox, for write_tenant.
+jsonl_sink='type = "jsonl"
+path = "outbox.jsonl"'
+
+# Walls given as words (seconds) -> "sorted walls  median: M" (the A/B scripts' last lines).
+walls_and_median() {
+  local sorted
+  sorted=$(tr ' ' '\n' <<< "$1" | grep . | sort -n | tr '\n' ' ')
+  echo "$sorted median: $(tr ' ' '\n' <<< "$sorted" | grep . | awk '{ l[NR] = $0 } END { print (NR % 2) ? l[(NR + 1) / 2] : (l[NR / 2] + l[NR / 2 + 1]) / 2 }')"
+}
+
 # Writes $1/muster.toml: one tenant reading $1/inbox with the winningtemp-users profile, its
 # state in $1/state.redb, and the `[tenant.sink]` table given in $2.
 write_tenant() {

@@ -11,8 +11,7 @@ set -euo pipefail
 runs=$1
 shift
 source "$(dirname "$0")/bench-data.sh" 1000000
-sink='type = "jsonl"
-path = "outbox.jsonl"'
+sink=$jsonl_sink
 for spec in "$@"; do
   name=${spec%%=*} bin=${spec#*=}
   write_tenant "$dir/ab-$name-day1" "$sink"
@@ -41,6 +40,5 @@ for _ in $(seq "$runs"); do
 done
 for spec in "$@"; do
   name=${spec%%=*}
-  sorted=$(tr ' ' '\n' <<< "${walls[$name]}" | grep . | sort -n | tr '\n' ' ')
-  echo "$name walls: $sorted median: $(tr ' ' '\n' <<< "$sorted" | grep . | awk '{ l[NR] = $0 } END { print (NR % 2) ? l[(NR + 1) / 2] : (l[NR / 2] + l[NR / 2 + 1]) / 2 }') s"
+  echo "$name walls: $(walls_and_median "${walls[$name]}") s"
 done
