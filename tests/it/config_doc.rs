@@ -139,5 +139,8 @@ fn every_example_tenant_loads() {
         names.push(path.file_stem().unwrap().to_string_lossy().into_owned());
     }
     names.sort();
-    assert_eq!(names, ["lucca-360learning", "partena-mobietrain", "winningtemp"]);
+    assert_eq!(
+        names,
+        ["lucca-360learning", "partena-mobietrain", "winningtemp"]
+    );
 }
