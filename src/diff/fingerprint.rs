@@ -19,6 +19,7 @@ use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
 use crate::model::{FieldKind, FieldName};
 use crate::profile::{Cell, EmptyCell, MappedRow, Profile};
+use crate::sink::Value;
 use crate::store::FieldHash;
 
 /// A name and its NUL are copied as this many bytes when they fit.
@@ -188,6 +189,46 @@ impl Fingerprinter {
             buf.push(0);
         }
         xxh3_128(&buf)
+    }
+
+    /// The fingerprint and field hashes of a row whose values are known
+    /// only as written (the JSONL outbox: `muster state rebuild`): a slot
+    /// `values` does not name counts as an empty cell, as a create leaves
+    /// empty fields out. Same bytes as [`Fingerprinter::fingerprint`] of
+    /// the row those values came from.
+    pub fn of_values(&self, values: &[(FieldName, Value)]) -> (u128, Vec<FieldHash>) {
+        let mut buf = Vec::new();
+        let mut hashes = Vec::new();
+        for (&slot, (name0, name_len)) in self.order.iter().zip(&self.names0) {
+            let name = self.names[slot];
+            let value = values
+                .iter()
+                .rev()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v)
+                .filter(|v| !v.is_empty());
+            if value.is_none() && self.keep_empty {
+                continue;
+            }
+            buf.extend_from_slice(&name0[..*name_len]);
+            let hash = match value {
+                None => xxh3_64(b""),
+                Some(Value::List(items)) => {
+                    let sum = items
+                        .iter()
+                        .fold(0u64, |acc, i| acc.wrapping_add(xxh3_64(i.as_bytes())));
+                    buf.extend_from_slice(&sum.to_le_bytes());
+                    sum
+                }
+                Some(Value::Text(t)) => {
+                    buf.extend_from_slice(t.as_bytes());
+                    xxh3_64(t.as_bytes())
+                }
+            };
+            buf.push(0);
+            hashes.push(FieldHash { field: name, hash });
+        }
+        (xxh3_128(&buf), hashes)
     }
 
     /// Per-field hashes, sorted by field name.

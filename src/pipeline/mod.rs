@@ -42,6 +42,7 @@ mod build;
 mod file;
 mod links;
 mod processed;
+mod rebuild;
 mod report;
 mod writer;
 
@@ -123,6 +124,16 @@ impl RunError {
         }
     }
 
+    /// Whether the state store is lost or damaged: `muster state rebuild`
+    /// (or a backup) is what gets the tenant going again.
+    pub fn needs_rebuild(&self) -> bool {
+        match self {
+            RunError::Store(e) => matches!(e.kind, crate::store::StoreErrorKind::Damaged(_)),
+            RunError::StoreMissing { .. } => true,
+            _ => false,
+        }
+    }
+
     /// Whether the configuration is at fault (a missing inbox, a state
     /// path that cannot be made): no later run gets over it until it is
     /// changed.
@@ -192,6 +203,7 @@ pub struct FileReport {
     pub counts: [usize; 6],
 }
 
+pub use rebuild::{rebuild_tenant, Rebuilt};
 pub use writer::WriteProgress;
 
 /// How far a run has come, for progress displays: the phases of each file
@@ -386,22 +398,7 @@ fn run_locked(
     opts: &RunOptions,
     progress: &mut dyn FnMut(RunProgress<'_>),
 ) -> Result<Vec<FileReport>, RunError> {
-    // One run of a tenant at a time, across processes (a manual run and
-    // the daemon): an exclusive lock on `<state>.lock`, held to the end.
-    let lock_path = PathBuf::from(format!("{}.lock", tenant.state.display()));
-    let unusable = |error| RunError::StatePath {
-        path: tenant.state.display().to_string(),
-        error,
-    };
-    if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(unusable)?;
-    }
-    let lock = File::create(&lock_path).map_err(unusable)?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => return Err(RunError::Busy(tenant.name.clone())),
-        Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
-    }
+    let _lock = lock(tenant)?;
     let mut source = crate::source::open(&tenant.source, &tenant.spool())?;
     // A store that went missing is not made anew while processed/ shows
     // files were applied (SPEC §6): that run would create everyone again.
@@ -430,6 +427,26 @@ fn run_locked(
         sink: sink.as_mut(),
     }
     .run(opts, progress)
+}
+
+/// One run of a tenant at a time, across processes (a manual run, the
+/// daemon, a rebuild): an exclusive lock on `<state>.lock`, held while the
+/// returned file is open.
+fn lock(tenant: &Tenant) -> Result<File, RunError> {
+    let lock_path = PathBuf::from(format!("{}.lock", tenant.state.display()));
+    let unusable = |error| RunError::StatePath {
+        path: tenant.state.display().to_string(),
+        error,
+    };
+    if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(unusable)?;
+    }
+    let lock = File::create(&lock_path).map_err(unusable)?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(RunError::Busy(tenant.name.clone())),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(&lock_path)(e)),
+    }
 }
 
 /// The sink of a dry run: nothing reaches it.

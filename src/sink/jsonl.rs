@@ -21,8 +21,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::{Ack, Operation, Sink, SinkError, SinkErrorKind, Value};
-use crate::model::Action;
+use super::{Ack, Found, Inventory, Operation, Sink, SinkError, SinkErrorKind, Value};
+use crate::model::{field_name, Action, Field, FieldName, ObjectKind};
 use crate::store::PendingOp;
 
 pub struct JsonlOutbox {
@@ -209,6 +209,123 @@ impl Sink for JsonlOutbox {
             }
         }
         Ok(found)
+    }
+
+    fn inventory(&mut self) -> Result<Inventory, SinkError> {
+        self.replay()
+    }
+}
+
+/// One outbox line as [`JsonlOutbox::inventory`] reads it back.
+#[derive(serde::Deserialize)]
+struct Line {
+    op: u64,
+    kind: ObjectKind,
+    action: String,
+    key: String,
+    #[serde(default)]
+    fields: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    invite: bool,
+}
+
+/// An object as the outbox's lines so far leave it.
+struct Replayed {
+    fields: std::collections::BTreeMap<FieldName, Value>,
+    active: bool,
+    invited: bool,
+}
+
+impl JsonlOutbox {
+    /// The outbox's lines replayed in order, each object as the last line
+    /// naming it left it: a create starts it anew, an update sets the
+    /// fields it names, a deactivation marks it inactive, a deletion
+    /// forgets it. The status field, when written, says whether an update
+    /// leaves the user active, as it did when the run wrote it.
+    fn replay(&self) -> Result<Inventory, SinkError> {
+        let mut objects: ahash::AHashMap<(ObjectKind, String), Replayed> = Default::default();
+        let mut last_op = 0;
+        let reader = BufReader::new(File::open(&self.path).map_err(|e| self.err(e))?);
+        for (n, line) in reader.split(b'\n').enumerate() {
+            let line = line.map_err(|e| self.err(e))?;
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let damaged = |why: String| {
+                SinkError::new(
+                    self.path.display().to_string(),
+                    SinkErrorKind::Other(format!("line {}: {why}", n + 1)),
+                )
+            };
+            let line: Line = serde_json::from_slice(&line)
+                .map_err(|e| damaged(format!("not an outbox line ({e})")))?;
+            last_op = last_op.max(line.op);
+            let id = (line.kind, line.key);
+            let mut fields = std::collections::BTreeMap::new();
+            for (name, value) in line.fields {
+                let value = match value {
+                    serde_json::Value::String(t) => Value::Text(t),
+                    serde_json::Value::Array(items) => Value::List(
+                        items
+                            .into_iter()
+                            .map(|i| i.as_str().map(str::to_string))
+                            .collect::<Option<_>>()
+                            .ok_or_else(|| {
+                                damaged(format!("field {name}: a list of non-strings"))
+                            })?,
+                    ),
+                    _ => return Err(damaged(format!("field {name}: neither text nor a list"))),
+                };
+                fields.insert(field_name(&name), value);
+            }
+            match line.action.as_str() {
+                "create" => {
+                    objects.insert(
+                        id,
+                        Replayed {
+                            fields,
+                            active: true,
+                            invited: line.invite,
+                        },
+                    );
+                }
+                "update" | "deactivate" => {
+                    let deactivate = line.action == "deactivate";
+                    let o = objects.entry(id).or_insert(Replayed {
+                        fields: Default::default(),
+                        active: true,
+                        invited: false,
+                    });
+                    o.fields.extend(fields);
+                    o.active = !deactivate
+                        && o.fields.get(&Field::Status) != Some(&Value::Text("inactive".into()));
+                }
+                "delete" => {
+                    objects.remove(&id);
+                }
+                other => return Err(damaged(format!("unknown action {other:?}"))),
+            }
+        }
+        let mut objects: Vec<Found> = objects
+            .into_iter()
+            .map(|((kind, key), o)| {
+                let parent = match o.fields.get(&Field::ParentId) {
+                    Some(Value::Text(p)) if !p.is_empty() => Some(p.clone()),
+                    _ => None,
+                };
+                Found {
+                    kind,
+                    key,
+                    lms_id: None,
+                    active: o.active,
+                    invited: o.invited,
+                    parent,
+                    fields: Some(o.fields.into_iter().collect()),
+                }
+            })
+            .collect();
+        objects.sort_by(|a, b| (a.kind, &a.key).cmp(&(b.kind, &b.key)));
+        Ok(Inventory { objects, last_op })
     }
 }
 

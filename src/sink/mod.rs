@@ -27,6 +27,18 @@ pub enum SinkConfig {
     Scim(scim::ScimConfig),
 }
 
+impl SinkConfig {
+    /// The sink as messages name it (a URL without its user info).
+    pub fn describe(&self) -> String {
+        match self {
+            SinkConfig::Jsonl { path } => format!("the outbox {}", path.display()),
+            SinkConfig::Scim(scim) => {
+                format!("the LMS at {}", crate::secret::redact_url(&scim.url))
+            }
+        }
+    }
+}
+
 /// Opens the sink `config` names. `group_file`: the tenant has a group
 /// file, so groups are never made on demand from users' group names (a
 /// group of that file that failed to be written is not remade under its
@@ -198,6 +210,35 @@ impl SinkError {
     }
 }
 
+/// An object the LMS holds under a key muster gave it, as
+/// [`Sink::inventory`] reads it back for `muster state rebuild` (SPEC §6).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Found {
+    pub kind: ObjectKind,
+    pub key: String,
+    pub lms_id: Option<String>,
+    pub active: bool,
+    /// The user was invited (or exists, so that an invitation is not due).
+    pub invited: bool,
+    /// A group's parent group, by key.
+    pub parent: Option<String>,
+    /// The field values as last written, when the sink keeps them (the
+    /// JSONL outbox); `None` when it cannot tell them (SCIM: the LMS's
+    /// attributes are not the file's fields), and the next run then sends
+    /// each object's fields once, as an update.
+    pub fields: Option<Vec<(FieldName, Value)>>,
+}
+
+/// What the LMS holds: [`Sink::inventory`].
+#[derive(Clone, Debug, Default)]
+pub struct Inventory {
+    pub objects: Vec<Found>,
+    /// The highest operation id the sink has seen: a rebuilt store hands
+    /// out ids above it, so that the sink's own crash recovery (which
+    /// matches on ids) never takes a new operation for an old one.
+    pub last_op: u64,
+}
+
 /// The push side of the pipeline.
 pub trait Sink: Send {
     /// Applies a batch; one acknowledgement per operation, in order.
@@ -212,5 +253,13 @@ pub trait Sink: Send {
     /// Called once after the last batch.
     fn finish(&mut self) -> Result<(), SinkError> {
         Ok(())
+    }
+    /// Every object the LMS holds under a key muster gave it, for
+    /// `muster state rebuild`. Default: this sink cannot tell.
+    fn inventory(&mut self) -> Result<Inventory, SinkError> {
+        Err(SinkError::new(
+            "sink",
+            SinkErrorKind::Unsupported("this sink cannot list what it holds".into()),
+        ))
     }
 }

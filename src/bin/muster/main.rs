@@ -139,6 +139,9 @@ enum Command {
         #[arg(long)]
         today: Option<String>,
     },
+    /// Look after a tenant's state store.
+    #[command(subcommand)]
+    State(StateCommand),
     /// Write a synthetic snapshot to stdout.
     #[command(
         after_help = "Examples:\n  muster gen --profile winningtemp-users --rows 1000 > day1.csv\n  muster gen --profile winningtemp-users --from day1.csv --change-ratio 0.02 > day2.csv"
@@ -161,6 +164,22 @@ enum Command {
         /// With --from: write the rows in a random order.
         #[arg(long, requires = "from")]
         shuffle: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum StateCommand {
+    /// Make a tenant's state store anew from what its sink holds (the LMS's
+    /// users and groups by externalId, or the JSONL outbox); the old store
+    /// is moved aside.
+    #[command(after_help = "Example: muster state rebuild --config muster.toml --tenant acme")]
+    Rebuild {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The tenant whose store is rebuilt.
+        #[arg(long)]
+        tenant: String,
     },
 }
 
@@ -236,6 +255,7 @@ fn main() -> ExitCode {
             today,
         } => run(&config, tenant, dry_run, force, today),
         Command::Daemon { config, tenant } => daemon(&config, tenant),
+        Command::State(StateCommand::Rebuild { config, tenant }) => rebuild(&config, &tenant),
         Command::Diff {
             profile,
             old,
@@ -260,6 +280,56 @@ fn main() -> ExitCode {
         ),
     };
     ExitCode::from(exit as u8)
+}
+
+/// `muster state rebuild`: the tenant's store made anew from its sink.
+fn rebuild(config: &std::path::Path, name: &str) -> Exit {
+    let config = match muster::config::Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::Usage;
+        }
+    };
+    let Some(tenant) = config.tenants.iter().find(|t| t.name == name) else {
+        let names: Vec<&str> = config.tenants.iter().map(|t| t.name.as_str()).collect();
+        eprintln!("error: no tenant {name:?} (tenants: {})", names.join(", "));
+        return Exit::Usage;
+    };
+    match muster::pipeline::rebuild_tenant(tenant) {
+        Ok(r) => {
+            let [users, groups, segments] = r.objects;
+            eprintln!(
+                "{name}: rebuilt {} from {}: {users} users, {groups} groups, {segments} segments",
+                tenant.state.display(),
+                tenant.sink.describe(),
+            );
+            if let Some(old) = &r.replaced {
+                eprintln!(
+                    "  the old store's files were moved aside to {}.*",
+                    old.display()
+                );
+            }
+            if r.skipped > 0 {
+                eprintln!(
+                    "  {} objects of kinds this tenant has no file for were left out",
+                    r.skipped
+                );
+            }
+            if !r.fields_known {
+                eprintln!("  the LMS tells which objects exist, not the values sent: the next run sends each object's fields once, as an update, and creates nothing the LMS has");
+            }
+            Exit::Clean
+        }
+        Err(e) if e.is_configuration() => {
+            eprintln!("error: tenant {name}: {e}");
+            Exit::Usage
+        }
+        Err(e) => {
+            eprintln!("error: tenant {name}: {e}");
+            Exit::Failed
+        }
+    }
 }
 
 #[cfg(not(feature = "daemon"))]
@@ -483,6 +553,7 @@ fn run(
     today: Option<String>,
 ) -> Exit {
     use muster::pipeline::{FileStatus, RunOptions};
+    let config_path = config;
     let config = match muster::config::Config::load(config) {
         Ok(c) => c,
         Err(e) => {
@@ -576,8 +647,15 @@ fn run(
             // The promise of resuming only where it holds: a damaged or
             // missing store says what to do instead.
             Err(e) => {
+                let rebuild = format!(
+                    "; or rebuild the store from the sink: muster state rebuild --config {} --tenant {}",
+                    shown(config_path),
+                    tenant.name
+                );
                 let then = if e.resumes() {
                     "; the next run resumes where this one stopped"
+                } else if e.needs_rebuild() {
+                    &rebuild
                 } else {
                     ""
                 };

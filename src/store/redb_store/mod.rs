@@ -517,6 +517,39 @@ impl RedbStore {
         meta_of(&self.db, name).map_err(|e| self.err(e))
     }
 
+    /// Hands out operation ids above `last` from now on (a store rebuilt
+    /// from a sink that has seen ids up to `last`).
+    pub fn continue_ids_after(&mut self, last: u64) -> Result<(), StoreError> {
+        let next = self
+            .meta("next_op")?
+            .and_then(|v| v.try_into().ok())
+            .map(u64::from_le_bytes)
+            .unwrap_or(1);
+        if next <= last {
+            self.set_meta("next_op", &(last + 1).to_le_bytes())?;
+            (self.next, self.block_end) = (0, 0);
+        }
+        Ok(())
+    }
+
+    /// The files of the store at `path` that exist: the database, its
+    /// journal and its prior digests (not its lock).
+    pub fn files(path: &Path) -> Vec<PathBuf> {
+        let mut out = vec![
+            path.to_path_buf(),
+            PathBuf::from(format!("{}.journal", path.display())),
+        ];
+        for kind in [ObjectKind::User, ObjectKind::Group, ObjectKind::Segment] {
+            out.push(PathBuf::from(format!(
+                "{}.prior-{}",
+                path.display(),
+                kind.as_str()
+            )));
+        }
+        out.retain(|p| p.exists());
+        out
+    }
+
     /// A value the daemon keeps per tenant (e.g. its last scheduled run).
     pub fn daemon_value(&self, name: &str) -> Result<Option<String>, StoreError> {
         Ok(self

@@ -871,3 +871,87 @@ fn p1_groups_are_not_duplicated_when_an_answer_is_lost() {
         );
     }
 }
+
+/// Hardening deliverable 2, from the LMS: a tenant's store deleted after
+/// two days; `muster state rebuild` reads the LMS's users, groups and
+/// segments back by `externalId`; the last users file run again creates
+/// nothing (no POST of a user or group, directly or in a Bulk request),
+/// and the LMS still holds each user once, as the files say.
+#[test]
+fn d2_a_lost_store_is_rebuilt_from_the_lms() {
+    let server = ScimServer::start();
+    let proxy = Proxy::start(server.port);
+    let creates = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = creates.clone();
+    proxy.set(move |s| {
+        let body = String::from_utf8_lossy(s.body);
+        if s.method == "POST" && (!s.path.contains("/Bulk") || body.contains("\"POST\"")) {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Fault::Pass
+    });
+    let t = ScimTenant::new(
+        &proxy.url(),
+        100,
+        &[
+            ("wt_groups*.csv", "winningtemp-groups"),
+            ("wt_segments*.csv", "winningtemp-segments"),
+            ("wt_users*.csv", "winningtemp-users"),
+        ],
+        "user_name = \"username\"",
+    );
+    t.drop_file("wt_groups.csv", &gen("winningtemp-groups", 100, 1));
+    t.drop_file("wt_segments.csv", &gen("winningtemp-segments", 10, 1));
+    t.drop_file("wt_users.csv", &gen("winningtemp-users", 400, 1));
+    let o = t.run();
+    assert!(matches!(code(&o), 0 | 3), "{}", stderr(&o));
+    let (gf, gr) = t.processed("wt_groups");
+    let (sf, sr) = t.processed("wt_segments");
+    let mut groups = oracle::file_groups(&gf, &gr, "");
+    groups.extend(oracle::file_groups(&sf, &sr, "segment:"));
+    let (uf, ur) = t.processed("wt_users");
+    let mut state = BTreeMap::new();
+    let (gk, sk) = (keys_of(&groups, ""), keys_of(&groups, "segment:"));
+    oracle::apply_users(&mut state, &WINNINGTEMP, &uf, &ur, Some(&gk), Some(&sk));
+    t.drop_file(
+        "wt_users.csv",
+        &gen_from("winningtemp-users", &uf, "0.2", 2),
+    );
+    let o = t.run();
+    assert!(matches!(code(&o), 0 | 3), "{}", stderr(&o));
+    let (uf2, ur2) = t.processed("wt_users");
+    oracle::apply_users(&mut state, &WINNINGTEMP, &uf2, &ur2, Some(&gk), Some(&sk));
+    assert_lms(&server, &state);
+
+    for file in ["state.redb", "state.redb.journal"] {
+        std::fs::remove_file(t.path(file)).unwrap();
+    }
+    for kind in ["user", "group", "segment"] {
+        let _ = std::fs::remove_file(t.path(&format!("state.redb.prior-{kind}")));
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(["state", "rebuild", "--tenant", "t", "--config"])
+        .arg(t.path("muster.toml"))
+        .env(TOKEN_VAR, TOKEN)
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(code(&o), 0, "{err}");
+    let users = server.list("/Users").len();
+    assert!(err.contains(&format!("{users} users")), "{err}");
+    assert!(err.contains("creates nothing the LMS has"), "{err}");
+
+    creates.store(0, std::sync::atomic::Ordering::SeqCst);
+    t.drop_file("wt_users.csv", &std::fs::read(&uf2).unwrap());
+    let o = t.run();
+    assert!(matches!(code(&o), 0 | 3), "{}{}", stderr(&o), t.failures());
+    assert_eq!(
+        creates.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the run after the rebuild created something"
+    );
+    let (_, ur3) = t.processed("wt_users");
+    assert!(!oracle::results(&ur3).iter().any(|r| r.2 == "create"));
+    assert_eq!(server.list("/Users").len(), users);
+    assert_lms(&server, &state);
+}

@@ -9,11 +9,12 @@ use serde_json::{json, Value as Json};
 use super::{encode, quote, strip_invite, Ids, Outcome, ScimSink, FILTER_TERMS, LIST_PAGE};
 use crate::model::{Action, ObjectKind};
 use crate::sink::scim::client::{Method, Request};
-use crate::sink::scim::map::PATCH_OP;
-use crate::sink::Operation;
+use crate::sink::scim::map::{MUSTER_GROUP, PATCH_OP};
+use crate::sink::{Found, Operation};
 
 impl ScimSink {
-    /// Every resource of `endpoint` matching `filter`, page by page.
+    /// Every resource of `endpoint` matching `filter` (every one, when
+    /// it is empty), page by page.
     pub(super) fn search(
         &self,
         endpoint: &str,
@@ -22,10 +23,14 @@ impl ScimSink {
     ) -> Result<Vec<Json>, String> {
         let mut found = Vec::new();
         let mut start = 1usize;
+        let filter_param = if filter.is_empty() {
+            String::new()
+        } else {
+            format!("filter={}&", encode(filter))
+        };
         loop {
             let path = format!(
-                "{endpoint}?filter={}&attributes={attributes}&startIndex={start}&count={LIST_PAGE}",
-                encode(filter)
+                "{endpoint}?{filter_param}attributes={attributes}&startIndex={start}&count={LIST_PAGE}"
             );
             let resp = self.client.send(&Request::get(path))?;
             if !resp.ok() {
@@ -44,6 +49,52 @@ impl ScimSink {
                 return Ok(found);
             }
         }
+    }
+
+    /// Every user, group and segment the LMS holds under an `externalId`
+    /// (the others are not muster's): their ids, whether active, a
+    /// group's parent. Users count as invited: they exist.
+    pub(super) fn inventory_all(&self) -> Result<Vec<Found>, String> {
+        let mut out = Vec::new();
+        let users = self.search("/Users", "", "id,externalId,active")?;
+        for r in users {
+            let (Some(id), Some(key)) = (r["id"].as_str(), r["externalId"].as_str()) else {
+                continue;
+            };
+            out.push(Found {
+                kind: ObjectKind::User,
+                key: key.to_string(),
+                lms_id: Some(id.to_string()),
+                active: r["active"].as_bool().unwrap_or(true),
+                invited: true,
+                parent: None,
+                fields: None,
+            });
+        }
+        let groups = self.search("/Groups", "", &format!("id,externalId,{MUSTER_GROUP}"))?;
+        for r in groups {
+            let (Some(id), Some(ext)) = (r["id"].as_str(), r["externalId"].as_str()) else {
+                continue;
+            };
+            let (kind, key) = match ext.strip_prefix("segment:") {
+                Some(key) => (ObjectKind::Segment, key),
+                None => (ObjectKind::Group, ext),
+            };
+            let parent = r[MUSTER_GROUP]["parentExternalId"]
+                .as_str()
+                .filter(|p| !p.is_empty())
+                .map(str::to_string);
+            out.push(Found {
+                kind,
+                key: key.to_string(),
+                lms_id: Some(id.to_string()),
+                active: true,
+                invited: false,
+                parent,
+                fields: None,
+            });
+        }
+        Ok(out)
     }
 
     /// Finds the LMS ids of `wanted` by `externalId`, into `ids`.

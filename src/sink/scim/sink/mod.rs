@@ -651,6 +651,16 @@ impl Sink for ScimSink {
             .map(|p| p.id)
             .collect())
     }
+
+    fn inventory(&mut self) -> Result<crate::sink::Inventory, SinkError> {
+        let objects = self.inventory_all().map_err(|message| {
+            SinkError::new(self.client.base(), SinkErrorKind::Unavailable(message))
+        })?;
+        Ok(crate::sink::Inventory {
+            objects,
+            last_op: 0,
+        })
+    }
 }
 
 /// Records what became of operation `i`: its id, whether it was linked,
