@@ -208,3 +208,15 @@ pub fn check_invariants(data: &[u8]) {
         }
     }
 }
+
+/// A point where crash tests end the process as `kill -9` would: when the
+/// environment variable `MUSTER_CRASH_AT` names it, the process aborts
+/// there (no unwinding, no destructor, nothing flushed). One look at the
+/// environment; nothing else happens otherwise. The points: `after-writes`
+/// (a file's writes all acknowledged and committed, its results not yet
+/// written).
+pub fn crash_point(name: &str) {
+    if std::env::var_os("MUSTER_CRASH_AT").is_some_and(|v| v == name) {
+        std::process::abort();
+    }
+}

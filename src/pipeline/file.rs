@@ -13,7 +13,7 @@ use super::writer::Line;
 use super::{io, FileReport, FileStatus, InboxFile, Pipeline, RunError, RunOptions, RunProgress};
 use crate::guard::{self, Verdict};
 use crate::model::{Action, ObjectKind};
-use crate::plan::{self, FileError, Plan, PlannedRow, SettleError};
+use crate::plan::{self, FileError, FirstPlan, Plan, PlannedRow, SettleError};
 use crate::profile::{Date, Profile};
 use crate::results::{Outcome, ResultsWriter};
 use crate::store::{MemoryPrior, Prior, StateStore, StoreError};
@@ -115,10 +115,15 @@ impl Pipeline<'_> {
             Ok(planned) => planned,
             Err(e) => return self.refuse(&f, &e),
         };
-        let plan = &planned.plan;
-        let mut lines = first_lines(plan, &planned.verdict, opts);
+        let mut lines = first_lines(&planned.plan, &planned.verdict, opts);
         let mut unavailable = false;
         if !planned.verdict.held() {
+            let first = if opts.dry_run {
+                None
+            } else {
+                self.first_plan(profile, file, &planned.plan)?
+            };
+            let plan = &planned.plan;
             let pass = WritePass {
                 profile,
                 file,
@@ -145,6 +150,18 @@ impl Pipeline<'_> {
                 self.store.set_last_records(profile.object, plan.records)?;
             }
             tracing::debug!(ms = ms(started), "run: written");
+            crate::testing::crash_point("after-writes");
+            if let Some(first) = first {
+                // The inferred rows' lines follow their rows; one brought
+                // back was applied by the interrupted run.
+                let tail = planned.plan.report_as_first(&first);
+                let start = planned.plan.len() - tail.len();
+                let old: Vec<Line> = lines.drain(start..).collect();
+                lines.extend(tail.into_iter().map(|from| match from {
+                    Some(i) => old[i - start].clone(),
+                    None => Line::new(Outcome::Ok),
+                }));
+            }
         }
         self.publish(&f, &planned, &lines, unavailable)?;
         tracing::debug!(ms = ms(started), "run: results written, file moved");
@@ -229,6 +246,30 @@ impl Pipeline<'_> {
         }))
     }
 
+    /// The first plan kept for this file's content, when a run of it was
+    /// interrupted (this run resumes it, and reports its rows as that
+    /// plan had them); else `plan`'s actions are kept, before any write,
+    /// for a run that may resume this one (SPEC §6).
+    fn first_plan(
+        &mut self,
+        profile: &Profile,
+        file: &InboxFile<'_>,
+        plan: &Plan,
+    ) -> Result<Option<FirstPlan>, RunError> {
+        let (kind, hash) = (profile.object, file.fetched.hash);
+        if let Some(kept) = self.store.kept_plan(kind, hash)? {
+            if let Some(first) = FirstPlan::decode(&kept) {
+                tracing::info!(file = ?file.name, "resuming an interrupted run of this file: its results tell each row as first planned");
+                return Ok(Some(first));
+            }
+        }
+        let first = plan.first_plan();
+        if !first.is_empty() {
+            self.store.keep_plan(kind, hash, Some(&first.encode()))?;
+        }
+        Ok(None)
+    }
+
     /// A users file's groups and segments must name objects of the
     /// tenant's group and segment files, when it has them (processed
     /// before it): those objects, as the store has them.
@@ -311,7 +352,15 @@ impl Pipeline<'_> {
     ) -> Result<(), RunError> {
         write_atomically(&f.staged.summary, |w| w.write_all(summary.as_bytes()))?;
         let (source, store) = (&mut *self.source, &mut *self.store);
-        finish_file(source, store, f.opts, f.file, &f.staged, applied, keep)
+        let kind = f.profile.object;
+        finish_file(
+            (source, store),
+            f.opts,
+            (f.file, kind),
+            &f.staged,
+            applied,
+            keep,
+        )
     }
 
     /// Writes the results CSV and the summary, records the content as

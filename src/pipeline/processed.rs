@@ -7,6 +7,7 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use super::{io, InboxFile, RunError, RunOptions};
+use crate::model::ObjectKind;
 use crate::source::Source;
 use crate::store::StateStore;
 
@@ -81,14 +82,14 @@ impl Staged {
 
 /// Publishes the staged results and summary of a file, records its
 /// content as applied (`applied`: not a file refused or held, which
-/// `--force` or a fix may send again), and moves the original beside them
-/// (not on a dry run, nor when `keep`: a file whose sink was unavailable,
-/// for the next run).
+/// `--force` or a fix may send again) and forgets the first plan kept for
+/// its kind (its results told it whole), and moves the original beside
+/// them (not on a dry run, nor when `keep`: a file whose sink was
+/// unavailable, for the next run).
 pub(super) fn finish_file(
-    source: &mut dyn Source,
-    store: &mut dyn StateStore,
+    (source, store): (&mut dyn Source, &mut dyn StateStore),
     opts: &RunOptions,
-    file: &InboxFile<'_>,
+    (file, kind): (&InboxFile<'_>, ObjectKind),
     staged: &Staged,
     applied: bool,
     keep: bool,
@@ -105,6 +106,7 @@ pub(super) fn finish_file(
         let to = format!("{}.csv", staged.stamp);
         if applied {
             store.remember_content(file.fetched.hash, &to)?;
+            store.keep_plan(kind, file.fetched.hash, None)?;
         }
         if !keep {
             source.archive(file.name, &to)?;

@@ -29,6 +29,7 @@ mod files;
 mod model_tests;
 mod prior;
 mod read;
+mod resume;
 mod rules;
 mod settle;
 
@@ -38,6 +39,7 @@ pub use read::{
     build, check, check_with_progress, read, read_with, Fingerprints, ListRefs, Progress,
     ReadOptions,
 };
+pub use resume::FirstPlan;
 pub use settle::SettleError;
 
 use crate::diff::decide::{

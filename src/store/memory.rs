@@ -13,6 +13,7 @@ pub struct MemoryStore {
     pending: BTreeMap<u64, PendingOp>,
     next_op: u64,
     contents: BTreeMap<u128, String>,
+    plans: BTreeMap<u8, (u128, Vec<u8>)>,
 }
 
 fn k(kind: ObjectKind) -> u8 {
@@ -99,6 +100,27 @@ impl StateStore for MemoryStore {
 
     fn remember_content(&mut self, hash: u128, name: &str) -> Result<(), StoreError> {
         self.contents.insert(hash, name.to_string());
+        Ok(())
+    }
+
+    fn kept_plan(&self, kind: ObjectKind, hash: u128) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .plans
+            .get(&k(kind))
+            .filter(|(h, _)| *h == hash)
+            .map(|(_, p)| p.clone()))
+    }
+
+    fn keep_plan(
+        &mut self,
+        kind: ObjectKind,
+        hash: u128,
+        plan: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        match plan {
+            Some(p) => self.plans.insert(k(kind), (hash, p.to_vec())),
+            None => self.plans.remove(&k(kind)),
+        };
         Ok(())
     }
 }

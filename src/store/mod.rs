@@ -198,6 +198,25 @@ pub trait StateStore: Send + Sync {
     fn sync_journal(&mut self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// The plan kept for a file of `kind` with this content (its xxh3-128
+    /// hash) by [`StateStore::keep_plan`], if it is the one kept.
+    /// Default: none.
+    fn kept_plan(&self, _kind: ObjectKind, _hash: u128) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
+    }
+    /// Keeps `plan` (the encoded first plan of a file: a run that resumes
+    /// it after a crash reports its rows as first planned) for the file of
+    /// `kind` with this content, in place of any kept before for that
+    /// kind; `None` forgets it. Durable when it returns. Default: nothing
+    /// kept.
+    fn keep_plan(
+        &mut self,
+        _kind: ObjectKind,
+        _hash: u128,
+        _plan: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// A hint: about `writes` commits of `kind` follow. Default: none taken.
     fn reserve_writes(&mut self, _kind: ObjectKind, _writes: usize) {}
 }

@@ -425,3 +425,97 @@ fn d2_a_lost_store_is_rebuilt_from_the_jsonl_outbox() {
         .iter()
         .all(|l| l["action"] != "create" || !before.contains_key(l["key"].as_str().unwrap())));
 }
+
+/// The results CSV of the file `stem` written last, its lines sorted
+/// (inferred rows come sorted already; records in file order).
+fn results_of(t: &Tenant, stem: &str) -> String {
+    t.latest_results(stem)
+}
+
+/// Point 2: day 2 killed after every write, before its results: the run
+/// that resumes it writes nothing more, and its results say what a clean
+/// run's say, line for line (creates, updates, deactivations and inferred
+/// deletions, with their outcomes), not `unchanged`.
+#[test]
+fn p2_results_after_a_crash_before_them_tell_every_write() {
+    let twin = |crash: bool| {
+        let (t, _) = applied_day_one(2_000);
+        std::fs::write(t.path("day1.csv"), gen(2_000, 6)).unwrap();
+        t.drop_file("wt_users.csv", &derive(&t.path("day1.csv"), "0.2"));
+        if crash {
+            let o = Command::new(env!("CARGO_BIN_EXE_muster"))
+                .args(["run", "--config"])
+                .arg(t.path("muster.toml"))
+                .args(["--today", crate::fixtures::TODAY])
+                .env("MUSTER_CRASH_AT", "after-writes")
+                .output()
+                .unwrap();
+            assert_eq!(o.status.code(), None, "not killed: {}", stderr(&o));
+            assert!(t.path("inbox/wt_users.csv").exists());
+        }
+        let written = t.outbox().len();
+        let o = t.run(&[]);
+        assert!(matches!(o.status.code(), Some(0 | 3)), "{}", stderr(&o));
+        (t, written)
+    };
+    let (clean, _) = twin(false);
+    let (resumed, written) = twin(true);
+    assert_eq!(
+        resumed.outbox().len(),
+        written,
+        "the resumed run wrote again"
+    );
+    assert_eq!(clean.outbox().len(), written);
+    let (want, got) = (
+        results_of(&clean, "wt_users"),
+        results_of(&resumed, "wt_users"),
+    );
+    for action in [
+        ",create,ok,",
+        ",update,ok,",
+        ",deactivate,ok,",
+        ",delete,ok,",
+    ] {
+        assert!(want.contains(action), "day 2 has no {action}");
+    }
+    assert_eq!(got, want);
+    assert_eq!(
+        resumed.latest_summary("wt_users")["counts"],
+        clean.latest_summary("wt_users")["counts"]
+    );
+}
+
+/// Point 2: day 1 killed mid-run (SIGKILL after some batches): the resumed
+/// run's results say `create` for every user, as a clean run's, not
+/// `update` for those whose links were still to send nor `unchanged` for
+/// those already made.
+#[test]
+fn p2_a_first_import_killed_mid_run_reports_every_user_created() {
+    let users = gen(20_000, 7);
+    let clean = Tenant::new(20);
+    clean.drop_file("wt_users.csv", &users);
+    assert_eq!(clean.run(&[]).status.code(), Some(0));
+
+    let t = Tenant::new(20);
+    t.drop_file("wt_users.csv", &users);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(["run", "--config"])
+        .arg(t.path("muster.toml"))
+        .args(["--today", crate::fixtures::TODAY])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while t.outbox().len() < 2_000 && started.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        t.path("inbox/wt_users.csv").exists(),
+        "the run ended before it was killed"
+    );
+    let o = t.run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(results_of(&t, "wt_users"), results_of(&clean, "wt_users"));
+}

@@ -646,6 +646,43 @@ impl StateStore for RedbStore {
         self.set_meta(&format!("content/{hash:032x}"), name.as_bytes())
     }
 
+    /// META `plan/<kind>`: the content hash (16 bytes), then the plan.
+    fn kept_plan(&self, kind: ObjectKind, hash: u128) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .meta(&format!("plan/{}", kind.as_str()))?
+            .filter(|v| v.get(..16) == Some(&hash.to_le_bytes()[..]))
+            .map(|v| v[16..].to_vec()))
+    }
+
+    fn keep_plan(
+        &mut self,
+        kind: ObjectKind,
+        hash: u128,
+        plan: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        let name = format!("plan/{}", kind.as_str());
+        // Forgetting none costs no write (a file applied without a crash).
+        if plan.is_none() && self.meta(&name)?.is_none() {
+            return Ok(());
+        }
+        let w = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut t = w.open_table(META).map_err(|e| self.err(e))?;
+            match plan {
+                Some(plan) => {
+                    let mut value = hash.to_le_bytes().to_vec();
+                    value.extend_from_slice(plan);
+                    t.insert(name.as_str(), value.as_slice())
+                        .map_err(|e| self.err(e))?;
+                }
+                None => {
+                    t.remove(name.as_str()).map_err(|e| self.err(e))?;
+                }
+            }
+        }
+        w.commit().map_err(|e| self.err(e))
+    }
+
     fn prior(&self, kind: ObjectKind) -> Result<MemoryPrior, StoreError> {
         let r = self.db.begin_read().map_err(|e| self.err(e))?;
         let objects = r.open_table(objects(kind)).map_err(|e| self.err(e))?;
