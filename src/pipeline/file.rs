@@ -263,9 +263,8 @@ impl Pipeline<'_> {
                 return Ok(Some(first));
             }
         }
-        let first = plan.first_plan();
-        if !first.is_empty() {
-            self.store.keep_plan(kind, hash, Some(&first.encode()))?;
+        if let Some(first) = plan.encode_first_plan() {
+            self.store.keep_plan(kind, hash, Some(&first))?;
         }
         Ok(None)
     }

@@ -105,8 +105,9 @@ pub(super) fn finish_file(
     if !opts.dry_run {
         let to = format!("{}.csv", staged.stamp);
         if applied {
-            store.remember_content(file.fetched.hash, &to)?;
+            // Forgotten first: the content's record makes it durable.
             store.keep_plan(kind, file.fetched.hash, None)?;
+            store.remember_content(file.fetched.hash, &to)?;
         }
         if !keep {
             source.archive(file.name, &to)?;

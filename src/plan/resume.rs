@@ -31,8 +31,10 @@ pub struct FirstPlan {
 const MAGIC: &[u8; 8] = b"MPLAN1\n\0";
 
 impl FirstPlan {
-    /// The bytes a store keeps.
-    pub fn encode(&self) -> Vec<u8> {
+    /// The bytes a store keeps (as [`Plan::encode_first_plan`] writes
+    /// them).
+    #[cfg(test)]
+    fn encode(&self) -> Vec<u8> {
         let mut out = MAGIC.to_vec();
         out.extend_from_slice(&self.records.to_le_bytes());
         out.extend_from_slice(&(self.rows.len() as u32).to_le_bytes());
@@ -69,11 +71,6 @@ impl FirstPlan {
         }
         c.0.is_empty().then_some(plan)
     }
-
-    /// Whether the plan writes nothing (then there is nothing to keep).
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty() && self.inferred.is_empty()
-    }
 }
 
 /// Whether a row's action is a write.
@@ -82,26 +79,32 @@ fn writes(action: Action) -> bool {
 }
 
 impl Plan {
-    /// The actions of this plan's writes, to be kept before the first.
-    pub fn first_plan(&self) -> FirstPlan {
-        let mut first = FirstPlan {
-            records: self.records,
-            ..FirstPlan::default()
-        };
-        for (i, e) in self.entries.iter().enumerate() {
-            if !writes(e.action) {
-                continue;
-            }
-            let message = self.row(i).message.to_string();
-            if e.line == 0 {
-                first
-                    .inferred
-                    .push((self.str(e.key).to_string(), e.action, message));
-            } else {
-                first.rows.push((i as u32, e.action, message));
-            }
+    /// The actions of this plan's writes, to be kept before the first,
+    /// encoded as [`FirstPlan::decode`] reads them; `None` when the plan
+    /// writes nothing.
+    pub fn encode_first_plan(&self) -> Option<Vec<u8>> {
+        let writing = |e: &&Entry| writes(e.action);
+        let start = self.entries.partition_point(|e| e.line != 0);
+        let (records, inferred) = self.entries.split_at(start);
+        let rows = records.iter().filter(writing).count();
+        if rows == 0 && inferred.is_empty() {
+            return None;
         }
-        first
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&self.records.to_le_bytes());
+        out.extend_from_slice(&(rows as u32).to_le_bytes());
+        for (i, e) in records.iter().enumerate().filter(|(_, e)| writes(e.action)) {
+            out.extend_from_slice(&(i as u32).to_le_bytes());
+            out.push(action_code(e.action));
+            put_str(&mut out, self.row(i).message);
+        }
+        out.extend_from_slice(&(inferred.len() as u32).to_le_bytes());
+        for (i, e) in inferred.iter().enumerate() {
+            put_str(&mut out, self.str(e.key));
+            out.push(action_code(e.action));
+            put_str(&mut out, self.row(start + i).message);
+        }
+        Some(out)
     }
 
     /// Reports this plan, made again for the same content after an

@@ -207,8 +207,10 @@ pub trait StateStore: Send + Sync {
     /// Keeps `plan` (the encoded first plan of a file: a run that resumes
     /// it after a crash reports its rows as first planned) for the file of
     /// `kind` with this content, in place of any kept before for that
-    /// kind; `None` forgets it. Durable when it returns. Default: nothing
-    /// kept.
+    /// kind; `None` forgets it. A plan kept is durable when this returns;
+    /// a plan forgotten may wait for the store's next durable write
+    /// (the pipeline records the file's content just after). Default:
+    /// nothing kept.
     fn keep_plan(
         &mut self,
         _kind: ObjectKind,

@@ -665,7 +665,12 @@ impl StateStore for RedbStore {
         if plan.is_none() && self.meta(&name)?.is_none() {
             return Ok(());
         }
-        let w = self.db.begin_write().map_err(|e| self.err(e))?;
+        let mut w = self.db.begin_write().map_err(|e| self.err(e))?;
+        if plan.is_none() {
+            // No fsync of its own: made durable with the next commit.
+            w.set_durability(redb::Durability::None)
+                .map_err(|e| self.err(e))?;
+        }
         {
             let mut t = w.open_table(META).map_err(|e| self.err(e))?;
             match plan {
