@@ -27,8 +27,49 @@ pub struct FirstPlan {
     inferred: Vec<(String, Action, String)>,
 }
 
-/// The format of [`FirstPlan::encode`].
+/// The format of [`FirstPlan::encode`]: the record count; the records'
+/// rows as runs `(first row, rows, action, message)` of consecutive rows
+/// with one action and no message (a first import's creates are a few
+/// runs), or one row with its message; then the inferred rows.
 const MAGIC: &[u8; 8] = b"MPLAN1\n\0";
+
+/// Appends the rows' runs, their count first.
+fn encode_rows<'a>(out: &mut Vec<u8>, rows: impl Iterator<Item = (u32, Action, &'a str)>) {
+    let count_at = out.len();
+    out.extend_from_slice(&0u32.to_le_bytes());
+    let mut runs = 0u32;
+    // The run being made: its first row, length, action and message.
+    let mut run: Option<(u32, u32, Action, &str)> = None;
+    let mut flush = |out: &mut Vec<u8>, (row, len, action, message): (u32, u32, Action, &str)| {
+        out.extend_from_slice(&row.to_le_bytes());
+        out.extend_from_slice(&len.to_le_bytes());
+        out.push(action_code(action));
+        put_str(out, message);
+        runs += 1;
+    };
+    for (row, action, message) in rows {
+        match &mut run {
+            Some((first, len, a, m))
+                if m.is_empty()
+                    && message.is_empty()
+                    && *a == action
+                    && first.checked_add(*len) == Some(row) =>
+            {
+                *len += 1
+            }
+            _ => {
+                if let Some(done) = run.take() {
+                    flush(out, done);
+                }
+                run = Some((row, 1, action, message));
+            }
+        }
+    }
+    if let Some(done) = run {
+        flush(out, done);
+    }
+    out[count_at..count_at + 4].copy_from_slice(&runs.to_le_bytes());
+}
 
 impl FirstPlan {
     /// The bytes a store keeps (as [`Plan::encode_first_plan`] writes
@@ -37,12 +78,8 @@ impl FirstPlan {
     fn encode(&self) -> Vec<u8> {
         let mut out = MAGIC.to_vec();
         out.extend_from_slice(&self.records.to_le_bytes());
-        out.extend_from_slice(&(self.rows.len() as u32).to_le_bytes());
-        for (row, action, message) in &self.rows {
-            out.extend_from_slice(&row.to_le_bytes());
-            out.push(action_code(*action));
-            put_str(&mut out, message);
-        }
+        let rows = self.rows.iter().map(|(r, a, m)| (*r, *a, m.as_str()));
+        encode_rows(&mut out, rows);
         out.extend_from_slice(&(self.inferred.len() as u32).to_le_bytes());
         for (key, action, message) in &self.inferred {
             put_str(&mut out, key);
@@ -60,9 +97,13 @@ impl FirstPlan {
             ..FirstPlan::default()
         };
         for _ in 0..c.u32()? {
-            let row = c.u32()?;
+            let (row, len) = (c.u32()?, c.u32()?);
             let action = action_of(c.u8()?)?;
-            plan.rows.push((row, action, c.str()?.to_string()));
+            let message = c.str()?;
+            for r in u64::from(row)..u64::from(row) + u64::from(len) {
+                plan.rows
+                    .push((u32::try_from(r).ok()?, action, message.to_string()));
+            }
         }
         for _ in 0..c.u32()? {
             let key = c.str()?.to_string();
@@ -83,21 +124,19 @@ impl Plan {
     /// encoded as [`FirstPlan::decode`] reads them; `None` when the plan
     /// writes nothing.
     pub fn encode_first_plan(&self) -> Option<Vec<u8>> {
-        let writing = |e: &&Entry| writes(e.action);
         let start = self.entries.partition_point(|e| e.line != 0);
         let (records, inferred) = self.entries.split_at(start);
-        let rows = records.iter().filter(writing).count();
-        if rows == 0 && inferred.is_empty() {
+        if inferred.is_empty() && !records.iter().any(|e| writes(e.action)) {
             return None;
         }
         let mut out = MAGIC.to_vec();
         out.extend_from_slice(&self.records.to_le_bytes());
-        out.extend_from_slice(&(rows as u32).to_le_bytes());
-        for (i, e) in records.iter().enumerate().filter(|(_, e)| writes(e.action)) {
-            out.extend_from_slice(&(i as u32).to_le_bytes());
-            out.push(action_code(e.action));
-            put_str(&mut out, self.row(i).message);
-        }
+        let rows = records
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| writes(e.action))
+            .map(|(i, e)| (i as u32, e.action, self.row(i).message));
+        encode_rows(&mut out, rows);
         out.extend_from_slice(&(inferred.len() as u32).to_le_bytes());
         for (i, e) in inferred.iter().enumerate() {
             put_str(&mut out, self.str(e.key));

@@ -19,6 +19,8 @@ mod reader;
 mod run;
 #[cfg(all(feature = "cli", feature = "scim"))]
 mod scim;
+#[cfg(all(feature = "cli", feature = "scim", feature = "sftp"))]
+mod secrets;
 #[cfg(all(feature = "cli", feature = "sftp"))]
 mod sftp;
 mod store;

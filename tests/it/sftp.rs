@@ -16,22 +16,22 @@ use std::time::{Duration, Instant};
 use crate::fixtures::TODAY;
 use crate::run::{gen, stderr};
 
-const USER: &str = "muster-sftp";
-const PASSWORD: &str = "Sftp-test-pw-7";
+pub const USER: &str = "muster-sftp";
+pub const PASSWORD: &str = "Sftp-test-pw-7";
 const SSHD: &str = "/usr/sbin/sshd";
 
 /// The test user and its key pair (made once per test binary): the
 /// private key file and its passphrase-protected twin.
-struct Account {
-    home: PathBuf,
+pub struct Account {
+    pub home: PathBuf,
     key: PathBuf,
-    key_with_passphrase: PathBuf,
+    pub key_with_passphrase: PathBuf,
     _keys: tempfile::TempDir,
 }
 
-const PASSPHRASE: &str = "key-passphrase-3";
+pub const PASSPHRASE: &str = "key-passphrase-3";
 
-fn sh(cmd: &mut Command) -> Output {
+pub fn sh(cmd: &mut Command) -> Output {
     let o = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         o.status.success(),
@@ -41,7 +41,7 @@ fn sh(cmd: &mut Command) -> Output {
     o
 }
 
-fn account() -> &'static Account {
+pub fn account() -> &'static Account {
     static ACCOUNT: OnceLock<Account> = OnceLock::new();
     ACCOUNT.get_or_init(|| {
         assert!(

@@ -215,8 +215,10 @@ fn main() -> ExitCode {
         use tracing_subscriber::prelude::*;
         let env = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-        // The HTTP client logs whole requests, the bearer token included,
-        // at trace: never below debug, whatever RUST_LOG asks.
+        // The HTTP and TLS stacks' own logs stay at debug at most, whatever
+        // RUST_LOG asks: ureq 3 redacts the Authorization header itself,
+        // but a request's URL and a handshake's details are theirs to log
+        // (the secret-scan test, tests/it/secrets.rs, reads trace logs).
         let secrets = Targets::new()
             .with_default(LevelFilter::TRACE)
             .with_target("ureq", LevelFilter::DEBUG)

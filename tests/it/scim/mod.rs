@@ -5,7 +5,7 @@
 
 mod oracle;
 mod proxy;
-mod server;
+pub mod server;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
