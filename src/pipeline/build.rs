@@ -317,7 +317,11 @@ impl FirstWave<'_> {
                 .filter(|(_, f)| links.iter().any(|(field, _)| field == *f))
                 .fold(0u8, |m, (k, _)| m | 1 << k),
             invited: object.invited,
-            fresh: action == Action::Create,
+            // A user whose links were never written (created by a run a
+            // crash cut short between the waves) has none to undo: its
+            // memberships are added without asking the LMS for them.
+            fresh: action == Action::Create
+                || stored.is_some_and(|s| !s.fields.iter().any(|f| f.field.is_link())),
         };
         let first = StoredObject {
             fingerprint: stored.map_or(0, |s| s.fingerprint),
@@ -347,7 +351,7 @@ pub(super) struct LinkRow {
     pub(super) row: u32,
     pub(super) links: u8,
     pub(super) invited: bool,
-    /// Created in this run: no links to undo.
+    /// Created in this run, or never linked: no links to undo.
     pub(super) fresh: bool,
 }
 

@@ -102,7 +102,8 @@ pub struct Operation {
     /// (manager, parent, groups, segments). Filled only for a sink that
     /// asks for them ([`Sink::wants_ids`]).
     pub ids: Vec<KnownId>,
-    /// The object did not exist before this run: it has no links to undo.
+    /// The object has no links to undo: it did not exist before this run,
+    /// or its links were never written.
     pub fresh: bool,
 }
 

@@ -955,3 +955,116 @@ fn d2_a_lost_store_is_rebuilt_from_the_lms() {
     assert_eq!(server.list("/Users").len(), users);
     assert_lms(&server, &state);
 }
+
+/// Requests by method and endpoint (`GET /Groups?filter`, `POST /Bulk`...),
+/// for the recovery test's message.
+type Requests = std::sync::Arc<std::sync::Mutex<BTreeMap<String, usize>>>;
+
+/// A proxy that counts requests (by method and endpoint) and slows each
+/// write by `slow` ms.
+fn counting(proxy: &Proxy, slow: u64) -> Requests {
+    let counts: Requests = Default::default();
+    let seen = counts.clone();
+    proxy.set(move |s| {
+        let endpoint = s.path.split('?').next().unwrap_or_default();
+        let endpoint = endpoint.trim_start_matches("/v2");
+        let endpoint = endpoint
+            .splitn(3, '/')
+            .take(2)
+            .collect::<Vec<_>>()
+            .join("/");
+        let query = if s.path.contains("filter=") {
+            "?filter"
+        } else {
+            ""
+        };
+        *seen
+            .lock()
+            .unwrap()
+            .entry(format!("{} {endpoint}{query}", s.method))
+            .or_default() += 1;
+        if s.method != "GET" && slow > 0 {
+            Fault::Slow(Duration::from_millis(slow))
+        } else {
+            Fault::Pass
+        }
+    });
+    counts
+}
+
+fn total(r: &Requests) -> usize {
+    r.lock().unwrap().values().sum()
+}
+
+/// Hardening point 10 and deliverable 4: a 5,000-user tenant with 200
+/// groups and 20 segments, killed mid-run (SIGKILL) behind a proxy; the
+/// run that resumes it sends at most twice the requests of a clean run of
+/// the same files (its look-ups batched), and the LMS ends as the clean
+/// one. MUSTER_SHOW_RECOVERY=1 prints the counts (BENCHMARKS.md).
+#[test]
+fn p10_a_resume_costs_at_most_twice_a_clean_run() {
+    let files = [
+        ("wt_groups*.csv", "winningtemp-groups"),
+        ("wt_segments*.csv", "winningtemp-segments"),
+        ("wt_users*.csv", "winningtemp-users"),
+    ];
+    let inputs = [
+        ("wt_groups.csv", gen("winningtemp-groups", 200, 3)),
+        ("wt_segments.csv", gen("winningtemp-segments", 20, 3)),
+        ("wt_users.csv", gen("winningtemp-users", 5000, 3)),
+    ];
+    // A clean run.
+    let server = ScimServer::start();
+    let proxy = Proxy::start(server.port);
+    let clean = counting(&proxy, 0);
+    let t = ScimTenant::new(&proxy.url(), 100, &files, "user_name = \"username\"");
+    for (name, bytes) in &inputs {
+        t.drop_file(name, bytes);
+    }
+    let o = t.run();
+    assert!(matches!(code(&o), 0 | 3), "{}", stderr(&o));
+    let want = server.list("/Users").len();
+
+    // The same files, killed once a third of the users are written.
+    let server = ScimServer::start();
+    let proxy = Proxy::start(server.port);
+    let first = counting(&proxy, 5);
+    let t = ScimTenant::new(&proxy.url(), 100, &files, "user_name = \"username\"");
+    for (name, bytes) in &inputs {
+        t.drop_file(name, bytes);
+    }
+    let mut child = t
+        .command()
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while server.list("/Users").len() < want / 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the run did not get going"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before the kill"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = total(&first);
+    let resumed = counting(&proxy, 0);
+    let o = t.run();
+    assert!(matches!(code(&o), 0 | 3), "{}", stderr(&o));
+    assert_eq!(server.list("/Users").len(), want);
+    let (clean_n, resumed_n) = (total(&clean), total(&resumed));
+    let show = format!(
+        "clean run: {clean_n} requests {:?}\nkilled run: {before} requests\nresumed run: {resumed_n} requests {:?}",
+        clean.lock().unwrap(),
+        resumed.lock().unwrap()
+    );
+    if std::env::var_os("MUSTER_SHOW_RECOVERY").is_some() {
+        eprintln!("{show}");
+    }
+    assert!(resumed_n <= 2 * clean_n, "{show}");
+}
