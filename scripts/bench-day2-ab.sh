@@ -26,7 +26,7 @@ for _ in $(seq "$runs"); do
   for spec in "$@"; do
     name=${spec%%=*} bin=${spec#*=}
     work="$dir/ab-$name"
-    rm -rf "$work" && cp -r "$dir/ab-$name-day1" "$work"
+    rm -rf "$work" && cp -a "$dir/ab-$name-day1" "$work"
     cp "$day2" "$work/inbox/users.csv"
     sync
     out=$(cd "$work" && RUST_LOG=debug NO_COLOR=1 /usr/bin/time -f "TIME %e %M" "$bin" run \

@@ -319,6 +319,7 @@ fn p5_flipped_bytes_in_the_store_never_end_in_a_panic() {
         std::fs::write(t.path("state.redb"), &bytes).unwrap();
         let _ = std::fs::remove_file(t.path("state.redb.prior-user"));
         t.drop_file("wt_users.csv", &gen(3000, 6));
+        let written = t.outbox().len();
         let o = t.run(&[]);
         let err = stderr(&o);
         let code = o.status.code();
@@ -327,7 +328,14 @@ fn p5_flipped_bytes_in_the_store_never_end_in_a_panic() {
             "round {round}: {code:?}\n{err}"
         );
         if matches!(code, Some(1 | 2)) {
+            // Found before any write, and said with what to do.
             assert!(err.contains("error: "), "round {round}: no message\n{err}");
+            assert!(err.contains("muster state rebuild"), "round {round}\n{err}");
+            assert_eq!(
+                t.outbox().len(),
+                written,
+                "round {round}: written before refused"
+            );
         }
         failed += usize::from(code == Some(1));
         std::fs::write(t.path("state.redb"), &pristine).unwrap();

@@ -172,12 +172,34 @@ impl RedbStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| io("its folder", e))?;
         }
+        let existed = path.exists();
         // A bounded page cache: the store is read mostly once per run (the
         // prior), so a large cache only grows the process.
-        let db = Database::builder()
+        let mut db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(path)
             .map_err(|e| db_err(e.into()))?;
+        // A file not as muster left it (changed by something else, copied,
+        // or a run that did not close it) is checked whole before anything
+        // is read or written: damage is refused here, not met by a panic
+        // after writes were sent.
+        if existed && read_seal(path) != seal_of(path) {
+            let started = std::time::Instant::now();
+            let checked = db.check_integrity();
+            tracing::info!(
+                ms = started.elapsed().as_millis() as u64,
+                "state store: checked whole (not as the last run left it)"
+            );
+            match checked {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(err(StoreErrorKind::Damaged(
+                        "the database file was changed outside muster: it is damaged, and what redb could repair it to may be older than what the LMS has".into(),
+                    )))
+                }
+                Err(e) => return Err(db_err(e.into())),
+            }
+        }
         // The format first: the journal of a store this muster refuses is
         // not read (nor its tail cut).
         let format = meta_of(&db, "format").map_err(&db_err)?;
@@ -533,11 +555,12 @@ impl RedbStore {
     }
 
     /// The files of the store at `path` that exist: the database, its
-    /// journal and its prior digests (not its lock).
+    /// journal, its seal and its prior digests (not its lock).
     pub fn files(path: &Path) -> Vec<PathBuf> {
         let mut out = vec![
             path.to_path_buf(),
             PathBuf::from(format!("{}.journal", path.display())),
+            seal_path(path),
         ];
         for kind in [ObjectKind::User, ObjectKind::Group, ObjectKind::Segment] {
             out.push(PathBuf::from(format!(
@@ -900,8 +923,37 @@ impl Drop for RedbStore {
         }
         if let Err(e) = self.sync() {
             tracing::error!(error = %e, "state store sync on close failed; the journal will be recovered");
+            return;
+        }
+        // The database file as muster leaves it: the next open need not
+        // check it whole.
+        if let Some(seal) = seal_of(&self.path) {
+            let _ = std::fs::write(seal_path(&self.path), seal);
         }
     }
+}
+
+/// `<store>.seal`: the database file's length and modification time as a
+/// run that closed it cleanly left it. Not synced: a seal lost in a crash
+/// only costs the next open a whole check.
+fn seal_path(path: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.seal", path.display()))
+}
+
+/// The seal the database file at `path` has now.
+fn seal_of(path: &Path) -> Option<String> {
+    let meta = std::fs::metadata(path).ok()?;
+    let modified = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    Some(format!("{} {}\n", meta.len(), modified.as_nanos()))
+}
+
+/// The seal the last clean close wrote, if any.
+fn read_seal(path: &Path) -> Option<String> {
+    std::fs::read_to_string(seal_path(path)).ok()
 }
 
 /// Writes this muster's format into META (and, for a new store, creates
