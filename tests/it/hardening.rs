@@ -527,3 +527,32 @@ fn p2_a_first_import_killed_mid_run_reports_every_user_created() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(results_of(&t, "wt_users"), results_of(&clean, "wt_users"));
 }
+
+/// Deliverable 3, its cost: a store as the last run left it is not
+/// checked whole (a `stat` and its seal); one changed since (here: copied
+/// without its times) is, once.
+#[test]
+fn d3_a_store_is_checked_whole_only_when_not_as_the_last_run_left_it() {
+    let (t, _) = applied_day_one(300);
+    let checked = |o: &std::process::Output| stderr(o).contains("checked whole");
+    let run = || {
+        t.drop_file("wt_users.csv", &gen(300, 6));
+        Command::new(env!("CARGO_BIN_EXE_muster"))
+            .args(["run", "--config"])
+            .arg(t.path("muster.toml"))
+            .args(["--today", crate::fixtures::TODAY])
+            .env("RUST_LOG", "muster=info")
+            .output()
+            .unwrap()
+    };
+    let o = run();
+    assert!(!checked(&o), "{}", stderr(&o));
+    let bytes = std::fs::read(t.path("state.redb")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(t.path("state.redb"), bytes).unwrap();
+    let o = run();
+    assert!(checked(&o), "{}", stderr(&o));
+    assert!(matches!(o.status.code(), Some(0 | 3)), "{}", stderr(&o));
+    let o = run();
+    assert!(!checked(&o), "{}", stderr(&o));
+}

@@ -100,7 +100,9 @@ fn objects(kind: ObjectKind) -> TableDefinition<'static, &'static str, &'static 
 
 /// The state store in a redb file.
 pub struct RedbStore {
-    db: Database,
+    /// The database; taken only when the store is dropped, to close it
+    /// before its seal is written.
+    db: Option<Database>,
     path: PathBuf,
     journal: Journal,
     /// Begun, neither committed nor dropped.
@@ -172,7 +174,9 @@ impl RedbStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| io("its folder", e))?;
         }
-        let existed = path.exists();
+        // Whether the file is as the last clean close left it, looked at
+        // before redb opens it (opening writes to it).
+        let as_left = path.exists().then(|| read_seal(path) == seal_of(path));
         // A bounded page cache: the store is read mostly once per run (the
         // prior), so a large cache only grows the process.
         let mut db = Database::builder()
@@ -183,7 +187,7 @@ impl RedbStore {
         // or a run that did not close it) is checked whole before anything
         // is read or written: damage is refused here, not met by a panic
         // after writes were sent.
-        if existed && read_seal(path) != seal_of(path) {
+        if as_left == Some(false) {
             let started = std::time::Instant::now();
             let checked = db.check_integrity();
             tracing::info!(
@@ -233,7 +237,7 @@ impl RedbStore {
         }
         let (journal, replayed) = Journal::open(journal_path).map_err(|e| io("journal", e))?;
         let mut store = RedbStore {
-            db,
+            db: Some(db),
             path: path.to_path_buf(),
             journal,
             in_flight: replayed.in_flight,
@@ -267,7 +271,7 @@ impl RedbStore {
         let keys = self.buffered_keys();
         if keys > 0 {
             let mut digests = Vec::new();
-            let w = self.db.begin_write().map_err(|e| self.err(e))?;
+            let w = self.db().begin_write().map_err(|e| self.err(e))?;
             {
                 for kind in [ObjectKind::Group, ObjectKind::Segment, ObjectKind::User] {
                     // In key order: the B-tree's pages are then visited
@@ -519,6 +523,13 @@ impl RedbStore {
             .map_err(|e| self.io_err(format!("journal entry for key {key:?}"), e))
     }
 
+    /// The database (open from [`RedbStore::open`] to the drop).
+    fn db(&self) -> &Database {
+        self.db
+            .as_ref()
+            .expect("the database is open until the store is dropped")
+    }
+
     /// The database failed.
     fn err(&self, e: impl Into<redb::Error>) -> StoreError {
         StoreError::new(&self.path, database_error(e.into()))
@@ -536,7 +547,7 @@ impl RedbStore {
     }
 
     fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        meta_of(&self.db, name).map_err(|e| self.err(e))
+        meta_of(self.db(), name).map_err(|e| self.err(e))
     }
 
     /// Hands out operation ids above `last` from now on (a store rebuilt
@@ -585,7 +596,7 @@ impl RedbStore {
     }
 
     fn set_meta(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError> {
-        let w = self.db.begin_write().map_err(|e| self.err(e))?;
+        let w = self.db().begin_write().map_err(|e| self.err(e))?;
         {
             let mut t = w.open_table(META).map_err(|e| self.err(e))?;
             t.insert(name, value).map_err(|e| self.err(e))?;
@@ -688,7 +699,7 @@ impl StateStore for RedbStore {
         if plan.is_none() && self.meta(&name)?.is_none() {
             return Ok(());
         }
-        let mut w = self.db.begin_write().map_err(|e| self.err(e))?;
+        let mut w = self.db().begin_write().map_err(|e| self.err(e))?;
         if plan.is_none() {
             // No fsync of its own: made durable with the next commit.
             w.set_durability(redb::Durability::None)
@@ -712,7 +723,7 @@ impl StateStore for RedbStore {
     }
 
     fn prior(&self, kind: ObjectKind) -> Result<MemoryPrior, StoreError> {
-        let r = self.db.begin_read().map_err(|e| self.err(e))?;
+        let r = self.db().begin_read().map_err(|e| self.err(e))?;
         let objects = r.open_table(objects(kind)).map_err(|e| self.err(e))?;
         let mut prior = self.checkpointed(kind, &objects)?;
         // Acknowledged writes not yet checkpointed: the fingerprint and
@@ -746,7 +757,7 @@ impl StateStore for RedbStore {
         kind: ObjectKind,
         keys: &[&str],
     ) -> Result<Vec<Option<StoredObject>>, StoreError> {
-        let r = self.db.begin_read().map_err(|e| self.err(e))?;
+        let r = self.db().begin_read().map_err(|e| self.err(e))?;
         let t = r.open_table(objects(kind)).map_err(|e| self.err(e))?;
         let mut value = Vec::new();
         let mut out = Vec::with_capacity(keys.len());
@@ -925,8 +936,9 @@ impl Drop for RedbStore {
             tracing::error!(error = %e, "state store sync on close failed; the journal will be recovered");
             return;
         }
-        // The database file as muster leaves it: the next open need not
-        // check it whole.
+        // The database file as muster leaves it, closed (closing writes
+        // to it): the next open need not check it whole.
+        drop(self.db.take());
         if let Some(seal) = seal_of(&self.path) {
             let _ = std::fs::write(seal_path(&self.path), seal);
         }
