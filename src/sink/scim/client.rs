@@ -185,10 +185,39 @@ impl Client {
     /// failure's description once the attempts are spent: the LMS is
     /// unavailable.
     pub fn send(&self, req: &Request) -> Result<Response, String> {
+        self.send_looking(req, &|| None)
+    }
+
+    /// [`Client::send`] of a request that creates: after a try whose
+    /// answer was lost (the connection failed, or a gateway timed out:
+    /// the LMS may have applied it), `look` is asked what the LMS has
+    /// before it is sent again (SPEC §3 step 5); an answer it gives is
+    /// the request's. `None` (nothing found, or the look-up failed): sent
+    /// again.
+    pub fn send_looking(
+        &self,
+        req: &Request,
+        look: &dyn Fn() -> Option<Response>,
+    ) -> Result<Response, String> {
         let mut last = String::new();
         for attempt in 1..=self.max_attempts {
             self.take(req.writes);
-            let wait = match self.once(req) {
+            let answer = self.once(req);
+            let lost = match &answer {
+                Err(_) => true,
+                Ok(resp) => matches!(resp.status, 502 | 504),
+            };
+            if lost && attempt < self.max_attempts {
+                if let Some(mut found) = look() {
+                    tracing::debug!(
+                        attempt,
+                        "scim: an answer was lost; the look-up found what the request made"
+                    );
+                    found.attempts = attempt + 1;
+                    return Ok(found);
+                }
+            }
+            let wait = match answer {
                 Ok(mut resp) if !retryable(resp.status) => {
                     resp.attempts = attempt;
                     return Ok(resp);

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use oracle::{Layout, User, LUCCA, MOBIETRAIN, WINNINGTEMP};
 use proxy::{Fault, Proxy};
+use serde_json::Value as Json;
 use server::{ScimServer, TOKEN};
 
 use crate::fixtures::TODAY;
@@ -833,7 +834,29 @@ fn p1_groups_are_not_duplicated_when_an_answer_is_lost() {
         let server = ScimServer::start();
         let proxy = Proxy::start(server.port);
         let dropped = std::sync::atomic::AtomicBool::new(false);
+        // Every group create sent, by externalId: none is sent twice (the
+        // lost answer is followed by a look-up, not a second create).
+        let posted = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let seen = posted.clone();
         proxy.set(move |s| {
+            let body: Json = serde_json::from_slice(s.body).unwrap_or(Json::Null);
+            let mut sent = seen.lock().unwrap();
+            if s.method == "POST" && s.path.ends_with("/Groups") {
+                sent.push(body["externalId"].as_str().unwrap_or_default().to_string());
+            }
+            if s.method == "POST" && s.path.ends_with("/Bulk") {
+                for op in body["Operations"].as_array().into_iter().flatten() {
+                    if op["method"] == "POST" && op["path"] == "/Groups" {
+                        sent.push(
+                            op["data"]["externalId"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_string(),
+                        );
+                    }
+                }
+            }
+            drop(sent);
             let creates = s.method == "POST"
                 && (s.path.ends_with("/Groups")
                     || (s.path.ends_with("/Bulk")
@@ -868,6 +891,15 @@ fn p1_groups_are_not_duplicated_when_an_answer_is_lost() {
         assert!(
             twice.is_empty(),
             "{profile} {sink}: groups held twice: {twice:?}"
+        );
+        let mut sent = posted.lock().unwrap().clone();
+        let all = sent.len();
+        sent.sort();
+        sent.dedup();
+        assert_eq!(
+            sent.len(),
+            all,
+            "{profile} {sink}: a group create was sent twice"
         );
     }
 }

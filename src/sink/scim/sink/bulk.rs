@@ -227,7 +227,11 @@ impl ScimSink {
         if req.body.as_ref().map_or(0, Vec::len) > bulk.max_payload && n > 1 {
             return BulkAnswer::TooLarge;
         }
-        let resp = match self.client.send(&req) {
+        let entries = body["Operations"].as_array().map_or(&[][..], Vec::as_slice);
+        let resp = match self
+            .client
+            .send_looking(&req, &|| self.made_in_bulk(entries))
+        {
             Ok(r) => r,
             Err(m) => return BulkAnswer::Unavailable(m),
         };

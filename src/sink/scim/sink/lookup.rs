@@ -4,11 +4,13 @@
 
 use std::collections::BTreeSet;
 
+use ahash::AHashMap;
+
 use serde_json::{json, Value as Json};
 
 use super::{encode, quote, strip_invite, Ids, Outcome, ScimSink, FILTER_TERMS, LIST_PAGE};
 use crate::model::{Action, ObjectKind};
-use crate::sink::scim::client::{Method, Request};
+use crate::sink::scim::client::{Method, Request, Response};
 use crate::sink::scim::map::{MUSTER_GROUP, PATCH_OP};
 use crate::sink::{Found, Operation};
 
@@ -95,6 +97,78 @@ impl ScimSink {
             });
         }
         Ok(out)
+    }
+
+    /// What a create whose answer was lost made, if the LMS has it: the
+    /// object under `op`'s `externalId`, as the answer would have given
+    /// it. `None` when it has none, or the look-up failed (the create is
+    /// then sent again, and [`ScimSink::keep_one`] repairs a copy).
+    pub(super) fn made(&self, op: &Operation) -> Option<Response> {
+        let filter = format!(
+            "externalId eq {}",
+            quote(&self.map.external_id(op.kind, &op.key))
+        );
+        let found = self
+            .search(self.map.endpoint(op.kind), &filter, "id,externalId,meta")
+            .ok()?;
+        found.first().map(|r| answered(201, r))
+    }
+
+    /// [`ScimSink::made`] for a Bulk request whose answer was lost: its
+    /// creates the LMS has, answered `201` with what it has; every other
+    /// operation answered `503`, to be sent again. `None` when nothing
+    /// was found, or a look-up failed.
+    pub(super) fn made_in_bulk(&self, entries: &[Json]) -> Option<Response> {
+        let mut found: AHashMap<(String, String), Json> = AHashMap::new();
+        let creates: Vec<(&str, &str)> = entries
+            .iter()
+            .filter(|e| e["method"] == "POST")
+            .filter_map(|e| Some((e["path"].as_str()?, e["data"]["externalId"].as_str()?)))
+            .collect();
+        for endpoint in ["/Users", "/Groups"] {
+            let of: Vec<&str> = creates
+                .iter()
+                .filter(|(p, _)| *p == endpoint)
+                .map(|(_, ext)| *ext)
+                .collect();
+            for chunk in of.chunks(FILTER_TERMS) {
+                let filter = chunk
+                    .iter()
+                    .map(|ext| format!("externalId eq {}", quote(ext)))
+                    .collect::<Vec<_>>()
+                    .join(" or ");
+                for r in self.search(endpoint, &filter, "id,externalId,meta").ok()? {
+                    if let Some(ext) = r["externalId"].as_str() {
+                        found
+                            .entry((endpoint.to_string(), ext.to_string()))
+                            .or_insert(r);
+                    }
+                }
+            }
+        }
+        if found.is_empty() {
+            return None;
+        }
+        let operations: Vec<Json> = entries
+            .iter()
+            .map(|e| {
+                let made = e["path"].as_str().zip(e["data"]["externalId"].as_str());
+                let made = made
+                    .filter(|_| e["method"] == "POST")
+                    .and_then(|(p, ext)| found.get(&(p.to_string(), ext.to_string())));
+                match made {
+                    Some(r) => json!({
+                        "bulkId": e["bulkId"],
+                        "method": "POST",
+                        "status": "201",
+                        "location": format!("{}/{}", e["path"].as_str().unwrap_or_default(), r["id"].as_str().unwrap_or_default()),
+                        "response": r,
+                    }),
+                    None => json!({"bulkId": e["bulkId"], "method": e["method"], "status": "503"}),
+                }
+            })
+            .collect();
+        Some(answered(200, &json!({"Operations": operations})))
     }
 
     /// Finds the LMS ids of `wanted` by `externalId`, into `ids`.
@@ -285,5 +359,18 @@ impl ScimSink {
             Ok(r) => Outcome::Rejected(format!("{conflict}; linking: {}", r.message())),
             Err(m) => Outcome::Unavailable(m),
         }
+    }
+}
+
+/// An answer made of what a look-up found, as the lost one would have
+/// been.
+fn answered(status: u16, body: &Json) -> Response {
+    Response {
+        status,
+        etag: None,
+        location: None,
+        body: serde_json::to_vec(body).unwrap_or_default(),
+        retry_after: None,
+        attempts: 1,
     }
 }

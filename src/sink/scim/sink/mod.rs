@@ -276,7 +276,13 @@ impl ScimSink {
             }
             Err(outcome) => return outcome,
         };
-        match self.send_versioned(Request::write(method, path, body.as_ref(), 1)) {
+        let req = Request::write(method, path, body.as_ref(), 1);
+        let sent = if method == Method::Post {
+            self.client.send_looking(&req, &|| self.made(op))
+        } else {
+            self.send_versioned(req)
+        };
+        match sent {
             Ok(resp) => {
                 let tried_before = resp.attempts > 1;
                 let outcome = Self::outcome(method, &resp, own, tried_before);
