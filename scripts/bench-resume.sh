@@ -19,7 +19,8 @@ for _ in $(seq "$runs"); do
   echo "clean run: $wall s $rss MB"
   (cd "$killed" && exec "$muster" run --config muster.toml --today 2026-11-21 2>/dev/null) &
   pid=$!
-  while [ "$(wc -l < "$killed/outbox.jsonl" 2>/dev/null || echo 0)" -lt $((rows / 2)) ]; do
+  lines() { if [ -f "$killed/outbox.jsonl" ]; then wc -l < "$killed/outbox.jsonl"; else echo 0; fi; }
+  while [ "$(lines)" -lt $((rows / 2)) ]; do
     sleep 0.05
   done
   kill -9 "$pid" && wait "$pid" 2>/dev/null || true
