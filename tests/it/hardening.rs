@@ -506,19 +506,7 @@ fn p2_a_first_import_killed_mid_run_reports_every_user_created() {
 
     let t = Tenant::new(20);
     t.drop_file("wt_users.csv", &users);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_muster"))
-        .args(["run", "--config"])
-        .arg(t.path("muster.toml"))
-        .args(["--today", crate::fixtures::TODAY])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while t.outbox().len() < 2_000 && started.elapsed().as_secs() < 60 {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    t.run_killed_at(2_000);
     assert!(
         t.path("inbox/wt_users.csv").exists(),
         "the run ended before it was killed"

@@ -106,6 +106,24 @@ path = "outbox.jsonl"
             .unwrap()
     }
 
+    /// `muster run`, killed without warning (SIGKILL) once the outbox
+    /// holds `lines` lines (or after a minute).
+    pub fn run_killed_at(&self, lines: usize) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_muster"))
+            .args(["run", "--config"])
+            .arg(self.path("muster.toml"))
+            .args(["--today", TODAY])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while self.outbox().len() < lines && started.elapsed().as_secs() < 60 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
     /// The outbox's complete lines (a line still being written, without its
     /// newline, is not an applied operation yet).
     pub fn outbox(&self) -> Vec<serde_json::Value> {
@@ -677,20 +695,7 @@ fn kill_9_mid_run_then_resume_applies_everything_exactly_once() {
     let t = Tenant::new(20);
     let rows = 20_000;
     t.drop_file("wt_users.csv", &gen(rows, 7));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_muster"))
-        .args(["run", "--config"])
-        .arg(t.path("muster.toml"))
-        .args(["--today", TODAY])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // Wait until some batches are out, then kill without warning.
-    let started = std::time::Instant::now();
-    while t.outbox().len() < 2_000 && started.elapsed().as_secs() < 60 {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    t.run_killed_at(2_000);
     let at_kill = t.outbox().len();
     assert!(
         at_kill >= 2_000,

@@ -124,6 +124,21 @@ impl ScimTenant {
     }
 }
 
+/// A Winningtemp tenant: its groups, segments and users files, user
+/// names from the `username` column, batches of 100.
+fn winningtemp_tenant(url: &str) -> ScimTenant {
+    ScimTenant::new(
+        url,
+        100,
+        &[
+            ("wt_groups*.csv", "winningtemp-groups"),
+            ("wt_segments*.csv", "winningtemp-segments"),
+            ("wt_users*.csv", "winningtemp-users"),
+        ],
+        "user_name = \"username\"",
+    )
+}
+
 fn gen(profile: &str, rows: usize, seed: u64) -> Vec<u8> {
     let o = Command::new(env!("CARGO_BIN_EXE_muster"))
         .args(["gen", "--profile", profile, "--rows", &rows.to_string()])
@@ -188,16 +203,7 @@ fn users_state(t: &ScimTenant, stem: &str, layout: &Layout, state: &mut BTreeMap
 #[test]
 fn winningtemp_groups_segments_and_users_then_day_two_converge() {
     let server = ScimServer::start();
-    let t = ScimTenant::new(
-        &server.url(),
-        100,
-        &[
-            ("wt_groups*.csv", "winningtemp-groups"),
-            ("wt_segments*.csv", "winningtemp-segments"),
-            ("wt_users*.csv", "winningtemp-users"),
-        ],
-        "user_name = \"username\"",
-    );
+    let t = winningtemp_tenant(&server.url());
     t.drop_file("wt_groups.csv", &gen("winningtemp-groups", 200, 1));
     t.drop_file("wt_segments.csv", &gen("winningtemp-segments", 20, 1));
     t.drop_file("wt_users.csv", &gen("winningtemp-users", 600, 1));
@@ -922,16 +928,7 @@ fn d2_a_lost_store_is_rebuilt_from_the_lms() {
         }
         Fault::Pass
     });
-    let t = ScimTenant::new(
-        &proxy.url(),
-        100,
-        &[
-            ("wt_groups*.csv", "winningtemp-groups"),
-            ("wt_segments*.csv", "winningtemp-segments"),
-            ("wt_users*.csv", "winningtemp-users"),
-        ],
-        "user_name = \"username\"",
-    );
+    let t = winningtemp_tenant(&proxy.url());
     t.drop_file("wt_groups.csv", &gen("winningtemp-groups", 100, 1));
     t.drop_file("wt_segments.csv", &gen("winningtemp-segments", 10, 1));
     t.drop_file("wt_users.csv", &gen("winningtemp-users", 400, 1));
@@ -1035,11 +1032,6 @@ fn total(r: &Requests) -> usize {
 /// one. MUSTER_SHOW_RECOVERY=1 prints the counts (BENCHMARKS.md).
 #[test]
 fn p10_a_resume_costs_at_most_twice_a_clean_run() {
-    let files = [
-        ("wt_groups*.csv", "winningtemp-groups"),
-        ("wt_segments*.csv", "winningtemp-segments"),
-        ("wt_users*.csv", "winningtemp-users"),
-    ];
     let inputs = [
         ("wt_groups.csv", gen("winningtemp-groups", 200, 3)),
         ("wt_segments.csv", gen("winningtemp-segments", 20, 3)),
@@ -1049,7 +1041,7 @@ fn p10_a_resume_costs_at_most_twice_a_clean_run() {
     let server = ScimServer::start();
     let proxy = Proxy::start(server.port);
     let clean = counting(&proxy, 0);
-    let t = ScimTenant::new(&proxy.url(), 100, &files, "user_name = \"username\"");
+    let t = winningtemp_tenant(&proxy.url());
     for (name, bytes) in &inputs {
         t.drop_file(name, bytes);
     }
@@ -1061,7 +1053,7 @@ fn p10_a_resume_costs_at_most_twice_a_clean_run() {
     let server = ScimServer::start();
     let proxy = Proxy::start(server.port);
     let first = counting(&proxy, 5);
-    let t = ScimTenant::new(&proxy.url(), 100, &files, "user_name = \"username\"");
+    let t = winningtemp_tenant(&proxy.url());
     for (name, bytes) in &inputs {
         t.drop_file(name, bytes);
     }
