@@ -992,6 +992,12 @@ type Requests = std::sync::Arc<std::sync::Mutex<BTreeMap<String, usize>>>;
 /// A proxy that counts requests (by method and endpoint) and slows each
 /// write by `slow` ms.
 fn counting(proxy: &Proxy, slow: u64) -> Requests {
+    counting_losing(proxy, slow, 0)
+}
+
+/// [`counting`], the answer to every `lose`th write (0: none) lost after
+/// the LMS applied it.
+fn counting_losing(proxy: &Proxy, slow: u64, lose: u64) -> Requests {
     let counts: Requests = Default::default();
     let seen = counts.clone();
     proxy.set(move |s| {
@@ -1012,7 +1018,9 @@ fn counting(proxy: &Proxy, slow: u64) -> Requests {
             .unwrap()
             .entry(format!("{} {endpoint}{query}", s.method))
             .or_default() += 1;
-        if s.method != "GET" && slow > 0 {
+        if s.method != "GET" && lose > 0 && s.n % lose == 0 {
+            Fault::DropAfter
+        } else if s.method != "GET" && slow > 0 {
             Fault::Slow(Duration::from_millis(slow))
         } else {
             Fault::Pass
@@ -1091,4 +1099,56 @@ fn p10_a_resume_costs_at_most_twice_a_clean_run() {
         eprintln!("{show}");
     }
     assert!(resumed_n <= 2 * clean_n, "{show}");
+}
+
+/// Hardening points 1 and 10 under a resetting proxy: the answer to every
+/// 7th write of a 2,000-user tenant (groups, segments, users) is lost
+/// after the LMS applied it. The run converges — each user and group
+/// once — for at most twice a clean run's requests: a lost create is
+/// looked up (one search per 20 creates), not sent again.
+#[test]
+fn p10_lost_answers_cost_at_most_twice_a_clean_run() {
+    let inputs = [
+        ("wt_groups.csv", gen("winningtemp-groups", 100, 5)),
+        ("wt_segments.csv", gen("winningtemp-segments", 10, 5)),
+        ("wt_users.csv", gen("winningtemp-users", 2000, 5)),
+    ];
+    let run = |lose: u64| {
+        let server = ScimServer::start();
+        let proxy = Proxy::start(server.port);
+        let counts = counting_losing(&proxy, 0, lose);
+        let t = winningtemp_tenant(&proxy.url());
+        for (name, bytes) in &inputs {
+            t.drop_file(name, bytes);
+        }
+        let o = t.run();
+        assert!(matches!(code(&o), 0 | 3), "{}{}", stderr(&o), t.failures());
+        let users = server.list("/Users");
+        let mut ext: Vec<&str> = users
+            .iter()
+            .map(|u| u["externalId"].as_str().unwrap_or_default())
+            .collect();
+        ext.sort();
+        let n = ext.len();
+        ext.dedup();
+        assert_eq!(ext.len(), n, "a user is held twice");
+        let twice: Vec<_> = group_copies(&server)
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .collect();
+        assert!(twice.is_empty(), "groups held twice: {twice:?}");
+        let total = total(&counts);
+        (n, total, counts)
+    };
+    let (want, clean, _) = run(0);
+    let (got, lossy, counts) = run(7);
+    assert_eq!(got, want);
+    let show = format!(
+        "clean run: {clean} requests; with every 7th answer lost: {lossy} {:?}",
+        counts.lock().unwrap()
+    );
+    if std::env::var_os("MUSTER_SHOW_RECOVERY").is_some() {
+        eprintln!("{show}");
+    }
+    assert!(lossy <= 2 * clean, "{show}");
 }
