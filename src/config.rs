@@ -45,7 +45,30 @@ pub use crate::source::SourceConfig;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
+    #[serde(default)]
+    daemon: DaemonSettings,
     tenant: Vec<TenantFile>,
+}
+
+/// `[daemon]`: how `muster daemon` runs the tenants (SPEC §8).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonSettings {
+    /// Tenants run at once. Default 4.
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+}
+
+impl Default for DaemonSettings {
+    fn default() -> DaemonSettings {
+        DaemonSettings {
+            workers: default_workers(),
+        }
+    }
+}
+
+fn default_workers() -> usize {
+    4
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -157,6 +180,7 @@ pub enum ConfigErrorKind {
 /// A validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
+    pub daemon: DaemonSettings,
     pub tenants: Vec<Tenant>,
 }
 
@@ -294,7 +318,13 @@ impl Config {
             return Err(err("no [[tenant]]".into()));
         }
         shared_paths(&tenants).map_err(err)?;
-        Ok(Config { tenants })
+        if file.daemon.workers == 0 {
+            return Err(err("daemon.workers must be at least 1".into()));
+        }
+        Ok(Config {
+            daemon: file.daemon,
+            tenants,
+        })
     }
 }
 

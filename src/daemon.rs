@@ -1,22 +1,31 @@
-//! `muster daemon`: runs each tenant on its schedule until stopped.
+//! `muster daemon`: runs each tenant on its schedule until stopped (SPEC §8).
 //!
 //! - **Schedule**: each tenant's cron expression in its time zone
 //!   ([`crate::schedule`]; default `0 4 * * *` UTC).
-//! - **One run at a time**: tenants are run one after the other by one
-//!   thread, and [`crate::pipeline::run_tenant`] holds an exclusive lock on the
-//!   tenant's `<state>.lock`, so a manual `muster run` of the same tenant
-//!   never overlaps a scheduled one (the later one waits for the next slot).
+//! - **Workers**: the scheduler hands due tenants to `[daemon] workers`
+//!   threads (default 4), so a tenant whose LMS is slow or down holds up
+//!   only itself. A tenant is queued once until its run ends, never run
+//!   twice at once; across processes, [`crate::pipeline::run_tenant`]
+//!   holds an exclusive lock on the tenant's `<state>.lock`, so a manual
+//!   `muster run` never overlaps a scheduled one (the later one waits for
+//!   the next slot). Memory is bounded by the workers: one run each.
 //! - **Missed runs**: the next due time is kept in the tenant's state store.
-//!   A daemon that starts after a due time passed (it was down, or busy
-//!   with another tenant) runs the tenant once at start, however many
-//!   slots were missed — the files waiting in the inbox are the same — then
-//!   follows the schedule. A tenant seen for the first time waits for its
-//!   first slot.
-//! - **Stopping**: SIGTERM or SIGINT sets the stop flag: the batch in
-//!   flight is finished and committed, nothing more is sent, the file being
-//!   written stays in the inbox for the next run, and the daemon returns (exit
-//!   0). A second signal exits at once (the journal makes that safe too).
+//!   A daemon that starts after a due time passed (it was down) runs the
+//!   tenant once at start, however many slots were missed — the files
+//!   waiting in the inbox are the same — then follows the schedule. A
+//!   tenant seen for the first time waits for its first slot.
+//! - **Reload**: when [`DaemonOptions::reload`] is set (SIGHUP), the config
+//!   is read again: new tenants are scheduled, removed ones finish the run
+//!   they are in and are not run again, changed ones run with their new
+//!   settings from their next run. A config that does not load is refused
+//!   with its error, and the old one kept.
+//! - **Stopping**: SIGTERM or SIGINT sets the stop flag: each run in flight
+//!   finishes and commits the batch it is sending, nothing more is sent, the
+//!   file being written stays in the inbox for the next run, queued runs are
+//!   not started, and the daemon returns (exit 0). A second signal exits at
+//!   once (the journal makes that safe too).
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,81 +63,224 @@ fn next_slot(tenant: &Tenant, after: Timestamp) -> Timestamp {
     }
 }
 
+/// When a tenant the daemon starts with (or is given by a reload) is
+/// first due: at once if a slot passed while no daemon ran it, else its
+/// stored or next slot.
+fn first_due(tenant: &Tenant, now: Timestamp) -> Timestamp {
+    let due = match stored_due(tenant) {
+        Some(d) if d <= now => {
+            tracing::info!(tenant = %tenant.name, missed = %d, "a scheduled run was missed: running now");
+            now
+        }
+        Some(d) => d,
+        None => {
+            let d = next_slot(tenant, now);
+            store_due(tenant, d);
+            d
+        }
+    };
+    tracing::info!(tenant = %tenant.name, next = %due, "scheduled");
+    due
+}
+
 /// The outcome of one scheduled run.
 pub type RunOutcome = Result<Vec<FileReport>, RunError>;
 
-/// Runs the tenants of `config` (only `only`, when given) on their
-/// schedules until `stop` is set. `progress` hears how far each run has
-/// come, `report` its outcome.
+/// How the daemon is run: which tenants, and the flags its signals set.
+#[derive(Clone, Debug, Default)]
+pub struct DaemonOptions {
+    /// Only this tenant.
+    pub only: Option<String>,
+    /// Set to stop (SIGTERM, SIGINT).
+    pub stop: Arc<AtomicBool>,
+    /// The config file, and the flag that asks for it to be read again
+    /// (SIGHUP); cleared when it has been.
+    pub reload: Option<(PathBuf, Arc<AtomicBool>)>,
+}
+
+/// A tenant the scheduler knows.
+struct Slot {
+    tenant: Arc<Tenant>,
+    due: Timestamp,
+    /// Queued or running: not queued again until its run ends.
+    busy: bool,
+    /// Gone from the config: not run again (dropped when its run ends).
+    removed: bool,
+}
+
+/// Runs the tenants of `config` on their schedules, `config.daemon.workers`
+/// at a time, until `opts.stop` is set. `progress` hears how far each run
+/// has come, `report` its outcome (both from the worker running it).
 pub fn run_daemon(
     config: &Config,
-    only: Option<&str>,
-    stop: Arc<AtomicBool>,
-    progress: &mut dyn FnMut(&Tenant, RunProgress<'_>),
-    report: &mut dyn FnMut(&Tenant, &RunOutcome),
+    opts: &DaemonOptions,
+    progress: &(dyn Fn(&Tenant, RunProgress<'_>) + Sync),
+    report: &(dyn Fn(&Tenant, &RunOutcome) + Sync),
 ) {
-    let tenants: Vec<&Tenant> = config
-        .tenants
-        .iter()
-        .filter(|t| only.is_none_or(|n| t.name == n))
-        .collect();
     let now = Timestamp::now();
-    let mut due: Vec<Timestamp> = tenants
-        .iter()
-        .map(|t| {
-            let due = match stored_due(t) {
-                Some(d) if d <= now => {
-                    tracing::info!(tenant = %t.name, missed = %d, "a scheduled run was missed: running now");
-                    now
-                }
-                Some(d) => d,
-                None => {
-                    let d = next_slot(t, now);
-                    store_due(t, d);
-                    d
-                }
-            };
-            tracing::info!(tenant = %t.name, next = %due, "scheduled");
-            due
+    let mut slots: Vec<Slot> = chosen(config, opts)
+        .map(|t| Slot {
+            due: first_due(t, now),
+            tenant: Arc::new(t.clone()),
+            busy: false,
+            removed: false,
         })
         .collect();
-    let opts = RunOptions {
-        stop: Some(stop.clone()),
+    let run_opts = RunOptions {
+        stop: Some(opts.stop.clone()),
         ..RunOptions::default()
     };
-    while !stop.load(Ordering::SeqCst) {
-        let now = Timestamp::now();
-        for (i, tenant) in tenants.iter().enumerate() {
-            if due[i] > now || stop.load(Ordering::SeqCst) {
-                continue;
-            }
-            tracing::info!(tenant = %tenant.name, "run started");
-            let result = run_tenant_with_progress(tenant, &opts, &mut |p| progress(tenant, p));
-            report(tenant, &result);
-            match &result {
-                Err(RunError::Stopped) => {
-                    tracing::info!(tenant = %tenant.name, "stopped; the rest is left for the next run");
-                    return;
+    let stopping = || opts.stop.load(Ordering::SeqCst);
+    let (queue, jobs) = crossbeam_channel::unbounded::<Arc<Tenant>>();
+    let (finished, done) = crossbeam_channel::unbounded::<String>();
+    let workers = config.daemon.workers.max(1);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            let (jobs, finished, run_opts) = (jobs.clone(), finished.clone(), &run_opts);
+            s.spawn(move || {
+                for tenant in jobs {
+                    if !stopping() {
+                        run_one(&tenant, run_opts, progress, report);
+                    }
+                    if finished.send(tenant.name.clone()).is_err() {
+                        return;
+                    }
                 }
-                Err(e) if e.resumes() => {
-                    tracing::error!(tenant = %tenant.name, error = %e, "run failed; the next one resumes")
-                }
-                Err(e) => {
-                    tracing::error!(tenant = %tenant.name, error = %e, "run failed; the tenant needs someone to act first")
-                }
-                Ok(reports) => {
-                    tracing::info!(tenant = %tenant.name, files = reports.len(), "run done")
-                }
-            }
-            due[i] = next_slot(tenant, Timestamp::now());
-            store_due(tenant, due[i]);
-            tracing::info!(tenant = %tenant.name, next = %due[i], "scheduled");
+            });
         }
-        // Sleep to the next due time, looking at the stop flag often.
-        let next = due.iter().min().copied().unwrap_or(Timestamp::MAX);
-        let wait = next.duration_since(Timestamp::now());
-        let wait = Duration::try_from(wait).unwrap_or(Duration::ZERO);
-        std::thread::sleep(wait.min(Duration::from_millis(200)));
-    }
+        tracing::info!(workers, tenants = slots.len(), "daemon started");
+        while !stopping() {
+            if let Some((path, flag)) = &opts.reload {
+                if flag.swap(false, Ordering::SeqCst) {
+                    reload(&mut slots, path, opts);
+                }
+            }
+            let now = Timestamp::now();
+            for slot in slots.iter_mut() {
+                if !slot.busy && !slot.removed && slot.due <= now {
+                    slot.busy = true;
+                    if queue.send(slot.tenant.clone()).is_err() {
+                        return;
+                    }
+                }
+            }
+            // Wait for a run to end or the next due time, looking at the
+            // flags often.
+            let next = slots
+                .iter()
+                .filter(|s| !s.busy && !s.removed)
+                .map(|s| s.due)
+                .min()
+                .unwrap_or(Timestamp::MAX);
+            let wait = Duration::try_from(next.duration_since(Timestamp::now()))
+                .unwrap_or(Duration::ZERO)
+                .min(Duration::from_millis(200));
+            if let Ok(name) = done.recv_timeout(wait) {
+                ended(&mut slots, &name);
+                while let Ok(name) = done.try_recv() {
+                    ended(&mut slots, &name);
+                }
+            }
+        }
+        tracing::info!("stopping: the runs in flight finish their batch");
+        drop(queue);
+    });
     tracing::info!("stopped");
+}
+
+/// The tenants of `config` the daemon runs.
+fn chosen<'c>(config: &'c Config, opts: &DaemonOptions) -> impl Iterator<Item = &'c Tenant> {
+    let only = opts.only.clone();
+    config
+        .tenants
+        .iter()
+        .filter(move |t| only.as_ref().is_none_or(|n| &t.name == n))
+}
+
+/// One run of `tenant`, logged and reported.
+fn run_one(
+    tenant: &Tenant,
+    opts: &RunOptions,
+    progress: &(dyn Fn(&Tenant, RunProgress<'_>) + Sync),
+    report: &(dyn Fn(&Tenant, &RunOutcome) + Sync),
+) {
+    tracing::info!(tenant = %tenant.name, "run started");
+    let result = run_tenant_with_progress(tenant, opts, &mut |p| progress(tenant, p));
+    report(tenant, &result);
+    match &result {
+        Err(RunError::Stopped) => {
+            tracing::info!(tenant = %tenant.name, "stopped; the rest is left for the next run")
+        }
+        Err(e) if e.resumes() => {
+            tracing::error!(tenant = %tenant.name, error = %e, "run failed; the next one resumes")
+        }
+        Err(e) => {
+            tracing::error!(tenant = %tenant.name, error = %e, "run failed; the tenant needs someone to act first")
+        }
+        Ok(reports) => {
+            tracing::info!(tenant = %tenant.name, files = reports.len(), "run done")
+        }
+    }
+}
+
+/// A tenant's run ended: its next slot, or its slot dropped if the config
+/// no longer has it.
+fn ended(slots: &mut Vec<Slot>, name: &str) {
+    let Some(i) = slots.iter().position(|s| s.busy && s.tenant.name == name) else {
+        return;
+    };
+    if slots[i].removed {
+        tracing::info!(tenant = %name, "removed from the config: not run again");
+        slots.remove(i);
+        return;
+    }
+    let slot = &mut slots[i];
+    slot.busy = false;
+    slot.due = next_slot(&slot.tenant, Timestamp::now());
+    store_due(&slot.tenant, slot.due);
+    tracing::info!(tenant = %name, next = %slot.due, "scheduled");
+}
+
+/// Reads the config at `path` again: new tenants are scheduled, removed
+/// ones are not run again once their run (if any) ends, the others take
+/// their new settings. A config that does not load changes nothing.
+fn reload(slots: &mut Vec<Slot>, path: &std::path::Path, opts: &DaemonOptions) {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "config reload refused: the tenants run as before");
+            return;
+        }
+    };
+    let now = Timestamp::now();
+    let fresh: Vec<&Tenant> = chosen(&config, opts).collect();
+    for slot in slots.iter_mut() {
+        match fresh.iter().find(|t| t.name == slot.tenant.name) {
+            Some(t) => {
+                slot.tenant = Arc::new((*t).clone());
+                slot.removed = false;
+            }
+            None if !slot.removed => {
+                slot.removed = true;
+                tracing::info!(tenant = %slot.tenant.name, "removed from the config");
+            }
+            None => {}
+        }
+    }
+    slots.retain(|s| s.busy || !s.removed);
+    for t in fresh {
+        if !slots.iter().any(|s| s.tenant.name == t.name) {
+            tracing::info!(tenant = %t.name, "added by the config");
+            slots.push(Slot {
+                due: first_due(t, now),
+                tenant: Arc::new(t.clone()),
+                busy: false,
+                removed: false,
+            });
+        }
+    }
+    tracing::info!(
+        tenants = slots.iter().filter(|s| !s.removed).count(),
+        "config reloaded"
+    );
 }

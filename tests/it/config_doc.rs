@@ -81,12 +81,16 @@ fn docs_config_md_documents_every_key_and_no_other() {
             "`[tenant.safety]`",
             format!("{TENANT}{SOURCE}{FILES}{SINK}[tenant.safety]\n{z}"),
         ),
+        (
+            "`[daemon]`",
+            format!("[daemon]\n{z}{TENANT}{SOURCE}{FILES}{SINK}"),
+        ),
     ];
     let mut problems = Vec::new();
     for (heading, config) in tables {
         let keys = keys_of(&config);
         assert!(
-            keys.len() >= 2 || heading.contains("jsonl"),
+            keys.len() >= 2 || heading.contains("jsonl") || heading.contains("daemon"),
             "{heading}: {keys:?}"
         );
         let doc_keys = documented(&doc, heading);
@@ -99,10 +103,10 @@ fn docs_config_md_documents_every_key_and_no_other() {
             ));
         }
     }
-    // The top level takes only `tenant`.
+    // The top level takes `daemon` and `tenant`.
     assert_eq!(
         keys_of(&format!("{z}{TENANT}")),
-        BTreeSet::from(["tenant".to_string()])
+        BTreeSet::from(["daemon".to_string(), "tenant".to_string()])
     );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

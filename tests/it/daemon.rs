@@ -197,3 +197,165 @@ fn a_tenant_being_run_is_not_run_again_at_the_same_time() {
     let o = t.run(&[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
+
+/// A `[[tenant]]` reading `{name}/inbox` every second into a JSONL outbox
+/// (`{name}/outbox.jsonl`), its inbox made.
+fn every_second(dir: &std::path::Path, name: &str) -> String {
+    std::fs::create_dir_all(dir.join(name).join("inbox")).unwrap();
+    format!(
+        r#"
+[[tenant]]
+name = "{name}"
+state = "{name}/state.redb"
+schedule = "* * * * * *"
+[tenant.source]
+type = "dir"
+path = "{name}/inbox"
+settle_ms = 0
+[[tenant.files]]
+pattern = "wt_users*.csv"
+profile = "winningtemp-users"
+[tenant.sink]
+type = "jsonl"
+path = "{name}/outbox.jsonl"
+"#
+    )
+}
+
+/// The results files in a tenant's `processed/`.
+fn results_in(dir: &std::path::Path, name: &str) -> usize {
+    std::fs::read_dir(dir.join(name).join("inbox/processed"))
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".results.csv"))
+            })
+            .count()
+        })
+        .unwrap_or(0)
+}
+
+/// A loopback port that accepts connections and never answers: an LMS
+/// that hangs.
+fn black_hole() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            held.push(conn);
+        }
+    });
+    port
+}
+
+/// SPEC §8 workers: 50 tenants on 4 workers, the first behind an LMS that
+/// never answers. Every other tenant's file is applied while that run
+/// still hangs: a slow LMS holds up only its own tenant.
+#[cfg(feature = "scim")]
+#[test]
+fn fifty_tenants_on_four_workers_a_hung_lms_holds_up_only_its_own_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("slow/inbox")).unwrap();
+    let mut config = format!(
+        r#"
+[daemon]
+workers = 4
+
+[[tenant]]
+name = "slow"
+state = "slow/state.redb"
+schedule = "* * * * * *"
+[tenant.source]
+type = "dir"
+path = "slow/inbox"
+settle_ms = 0
+[[tenant.files]]
+pattern = "wt_users*.csv"
+profile = "winningtemp-users"
+[tenant.sink]
+type = "scim"
+url = "http://127.0.0.1:{}/v2"
+token_env = "MUSTER_TEST_TOKEN"
+timeout_ms = 60000
+"#,
+        black_hole()
+    );
+    let users = gen(20, 31);
+    std::fs::write(dir.path().join("slow/inbox/wt_users.csv"), &users).unwrap();
+    for i in 0..49 {
+        let name = format!("t{i:02}");
+        config.push_str(&every_second(dir.path(), &name));
+        std::fs::write(dir.path().join(&name).join("inbox/wt_users.csv"), &users).unwrap();
+    }
+    let path = dir.path().join("muster.toml");
+    std::fs::write(&path, config).unwrap();
+    let d = Daemon::start_with(&path, &[("MUSTER_TEST_TOKEN", "t")]);
+    d.wait_for("the slow tenant's run to start", 20, || {
+        d.log().contains("tenant=slow") && d.log().contains("run started")
+    });
+    d.wait_for("every other tenant's file applied", 90, || {
+        (0..49).all(|i| results_in(dir.path(), &format!("t{i:02}")) == 1)
+    });
+    let log = d.log();
+    let slow: Vec<&str> = log.lines().filter(|l| l.contains("tenant=slow")).collect();
+    assert!(
+        slow.iter().any(|l| l.contains("run started"))
+            && !slow
+                .iter()
+                .any(|l| l.contains("run done") || l.contains("run failed")),
+        "{}",
+        slow.join("\n")
+    );
+    assert!(dir.path().join("slow/inbox/wt_users.csv").exists());
+    assert!(log.contains("workers=4"), "{log}");
+}
+
+/// SPEC §8 reload: SIGHUP adds a tenant (its file is applied), removes one
+/// (its new file is left alone), and a config that does not load is
+/// refused with its error while the tenants run on.
+#[test]
+fn sighup_adds_and_removes_tenants_and_refuses_a_bad_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("muster.toml");
+    let users = gen(20, 32);
+    let (a, b) = (every_second(dir.path(), "a"), every_second(dir.path(), "b"));
+    std::fs::write(&path, &a).unwrap();
+    let d = Daemon::start_with(&path, &[]);
+    let hup = || {
+        Command::new("kill")
+            .args(["-HUP", &d.child.id().to_string()])
+            .status()
+            .unwrap();
+    };
+    std::fs::write(dir.path().join("a/inbox/wt_users.csv"), &users).unwrap();
+    d.wait_for("a's file applied", 20, || results_in(dir.path(), "a") == 1);
+
+    std::fs::write(&path, format!("{a}{b}")).unwrap();
+    std::fs::write(dir.path().join("b/inbox/wt_users.csv"), &users).unwrap();
+    hup();
+    d.wait_for("b added and its file applied", 20, || {
+        results_in(dir.path(), "b") == 1
+    });
+    assert!(d.log().contains("added by the config"), "{}", d.log());
+
+    std::fs::write(&path, &b).unwrap();
+    hup();
+    d.wait_for("a removed", 20, || {
+        d.log().contains("removed from the config")
+    });
+    std::fs::write(dir.path().join("a/inbox/wt_users2.csv"), &users).unwrap();
+
+    std::fs::write(&path, format!("{b}\n[[tenant]\n")).unwrap();
+    hup();
+    d.wait_for("the bad config refused", 20, || {
+        d.log().contains("config reload refused")
+    });
+    std::fs::write(dir.path().join("b/inbox/wt_users2.csv"), gen(20, 33)).unwrap();
+    d.wait_for("b's next file applied", 20, || {
+        results_in(dir.path(), "b") == 2
+    });
+    assert_eq!(results_in(dir.path(), "a"), 1, "a removed tenant was run");
+    assert!(dir.path().join("a/inbox/wt_users2.csv").exists());
+    assert_eq!(d.terminate(), Some(0));
+}

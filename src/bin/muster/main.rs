@@ -341,10 +341,10 @@ fn daemon(_: &std::path::Path, _: Option<String>) -> Exit {
 }
 
 #[cfg(feature = "daemon")]
-fn daemon(config: &std::path::Path, only: Option<String>) -> Exit {
+fn daemon(config_path: &std::path::Path, only: Option<String>) -> Exit {
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
-    let config = match muster::config::Config::load(config) {
+    let config = match muster::config::Config::load(config_path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -358,7 +358,7 @@ fn daemon(config: &std::path::Path, only: Option<String>) -> Exit {
         }
     }
     // The first SIGTERM / SIGINT asks for a clean stop; a second one
-    // exits at once.
+    // exits at once. SIGHUP asks for the config to be read again.
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         let registered = signal_hook::flag::register_conditional_shutdown(signal, 1, stop.clone())
@@ -368,18 +368,23 @@ fn daemon(config: &std::path::Path, only: Option<String>) -> Exit {
             return Exit::Failed;
         }
     }
+    let reload = Arc::new(AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone()) {
+        eprintln!("error: cannot handle SIGHUP: {e}");
+        return Exit::Failed;
+    }
     // One tenant in the foreground: its runs' progress on the terminal.
-    let bar = std::cell::RefCell::new(None::<progress::RunBar>);
-    let mut on_progress = |tenant: &muster::config::Tenant,
-                           p: muster::pipeline::RunProgress<'_>| {
-        if only.is_some() {
-            let mut bar = bar.borrow_mut();
+    let bar = std::sync::Mutex::new(None::<progress::RunBar>);
+    let foreground = only.is_some();
+    let on_progress = |tenant: &muster::config::Tenant, p: muster::pipeline::RunProgress<'_>| {
+        if foreground {
+            let mut bar = bar.lock().unwrap_or_else(|e| e.into_inner());
             bar.get_or_insert_with(|| progress::RunBar::new(&tenant.name))
                 .update(p);
         }
     };
-    let mut on_done = |tenant: &muster::config::Tenant, result: &muster::daemon::RunOutcome| {
-        if let Some(bar) = bar.borrow_mut().take() {
+    let on_done = |tenant: &muster::config::Tenant, result: &muster::daemon::RunOutcome| {
+        if let Some(bar) = bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
             bar.finish();
         }
         if let Ok(reports) = result {
@@ -388,13 +393,12 @@ fn daemon(config: &std::path::Path, only: Option<String>) -> Exit {
             }
         }
     };
-    muster::daemon::run_daemon(
-        &config,
-        only.as_deref(),
+    let opts = muster::daemon::DaemonOptions {
+        only,
         stop,
-        &mut on_progress,
-        &mut on_done,
-    );
+        reload: Some((config_path.to_path_buf(), reload)),
+    };
+    muster::daemon::run_daemon(&config, &opts, &on_progress, &on_done);
     Exit::Clean
 }
 
