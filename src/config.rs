@@ -93,6 +93,13 @@ struct TenantFile {
     /// Operations per batch sent to the sink. Default 1000.
     #[serde(default = "default_batch")]
     batch_size: usize,
+    /// Runs kept in the run history. Default 100.
+    #[serde(default = "default_keep_runs")]
+    keep_runs: usize,
+}
+
+fn default_keep_runs() -> usize {
+    100
 }
 
 // Read once per config load: the size of the variants does not matter.
@@ -197,6 +204,8 @@ pub struct Tenant {
     pub schedule: crate::schedule::Schedule,
     pub time_zone: jiff::tz::TimeZone,
     pub batch_size: usize,
+    /// Runs kept in the run history (at least 1).
+    pub keep_runs: usize,
 }
 
 impl Tenant {
@@ -253,6 +262,9 @@ impl Config {
             }
             if t.batch_size == 0 {
                 return Err(at("`batch_size` must be at least 1".into()));
+            }
+            if t.keep_runs == 0 {
+                return Err(at("`keep_runs` must be at least 1".into()));
             }
             if let Some(safety) = &t.safety {
                 safety.check("safety.").map_err(at)?;
@@ -312,6 +324,7 @@ impl Config {
                 schedule,
                 time_zone,
                 batch_size: t.batch_size,
+                keep_runs: t.keep_runs,
             });
         }
         if tenants.is_empty() {

@@ -132,17 +132,15 @@ pub fn run_daemon(
     };
     let stopping = || opts.stop.load(Ordering::SeqCst);
     let (queue, jobs) = crossbeam_channel::unbounded::<Arc<Tenant>>();
-    let (finished, done) = crossbeam_channel::unbounded::<String>();
+    let (finished, done) = crossbeam_channel::unbounded::<(String, bool)>();
     let workers = config.daemon.workers.max(1);
     std::thread::scope(|s| {
         for _ in 0..workers {
             let (jobs, finished, run_opts) = (jobs.clone(), finished.clone(), &run_opts);
             s.spawn(move || {
                 for tenant in jobs {
-                    if !stopping() {
-                        run_one(&tenant, run_opts, progress, report);
-                    }
-                    if finished.send(tenant.name.clone()).is_err() {
+                    let busy = !stopping() && run_one(&tenant, run_opts, progress, report);
+                    if finished.send((tenant.name.clone(), busy)).is_err() {
                         return;
                     }
                 }
@@ -175,10 +173,10 @@ pub fn run_daemon(
             let wait = Duration::try_from(next.duration_since(Timestamp::now()))
                 .unwrap_or(Duration::ZERO)
                 .min(Duration::from_millis(200));
-            if let Ok(name) = done.recv_timeout(wait) {
-                ended(&mut slots, &name);
-                while let Ok(name) = done.try_recv() {
-                    ended(&mut slots, &name);
+            if let Ok((name, busy)) = done.recv_timeout(wait) {
+                ended(&mut slots, &name, busy);
+                while let Ok((name, busy)) = done.try_recv() {
+                    ended(&mut slots, &name, busy);
                 }
             }
         }
@@ -197,13 +195,14 @@ fn chosen<'c>(config: &'c Config, opts: &DaemonOptions) -> impl Iterator<Item = 
         .filter(move |t| only.as_ref().is_none_or(|n| &t.name == n))
 }
 
-/// One run of `tenant`, logged and reported.
+/// One run of `tenant`, logged and reported; whether another process
+/// held the tenant (it is tried again soon, not at its next slot).
 fn run_one(
     tenant: &Tenant,
     opts: &RunOptions,
     progress: &(dyn Fn(&Tenant, RunProgress<'_>) + Sync),
     report: &(dyn Fn(&Tenant, &RunOutcome) + Sync),
-) {
+) -> bool {
     tracing::info!(tenant = %tenant.name, "run started");
     let result = run_tenant_with_progress(tenant, opts, &mut |p| progress(tenant, p));
     report(tenant, &result);
@@ -221,11 +220,16 @@ fn run_one(
             tracing::info!(tenant = %tenant.name, files = reports.len(), "run done")
         }
     }
+    matches!(result, Err(RunError::Busy(_)))
 }
 
-/// A tenant's run ended: its next slot, or its slot dropped if the config
-/// no longer has it.
-fn ended(slots: &mut Vec<Slot>, name: &str) {
+/// How soon a tenant another process held (a `muster run`, `status` or
+/// `release` of it) is tried again.
+const BUSY_RETRY: Duration = Duration::from_secs(30);
+
+/// A tenant's run ended: its next slot (soon, when another process held
+/// it: `busy`), or its slot dropped if the config no longer has it.
+fn ended(slots: &mut Vec<Slot>, name: &str, busy: bool) {
     let Some(i) = slots.iter().position(|s| s.busy && s.tenant.name == name) else {
         return;
     };
@@ -236,6 +240,11 @@ fn ended(slots: &mut Vec<Slot>, name: &str) {
     }
     let slot = &mut slots[i];
     slot.busy = false;
+    if busy {
+        slot.due = Timestamp::now() + BUSY_RETRY;
+        tracing::info!(tenant = %name, next = %slot.due, "held by another process: tried again soon");
+        return;
+    }
     slot.due = next_slot(&slot.tenant, Timestamp::now());
     store_due(&slot.tenant, slot.due);
     tracing::info!(tenant = %name, next = %slot.due, "scheduled");

@@ -231,12 +231,14 @@ impl Pipeline<'_> {
         plan.against(profile, &priors.own);
         let stored = self.settle(&mut plan, profile, path)?;
         tracing::debug!(ms = ms(started), "run: compared");
+        // `--force`, or this file released (`muster release`).
+        let force = opts.force || (!opts.dry_run && self.store.released(file.name)?);
         let verdict = guard::check(
             &plan,
             &profile.safety,
             priors.own.len(),
             self.store.last_records(kind)?,
-            opts.force,
+            force,
         );
         Ok(Ok(Planned {
             plan,
@@ -336,6 +338,8 @@ impl Pipeline<'_> {
             summary: format!("refused: {error}"),
             records: 0,
             counts: [0; 6],
+            profile: f.profile.name.clone(),
+            outcomes: Default::default(),
         })
     }
 
@@ -465,5 +469,7 @@ fn report(
         summary: text,
         records: plan.records,
         counts: tally.by_action,
+        profile: f.profile.name.clone(),
+        outcomes: super::report::count(plan, lines),
     }
 }

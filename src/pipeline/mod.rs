@@ -40,6 +40,7 @@
 mod apply;
 mod build;
 mod file;
+mod history;
 mod links;
 mod processed;
 mod rebuild;
@@ -201,8 +202,20 @@ pub struct FileReport {
     pub records: u64,
     /// Lines per action, in the order of [`Action::ALL`](crate::model::Action::ALL).
     pub counts: [usize; 6],
+    /// The profile it was read with.
+    pub profile: String,
+    /// Lines per action and outcome.
+    pub outcomes: Counts,
 }
 
+/// Lines by action and outcome, in the orders of
+/// [`Action::ALL`](crate::model::Action::ALL) and
+/// [`Outcome::ALL`](crate::results::Outcome::ALL).
+pub type Counts = [[u64; 4]; 6];
+
+pub use history::{
+    release, runs, tenant_status, FileRecord, ReleaseError, RunRecord, TenantStatus,
+};
 pub use rebuild::{rebuild_tenant, Rebuilt};
 pub use writer::WriteProgress;
 
@@ -322,6 +335,9 @@ impl Pipeline<'_> {
             let newer = files[i + 1..].iter().find(|f| f.pattern == picked.pattern);
             if let (FileStatus::Held, Some(newer), false) = (&report.status, newer, opts.dry_run) {
                 supersede(self.source, &mut report, &newer.name)?;
+                // A release of it no longer applies (a later file of the
+                // same name is another file).
+                self.store.set_released(name, false)?;
             }
             reports.push(report);
             // The file's writes are durable in the journal; folding them
@@ -412,6 +428,27 @@ fn run_locked(
         }
     }
     let mut store = RedbStore::open(&tenant.state)?;
+    let started = jiff::Timestamp::now();
+    let outcome = run_opened(tenant, opts, progress, source.as_mut(), &mut store);
+    // The history (SPEC §8); a run is not failed for want of recording it.
+    if !opts.dry_run {
+        let recorded = history::record(&mut store, tenant.keep_runs, started, &outcome);
+        if let Err(e) = recorded {
+            tracing::warn!(tenant = %tenant.name, error = %e, "the run could not be recorded in the history");
+        }
+    }
+    outcome
+}
+
+/// [`run_locked`] once the source and the store are open: the sink
+/// opened and the pipeline run.
+fn run_opened(
+    tenant: &Tenant,
+    opts: &RunOptions,
+    progress: &mut dyn FnMut(RunProgress<'_>),
+    source: &mut dyn Source,
+    store: &mut RedbStore,
+) -> Result<Vec<FileReport>, RunError> {
     // A dry run sends nothing, so it needs no LMS (it works offline) and
     // leaves a crash's journal to the next real run.
     let mut sink: Box<dyn Sink> = if opts.dry_run {
@@ -422,8 +459,8 @@ fn run_locked(
     };
     Pipeline {
         job: tenant.job(),
-        source: source.as_mut(),
-        store: &mut store,
+        source,
+        store,
         sink: sink.as_mut(),
     }
     .run(opts, progress)

@@ -107,6 +107,7 @@ pub(super) fn finish_file(
         if applied {
             // Forgotten first: the content's record makes it durable.
             store.keep_plan(kind, file.fetched.hash, None)?;
+            store.set_released(file.name, false)?;
             store.remember_content(file.fetched.hash, &to)?;
         }
         if !keep {

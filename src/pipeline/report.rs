@@ -9,6 +9,35 @@ use crate::model::Action;
 use crate::plan::Plan;
 use crate::results::Outcome;
 
+use super::Counts;
+
+/// Lines by action and outcome; counted in an array, not through JSON
+/// maps line by line.
+pub(super) fn count(plan: &Plan, lines: &[Line]) -> Counts {
+    let mut n = [[0u64; Outcome::ALL.len()]; Action::ALL.len()];
+    for (i, line) in lines.iter().enumerate() {
+        n[plan.row(i).action as usize][line.outcome as usize] += 1;
+    }
+    n
+}
+
+/// `{action: {outcome: n}}`, the actions and outcomes with lines only.
+pub fn counts_json(n: &Counts) -> serde_json::Map<String, serde_json::Value> {
+    let mut counts = serde_json::Map::new();
+    for (a, by_outcome) in Action::ALL.iter().zip(n) {
+        let mut entry = serde_json::Map::new();
+        for (o, n) in Outcome::ALL.iter().zip(by_outcome) {
+            if *n > 0 {
+                entry.insert(o.as_str().into(), (*n).into());
+            }
+        }
+        if !entry.is_empty() {
+            counts.insert(a.as_str().into(), entry.into());
+        }
+    }
+    counts
+}
+
 /// What a file's summary says.
 pub(super) struct Summary<'a> {
     pub(super) tenant: &'a str,
@@ -33,22 +62,7 @@ impl Summary<'_> {
         if let Some((plan, lines)) = self.plan {
             rows = plan.records;
             bytes = plan.bytes;
-            // Counted in an array first, not through JSON maps line by line.
-            let mut n = [[0u64; Outcome::ALL.len()]; Action::ALL.len()];
-            for (i, line) in lines.iter().enumerate() {
-                n[plan.row(i).action as usize][line.outcome as usize] += 1;
-            }
-            for (a, by_outcome) in Action::ALL.iter().zip(n) {
-                let mut entry = serde_json::Map::new();
-                for (o, n) in Outcome::ALL.iter().zip(by_outcome) {
-                    if n > 0 {
-                        entry.insert(o.as_str().into(), n.into());
-                    }
-                }
-                if !entry.is_empty() {
-                    counts.insert(a.as_str().into(), entry.into());
-                }
-            }
+            counts = counts_json(&count(plan, lines));
         }
         let summary = serde_json::json!({
             "tenant": self.tenant,

@@ -14,6 +14,7 @@ pub struct MemoryStore {
     next_op: u64,
     contents: BTreeMap<u128, String>,
     plans: BTreeMap<u8, (u128, Vec<u8>)>,
+    released: std::collections::BTreeSet<String>,
 }
 
 fn k(kind: ObjectKind) -> u8 {
@@ -100,6 +101,19 @@ impl StateStore for MemoryStore {
 
     fn remember_content(&mut self, hash: u128, name: &str) -> Result<(), StoreError> {
         self.contents.insert(hash, name.to_string());
+        Ok(())
+    }
+
+    fn released(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.released.contains(name))
+    }
+
+    fn set_released(&mut self, name: &str, released: bool) -> Result<(), StoreError> {
+        if released {
+            self.released.insert(name.to_string());
+        } else {
+            self.released.remove(name);
+        }
         Ok(())
     }
 

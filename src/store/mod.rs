@@ -219,6 +219,17 @@ pub trait StateStore: Send + Sync {
     ) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Whether the held file `name` (in the inbox) was released
+    /// (`muster release`): its next run applies it despite the guards.
+    /// Default: none is.
+    fn released(&self, _name: &str) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+    /// Marks the held file `name` released (`true`), or forgets the mark
+    /// once it was applied (`false`). Default: not kept.
+    fn set_released(&mut self, _name: &str, _released: bool) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// A hint: about `writes` commits of `kind` follow. Default: none taken.
     fn reserve_writes(&mut self, _kind: ObjectKind, _writes: usize) {}
 }

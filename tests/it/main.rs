@@ -23,6 +23,8 @@ mod scim;
 mod secrets;
 #[cfg(all(feature = "cli", feature = "sftp"))]
 mod sftp;
+#[cfg(feature = "cli")]
+mod status;
 mod store;
 
 /// Counts allocations per thread, so a test can assert that a loop

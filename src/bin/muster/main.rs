@@ -139,6 +139,33 @@ enum Command {
         #[arg(long)]
         today: Option<String>,
     },
+    /// Each tenant's last run, next run and held files, read from the state stores.
+    #[command(after_help = "Example: muster status --config muster.toml --json")]
+    Status {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// One JSON array, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Release a held file: the tenant's next run applies it despite the guards.
+    #[command(
+        after_help = "Example: muster release --config muster.toml --tenant acme wt_users.csv"
+    )]
+    Release {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// The held file's name in the inbox.
+        file: String,
+    },
     /// Look after a tenant's state store.
     #[command(subcommand)]
     State(StateCommand),
@@ -258,6 +285,16 @@ fn main() -> ExitCode {
         } => run(&config, tenant, dry_run, force, today),
         Command::Daemon { config, tenant } => daemon(&config, tenant),
         Command::State(StateCommand::Rebuild { config, tenant }) => rebuild(&config, &tenant),
+        Command::Status {
+            config,
+            tenant,
+            json,
+        } => status(&config, tenant, json),
+        Command::Release {
+            config,
+            tenant,
+            file,
+        } => release(&config, &tenant, &file),
         Command::Diff {
             profile,
             old,
@@ -282,6 +319,104 @@ fn main() -> ExitCode {
         ),
     };
     ExitCode::from(exit as u8)
+}
+
+/// The config at `path` and its tenants named `only` (all when `None`),
+/// or the error said and the exit code.
+fn tenants_of(
+    path: &std::path::Path,
+    only: Option<&str>,
+) -> Result<Vec<muster::config::Tenant>, Exit> {
+    let config = muster::config::Config::load(path).map_err(|e| {
+        eprintln!("error: {e}");
+        Exit::Usage
+    })?;
+    let chosen: Vec<_> = config
+        .tenants
+        .iter()
+        .filter(|t| only.is_none_or(|n| t.name == n))
+        .cloned()
+        .collect();
+    if let (Some(name), true) = (only, chosen.is_empty()) {
+        let names: Vec<&str> = config.tenants.iter().map(|t| t.name.as_str()).collect();
+        eprintln!("error: no tenant {name:?} (tenants: {})", names.join(", "));
+        return Err(Exit::Usage);
+    }
+    Ok(chosen)
+}
+
+/// `muster status`: each tenant's last run, next run and held files.
+fn status(config: &std::path::Path, only: Option<String>, json: bool) -> Exit {
+    let tenants = match tenants_of(config, only.as_deref()) {
+        Ok(t) => t,
+        Err(exit) => return exit,
+    };
+    let mut all = Vec::new();
+    let mut exit = Exit::Clean;
+    for t in &tenants {
+        match muster::pipeline::tenant_status(t) {
+            Ok(s) => all.push(s),
+            Err(e) => {
+                eprintln!("error: tenant {}: {e}", t.name);
+                exit = Exit::Failed;
+            }
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
+        return exit;
+    }
+    println!(
+        "{:<16} {:<12} {:<22} {:<22} held",
+        "tenant", "last result", "last run ended", "next run"
+    );
+    for s in &all {
+        let (result, ended) = match (&s.last_run, s.running) {
+            (_, true) => ("running".to_string(), String::new()),
+            (Some(r), false) => (r.result.clone(), r.ended.clone()),
+            (None, false) => ("never run".to_string(), String::new()),
+        };
+        let mut held = s.held.join(", ");
+        for r in &s.released {
+            held.push_str(&format!(
+                "{}{r} (released)",
+                if held.is_empty() { "" } else { ", " }
+            ));
+        }
+        println!(
+            "{:<16} {:<12} {:<22} {:<22} {held}",
+            s.name,
+            result,
+            ended.get(..19).unwrap_or(&ended),
+            s.next_run
+                .as_deref()
+                .and_then(|n| n.get(..19))
+                .unwrap_or("-"),
+        );
+    }
+    exit
+}
+
+/// `muster release`: one held file applied by the tenant's next run.
+fn release(config: &std::path::Path, name: &str, file: &str) -> Exit {
+    let tenants = match tenants_of(config, Some(name)) {
+        Ok(t) => t,
+        Err(exit) => return exit,
+    };
+    match muster::pipeline::release(&tenants[0], file) {
+        Ok(()) => {
+            eprintln!("{name}: {file} released: the next run applies it despite the guards");
+            Exit::Clean
+        }
+        Err(e @ muster::pipeline::ReleaseError::NotHeld { .. }) => {
+            eprintln!("error: {e}");
+            Exit::Usage
+        }
+        Err(e) => {
+            eprintln!("error: tenant {name}: {e}");
+            Exit::Failed
+        }
+    }
 }
 
 /// `muster state rebuild`: the tenant's store made anew from its sink.

@@ -62,6 +62,8 @@ const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
 const SEGMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("segments");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// The run history: run id → the run's record (JSON, SPEC §8).
+const RUNS: TableDefinition<u64, &[u8]> = TableDefinition::new("runs");
 
 /// The first bytes of a prior digest file (`<store>.prior-<kind>`): a
 /// cache of what a kind's table says to the differ
@@ -584,6 +586,45 @@ impl RedbStore {
         out
     }
 
+    /// Adds a run's record to the history, keeping the `keep` newest;
+    /// `record` is given the run's id (one more than the last).
+    pub fn push_run(
+        &mut self,
+        keep: usize,
+        record: impl FnOnce(u64) -> Vec<u8>,
+    ) -> Result<u64, StoreError> {
+        let w = self.db().begin_write().map_err(|e| self.err(e))?;
+        let id = {
+            let mut t = w.open_table(RUNS).map_err(|e| self.err(e))?;
+            let last = t.last().map_err(|e| self.err(e))?.map(|(k, _)| k.value());
+            let id = last.map_or(1, |l| l + 1);
+            t.insert(id, record(id).as_slice())
+                .map_err(|e| self.err(e))?;
+            let oldest_kept = id.saturating_sub(keep.max(1) as u64 - 1);
+            t.retain_in(..oldest_kept, |_, _| false)
+                .map_err(|e| self.err(e))?;
+            id
+        };
+        w.commit().map_err(|e| self.err(e))?;
+        Ok(id)
+    }
+
+    /// The run history's records, newest first, at most `limit`.
+    pub fn runs(&self, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        let r = self.db().begin_read().map_err(|e| self.err(e))?;
+        let t = match r.open_table(RUNS) {
+            Ok(t) => t,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(self.err(e)),
+        };
+        let mut out = Vec::new();
+        for entry in t.iter().map_err(|e| self.err(e))?.rev().take(limit) {
+            let (_, v) = entry.map_err(|e| self.err(e))?;
+            out.push(v.value().to_vec());
+        }
+        Ok(out)
+    }
+
     /// A value the daemon keeps per tenant (e.g. its last scheduled run).
     pub fn daemon_value(&self, name: &str) -> Result<Option<String>, StoreError> {
         Ok(self
@@ -678,6 +719,28 @@ impl StateStore for RedbStore {
     /// Records that the file with this content was processed as `name`.
     fn remember_content(&mut self, hash: u128, name: &str) -> Result<(), StoreError> {
         self.set_meta(&format!("content/{hash:032x}"), name.as_bytes())
+    }
+
+    /// META `release/<file name>`.
+    fn released(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.meta(&format!("release/{name}"))?.is_some())
+    }
+
+    fn set_released(&mut self, name: &str, released: bool) -> Result<(), StoreError> {
+        let key = format!("release/{name}");
+        if !released && self.meta(&key)?.is_none() {
+            return Ok(());
+        }
+        let w = self.db().begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut t = w.open_table(META).map_err(|e| self.err(e))?;
+            if released {
+                t.insert(key.as_str(), &b"1"[..]).map_err(|e| self.err(e))?;
+            } else {
+                t.remove(key.as_str()).map_err(|e| self.err(e))?;
+            }
+        }
+        w.commit().map_err(|e| self.err(e))
     }
 
     /// META `plan/<kind>`: the content hash (16 bytes), then the plan.
