@@ -96,6 +96,9 @@ struct TenantFile {
     /// Runs kept in the run history. Default 100.
     #[serde(default = "default_keep_runs")]
     keep_runs: usize,
+    /// Notifications after a run.
+    #[serde(default)]
+    notify: Vec<crate::notify::NotifyFile>,
 }
 
 fn default_keep_runs() -> usize {
@@ -206,6 +209,8 @@ pub struct Tenant {
     pub batch_size: usize,
     /// Runs kept in the run history (at least 1).
     pub keep_runs: usize,
+    /// Where the events of its runs go.
+    pub notify: Vec<crate::notify::Notify>,
 }
 
 impl Tenant {
@@ -266,6 +271,12 @@ impl Config {
             if t.keep_runs == 0 {
                 return Err(at("`keep_runs` must be at least 1".into()));
             }
+            let notify = t
+                .notify
+                .iter()
+                .map(|n| n.validate(&rel))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(at)?;
             if let Some(safety) = &t.safety {
                 safety.check("safety.").map_err(at)?;
             }
@@ -325,6 +336,7 @@ impl Config {
                 time_zone,
                 batch_size: t.batch_size,
                 keep_runs: t.keep_runs,
+                notify,
             });
         }
         if tenants.is_empty() {

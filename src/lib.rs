@@ -74,6 +74,7 @@ pub mod gen;
 pub mod guard;
 pub mod index;
 pub mod model;
+pub mod notify;
 pub mod pipeline;
 pub mod plan;
 pub mod profile;

@@ -227,3 +227,50 @@ pub fn release(tenant: &crate::config::Tenant, file: &str) -> Result<(), Release
     crate::store::StateStore::set_released(&mut store, file, true)?;
     Ok(())
 }
+
+/// The events of a run: one per file (a superseded file has none), or one
+/// `failed` event for a run that stopped on an error.
+pub(super) fn events(
+    tenant: &str,
+    run_id: Option<u64>,
+    outcome: &Result<Vec<FileReport>, RunError>,
+) -> Vec<crate::notify::Event> {
+    match outcome {
+        Err(RunError::Stopped | RunError::Busy(_)) => Vec::new(),
+        Err(e) => vec![crate::notify::Event {
+            event: "failed".into(),
+            tenant: tenant.into(),
+            run_id,
+            file: None,
+            profile: None,
+            records: 0,
+            counts: Default::default(),
+            reasons: vec![e.to_string()],
+            results: None,
+        }],
+        Ok(reports) => reports
+            .iter()
+            .filter_map(|r| {
+                let event = match r.status {
+                    FileStatus::Clean => "ok",
+                    FileStatus::Rows => "rows_failed",
+                    FileStatus::Held => "held",
+                    FileStatus::Refused => "refused",
+                    FileStatus::SinkUnavailable => "failed",
+                    FileStatus::Superseded => return None,
+                };
+                Some(crate::notify::Event {
+                    event: event.into(),
+                    tenant: tenant.into(),
+                    run_id,
+                    file: Some(r.file.display().to_string()),
+                    profile: Some(r.profile.clone()),
+                    records: r.records,
+                    counts: super::report::counts_json(&r.outcomes),
+                    reasons: r.why.iter().cloned().collect(),
+                    results: r.results.as_ref().map(|p| p.display().to_string()),
+                })
+            })
+            .collect(),
+    }
+}

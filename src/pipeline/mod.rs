@@ -217,6 +217,7 @@ pub use history::{
     release, runs, tenant_status, FileRecord, ReleaseError, RunRecord, TenantStatus,
 };
 pub use rebuild::{rebuild_tenant, Rebuilt};
+pub use report::counts_json;
 pub use writer::WriteProgress;
 
 /// How far a run has come, for progress displays: the phases of each file
@@ -433,8 +434,14 @@ fn run_locked(
     // The history (SPEC §8); a run is not failed for want of recording it.
     if !opts.dry_run {
         let recorded = history::record(&mut store, tenant.keep_runs, started, &outcome);
-        if let Err(e) = recorded {
+        let id = recorded.unwrap_or_else(|e| {
             tracing::warn!(tenant = %tenant.name, error = %e, "the run could not be recorded in the history");
+            None
+        });
+        // Told once the run is over and recorded; never fails it.
+        if !tenant.notify.is_empty() {
+            let events = history::events(&tenant.name, id, &outcome);
+            crate::notify::send(&tenant.notify, &events);
         }
     }
     outcome

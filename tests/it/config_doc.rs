@@ -82,6 +82,10 @@ fn docs_config_md_documents_every_key_and_no_other() {
             format!("{TENANT}{SOURCE}{FILES}{SINK}[tenant.safety]\n{z}"),
         ),
         (
+            "`[[tenant.notify]]` with `type = \"webhook\"`",
+            format!("{TENANT}{SOURCE}{FILES}{SINK}[[tenant.notify]]\ntype = \"webhook\"\n{z}"),
+        ),
+        (
             "`[daemon]`",
             format!("[daemon]\n{z}{TENANT}{SOURCE}{FILES}{SINK}"),
         ),

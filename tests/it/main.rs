@@ -12,6 +12,8 @@ mod fixtures;
 #[cfg(feature = "cli")]
 mod hardening;
 mod layout;
+#[cfg(all(feature = "cli", feature = "notify"))]
+mod notify;
 mod pipeline;
 mod profile;
 mod reader;
@@ -19,7 +21,12 @@ mod reader;
 mod run;
 #[cfg(all(feature = "cli", feature = "scim"))]
 mod scim;
-#[cfg(all(feature = "cli", feature = "scim", feature = "sftp"))]
+#[cfg(all(
+    feature = "cli",
+    feature = "scim",
+    feature = "sftp",
+    feature = "notify"
+))]
 mod secrets;
 #[cfg(all(feature = "cli", feature = "sftp"))]
 mod sftp;

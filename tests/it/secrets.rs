@@ -5,8 +5,9 @@
 //! every byte muster writes scanned for each: its output and logs at trace
 //! level (text and JSON, `run`, `--dry-run`, `state rebuild`, `daemon`),
 //! results, summaries, the originals' copies, the state store and its
-//! journal, the outbox. (FTP, webhook, SMTP and OAuth2 secrets join this
-//! list with their sources and notifications.)
+//! journal, the outbox, the webhook events (a webhook's signing key is one
+//! of the secrets). (FTP, SMTP and OAuth2 secrets join this list with
+//! their sources and notifications.)
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -17,6 +18,7 @@ use crate::scim::server::{ScimServer, TOKEN};
 use crate::sftp::{account, sh, Sshd, PASSPHRASE, PASSWORD, USER};
 
 const URL_PASSWORD: &str = "url-password-91d2";
+const HOOK_SECRET: &str = "hook-secret-77c3";
 const WRONG_TOKEN: &str = "wrong-token-4b7e";
 const WRONG_PASSWORD: &str = "wrong-password-c3a0";
 
@@ -122,6 +124,8 @@ fn d5_no_secret_reaches_anything_muster_writes() {
     let secrets = tempfile::tempdir().unwrap();
     std::fs::write(secrets.path().join("token"), TOKEN).unwrap();
     std::fs::write(secrets.path().join("passphrase"), PASSPHRASE).unwrap();
+    std::fs::write(secrets.path().join("hook"), HOOK_SECRET).unwrap();
+    let (hook_port, events) = crate::notify::receiver();
     let key = std::fs::read_to_string(&account().key_with_passphrase).unwrap();
     // A line of the private key's body: what would show if the key did.
     let key_line = key.lines().nth(2).unwrap().to_string();
@@ -152,7 +156,12 @@ fn d5_no_secret_reaches_anything_muster_writes() {
                 "key_env = \"MUSTER_TEST_SFTP_KEY\"\npassphrase_file = \"{}\"",
                 secrets.path().join("passphrase").display()
             ),
-            "type = \"jsonl\"\npath = \"jsonl/outbox.jsonl\"",
+            &format!(
+                "type = \"jsonl\"\npath = \"jsonl/outbox.jsonl\"\n\
+                 [[tenant.notify]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{hook_port}/hook\"\n\
+                 secret_file = \"{}\"\non = [\"ok\", \"rows_failed\", \"held\", \"failed\"]",
+                secrets.path().join("hook").display()
+            ),
         ),
     )
     .unwrap();
@@ -285,6 +294,15 @@ fn d5_no_secret_reaches_anything_muster_writes() {
     );
     written.output("password in the url", &o);
 
+    // The events the webhook received.
+    let events = events.lock().unwrap().clone();
+    assert!(!events.is_empty(), "no event was sent");
+    for (i, (headers, body)) in events.iter().enumerate() {
+        let headers: String = headers.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
+        written
+            .0
+            .push((format!("event {i}"), [headers.as_bytes(), body].concat()));
+    }
     for (name, tree) in [
         ("local", dir.path()),
         ("scim inbox", &scim_inbox),
@@ -320,6 +338,7 @@ fn d5_no_secret_reaches_anything_muster_writes() {
         ("the key's passphrase", PASSPHRASE),
         ("the SCIM token", TOKEN),
         ("the password in the URL", URL_PASSWORD),
+        ("the webhook's signing key", HOOK_SECRET),
         ("a wrong SFTP password", WRONG_PASSWORD),
         ("a wrong SCIM token", WRONG_TOKEN),
     ] {
