@@ -6,7 +6,8 @@
 #     `muster-sftp`, which they create (run as root, as CI does); this script removes it, with
 #     its home, when the tests end, unless it was there before.
 #   - scim2-server from PyPI into target/scim-venv, for the SCIM tests: each starts its own on
-#     127.0.0.1 and a free port, and stops it.
+#     127.0.0.1 and a free port, and stops it. The Prometheus project's Python client joins it
+#     there: its parser reads the daemon's /metrics in the endpoint's test.
 # Then `cargo test --release`, with the features and profile of the demo's build (nothing is
 # compiled twice). Extra arguments go to cargo test (e.g. `scripts/test.sh sftp::`).
 set -euo pipefail
@@ -28,5 +29,9 @@ if [ ! -x "$venv/bin/scim2-server" ]; then
   mkdir -p target
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "scim2-server==0.8.3"
+fi
+if ! "$venv/bin/python" -c "import prometheus_client" 2>/dev/null; then
+  echo "installing prometheus-client (its parser reads /metrics in a test)..." >&2
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "prometheus-client==0.21.1"
 fi
 cargo test --release "$@"

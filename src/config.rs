@@ -57,13 +57,52 @@ pub struct DaemonSettings {
     /// Tenants run at once. Default 4.
     #[serde(default = "default_workers")]
     pub workers: usize,
+    /// The operations HTTP endpoint's address (`host:port`). Default: none.
+    #[serde(default)]
+    listen: Option<String>,
+    /// The endpoint's bearer token (required unless `listen` is loopback).
+    #[serde(default)]
+    token_env: Option<String>,
+    #[serde(default)]
+    token_file: Option<PathBuf>,
 }
 
 impl Default for DaemonSettings {
     fn default() -> DaemonSettings {
         DaemonSettings {
             workers: default_workers(),
+            listen: None,
+            token_env: None,
+            token_file: None,
         }
+    }
+}
+
+/// The daemon's operations endpoint, validated (`[daemon] listen`).
+#[derive(Clone, Debug)]
+pub struct Listen {
+    pub addr: std::net::SocketAddr,
+    /// The bearer token; `None` only on a loopback address (then every
+    /// POST is refused).
+    pub token: Option<Secret>,
+}
+
+impl DaemonSettings {
+    /// The endpoint, if `listen` asks for one; what is wrong names the key.
+    fn endpoint(&self, rel: &dyn Fn(&Path) -> PathBuf) -> Result<Option<Listen>, String> {
+        let Some(listen) = &self.listen else {
+            return Ok(None);
+        };
+        let addr: std::net::SocketAddr = listen.parse().map_err(|_| {
+            format!("daemon.listen {listen:?} is not an address and port (e.g. \"127.0.0.1:9464\")")
+        })?;
+        let token = crate::secret::read("token", &self.token_env, &self.token_file, rel)?;
+        if token.is_none() && !addr.ip().is_loopback() {
+            return Err(format!(
+                "daemon.listen {listen:?} is not loopback: the endpoint needs a bearer token (daemon.token_env or daemon.token_file)"
+            ));
+        }
+        Ok(Some(Listen { addr, token }))
     }
 }
 
@@ -191,6 +230,8 @@ pub enum ConfigErrorKind {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub daemon: DaemonSettings,
+    /// The daemon's operations endpoint, when `[daemon] listen` is set.
+    pub listen: Option<Listen>,
     pub tenants: Vec<Tenant>,
 }
 
@@ -346,8 +387,10 @@ impl Config {
         if file.daemon.workers == 0 {
             return Err(err("daemon.workers must be at least 1".into()));
         }
+        let listen = file.daemon.endpoint(&rel).map_err(err)?;
         Ok(Config {
             daemon: file.daemon,
+            listen,
             tenants,
         })
     }

@@ -182,6 +182,24 @@ pub fn tenant_status(tenant: &crate::config::Tenant) -> Result<TenantStatus, Run
     Ok(status)
 }
 
+/// The newest `limit` runs of `tenant`'s history, read under its lock;
+/// `None` while a run holds it.
+pub fn history_of(
+    tenant: &crate::config::Tenant,
+    limit: usize,
+) -> Result<Option<Vec<RunRecord>>, RunError> {
+    let _lock = match super::lock(tenant) {
+        Ok(lock) => lock,
+        Err(RunError::Busy(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if !tenant.state.exists() {
+        return Ok(Some(Vec::new()));
+    }
+    let store = RedbStore::open(&tenant.state)?;
+    Ok(Some(runs(&store, limit)?))
+}
+
 /// Why `muster release` did not release a file.
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {

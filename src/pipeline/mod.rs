@@ -214,7 +214,7 @@ pub struct FileReport {
 pub type Counts = [[u64; 4]; 6];
 
 pub use history::{
-    release, runs, tenant_status, FileRecord, ReleaseError, RunRecord, TenantStatus,
+    history_of, release, runs, tenant_status, FileRecord, ReleaseError, RunRecord, TenantStatus,
 };
 pub use rebuild::{rebuild_tenant, Rebuilt};
 pub use report::counts_json;

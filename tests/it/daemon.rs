@@ -359,3 +359,249 @@ fn sighup_adds_and_removes_tenants_and_refuses_a_bad_config() {
     assert!(dir.path().join("a/inbox/wt_users2.csv").exists());
     assert_eq!(d.terminate(), Some(0));
 }
+
+/// `/metrics` as the Prometheus project's own parser reads it (its Python
+/// client, installed by scripts/test.sh): `[(family, type, [(sample,
+/// labels, value)])]`.
+#[cfg(feature = "scim")]
+fn parse_metrics(text: &str) -> serde_json::Value {
+    let python =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/scim-venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run the tests with scripts/test.sh",
+        python.display()
+    );
+    let script = "import sys, json\n\
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families as p\n\
+        print(json.dumps([[f.name, f.type, [[s.name, s.labels, s.value] for s in f.samples]] for f in p(sys.stdin.read())]))";
+    let mut child = Command::new(python)
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "{}\n{text}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// SPEC §8's operations endpoint: health, the tenants and their runs,
+/// run now, release (token checked), and metrics a Prometheus parser reads.
+#[cfg(feature = "scim")]
+#[test]
+fn the_operations_endpoint_shows_runs_releases_and_metrics() {
+    const TOKEN: &str = "ops-token-3a9f";
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let tenant = every_second(dir.path(), "b").replace("* * * * * *", "0 0 0 1 1 *")
+        + "[tenant.safety]\nmax_delete_ratio = 0.001\n";
+    let path = dir.path().join("muster.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[daemon]\nlisten = \"127.0.0.1:{port}\"\ntoken_env = \"MUSTER_TEST_OPS\"\n{tenant}"
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start_with(&path, &[("MUSTER_TEST_OPS", TOKEN)]);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
+    d.wait_for("the endpoint", 20, || {
+        agent.get(&url("/healthz")).call().is_ok()
+    });
+    let get = |p: &str| {
+        let mut r = agent.get(&url(p)).call().unwrap();
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    };
+    let post = |p: &str, token: Option<&str>, body: &str| {
+        let mut req = agent
+            .post(&url(p))
+            .header("Content-Type", "application/json");
+        if let Some(t) = token {
+            req = req.header("Authorization", &format!("Bearer {t}"));
+        }
+        let mut r = req.send(body).unwrap();
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    };
+    let tenants = || serde_json::from_str::<serde_json::Value>(&get("/api/tenants").1).unwrap();
+    assert_eq!(get("/healthz"), (200, "ok\n".into()));
+    assert_eq!(tenants()[0]["name"], "b");
+    assert_eq!(tenants()[0]["last_run"], serde_json::Value::Null);
+
+    // Run now: day 1, then a day 2 the guard holds.
+    std::fs::write(dir.path().join("day1.csv"), gen(300, 6)).unwrap();
+    std::fs::write(dir.path().join("b/inbox/wt_users.csv"), gen(300, 6)).unwrap();
+    assert_eq!(post("/api/tenants/b/run", None, "").0, 401);
+    assert_eq!(
+        post("/api/tenants/b/run", Some("wrong"), ""),
+        (401, String::new())
+    );
+    assert_eq!(post("/api/tenants/b/run", Some(TOKEN), "").0, 202);
+    d.wait_for("day 1 applied", 20, || results_in(dir.path(), "b") == 1);
+    std::fs::write(
+        dir.path().join("b/inbox/wt_users.csv"),
+        crate::run::derive(&dir.path().join("day1.csv"), "0.2"),
+    )
+    .unwrap();
+    assert_eq!(post("/api/tenants/b/run", Some(TOKEN), "").0, 202);
+    d.wait_for("day 2 held", 20, || {
+        tenants()[0]["held"] == serde_json::json!(["wt_users.csv"])
+    });
+    let b = tenants()[0].clone();
+    assert_eq!(b["last_run"]["result"], "held", "{b:#}");
+    assert!(b["next_run"]
+        .as_str()
+        .unwrap()
+        .starts_with(|c: char| c.is_ascii_digit()));
+    let (status, runs) = get("/api/tenants/b/runs?limit=5");
+    assert_eq!(status, 200, "{runs}");
+    let runs: serde_json::Value = serde_json::from_str(&runs).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 2, "{runs:#}");
+    assert_eq!(runs[0]["result"], "held");
+    let id = runs[1]["id"].as_u64().unwrap();
+    let (status, csv) = get(&format!("/api/tenants/b/runs/{id}/files/0/results.csv"));
+    assert_eq!(status, 200);
+    assert!(
+        csv.starts_with("line,key,action,outcome,code,message"),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), 301);
+    assert_eq!(
+        get(&format!("/api/tenants/b/runs/{id}/files/7/results.csv")).0,
+        404
+    );
+
+    // Release: the token, a file that is held, then the next run applies it.
+    let release = |file: &str, token| {
+        post(
+            "/api/tenants/b/release",
+            token,
+            &format!("{{\"file\": \"{file}\"}}"),
+        )
+    };
+    assert_eq!(release("wt_users.csv", None), (401, String::new()));
+    assert_eq!(release("nothing.csv", Some(TOKEN)).0, 404);
+    assert_eq!(release("wt_users.csv", Some(TOKEN)).0, 200);
+    assert_eq!(post("/api/tenants/b/run", Some(TOKEN), "").0, 202);
+    d.wait_for("the released file applied", 20, || {
+        results_in(dir.path(), "b") == 3
+    });
+    d.wait_for("the view updated", 10, || {
+        tenants()[0]["held"] == serde_json::json!([])
+    });
+
+    // Metrics, parsed by Prometheus's own parser.
+    let (status, text) = get("/metrics");
+    assert_eq!(status, 200);
+    let families = parse_metrics(&text);
+    let family = |name: &str| {
+        families
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f[0] == name)
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+            .clone()
+    };
+    let sample = |name: &str, labels: serde_json::Value| {
+        let f = family(name);
+        f[2].as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s[1] == labels)
+            .map(|s| s[2].as_f64().unwrap())
+    };
+    assert_eq!(family("muster_runs")[1], "counter");
+    assert_eq!(
+        sample(
+            "muster_runs",
+            serde_json::json!({"tenant": "b", "result": "held"})
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        sample(
+            "muster_rows",
+            serde_json::json!({"tenant": "b", "kind": "user", "action": "create", "outcome": "ok"})
+        )
+        .unwrap()
+            > 250.0
+    );
+    assert_eq!(family("muster_run_duration_seconds")[1], "histogram");
+    assert_eq!(family("muster_runs_in_progress")[1], "gauge");
+    assert_eq!(
+        sample("muster_held_files", serde_json::json!({"tenant": "b"})),
+        Some(0.0)
+    );
+    let ended = sample(
+        "muster_last_run_end_timestamp_seconds",
+        serde_json::json!({"tenant": "b"}),
+    )
+    .unwrap();
+    assert!(ended > 1.7e9, "{ended}");
+    assert_eq!(d.terminate(), Some(0));
+}
+
+/// The endpoint off loopback needs a token; an address it cannot bind
+/// stops the daemon with the reason.
+#[test]
+fn the_endpoint_off_loopback_needs_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("muster.toml");
+    let tenant = every_second(dir.path(), "a");
+    std::fs::write(
+        &path,
+        format!("[daemon]\nlisten = \"0.0.0.0:9464\"\n{tenant}"),
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(["daemon", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("needs a bearer token"),
+        "{}",
+        stderr(&o)
+    );
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    std::fs::write(
+        &path,
+        format!("[daemon]\nlisten = \"127.0.0.1:{port}\"\n{tenant}"),
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(["daemon", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("127.0.0.1:{port}")),
+        "{}",
+        stderr(&o)
+    );
+}

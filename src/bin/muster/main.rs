@@ -533,7 +533,10 @@ fn daemon(config_path: &std::path::Path, only: Option<String>) -> Exit {
         stop,
         reload: Some((config_path.to_path_buf(), reload)),
     };
-    muster::daemon::run_daemon(&config, &opts, &on_progress, &on_done);
+    if let Err(e) = muster::daemon::run_daemon(&config, &opts, &on_progress, &on_done) {
+        eprintln!("error: {e}");
+        return Exit::Usage;
+    }
     Exit::Clean
 }
 

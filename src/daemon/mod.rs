@@ -32,9 +32,12 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+mod ops;
+
 use crate::config::{Config, Tenant};
 use crate::pipeline::{run_tenant_with_progress, FileReport, RunError, RunOptions, RunProgress};
 use crate::store::RedbStore;
+pub use ops::Fleet;
 
 const NEXT_DUE: &str = "next_due";
 
@@ -106,25 +109,45 @@ struct Slot {
     busy: bool,
     /// Gone from the config: not run again (dropped when its run ends).
     removed: bool,
+    /// Asked to run now while busy: run again once this run ends.
+    again: bool,
+}
+
+impl Slot {
+    fn new(tenant: &Tenant, now: Timestamp, fleet: &Fleet) -> Slot {
+        let tenant = Arc::new(tenant.clone());
+        fleet.add(&tenant, crate::pipeline::tenant_status(&tenant).ok());
+        let due = first_due(&tenant, now);
+        fleet.scheduled(&tenant.name, due);
+        Slot {
+            tenant,
+            due,
+            busy: false,
+            removed: false,
+            again: false,
+        }
+    }
 }
 
 /// Runs the tenants of `config` on their schedules, `config.daemon.workers`
-/// at a time, until `opts.stop` is set. `progress` hears how far each run
-/// has come, `report` its outcome (both from the worker running it).
+/// at a time, until `opts.stop` is set, serving the operations endpoint
+/// when `config.listen` asks for one. `progress` hears how far each run
+/// has come, `report` its outcome (both from the worker running it). An
+/// endpoint address that cannot be bound is the error (nothing is run).
 pub fn run_daemon(
     config: &Config,
     opts: &DaemonOptions,
     progress: &(dyn Fn(&Tenant, RunProgress<'_>) + Sync),
     report: &(dyn Fn(&Tenant, &RunOutcome) + Sync),
-) {
+) -> Result<(), String> {
+    let fleet = Fleet::new();
+    let server = match &config.listen {
+        Some(listen) => Some(ops::serve(listen, fleet.clone(), opts.stop.clone())?),
+        None => None,
+    };
     let now = Timestamp::now();
     let mut slots: Vec<Slot> = chosen(config, opts)
-        .map(|t| Slot {
-            due: first_due(t, now),
-            tenant: Arc::new(t.clone()),
-            busy: false,
-            removed: false,
-        })
+        .map(|t| Slot::new(t, now, &fleet))
         .collect();
     let run_opts = RunOptions {
         stop: Some(opts.stop.clone()),
@@ -136,10 +159,18 @@ pub fn run_daemon(
     let workers = config.daemon.workers.max(1);
     std::thread::scope(|s| {
         for _ in 0..workers {
-            let (jobs, finished, run_opts) = (jobs.clone(), finished.clone(), &run_opts);
+            let (jobs, finished, run_opts, fleet) =
+                (jobs.clone(), finished.clone(), &run_opts, &fleet);
             s.spawn(move || {
                 for tenant in jobs {
-                    let busy = !stopping() && run_one(&tenant, run_opts, progress, report);
+                    let mut busy = false;
+                    if !stopping() {
+                        fleet.started(&tenant.name);
+                        let started = std::time::Instant::now();
+                        busy = run_one(&tenant, run_opts, progress, report);
+                        let status = crate::pipeline::tenant_status(&tenant).ok();
+                        fleet.ended(&tenant.name, started.elapsed().as_secs_f64(), status);
+                    }
                     if finished.send((tenant.name.clone(), busy)).is_err() {
                         return;
                     }
@@ -150,10 +181,23 @@ pub fn run_daemon(
         while !stopping() {
             if let Some((path, flag)) = &opts.reload {
                 if flag.swap(false, Ordering::SeqCst) {
-                    reload(&mut slots, path, opts);
+                    reload(&mut slots, path, opts, &fleet);
                 }
             }
             let now = Timestamp::now();
+            for name in fleet.take_run_now() {
+                if let Some(slot) = slots
+                    .iter_mut()
+                    .find(|s| s.tenant.name == name && !s.removed)
+                {
+                    tracing::info!(tenant = %name, "asked to run now");
+                    if slot.busy {
+                        slot.again = true;
+                    } else {
+                        slot.due = now;
+                    }
+                }
+            }
             for slot in slots.iter_mut() {
                 if !slot.busy && !slot.removed && slot.due <= now {
                     slot.busy = true;
@@ -174,16 +218,21 @@ pub fn run_daemon(
                 .unwrap_or(Duration::ZERO)
                 .min(Duration::from_millis(200));
             if let Ok((name, busy)) = done.recv_timeout(wait) {
-                ended(&mut slots, &name, busy);
+                ended(&mut slots, &name, busy, &fleet);
                 while let Ok((name, busy)) = done.try_recv() {
-                    ended(&mut slots, &name, busy);
+                    ended(&mut slots, &name, busy, &fleet);
                 }
             }
         }
         tracing::info!("stopping: the runs in flight finish their batch");
+        fleet.alive.store(false, Ordering::SeqCst);
         drop(queue);
     });
+    if let Some(server) = server {
+        let _ = server.join();
+    }
     tracing::info!("stopped");
+    Ok(())
 }
 
 /// The tenants of `config` the daemon runs.
@@ -229,31 +278,35 @@ const BUSY_RETRY: Duration = Duration::from_secs(30);
 
 /// A tenant's run ended: its next slot (soon, when another process held
 /// it: `busy`), or its slot dropped if the config no longer has it.
-fn ended(slots: &mut Vec<Slot>, name: &str, busy: bool) {
+fn ended(slots: &mut Vec<Slot>, name: &str, busy: bool, fleet: &Fleet) {
     let Some(i) = slots.iter().position(|s| s.busy && s.tenant.name == name) else {
         return;
     };
     if slots[i].removed {
         tracing::info!(tenant = %name, "removed from the config: not run again");
         slots.remove(i);
+        fleet.remove(name);
         return;
     }
     let slot = &mut slots[i];
     slot.busy = false;
-    if busy {
+    if std::mem::take(&mut slot.again) {
+        slot.due = Timestamp::now();
+    } else if busy {
         slot.due = Timestamp::now() + BUSY_RETRY;
         tracing::info!(tenant = %name, next = %slot.due, "held by another process: tried again soon");
-        return;
+    } else {
+        slot.due = next_slot(&slot.tenant, Timestamp::now());
+        store_due(&slot.tenant, slot.due);
+        tracing::info!(tenant = %name, next = %slot.due, "scheduled");
     }
-    slot.due = next_slot(&slot.tenant, Timestamp::now());
-    store_due(&slot.tenant, slot.due);
-    tracing::info!(tenant = %name, next = %slot.due, "scheduled");
+    fleet.scheduled(name, slot.due);
 }
 
 /// Reads the config at `path` again: new tenants are scheduled, removed
 /// ones are not run again once their run (if any) ends, the others take
 /// their new settings. A config that does not load changes nothing.
-fn reload(slots: &mut Vec<Slot>, path: &std::path::Path, opts: &DaemonOptions) {
+fn reload(slots: &mut Vec<Slot>, path: &std::path::Path, opts: &DaemonOptions, fleet: &Fleet) {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -268,6 +321,7 @@ fn reload(slots: &mut Vec<Slot>, path: &std::path::Path, opts: &DaemonOptions) {
             Some(t) => {
                 slot.tenant = Arc::new((*t).clone());
                 slot.removed = false;
+                fleet.add(&slot.tenant, None);
             }
             None if !slot.removed => {
                 slot.removed = true;
@@ -276,16 +330,14 @@ fn reload(slots: &mut Vec<Slot>, path: &std::path::Path, opts: &DaemonOptions) {
             None => {}
         }
     }
+    for gone in slots.iter().filter(|s| !s.busy && s.removed) {
+        fleet.remove(&gone.tenant.name);
+    }
     slots.retain(|s| s.busy || !s.removed);
     for t in fresh {
         if !slots.iter().any(|s| s.tenant.name == t.name) {
             tracing::info!(tenant = %t.name, "added by the config");
-            slots.push(Slot {
-                due: first_due(t, now),
-                tenant: Arc::new(t.clone()),
-                busy: false,
-                removed: false,
-            });
+            slots.push(Slot::new(t, now, fleet));
         }
     }
     tracing::info!(
