@@ -423,28 +423,37 @@ struct Limit {
     limit: Option<usize>,
 }
 
-/// The history, read from the store (under the tenant's lock: `409` while
-/// a run holds it).
+/// The newest `limit` runs of tenant `name`, read from its store under
+/// its lock; else the answer: `404` for no such tenant, `409` while a run
+/// holds it.
+async fn history(app: &App, name: &str, limit: usize) -> Result<Vec<RunRecord>, Response> {
+    let Some(tenant) = app.fleet.tenant(name) else {
+        return Err(StatusCode::NOT_FOUND.into_response());
+    };
+    let read =
+        tokio::task::spawn_blocking(move || crate::pipeline::history_of(&tenant, limit)).await;
+    match read {
+        Ok(Ok(Some(runs))) => Ok(runs),
+        Ok(Ok(None)) => Err((
+            StatusCode::CONFLICT,
+            "a run is going on; try again when it is done\n",
+        )
+            .into_response()),
+        Ok(Err(e)) => Err((StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response()),
+        Err(_) => Err(StatusCode::INTERNAL_SERVER_ERROR.into_response()),
+    }
+}
+
+/// The run history, newest first.
 async fn runs(
     State(app): State<App>,
     Path(name): Path<String>,
     Query(q): Query<Limit>,
 ) -> Response {
-    let Some(tenant) = app.fleet.tenant(&name) else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
     let limit = q.limit.unwrap_or(20).clamp(1, 1000);
-    let read =
-        tokio::task::spawn_blocking(move || crate::pipeline::history_of(&tenant, limit)).await;
-    match read {
-        Ok(Ok(Some(runs))) => Json(runs).into_response(),
-        Ok(Ok(None)) => (
-            StatusCode::CONFLICT,
-            "a run is going on; try again when it is done\n",
-        )
-            .into_response(),
-        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    match history(&app, &name, limit).await {
+        Ok(runs) => Json(runs).into_response(),
+        Err(answer) => answer,
     }
 }
 
@@ -454,22 +463,9 @@ async fn results_csv(
     State(app): State<App>,
     Path((name, id, n)): Path<(String, u64, usize)>,
 ) -> Response {
-    let Some(tenant) = app.fleet.tenant(&name) else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let read =
-        tokio::task::spawn_blocking(move || crate::pipeline::history_of(&tenant, usize::MAX)).await;
-    let runs = match read {
-        Ok(Ok(Some(runs))) => runs,
-        Ok(Ok(None)) => {
-            return (
-                StatusCode::CONFLICT,
-                "a run is going on; try again when it is done\n",
-            )
-                .into_response()
-        }
-        Ok(Err(e)) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
-        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    let runs = match history(&app, &name, usize::MAX).await {
+        Ok(runs) => runs,
+        Err(answer) => return answer,
     };
     let results = runs
         .iter()
