@@ -269,14 +269,10 @@ pub(super) fn events(
         Ok(reports) => reports
             .iter()
             .filter_map(|r| {
-                let event = match r.status {
-                    FileStatus::Clean => "ok",
-                    FileStatus::Rows => "rows_failed",
-                    FileStatus::Held => "held",
-                    FileStatus::Refused => "refused",
-                    FileStatus::SinkUnavailable => "failed",
-                    FileStatus::Superseded => return None,
-                };
+                if r.status == FileStatus::Superseded {
+                    return None;
+                }
+                let event = result_of(&r.status);
                 Some(crate::notify::Event {
                     event: event.into(),
                     tenant: tenant.into(),

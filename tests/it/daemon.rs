@@ -256,31 +256,16 @@ fn black_hole() -> u16 {
 #[test]
 fn fifty_tenants_on_four_workers_a_hung_lms_holds_up_only_its_own_tenant() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("slow/inbox")).unwrap();
-    let mut config = format!(
-        r#"
-[daemon]
-workers = 4
-
-[[tenant]]
-name = "slow"
-state = "slow/state.redb"
-schedule = "* * * * * *"
-[tenant.source]
-type = "dir"
-path = "slow/inbox"
-settle_ms = 0
-[[tenant.files]]
-pattern = "wt_users*.csv"
-profile = "winningtemp-users"
-[tenant.sink]
-type = "scim"
-url = "http://127.0.0.1:{}/v2"
-token_env = "MUSTER_TEST_TOKEN"
-timeout_ms = 60000
-"#,
-        black_hole()
+    let slow = every_second(dir.path(), "slow").replace(
+        "type = \"jsonl\"\npath = \"slow/outbox.jsonl\"",
+        &format!(
+            "type = \"scim\"\nurl = \"http://127.0.0.1:{}/v2\"\n\
+             token_env = \"MUSTER_TEST_TOKEN\"\ntimeout_ms = 60000",
+            black_hole()
+        ),
     );
+    assert!(slow.contains("type = \"scim\""));
+    let mut config = format!("[daemon]\nworkers = 4\n{slow}");
     let users = gen(20, 31);
     std::fs::write(dir.path().join("slow/inbox/wt_users.csv"), &users).unwrap();
     for i in 0..49 {

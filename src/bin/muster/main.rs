@@ -421,18 +421,11 @@ fn release(config: &std::path::Path, name: &str, file: &str) -> Exit {
 
 /// `muster state rebuild`: the tenant's store made anew from its sink.
 fn rebuild(config: &std::path::Path, name: &str) -> Exit {
-    let config = match muster::config::Config::load(config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Exit::Usage;
-        }
+    let tenants = match tenants_of(config, Some(name)) {
+        Ok(t) => t,
+        Err(exit) => return exit,
     };
-    let Some(tenant) = config.tenants.iter().find(|t| t.name == name) else {
-        let names: Vec<&str> = config.tenants.iter().map(|t| t.name.as_str()).collect();
-        eprintln!("error: no tenant {name:?} (tenants: {})", names.join(", "));
-        return Exit::Usage;
-    };
+    let tenant = &tenants[0];
     match muster::pipeline::rebuild_tenant(tenant) {
         Ok(r) => {
             let [users, groups, segments] = r.objects;

@@ -32,6 +32,11 @@
 //! in a crash leaves its operation pending, which recovery settles the same
 //! way. A record torn by a crash mid-append is cut off when the store opens,
 //! so what is appended next is read back after it.
+//!
+//! Its parts: `journal.rs` (the journal's records), `checkpoint.rs` (the
+//! journal into the tables, and the prior digests), `seal.rs` (whether the
+//! file is as the last clean close left it), `history.rs` (the run
+//! history's table).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -54,27 +59,19 @@ use super::{MemoryPrior, PriorEntry};
 use crate::model::{Action, ObjectKind};
 use rayon::slice::ParallelSliceMut;
 
+mod checkpoint;
+use checkpoint::PRIOR_BYTES;
+mod history;
 mod journal;
+mod seal;
 use journal::{Journal, ACKED, BEGIN, COMMIT, DROP, MARK};
+use seal::{read_seal, seal_of, seal_path};
 use xxhash_rust::xxh3::xxh3_64;
 
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
 const SEGMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("segments");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-/// The run history: run id → the run's record (JSON, SPEC §8).
-const RUNS: TableDefinition<u64, &[u8]> = TableDefinition::new("runs");
-
-/// The first bytes of a prior digest file (`<store>.prior-<kind>`): a
-/// cache of what a kind's table says to the differ
-/// ([`MemoryPrior::digest`]), so that [`StateStore::prior`] reads one
-/// file instead of every object. Each checkpoint writes it beside the
-/// tables it changes and records its length and xxh3-128 in META
-/// (`prior/<kind>`), in the checkpoint's transaction; the file is not
-/// fsynced. It is used only if it matches what META records, else the
-/// table is read: a file lost, stale or torn by a crash costs speed,
-/// never correctness.
-const DIGEST_FILE_MAGIC: &[u8; 8] = b"MPRIOR1\n";
 
 /// A checkpoint comes once the acknowledged writes since the last one
 /// name this many keys (their values wait in the journal; memory keeps
@@ -151,9 +148,6 @@ impl Span {
         }
     }
 }
-
-/// Threads reading the journal back during a checkpoint.
-const READERS: usize = 2;
 
 /// redb's page cache.
 const CACHE_BYTES: usize = 64 << 20;
@@ -266,231 +260,6 @@ impl RedbStore {
         self.abandoned = true;
     }
 
-    /// Moves the buffered objects into redb — each key's last, in key order,
-    /// one transaction — and rewrites the journal to what is in flight.
-    pub fn checkpoint(&mut self) -> Result<(), StoreError> {
-        let started = std::time::Instant::now();
-        let keys = self.buffered_keys();
-        if keys > 0 {
-            let mut digests = Vec::new();
-            let w = self.db().begin_write().map_err(|e| self.err(e))?;
-            {
-                for kind in [ObjectKind::Group, ObjectKind::Segment, ObjectKind::User] {
-                    // In key order: the B-tree's pages are then visited
-                    // once each, front to back, instead of one random page
-                    // per key.
-                    let mut entries: Vec<(&str, Option<Span>)> = self.index[kind_index(kind)]
-                        .iter()
-                        .map(|(k, s)| (&**k, *s))
-                        .collect();
-                    if entries.is_empty() {
-                        continue;
-                    }
-                    entries.par_sort_unstable_by(|a, b| a.0.cmp(b.0));
-                    let mut t = w.open_table(objects(kind)).map_err(|e| self.err(e))?;
-                    // The digest follows the table: what it held, with
-                    // what the fold changes.
-                    let mut prior = self.checkpointed(kind, &t)?;
-                    let mut update = prior.begin_update();
-                    let mut changed = |key, value: Option<&[u8]>| -> Result<(), StoreError> {
-                        let entry = match value {
-                            None => None,
-                            Some(v) => Some(self.journal_prior_entry(key, v)?),
-                        };
-                        update.set(key, entry);
-                        Ok(())
-                    };
-                    if t.is_empty().map_err(|e| self.err(e))? {
-                        // A first import: redb appends the keys, in order,
-                        // through a cursor at the table's end, a leaf at a
-                        // time, instead of descending the tree for each.
-                        let mut end = t
-                            .upper_bound_mut(std::ops::Bound::<&str>::Unbounded)
-                            .map_err(|e| self.err(e))?;
-                        self.fold(&entries, |key, value| {
-                            changed(key, value)?;
-                            match value {
-                                // Nothing to remove from an empty table.
-                                None => Ok(()),
-                                Some(v) => end.insert_before(key, v).map_err(|e| self.err(e)),
-                            }
-                        })?;
-                        end.close().map_err(|e| self.err(e))?;
-                    } else {
-                        self.fold(&entries, |key, value| {
-                            changed(key, value)?;
-                            match value {
-                                None => t.remove(key).map(|_| ()),
-                                Some(v) => t.insert(key, v).map(|_| ()),
-                            }
-                            .map_err(|e| self.err(e))
-                        })?;
-                    }
-                    update.finish();
-                    let digest = prior.digest();
-                    drop(prior);
-                    let mut meta = w.open_table(META).map_err(|e| self.err(e))?;
-                    meta.insert(digest_meta(kind).as_str(), digest_id(&digest).as_slice())
-                        .map_err(|e| self.err(e))?;
-                    digests.push((kind, digest));
-                }
-                if self.names.unsaved {
-                    let mut meta = w.open_table(META).map_err(|e| self.err(e))?;
-                    meta.insert("field_names", self.names.encode().as_slice())
-                        .map_err(|e| self.err(e))?;
-                }
-            }
-            // The digests are written while redb commits (in either order
-            // a crash leaves a file META does not vouch for, or none).
-            std::thread::scope(|s| {
-                s.spawn(|| {
-                    for (kind, digest) in &digests {
-                        if let Err(e) = self.write_digest_file(*kind, digest) {
-                            tracing::warn!(error = %e, "prior digest not written; the next run reads the table");
-                        }
-                    }
-                });
-                w.commit().map_err(|e| self.err(e))
-            })?;
-            self.names.unsaved = false;
-            for i in &mut self.index {
-                *i = AHashMap::new();
-            }
-        }
-        // The journal keeps only what is still in flight.
-        if self.journal.len > 0 {
-            let in_flight = std::mem::take(&mut self.in_flight);
-            self.in_flight = self
-                .journal
-                .rewrite(in_flight)
-                .map_err(|e| self.io_err("journal", e))?;
-        }
-        let ms = started.elapsed().as_millis() as u64;
-        tracing::debug!(keys, ms, "store: checkpoint");
-        Ok(())
-    }
-
-    /// Gives `apply` each of `entries` (in key order) with its object, read
-    /// back from the journal, or `None` for a removal. The journal is read
-    /// on [`READERS`] threads, each a chunk of values ahead of `apply` and
-    /// taking every other chunk (the reads are a syscall each, at random
-    /// places: alternating with redb's inserts, they were a third of the
-    /// checkpoint).
-    fn fold<'e>(
-        &self,
-        entries: &[(&'e str, Option<Span>)],
-        mut apply: impl FnMut(&'e str, Option<&[u8]>) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
-        /// Values read ahead: a chunk's bytes and where each value ends.
-        type Chunk = Result<(Vec<u8>, Vec<usize>), StoreError>;
-        const CHUNK: usize = 4096;
-        std::thread::scope(|scope| {
-            let readers: Vec<_> = (0..READERS)
-                .map(|r| {
-                    let (tx, rx) = crossbeam_channel::bounded::<Chunk>(2);
-                    scope.spawn(move || {
-                        for chunk in entries.chunks(CHUNK).skip(r).step_by(READERS) {
-                            let mut bytes = Vec::new();
-                            let mut ends = Vec::with_capacity(chunk.len());
-                            let read = chunk.iter().try_for_each(|&(key, span)| {
-                                if let Some(span) = span {
-                                    self.read_value_into(span, key, &mut bytes)?;
-                                }
-                                ends.push(bytes.len());
-                                Ok(())
-                            });
-                            let failed = read.is_err();
-                            // An error ends the reading; so does a failed
-                            // insert (the receiver is then gone).
-                            if tx.send(read.map(|()| (bytes, ends))).is_err() || failed {
-                                return;
-                            }
-                        }
-                    });
-                    rx
-                })
-                .collect();
-            for (i, chunk) in entries.chunks(CHUNK).enumerate() {
-                let (bytes, ends) = readers[i % READERS].recv().map_err(|_| {
-                    let what = "the journal reader stopped".to_string();
-                    StoreError::new(&self.path, StoreErrorKind::Database(what))
-                })??;
-                let mut start = 0;
-                for (&(key, span), &end) in chunk.iter().zip(&ends) {
-                    apply(key, span.map(|_| &bytes[start..end]))?;
-                    start = end;
-                }
-            }
-            Ok(())
-        })
-    }
-
-    /// The prior of `kind` as its table holds it (without the journal):
-    /// from its digest file when META vouches for it ([`DIGEST_FILE_MAGIC`]),
-    /// else from every object.
-    fn checkpointed(
-        &self,
-        kind: ObjectKind,
-        objects: &impl ReadableTable<&'static str, &'static [u8]>,
-    ) -> Result<MemoryPrior, StoreError> {
-        if let Some(id) = self.meta(&digest_meta(kind))? {
-            match self.read_digest_file(kind, &id) {
-                Ok(prior) => return Ok(prior),
-                Err(why) => tracing::info!(
-                    kind = kind.as_str(),
-                    why,
-                    "prior digest not used; reading the table"
-                ),
-            }
-        }
-        let mut prior = MemoryPrior::new();
-        prior.reserve(objects.len().map_err(|e| self.err(e))? as usize);
-        for item in objects.iter().map_err(|e| self.err(e))? {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            let entry = prior_entry(v.value())
-                .ok_or_else(|| self.damaged(format!("corrupt entry for key {:?}", k.value())))?;
-            prior.insert(k.value(), entry);
-        }
-        Ok(prior)
-    }
-
-    /// What the differ needs of a buffered object of `key` (`bytes`, read
-    /// back from the journal).
-    fn journal_prior_entry(&self, key: &str, bytes: &[u8]) -> Result<PriorEntry, StoreError> {
-        prior_entry(bytes)
-            .ok_or_else(|| self.damaged(format!("corrupt journal entry for key {key:?}")))
-    }
-
-    fn digest_path(&self, kind: ObjectKind) -> PathBuf {
-        PathBuf::from(format!("{}.prior-{}", self.path.display(), kind.as_str()))
-    }
-
-    /// Writes `digest` to its file, through a temporary name and a rename.
-    fn write_digest_file(&self, kind: ObjectKind, digest: &[u8]) -> std::io::Result<()> {
-        let path = self.digest_path(kind);
-        let tmp = PathBuf::from(format!("{}.tmp", path.display()));
-        let mut f = std::io::BufWriter::new(File::create(&tmp)?);
-        f.write_all(DIGEST_FILE_MAGIC)?;
-        f.write_all(&digest_id(digest))?;
-        f.write_all(digest)?;
-        f.into_inner().map_err(|e| e.into_error())?;
-        std::fs::rename(&tmp, &path)
-    }
-
-    /// The prior in `kind`'s digest file, if the file is whole and the one
-    /// META names (`id`); else why not.
-    fn read_digest_file(&self, kind: ObjectKind, id: &[u8]) -> Result<MemoryPrior, &'static str> {
-        let bytes = std::fs::read(self.digest_path(kind)).map_err(|_| "no file")?;
-        let body = bytes
-            .strip_prefix(DIGEST_FILE_MAGIC.as_slice())
-            .and_then(|b| b.strip_prefix(id))
-            .ok_or("another checkpoint's file")?;
-        if digest_id(body) != id {
-            return Err("torn or changed");
-        }
-        MemoryPrior::from_digest(body).ok_or("not a digest")
-    }
-
     /// Saves the field names that objects encoded since the last save
     /// introduced: called before the records holding those objects are
     /// appended, so a record never names a field the store does not know.
@@ -586,45 +355,6 @@ impl RedbStore {
         out
     }
 
-    /// Adds a run's record to the history, keeping the `keep` newest;
-    /// `record` is given the run's id (one more than the last).
-    pub fn push_run(
-        &mut self,
-        keep: usize,
-        record: impl FnOnce(u64) -> Vec<u8>,
-    ) -> Result<u64, StoreError> {
-        let w = self.db().begin_write().map_err(|e| self.err(e))?;
-        let id = {
-            let mut t = w.open_table(RUNS).map_err(|e| self.err(e))?;
-            let last = t.last().map_err(|e| self.err(e))?.map(|(k, _)| k.value());
-            let id = last.map_or(1, |l| l + 1);
-            t.insert(id, record(id).as_slice())
-                .map_err(|e| self.err(e))?;
-            let oldest_kept = id.saturating_sub(keep.max(1) as u64 - 1);
-            t.retain_in(..oldest_kept, |_, _| false)
-                .map_err(|e| self.err(e))?;
-            id
-        };
-        w.commit().map_err(|e| self.err(e))?;
-        Ok(id)
-    }
-
-    /// The run history's records, newest first, at most `limit`.
-    pub fn runs(&self, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
-        let r = self.db().begin_read().map_err(|e| self.err(e))?;
-        let t = match r.open_table(RUNS) {
-            Ok(t) => t,
-            Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(self.err(e)),
-        };
-        let mut out = Vec::new();
-        for entry in t.iter().map_err(|e| self.err(e))?.rev().take(limit) {
-            let (_, v) = entry.map_err(|e| self.err(e))?;
-            out.push(v.value().to_vec());
-        }
-        Ok(out)
-    }
-
     /// A value the daemon keeps per tenant (e.g. its last scheduled run).
     pub fn daemon_value(&self, name: &str) -> Result<Option<String>, StoreError> {
         Ok(self
@@ -641,6 +371,24 @@ impl RedbStore {
         {
             let mut t = w.open_table(META).map_err(|e| self.err(e))?;
             t.insert(name, value).map_err(|e| self.err(e))?;
+        }
+        w.commit().map_err(|e| self.err(e))
+    }
+
+    /// Removes a META value; none there costs no write. Not `durable`: no
+    /// fsync of its own, made durable by the next durable commit.
+    fn remove_meta(&mut self, name: &str, durable: bool) -> Result<(), StoreError> {
+        if self.meta(name)?.is_none() {
+            return Ok(());
+        }
+        let mut w = self.db().begin_write().map_err(|e| self.err(e))?;
+        if !durable {
+            w.set_durability(redb::Durability::None)
+                .map_err(|e| self.err(e))?;
+        }
+        {
+            let mut t = w.open_table(META).map_err(|e| self.err(e))?;
+            t.remove(name).map_err(|e| self.err(e))?;
         }
         w.commit().map_err(|e| self.err(e))
     }
@@ -728,19 +476,11 @@ impl StateStore for RedbStore {
 
     fn set_released(&mut self, name: &str, released: bool) -> Result<(), StoreError> {
         let key = format!("release/{name}");
-        if !released && self.meta(&key)?.is_none() {
-            return Ok(());
+        if released {
+            self.set_meta(&key, b"1")
+        } else {
+            self.remove_meta(&key, true)
         }
-        let w = self.db().begin_write().map_err(|e| self.err(e))?;
-        {
-            let mut t = w.open_table(META).map_err(|e| self.err(e))?;
-            if released {
-                t.insert(key.as_str(), &b"1"[..]).map_err(|e| self.err(e))?;
-            } else {
-                t.remove(key.as_str()).map_err(|e| self.err(e))?;
-            }
-        }
-        w.commit().map_err(|e| self.err(e))
     }
 
     /// META `plan/<kind>`: the content hash (16 bytes), then the plan.
@@ -758,31 +498,11 @@ impl StateStore for RedbStore {
         plan: Option<&[u8]>,
     ) -> Result<(), StoreError> {
         let name = format!("plan/{}", kind.as_str());
-        // Forgetting none costs no write (a file applied without a crash).
-        if plan.is_none() && self.meta(&name)?.is_none() {
-            return Ok(());
+        match plan {
+            Some(plan) => self.set_meta(&name, &[&hash.to_le_bytes()[..], plan].concat()),
+            // Made durable by the content record the pipeline writes next.
+            None => self.remove_meta(&name, false),
         }
-        let mut w = self.db().begin_write().map_err(|e| self.err(e))?;
-        if plan.is_none() {
-            // No fsync of its own: made durable with the next commit.
-            w.set_durability(redb::Durability::None)
-                .map_err(|e| self.err(e))?;
-        }
-        {
-            let mut t = w.open_table(META).map_err(|e| self.err(e))?;
-            match plan {
-                Some(plan) => {
-                    let mut value = hash.to_le_bytes().to_vec();
-                    value.extend_from_slice(plan);
-                    t.insert(name.as_str(), value.as_slice())
-                        .map_err(|e| self.err(e))?;
-                }
-                None => {
-                    t.remove(name.as_str()).map_err(|e| self.err(e))?;
-                }
-            }
-        }
-        w.commit().map_err(|e| self.err(e))
     }
 
     fn prior(&self, kind: ObjectKind) -> Result<MemoryPrior, StoreError> {
@@ -1008,29 +728,6 @@ impl Drop for RedbStore {
     }
 }
 
-/// `<store>.seal`: the database file's length and modification time as a
-/// run that closed it cleanly left it. Not synced: a seal lost in a crash
-/// only costs the next open a whole check.
-fn seal_path(path: &Path) -> PathBuf {
-    PathBuf::from(format!("{}.seal", path.display()))
-}
-
-/// The seal the database file at `path` has now.
-fn seal_of(path: &Path) -> Option<String> {
-    let meta = std::fs::metadata(path).ok()?;
-    let modified = meta
-        .modified()
-        .ok()?
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?;
-    Some(format!("{} {}\n", meta.len(), modified.as_nanos()))
-}
-
-/// The seal the last clean close wrote, if any.
-fn read_seal(path: &Path) -> Option<String> {
-    std::fs::read_to_string(seal_path(path)).ok()
-}
-
 /// Writes this muster's format into META (and, for a new store, creates
 /// the tables).
 fn mark_format(db: &Database, new: bool) -> Result<(), redb::Error> {
@@ -1075,30 +772,6 @@ fn meta_of(db: &Database, name: &str) -> Result<Option<Vec<u8>>, redb::Error> {
 fn kind_index(kind: ObjectKind) -> usize {
     usize::from(kind_code(kind))
 }
-
-/// The META entry that names `kind`'s digest file.
-fn digest_meta(kind: ObjectKind) -> String {
-    format!("prior/{}", kind.as_str())
-}
-
-/// What META records of a digest: its length and xxh3-128 (24 bytes).
-fn digest_id(digest: &[u8]) -> [u8; 24] {
-    let mut id = [0; 24];
-    id[..8].copy_from_slice(&(digest.len() as u64).to_le_bytes());
-    id[8..].copy_from_slice(&xxhash_rust::xxh3::xxh3_128(digest).to_le_bytes());
-    id
-}
-
-/// What the differ needs of a stored object.
-fn prior_entry(bytes: &[u8]) -> Option<PriorEntry> {
-    decode_prior(bytes).map(|(fingerprint, active)| PriorEntry {
-        fingerprint,
-        active,
-    })
-}
-
-/// The bytes of a stored object that [`decode_prior`] reads.
-const PRIOR_BYTES: u32 = 17;
 
 #[cfg(test)]
 mod tests {
