@@ -7,7 +7,9 @@
 #     its home, when the tests end, unless it was there before.
 #   - scim2-server from PyPI into target/scim-venv, for the SCIM tests: each starts its own on
 #     127.0.0.1 and a free port, and stops it. The Prometheus project's Python client joins it
-#     there: its parser reads the daemon's /metrics in the endpoint's test.
+#     there: its parser reads the daemon's /metrics in the endpoint's test. So do aiosmtpd, the
+#     SMTP server each e-mail test starts on loopback (tests/it/smtp_server.py), and trustme,
+#     which makes that server's throwaway certificate for STARTTLS.
 # Then `cargo test --release`, with the features and profile of the demo's build (nothing is
 # compiled twice). Extra arguments go to cargo test (e.g. `scripts/test.sh sftp::`).
 set -euo pipefail
@@ -33,5 +35,9 @@ fi
 if ! "$venv/bin/python" -c "import prometheus_client" 2>/dev/null; then
   echo "installing prometheus-client (its parser reads /metrics in a test)..." >&2
   "$venv/bin/pip" install --quiet --disable-pip-version-check "prometheus-client==0.21.1"
+fi
+if ! "$venv/bin/python" -c "import aiosmtpd, trustme" 2>/dev/null; then
+  echo "installing aiosmtpd and trustme (a real SMTP server for the e-mail tests)..." >&2
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "aiosmtpd==1.4.6" "trustme==1.2.1"
 fi
 cargo test --release "$@"

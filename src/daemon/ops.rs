@@ -9,6 +9,7 @@
 //! with nothing else said; tokens are compared in constant time.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -457,12 +458,15 @@ async fn runs(
     }
 }
 
-/// A run's file's results CSV, when the source keeps it on this machine
-/// (a folder inbox; an SFTP inbox's results are on its server).
+/// A run's file's results CSV, read through the tenant's source (an SFTP
+/// inbox's from its server) and streamed as it is read.
 async fn results_csv(
     State(app): State<App>,
     Path((name, id, n)): Path<(String, u64, usize)>,
 ) -> Response {
+    let Some(tenant) = app.fleet.tenant(&name) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
     let runs = match history(&app, &name, usize::MAX).await {
         Ok(runs) => runs,
         Err(answer) => return answer,
@@ -475,16 +479,54 @@ async fn results_csv(
     let Some(results) = results else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let path = results.clone();
-    let read = tokio::task::spawn_blocking(move || std::fs::read(path)).await;
-    match read.unwrap_or_else(|e| Err(std::io::Error::other(e))) {
-        Ok(bytes) => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], bytes).into_response(),
-        Err(_) => (
-            StatusCode::NOT_FOUND,
-            format!("{results} is not on this machine\n"),
-        )
-            .into_response(),
-    }
+    // The first chunk (or the error opening it) decides the status; the
+    // rest follows through a channel from the blocking reader.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut reader = match crate::pipeline::open_results(&tenant, &results) {
+            Ok(reader) => reader,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                return;
+            }
+        };
+        loop {
+            let mut chunk = vec![0; 64 << 10];
+            match reader.read(&mut chunk) {
+                Ok(0) => return,
+                Ok(n) => {
+                    chunk.truncate(n);
+                    if tx.blocking_send(Ok(chunk)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    let first = match rx.recv().await {
+        None => Vec::new(),
+        Some(Ok(chunk)) => chunk,
+        Some(Err(e)) => {
+            return (StatusCode::NOT_FOUND, format!("{e}\n")).into_response();
+        }
+    };
+    let rest = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    let body = futures_util::stream::StreamExt::chain(
+        futures_util::stream::once(async move { Ok(first) }),
+        rest,
+    );
+    (
+        [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
 }
 
 async fn run_now(State(app): State<App>, Path(name): Path<String>) -> Response {

@@ -200,6 +200,27 @@ pub fn history_of(
     Ok(Some(runs(&store, limit)?))
 }
 
+/// Opens the results CSV a run's file left at `location` (its
+/// [`FileRecord::results`]), through `tenant`'s source: a folder inbox's
+/// from disk, an SFTP inbox's from its server. It needs no lock: a
+/// results file is written once, under a new name.
+pub fn open_results(
+    tenant: &crate::config::Tenant,
+    location: &str,
+) -> Result<Box<dyn std::io::Read + Send>, RunError> {
+    let mut source = crate::source::open(&tenant.source, &tenant.spool())?;
+    Ok(source.read_processed(processed_name(location))?)
+}
+
+/// The name in `processed/` of a results file at `location` (a path, or
+/// an `sftp://` address).
+pub(super) fn processed_name(location: &str) -> &str {
+    std::path::Path::new(location)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+}
+
 /// Why `muster release` did not release a file.
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {

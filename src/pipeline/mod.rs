@@ -214,7 +214,8 @@ pub struct FileReport {
 pub type Counts = [[u64; 4]; 6];
 
 pub use history::{
-    history_of, release, runs, tenant_status, FileRecord, ReleaseError, RunRecord, TenantStatus,
+    history_of, open_results, release, runs, tenant_status, FileRecord, ReleaseError, RunRecord,
+    TenantStatus,
 };
 pub use rebuild::{rebuild_tenant, Rebuilt};
 pub use report::counts_json;
@@ -441,7 +442,14 @@ fn run_locked(
         // Told once the run is over and recorded; never fails it.
         if !tenant.notify.is_empty() {
             let events = history::events(&tenant.name, id, &outcome);
-            crate::notify::send(&tenant.notify, &events);
+            // An e-mail's results are read where the run left them.
+            let mut results = |location: &str| {
+                source
+                    .read_processed(history::processed_name(location))
+                    .map_err(|e| tracing::warn!(results = %location, error = %e, "results not readable for a notification"))
+                    .ok()
+            };
+            crate::notify::send(&tenant.notify, &events, &mut results);
         }
     }
     outcome

@@ -127,6 +127,12 @@ impl Source for DirSource {
         Ok(self.processed.join(name).exists())
     }
 
+    fn read_processed(&mut self, name: &str) -> Result<Box<dyn std::io::Read + Send>, SourceError> {
+        let path = self.processed.join(name);
+        let file = std::fs::File::open(&path).map_err(|e| self.err(&path, e))?;
+        Ok(Box::new(file))
+    }
+
     fn processed_names(&mut self) -> Result<Vec<String>, SourceError> {
         let entries = match std::fs::read_dir(&self.processed) {
             Ok(entries) => entries,

@@ -276,6 +276,9 @@ pub trait Source {
     fn processed_names(&mut self) -> Result<Vec<String>, SourceError> {
         Ok(Vec::new())
     }
+    /// Reads `processed/name` (a results CSV for a notification or the
+    /// operations endpoint).
+    fn read_processed(&mut self, name: &str) -> Result<Box<dyn Read + Send>, SourceError>;
     /// Puts the staged file `local` into `processed/name`.
     fn publish(&mut self, local: &Path, name: &str) -> Result<(), SourceError>;
     /// Moves inbox file `name` to `processed/to`.

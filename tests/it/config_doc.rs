@@ -86,6 +86,10 @@ fn docs_config_md_documents_every_key_and_no_other() {
             format!("{TENANT}{SOURCE}{FILES}{SINK}[[tenant.notify]]\ntype = \"webhook\"\n{z}"),
         ),
         (
+            "`[[tenant.notify]]` with `type = \"email\"`",
+            format!("{TENANT}{SOURCE}{FILES}{SINK}[[tenant.notify]]\ntype = \"email\"\n{z}"),
+        ),
+        (
             "`[daemon]`",
             format!("[daemon]\n{z}{TENANT}{SOURCE}{FILES}{SINK}"),
         ),

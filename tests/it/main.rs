@@ -7,6 +7,8 @@ mod cli;
 mod config_doc;
 #[cfg(all(feature = "cli", feature = "daemon"))]
 mod daemon;
+#[cfg(all(feature = "cli", feature = "notify"))]
+mod email;
 #[cfg(feature = "cli")]
 mod fixtures;
 #[cfg(feature = "cli")]

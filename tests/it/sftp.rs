@@ -461,19 +461,68 @@ fn a_file_still_being_written_is_left_for_the_next_run() {
     assert_eq!(original, users);
 }
 
+/// The daemon runs an SFTP tenant on its schedule, and its endpoint
+/// serves the results CSV the run left on the SFTP server.
+#[cfg(all(feature = "daemon", feature = "scim"))]
 #[test]
 fn the_daemon_runs_an_sftp_tenant_on_its_schedule() {
     let sshd = Sshd::start();
     let t = SftpTenant::scheduled(&sshd, &password_source(&sshd), 0, "*/2 * * * * *");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = t.local.path().join("muster.toml");
+    let tenant = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("[daemon]\nlisten = \"127.0.0.1:{port}\"\n{tenant}"),
+    )
+    .unwrap();
     t.drop_file("wt_users.csv", &gen(40, 17));
-    let d = crate::daemon::Daemon::start_with(
-        &t.local.path().join("muster.toml"),
-        &[("MUSTER_TEST_SFTP_PASSWORD", PASSWORD)],
-    );
+    let d = crate::daemon::Daemon::start_with(&config, &[("MUSTER_TEST_SFTP_PASSWORD", PASSWORD)]);
     d.wait_for("the SFTP file to be processed", 20, || {
         t.processed().len() == 3
     });
     assert!(t.outbox_lines() > 35);
+
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let get = |p: &str| {
+        let mut r = agent
+            .get(&format!("http://127.0.0.1:{port}{p}"))
+            .call()
+            .unwrap();
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    };
+    let runs = || {
+        let (status, body) = get("/api/tenants/sftp/runs");
+        (status == 200)
+            .then(|| serde_json::from_str::<serde_json::Value>(&body).unwrap())
+            .filter(|r| r.as_array().is_some_and(|r| !r.is_empty()))
+    };
+    d.wait_for("the run in the history", 20, || runs().is_some());
+    let runs = runs().unwrap();
+    let run = &runs.as_array().unwrap().last().unwrap();
+    let at = run["files"][0]["results"].as_str().unwrap();
+    assert!(at.starts_with("sftp://"), "{run:#}");
+    let (status, csv) = get(&format!(
+        "/api/tenants/sftp/runs/{}/files/0/results.csv",
+        run["id"]
+    ));
+    assert_eq!(status, 200, "{csv}");
+    let name = t
+        .processed()
+        .into_iter()
+        .find(|n| n.ends_with(".results.csv"))
+        .unwrap();
+    assert_eq!(
+        csv,
+        std::fs::read_to_string(t.inbox.join("processed").join(name)).unwrap()
+    );
     assert!(
         !d.log().contains(PASSWORD),
         "the password leaked into the log"

@@ -287,6 +287,12 @@ impl Source for SftpSource {
         Ok(self.sftp()?.stat(&path).is_ok())
     }
 
+    fn read_processed(&mut self, name: &str) -> Result<Box<dyn std::io::Read + Send>, SourceError> {
+        let path = self.processed_path(name);
+        let file = self.with(&format!("open {}", path.display()), |s| s.open(&path))?;
+        Ok(Box::new(file))
+    }
+
     fn processed_names(&mut self) -> Result<Vec<String>, SourceError> {
         let dir = PathBuf::from(&self.cfg.processed);
         if self.sftp()?.stat(&dir).is_err() {

@@ -1,18 +1,24 @@
 //! Notifications after a run (SPEC §8, `[[tenant.notify]]`): an event per
 //! file of the run (or one for a run that failed), sent to each target
-//! that asks for its kind. A webhook gets the event as JSON in a POST,
-//! signed with HMAC-SHA256 when it has a secret
-//! (`X-Muster-Signature: sha256=<hex>`). Delivery is tried a few times and
+//! that asks for its kind: a webhook gets it as JSON ([`webhook`]), an
+//! e-mail says it in words with the first failed lines and, if asked, the
+//! results CSV attached ([`email`]). Delivery is tried a few times and
 //! logged; it never fails a run, and it comes after the run is recorded.
 //! Events carry no secret: counts, reasons and the results file's path.
 
+mod email;
+mod webhook;
+
+use std::io::Read;
 use std::path::{Path, PathBuf};
-#[cfg(feature = "notify")]
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
+
+pub use email::Mail;
+pub use webhook::signature;
 
 /// The events a target takes unless it names others.
 const DEFAULT_ON: [&str; 4] = ["held", "refused", "failed", "rows_failed"];
@@ -31,6 +37,24 @@ pub(crate) enum NotifyFile {
         /// The events sent. Default: held, refused, failed, rows_failed.
         on: Option<Vec<String>>,
     },
+    Email {
+        /// `host:port` of the SMTP server (port 587 when left out; 465
+        /// is TLS from the first byte, any other STARTTLS when offered).
+        smtp: String,
+        /// The login (optional), with password_env or password_file.
+        user: Option<String>,
+        password_env: Option<String>,
+        password_file: Option<PathBuf>,
+        from: String,
+        to: Vec<String>,
+        on: Option<Vec<String>>,
+        /// The results CSV attached (default false).
+        #[serde(default)]
+        attach_results: bool,
+        /// A PEM file of CA certificates trusted besides the public roots
+        /// (a company's own mail server).
+        ca_file: Option<PathBuf>,
+    },
 }
 
 /// A validated notification target.
@@ -45,6 +69,21 @@ pub struct Notify {
 #[derive(Clone, Debug)]
 pub enum Target {
     Webhook { url: String, secret: Option<Secret> },
+    Email(Mail),
+}
+
+/// The events a target takes: `on` as written, checked, or the default.
+fn events(on: &Option<Vec<String>>) -> Result<Vec<String>, String> {
+    match on {
+        None => Ok(DEFAULT_ON.iter().map(|s| s.to_string()).collect()),
+        Some(on) => match on.iter().find(|e| !EVENTS.contains(&e.as_str())) {
+            Some(bad) => Err(format!(
+                "notify on: unknown event {bad:?} (events: {})",
+                EVENTS.join(", ")
+            )),
+            None => Ok(on.clone()),
+        },
+    }
 }
 
 impl NotifyFile {
@@ -68,24 +107,40 @@ impl NotifyFile {
                         "notify url {shown:?} should start with https:// (or http://)"
                     ));
                 }
-                let on = match on {
-                    None => DEFAULT_ON.iter().map(|s| s.to_string()).collect(),
-                    Some(on) => {
-                        if let Some(bad) = on.iter().find(|e| !EVENTS.contains(&e.as_str())) {
-                            return Err(format!(
-                                "notify on: unknown event {bad:?} (events: {})",
-                                EVENTS.join(", ")
-                            ));
-                        }
-                        on.clone()
-                    }
-                };
+                let on = events(on)?;
                 let secret = crate::secret::read("secret", secret_env, secret_file, rel)?;
                 Ok(Notify {
                     target: Target::Webhook {
                         url: url.clone(),
                         secret,
                     },
+                    on,
+                })
+            }
+            NotifyFile::Email {
+                smtp,
+                user,
+                password_env,
+                password_file,
+                from,
+                to,
+                on,
+                attach_results,
+                ca_file,
+            } => {
+                let on = events(on)?;
+                let password = crate::secret::read("password", password_env, password_file, rel)?;
+                let mail = Mail::new(
+                    smtp,
+                    user.clone(),
+                    password,
+                    from,
+                    to,
+                    *attach_results,
+                    ca_file.as_ref().map(|f| rel(f)),
+                )?;
+                Ok(Notify {
+                    target: Target::Email(mail),
                     on,
                 })
             }
@@ -112,79 +167,30 @@ pub struct Event {
 }
 
 /// Tries a delivery this many times.
-#[cfg(feature = "notify")]
+#[cfg_attr(not(feature = "notify"), allow(dead_code))]
 const ATTEMPTS: u32 = 3;
 
+/// The wait before try `attempt + 1`: 1 s, then 2 s.
+#[cfg_attr(not(feature = "notify"), allow(dead_code))]
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(500 << attempt)
+}
+
 /// Sends each event to each target that takes it. Never fails: what
-/// could not be delivered is logged.
-pub fn send(targets: &[Notify], events: &[Event]) {
+/// could not be delivered is logged. `results` opens a results CSV by
+/// the location an event names (an e-mail's first failed lines and its
+/// attachment come from it).
+pub fn send(
+    targets: &[Notify],
+    events: &[Event],
+    results: &mut dyn FnMut(&str) -> Option<Box<dyn Read + Send>>,
+) {
     for event in events {
         for n in targets.iter().filter(|n| n.on.contains(&event.event)) {
             match &n.target {
-                Target::Webhook { url, secret } => webhook(url, secret.as_ref(), event),
+                Target::Webhook { url, secret } => webhook::send(url, secret.as_ref(), event),
+                Target::Email(mail) => mail.send(event, results),
             }
         }
     }
-}
-
-/// The signature header's value: `sha256=<hex HMAC-SHA256 of body>`.
-pub fn signature(secret: &Secret, body: &[u8]) -> String {
-    #[cfg(feature = "notify")]
-    {
-        use hmac::{Hmac, Mac};
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.expose().as_bytes())
-            .expect("HMAC takes a key of any length");
-        mac.update(body);
-        let hex: String = mac
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        format!("sha256={hex}")
-    }
-    #[cfg(not(feature = "notify"))]
-    {
-        let _ = (secret, body);
-        String::new()
-    }
-}
-
-#[cfg(feature = "notify")]
-fn webhook(url: &str, secret: Option<&Secret>, event: &Event) {
-    let shown = crate::secret::redact_url(url);
-    let body = serde_json::to_vec(event).unwrap_or_default();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .user_agent(concat!("muster/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into();
-    let mut last = String::new();
-    for attempt in 1..=ATTEMPTS {
-        let mut req = agent
-            .post(url)
-            .header("Content-Type", "application/json")
-            .header("X-Muster-Event", &event.event);
-        if let Some(secret) = secret {
-            req = req.header("X-Muster-Signature", &signature(secret, &body));
-        }
-        match req.send(&body[..]) {
-            Ok(resp) if resp.status().is_success() => {
-                tracing::info!(url = %shown, event = %event.event, "notification delivered");
-                return;
-            }
-            Ok(resp) => last = format!("HTTP {}", resp.status().as_u16()),
-            Err(e) => last = e.to_string(),
-        }
-        if attempt < ATTEMPTS {
-            std::thread::sleep(Duration::from_millis(500 << attempt));
-        }
-    }
-    tracing::warn!(url = %shown, event = %event.event, error = %last, attempts = ATTEMPTS, "notification not delivered");
-}
-
-#[cfg(not(feature = "notify"))]
-fn webhook(url: &str, _: Option<&Secret>, event: &Event) {
-    tracing::warn!(url = %crate::secret::redact_url(url), event = %event.event, "notification not sent: this muster was built without the `notify` feature");
 }
