@@ -51,6 +51,12 @@ struct RowLabels {
     outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    tenant: String,
+    status: String,
+}
+
 /// The series of `/metrics`.
 struct Metrics {
     registry: Registry,
@@ -60,6 +66,7 @@ struct Metrics {
     last_end: Family<TenantLabel, Gauge<f64, AtomicU64>>,
     held: Family<TenantLabel, Gauge>,
     in_progress: Gauge,
+    requests: Family<RequestLabels, Counter>,
 }
 
 impl Metrics {
@@ -73,6 +80,7 @@ impl Metrics {
         let last_end = Family::<TenantLabel, Gauge<f64, AtomicU64>>::default();
         let held = Family::<TenantLabel, Gauge>::default();
         let in_progress = Gauge::default();
+        let requests = Family::<RequestLabels, Counter>::default();
         registry.register("muster_runs", "Runs by tenant and result", runs.clone());
         registry.register(
             "muster_rows",
@@ -99,6 +107,11 @@ impl Metrics {
             "Runs going on now",
             in_progress.clone(),
         );
+        registry.register(
+            "muster_sink_requests",
+            "Requests sent to the LMS by tenant and answer status (error: no answer)",
+            requests.clone(),
+        );
         Metrics {
             registry,
             runs,
@@ -107,6 +120,7 @@ impl Metrics {
             last_end,
             held,
             in_progress,
+            requests,
         }
     }
 }
@@ -223,6 +237,15 @@ impl Fleet {
                 result: run.result.clone(),
             })
             .inc();
+        for (status, n) in &run.requests {
+            self.metrics
+                .requests
+                .get_or_create(&RequestLabels {
+                    tenant: name.to_string(),
+                    status: status.clone(),
+                })
+                .inc_by(*n);
+        }
         let kind = self
             .config
             .lock()

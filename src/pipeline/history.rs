@@ -5,6 +5,8 @@
 //! do is not recorded (a daemon looking every few minutes would push the
 //! runs that did something out).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::{FileReport, FileStatus, RunError};
@@ -23,6 +25,10 @@ pub struct RunRecord {
     /// Why it failed, when it did.
     pub error: Option<String>,
     pub files: Vec<FileRecord>,
+    /// The requests its sink sent to the LMS, by the answer's status (an
+    /// HTTP code, or `error` when none came); empty for a JSONL outbox.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub requests: BTreeMap<String, u64>,
 }
 
 /// One file of a run.
@@ -77,6 +83,7 @@ pub(super) fn record(
     keep: usize,
     started: jiff::Timestamp,
     outcome: &Result<Vec<FileReport>, RunError>,
+    requests: Vec<(String, u64)>,
 ) -> Result<Option<u64>, StoreError> {
     let (files, error) = match outcome {
         Ok(reports) if reports.is_empty() => return Ok(None),
@@ -114,6 +121,7 @@ pub(super) fn record(
             result: result.to_string(),
             error,
             files,
+            requests: requests.into_iter().collect(),
         };
         serde_json::to_vec(&record).unwrap_or_default()
     })?;

@@ -431,10 +431,18 @@ fn run_locked(
     }
     let mut store = RedbStore::open(&tenant.state)?;
     let started = jiff::Timestamp::now();
-    let outcome = run_opened(tenant, opts, progress, source.as_mut(), &mut store);
+    let mut requests = Vec::new();
+    let outcome = run_opened(
+        tenant,
+        opts,
+        progress,
+        source.as_mut(),
+        &mut store,
+        &mut requests,
+    );
     // The history (SPEC §8); a run is not failed for want of recording it.
     if !opts.dry_run {
-        let recorded = history::record(&mut store, tenant.keep_runs, started, &outcome);
+        let recorded = history::record(&mut store, tenant.keep_runs, started, &outcome, requests);
         let id = recorded.unwrap_or_else(|e| {
             tracing::warn!(tenant = %tenant.name, error = %e, "the run could not be recorded in the history");
             None
@@ -456,13 +464,15 @@ fn run_locked(
 }
 
 /// [`run_locked`] once the source and the store are open: the sink
-/// opened and the pipeline run.
+/// opened and the pipeline run. The requests the sink sent, by answer
+/// status, go to `requests`.
 fn run_opened(
     tenant: &Tenant,
     opts: &RunOptions,
     progress: &mut dyn FnMut(RunProgress<'_>),
     source: &mut dyn Source,
     store: &mut RedbStore,
+    requests: &mut Vec<(String, u64)>,
 ) -> Result<Vec<FileReport>, RunError> {
     // A dry run sends nothing, so it needs no LMS (it works offline) and
     // leaves a crash's journal to the next real run.
@@ -472,13 +482,15 @@ fn run_opened(
         let job = tenant.job();
         crate::sink::open(&tenant.sink, job.has(ObjectKind::Group))?
     };
-    Pipeline {
+    let outcome = Pipeline {
         job: tenant.job(),
         source,
         store,
         sink: sink.as_mut(),
     }
-    .run(opts, progress)
+    .run(opts, progress);
+    *requests = sink.requests();
+    outcome
 }
 
 /// One run of a tenant at a time, across processes (a manual run, the

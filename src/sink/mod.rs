@@ -251,6 +251,12 @@ pub trait Sink: Send {
     fn wants_ids(&self) -> bool {
         false
     }
+    /// The requests sent to the LMS so far, by the answer's status (an
+    /// HTTP code, or `error` when none came), for the daemon's
+    /// `muster_sink_requests_total`. Default: none (no requests).
+    fn requests(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
     /// Called once after the last batch.
     fn finish(&mut self) -> Result<(), SinkError> {
         Ok(())

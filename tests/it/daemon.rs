@@ -397,15 +397,32 @@ fn the_operations_endpoint_shows_runs_releases_and_metrics() {
         .port();
     let tenant = every_second(dir.path(), "b").replace("* * * * * *", "0 0 0 1 1 *")
         + "[tenant.safety]\nmax_delete_ratio = 0.001\n";
+    // A second tenant writes to a real SCIM server: its requests are counted.
+    let scim = crate::scim::server::ScimServer::start();
+    let s = every_second(dir.path(), "s")
+        .replace("* * * * * *", "0 0 0 1 1 *")
+        .replace(
+            "type = \"jsonl\"\npath = \"s/outbox.jsonl\"",
+            &format!(
+                "type = \"scim\"\nurl = \"{}\"\ntoken_env = \"MUSTER_TEST_SCIM\"",
+                scim.url()
+            ),
+        );
     let path = dir.path().join("muster.toml");
     std::fs::write(
         &path,
         format!(
-            "[daemon]\nlisten = \"127.0.0.1:{port}\"\ntoken_env = \"MUSTER_TEST_OPS\"\n{tenant}"
+            "[daemon]\nlisten = \"127.0.0.1:{port}\"\ntoken_env = \"MUSTER_TEST_OPS\"\n{tenant}{s}"
         ),
     )
     .unwrap();
-    let d = Daemon::start_with(&path, &[("MUSTER_TEST_OPS", TOKEN)]);
+    let d = Daemon::start_with(
+        &path,
+        &[
+            ("MUSTER_TEST_OPS", TOKEN),
+            ("MUSTER_TEST_SCIM", crate::scim::server::TOKEN),
+        ],
+    );
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
@@ -495,6 +512,16 @@ fn the_operations_endpoint_shows_runs_releases_and_metrics() {
         tenants()[0]["held"] == serde_json::json!([])
     });
 
+    std::fs::write(dir.path().join("s/inbox/wt_users.csv"), gen(30, 8)).unwrap();
+    assert_eq!(post("/api/tenants/s/run", Some(TOKEN), "").0, 202);
+    d.wait_for("s applied", 30, || {
+        tenants()
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "s" && !t["last_run"].is_null())
+    });
+
     // Metrics, parsed by Prometheus's own parser.
     let (status, text) = get("/metrics");
     assert_eq!(status, 200);
@@ -545,6 +572,29 @@ fn the_operations_endpoint_shows_runs_releases_and_metrics() {
     )
     .unwrap();
     assert!(ended > 1.7e9, "{ended}");
+    // The SCIM tenant's requests, by answer status; the JSONL one has none.
+    let requests = family("muster_sink_requests");
+    assert_eq!(requests[1], "counter");
+    let by_status: Vec<(String, f64)> = requests[2]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x[0] == "muster_sink_requests_total")
+        .map(|x| {
+            assert_eq!(x[1]["tenant"], "s", "{text}");
+            (
+                x[1]["status"].as_str().unwrap().to_string(),
+                x[2].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        by_status
+            .iter()
+            .any(|(s, n)| s.starts_with('2') && *n >= 2.0),
+        "{text}"
+    );
+    assert!(by_status.iter().all(|(s, _)| s.starts_with('2')), "{text}");
     assert_eq!(d.terminate(), Some(0));
 }
 

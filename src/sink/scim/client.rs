@@ -4,6 +4,7 @@
 //! full-jitter exponential backoff (or the server's `Retry-After`), up to
 //! `max_attempts`; every other answer goes back to the caller.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -140,6 +141,8 @@ pub(super) struct Client {
     max_backoff: Duration,
     bucket: Option<Mutex<Bucket>>,
     seed: AtomicU64,
+    /// The requests sent, by the answer's status (`error`: none came).
+    answers: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Client {
@@ -174,7 +177,15 @@ impl Client {
                     .map_or(1, |d| d.as_nanos() as u64)
                     | 1,
             ),
+            answers: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The requests sent so far, by the answer's status (`error` when no
+    /// answer came).
+    pub fn answers(&self) -> Vec<(String, u64)> {
+        let answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        answers.iter().map(|(s, n)| (s.clone(), *n)).collect()
     }
 
     pub fn base(&self) -> &str {
@@ -203,6 +214,16 @@ impl Client {
         for attempt in 1..=self.max_attempts {
             self.take(req.writes);
             let answer = self.once(req);
+            let status = match &answer {
+                Ok(resp) => resp.status.to_string(),
+                Err(_) => "error".to_string(),
+            };
+            *self
+                .answers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(status)
+                .or_default() += 1;
             let lost = match &answer {
                 Err(_) => true,
                 Ok(resp) => matches!(resp.status, 502 | 504),

@@ -502,6 +502,10 @@ impl Sink for ScimSink {
         true
     }
 
+    fn requests(&self) -> Vec<(String, u64)> {
+        self.client.answers()
+    }
+
     fn apply(&mut self, batch: &[Operation]) -> Result<Vec<Ack>, SinkError> {
         let n = batch.len();
         let mut acks: Vec<Option<Ack>> = vec![None; n];
