@@ -10,6 +10,9 @@
 #     there: its parser reads the daemon's /metrics in the endpoint's test. So do aiosmtpd, the
 #     SMTP server each e-mail test starts on loopback (tests/it/smtp_server.py), and trustme,
 #     which makes that server's throwaway certificate for STARTTLS.
+#   - Chromium and its WebDriver (Debian packages chromium and chromium-driver), for the
+#     console's test: it starts chromedriver on a free port and drives a headless Chromium
+#     through it; screenshots land in target/console/.
 # Then `cargo test --release`, with the features and profile of the demo's build (nothing is
 # compiled twice). Extra arguments go to cargo test (e.g. `scripts/test.sh sftp::`).
 set -euo pipefail
@@ -23,6 +26,11 @@ if [ ! -x /usr/sbin/sshd ]; then
   # This image's policy keeps the package from starting a server on port 22.
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null \
     || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null; }
+fi
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  echo "installing chromium and chromium-driver (the console's browser test)..." >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
+    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 fi
 # The real SCIM server the SCIM sink's tests write to (pinned: the tests know its behaviour).
 venv=target/scim-venv

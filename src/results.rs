@@ -36,7 +36,7 @@ fn has_special(field: &[u8], delimiter: u8, quote: u8) -> bool {
         .any(|&b| b == delimiter || b == quote || b == b'\n' || b == b'\r')
 }
 
-use std::io::{self, Write};
+use std::io::{self, BufRead, Read, Write};
 
 use crate::model::Code;
 use crate::plan::{Plan, PlannedRow};
@@ -157,6 +157,65 @@ fn format_line(l: &mut Vec<u8>, row: PlannedRow<'_>, outcome: Outcome) {
     l.push(b',');
     write_field(l, row.message.as_bytes(), b',', b'"', false);
     l.extend_from_slice(b"\r\n");
+}
+
+/// One line of a results CSV, as read back.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ResultLine {
+    /// Empty for an inferred deletion.
+    pub line: String,
+    pub key: String,
+    pub action: String,
+    pub outcome: String,
+    pub code: String,
+    pub message: String,
+}
+
+/// Reads a results CSV (SPEC §4) back, line after line, for as long as
+/// `each` answers true. The header is skipped; quoted fields (commas,
+/// quotes, line breaks in a message) are read whole.
+pub fn read_lines(reader: impl Read, mut each: impl FnMut(ResultLine) -> bool) -> io::Result<()> {
+    use csv_core::ReadRecordResult as R;
+    let mut reader = io::BufReader::with_capacity(64 << 10, reader);
+    let mut csv = csv_core::Reader::new();
+    let mut out = vec![0u8; 4096];
+    let mut ends = vec![0usize; 8];
+    let (mut out_len, mut ends_len) = (0, 0);
+    let mut header = true;
+    loop {
+        let input = reader.fill_buf()?;
+        let (result, read, wrote, ended) =
+            csv.read_record(input, &mut out[out_len..], &mut ends[ends_len..]);
+        reader.consume(read);
+        out_len += wrote;
+        ends_len += ended;
+        match result {
+            R::InputEmpty => {}
+            R::OutputFull => out.resize(out.len() * 2, 0),
+            R::OutputEndsFull => ends.resize(ends.len() * 2, 0),
+            R::End => return Ok(()),
+            R::Record => {
+                let mut fields = ends[..ends_len].iter().scan(0, |start, &end| {
+                    let field = String::from_utf8_lossy(&out[*start..end]).into_owned();
+                    *start = end;
+                    Some(field)
+                });
+                let mut next = || fields.next().unwrap_or_default();
+                let line = ResultLine {
+                    line: next(),
+                    key: next(),
+                    action: next(),
+                    outcome: next(),
+                    code: next(),
+                    message: next(),
+                };
+                (out_len, ends_len) = (0, 0);
+                if !std::mem::take(&mut header) && !each(line) {
+                    return Ok(());
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+mod console;
 mod ops;
 
 use crate::config::{Config, Tenant};

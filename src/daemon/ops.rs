@@ -340,6 +340,9 @@ pub(super) fn serve(
         loopback: listen.addr.ip().is_loopback(),
     };
     let router = Router::new()
+        .route("/", get(console))
+        .route("/console.js", get(console))
+        .route("/console.css", get(console))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/tenants", get(tenants))
@@ -348,6 +351,10 @@ pub(super) fn serve(
         .route(
             "/api/tenants/{name}/runs/{id}/files/{n}/results.csv",
             get(results_csv),
+        )
+        .route(
+            "/api/tenants/{name}/runs/{id}/files/{n}/results",
+            get(results_lines),
         )
         .route("/api/tenants/{name}/release", post(release))
         .layer(axum::middleware::from_fn_with_state(app.clone(), authorize))
@@ -370,9 +377,11 @@ pub(super) fn serve(
     }))
 }
 
-/// The token check: POSTs always, everything off loopback.
+/// The token check: POSTs always, everything off loopback but the
+/// console's own files (they hold no data; the page asks for the token).
 async fn authorize(State(app): State<App>, req: Request, next: Next) -> Response {
-    let needed = req.method() == Method::POST || !app.loopback;
+    let needed = req.method() == Method::POST
+        || (!app.loopback && super::console::asset(req.uri().path()).is_none());
     if needed {
         let given = req
             .headers()
@@ -481,26 +490,37 @@ async fn runs(
     }
 }
 
+/// The tenant, a run's file and its results location, or the answer
+/// that says why not.
+async fn results_of(
+    app: &App,
+    name: &str,
+    id: u64,
+    n: usize,
+) -> Result<(Arc<Tenant>, String, String), Response> {
+    let tenant = app
+        .fleet
+        .tenant(name)
+        .ok_or_else(|| StatusCode::NOT_FOUND.into_response())?;
+    let runs = history(app, name, usize::MAX).await?;
+    let (file, results) = runs
+        .iter()
+        .find(|r| r.id == id)
+        .and_then(|r| r.files.get(n))
+        .and_then(|f| Some((f.name.clone(), f.results.clone()?)))
+        .ok_or_else(|| StatusCode::NOT_FOUND.into_response())?;
+    Ok((tenant, file, results))
+}
+
 /// A run's file's results CSV, read through the tenant's source (an SFTP
 /// inbox's from its server) and streamed as it is read.
 async fn results_csv(
     State(app): State<App>,
     Path((name, id, n)): Path<(String, u64, usize)>,
 ) -> Response {
-    let Some(tenant) = app.fleet.tenant(&name) else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let runs = match history(&app, &name, usize::MAX).await {
-        Ok(runs) => runs,
+    let (tenant, _, results) = match results_of(&app, &name, id, n).await {
+        Ok(found) => found,
         Err(answer) => return answer,
-    };
-    let results = runs
-        .iter()
-        .find(|r| r.id == id)
-        .and_then(|r| r.files.get(n))
-        .and_then(|f| f.results.clone());
-    let Some(results) = results else {
-        return StatusCode::NOT_FOUND.into_response();
     };
     // The first chunk (or the error opening it) decides the status; the
     // rest follows through a channel from the blocking reader.
@@ -548,6 +568,96 @@ async fn results_csv(
     (
         [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
         axum::body::Body::from_stream(body),
+    )
+        .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct LinesQuery {
+    outcome: Option<String>,
+    code: Option<String>,
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+/// A page of a results file's lines, for the console.
+#[derive(serde::Serialize)]
+struct Lines {
+    /// The file in the inbox the results are of.
+    file: String,
+    /// Lines in the file.
+    total: u64,
+    /// Lines that match the filter.
+    matched: u64,
+    offset: usize,
+    lines: Vec<crate::results::ResultLine>,
+    /// Lines by outcome and by code, in the whole file.
+    outcomes: BTreeMap<String, u64>,
+    codes: BTreeMap<String, u64>,
+}
+
+/// A run's file's results lines as JSON, filtered by `outcome` and
+/// `code`, `limit` (at most 1000) from `offset` among those that match.
+async fn results_lines(
+    State(app): State<App>,
+    Path((name, id, n)): Path<(String, u64, usize)>,
+    Query(q): Query<LinesQuery>,
+) -> Response {
+    let (tenant, file, results) = match results_of(&app, &name, id, n).await {
+        Ok(found) => found,
+        Err(answer) => return answer,
+    };
+    let read = tokio::task::spawn_blocking(move || -> Result<Lines, String> {
+        let reader = crate::pipeline::open_results(&tenant, &results).map_err(|e| e.to_string())?;
+        let (offset, limit) = (q.offset.unwrap_or(0), q.limit.unwrap_or(100).clamp(1, 1000));
+        let mut page = Lines {
+            file,
+            total: 0,
+            matched: 0,
+            offset,
+            lines: Vec::new(),
+            outcomes: BTreeMap::new(),
+            codes: BTreeMap::new(),
+        };
+        let wanted = |want: &Option<String>, got: &str| want.as_deref().is_none_or(|w| w == got);
+        crate::results::read_lines(reader, |line| {
+            page.total += 1;
+            *page.outcomes.entry(line.outcome.clone()).or_default() += 1;
+            if !line.code.is_empty() {
+                *page.codes.entry(line.code.clone()).or_default() += 1;
+            }
+            if wanted(&q.outcome, &line.outcome) && wanted(&q.code, &line.code) {
+                if page.matched as usize >= offset && page.lines.len() < limit {
+                    page.lines.push(line);
+                }
+                page.matched += 1;
+            }
+            true
+        })
+        .map_err(|e| e.to_string())?;
+        Ok(page)
+    })
+    .await;
+    match read {
+        Ok(Ok(page)) => Json(page).into_response(),
+        Ok(Err(e)) => (StatusCode::NOT_FOUND, format!("{e}\n")).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// The console's page, style and script.
+async fn console(uri: axum::http::Uri) -> Response {
+    let Some((kind, body)) = super::console::asset(uri.path()) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CONTENT_SECURITY_POLICY, super::console::POLICY),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
     )
         .into_response()
 }

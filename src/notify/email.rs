@@ -6,7 +6,7 @@
 //! server is on loopback. The results CSV is attached when asked, up to
 //! [`MAX_ATTACHMENT`] bytes; a bigger one is named, not attached.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::PathBuf;
 
 use super::Event;
@@ -373,65 +373,51 @@ struct Peek {
 /// Reads a results CSV (SPEC §4) for its first failed lines and, when
 /// `attach`, its bytes; it stops once it has what it needs.
 fn peek(reader: Box<dyn Read + Send>, attach: bool) -> std::io::Result<Peek> {
-    use csv_core::ReadRecordResult as R;
-    let mut reader = BufReader::with_capacity(64 << 10, reader);
-    let mut csv = csv_core::Reader::new();
-    let mut out = vec![0u8; 4096];
-    let mut ends = vec![0usize; 8];
-    let (mut out_len, mut ends_len) = (0, 0);
-    let mut peek = Peek {
-        failed: Vec::new(),
-        bytes: attach.then(Vec::new),
+    let mut tee = Tee {
+        inner: reader,
+        copy: attach.then(Vec::new),
         too_big: false,
     };
-    let mut header = true;
-    loop {
-        let input = reader.fill_buf()?;
-        let (result, read, wrote, ended) =
-            csv.read_record(input, &mut out[out_len..], &mut ends[ends_len..]);
-        if let Some(bytes) = &mut peek.bytes {
-            bytes.extend_from_slice(&input[..read]);
-            if bytes.len() > MAX_ATTACHMENT {
-                peek.bytes = None;
-                peek.too_big = true;
-            }
+    let mut failed = Vec::new();
+    crate::results::read_lines(&mut tee, |l| {
+        if l.outcome == "failed" && failed.len() < FIRST_FAILED {
+            let at = match l.line.is_empty() {
+                true => format!("key {} (not in the file)", l.key),
+                false => format!("line {}, key {}", l.line, l.key),
+            };
+            failed.push(format!("{at}: {} {}: {}", l.action, l.code, l.message));
         }
-        reader.consume(read);
-        out_len += wrote;
-        ends_len += ended;
-        match result {
-            R::InputEmpty => {}
-            R::OutputFull => out.resize(out.len() * 2, 0),
-            R::OutputEndsFull => ends.resize(ends.len() * 2, 0),
-            R::End => break,
-            R::Record => {
-                let mut fields = Vec::with_capacity(6);
-                let mut start = 0;
-                for &end in &ends[..ends_len] {
-                    fields.push(String::from_utf8_lossy(&out[start..end]).into_owned());
-                    start = end;
-                }
-                (out_len, ends_len) = (0, 0);
-                if std::mem::take(&mut header) {
-                    continue;
-                }
-                if let [line, key, action, outcome, code, message, ..] = &fields[..] {
-                    if outcome == "failed" && peek.failed.len() < FIRST_FAILED {
-                        let at = match line.is_empty() {
-                            true => format!("key {key} (not in the file)"),
-                            false => format!("line {line}, key {key}"),
-                        };
-                        peek.failed
-                            .push(format!("{at}: {action} {code}: {message}"));
-                    }
-                }
-                if peek.failed.len() == FIRST_FAILED && peek.bytes.is_none() {
-                    break;
-                }
-            }
-        }
+        failed.len() < FIRST_FAILED
+    })?;
+    if tee.copy.is_some() {
+        std::io::copy(&mut tee, &mut std::io::sink())?;
     }
-    Ok(peek)
+    Ok(Peek {
+        failed,
+        bytes: tee.copy,
+        too_big: tee.too_big,
+    })
+}
+
+/// A reader that keeps a copy of what it reads, up to [`MAX_ATTACHMENT`].
+struct Tee {
+    inner: Box<dyn Read + Send>,
+    copy: Option<Vec<u8>>,
+    too_big: bool,
+}
+
+impl Read for Tee {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(copy) = &mut self.copy {
+            copy.extend_from_slice(&buf[..n]);
+            if copy.len() > MAX_ATTACHMENT {
+                self.copy = None;
+                self.too_big = true;
+            }
+        }
+        Ok(n)
+    }
 }
 
 #[cfg(test)]

@@ -200,7 +200,7 @@ fn a_tenant_being_run_is_not_run_again_at_the_same_time() {
 
 /// A `[[tenant]]` reading `{name}/inbox` every second into a JSONL outbox
 /// (`{name}/outbox.jsonl`), its inbox made.
-fn every_second(dir: &std::path::Path, name: &str) -> String {
+pub(crate) fn every_second(dir: &std::path::Path, name: &str) -> String {
     std::fs::create_dir_all(dir.join(name).join("inbox")).unwrap();
     format!(
         r#"
@@ -237,7 +237,7 @@ fn results_in(dir: &std::path::Path, name: &str) -> usize {
 
 /// A loopback port that accepts connections and never answers: an LMS
 /// that hangs.
-fn black_hole() -> u16 {
+pub(crate) fn black_hole() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -639,4 +639,49 @@ fn the_endpoint_off_loopback_needs_a_token() {
         "{}",
         stderr(&o)
     );
+}
+
+/// Off loopback every request needs the token but the console's own
+/// files: they hold no data, and the page asks for the token itself.
+#[cfg(feature = "scim")]
+#[test]
+fn off_loopback_the_console_loads_and_asks_for_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("muster.toml");
+    let port = crate::scim::server::free_port();
+    let tenant = every_second(dir.path(), "a").replace("* * * * * *", "0 0 0 1 1 *");
+    std::fs::write(
+        &path,
+        format!("[daemon]\nlisten = \"0.0.0.0:{port}\"\ntoken_env = \"MUSTER_TEST_OPS\"\n{tenant}"),
+    )
+    .unwrap();
+    let d = Daemon::start_with(&path, &[("MUSTER_TEST_OPS", "off-loopback-7")]);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let get = |p: &str, token: Option<&str>| {
+        let mut req = agent.get(&format!("http://127.0.0.1:{port}{p}"));
+        if let Some(t) = token {
+            req = req.header("Authorization", &format!("Bearer {t}"));
+        }
+        req.call().map(|mut r| {
+            (
+                r.status().as_u16(),
+                r.body_mut().read_to_string().unwrap_or_default(),
+            )
+        })
+    };
+    d.wait_for("the endpoint", 20, || get("/healthz", None).is_ok());
+    assert_eq!(get("/healthz", None).unwrap().0, 401);
+    assert_eq!(get("/api/tenants", None).unwrap(), (401, String::new()));
+    let (status, page) = get("/", None).unwrap();
+    assert_eq!(status, 200);
+    assert!(page.contains("<title>muster console</title>"), "{page}");
+    assert_eq!(get("/console.js", None).unwrap().0, 200);
+    assert_eq!(get("/console.css", None).unwrap().0, 200);
+    let (status, tenants) = get("/api/tenants", Some("off-loopback-7")).unwrap();
+    assert_eq!(status, 200);
+    assert!(tenants.contains("\"name\":\"a\""), "{tenants}");
+    assert_eq!(d.terminate(), Some(0));
 }

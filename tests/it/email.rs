@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use crate::run::{derive, gen, stderr, Tenant};
+use crate::run::{derive, gen, stderr, users_with_bad_emails, Tenant};
 
 const PASSWORD: &str = "smtp-pw-7c1e0a";
 
@@ -89,24 +89,6 @@ fn target(server: &SmtpServer, more: &str) -> String {
          from = \"muster@lms.example.com\"\nto = [\"hr-it@client.example.com\", \"ops@lms.example.com\"]\n{more}",
         server.port
     )
-}
-
-/// `rows` generated users, with the e-mail of lines `bad` (1-based, the
-/// header is line 1) made invalid.
-fn users_with_bad_emails(rows: u64, seed: u64, bad: &[usize]) -> Vec<u8> {
-    let text = String::from_utf8(gen(rows, seed)).unwrap();
-    let mut out = String::new();
-    for (i, line) in text.lines().enumerate() {
-        if bad.contains(&(i + 1)) {
-            let mut fields: Vec<&str> = line.split(';').collect();
-            fields[4] = "not-an-address";
-            out.push_str(&fields.join(";"));
-        } else {
-            out.push_str(line);
-        }
-        out.push('\n');
-    }
-    out.into_bytes()
 }
 
 #[test]

@@ -5,6 +5,8 @@ mod alloc;
 #[cfg(feature = "cli")]
 mod cli;
 mod config_doc;
+#[cfg(all(feature = "cli", feature = "daemon", feature = "scim"))]
+mod console;
 #[cfg(all(feature = "cli", feature = "daemon"))]
 mod daemon;
 #[cfg(all(feature = "cli", feature = "notify"))]

@@ -206,6 +206,24 @@ pub fn derive(from: &Path, ratio: &str) -> Vec<u8> {
     o.stdout
 }
 
+/// `rows` generated users, with the e-mail of lines `bad` (1-based, the
+/// header is line 1) made invalid.
+pub fn users_with_bad_emails(rows: u64, seed: u64, bad: &[usize]) -> Vec<u8> {
+    let text = String::from_utf8(gen(rows, seed)).unwrap();
+    let mut out = String::new();
+    for (i, line) in text.lines().enumerate() {
+        if bad.contains(&(i + 1)) {
+            let mut fields: Vec<&str> = line.split(';').collect();
+            fields[4] = "not-an-address";
+            out.push_str(&fields.join(";"));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out.into_bytes()
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
