@@ -10,6 +10,8 @@
 #     there: its parser reads the daemon's /metrics in the endpoint's test. So do aiosmtpd, the
 #     SMTP server each e-mail test starts on loopback (tests/it/smtp_server.py), and trustme,
 #     which makes that server's throwaway certificate for STARTTLS.
+#   - pyftpdlib with pyOpenSSL, beside them: each FTP test starts its own FTP server on
+#     loopback (tests/it/ftp_server.py), plain, explicit or implicit FTPS.
 #   - Chromium and its WebDriver (Debian packages chromium and chromium-driver), for the
 #     console's test: it starts chromedriver on a free port and drives a headless Chromium
 #     through it; screenshots land in target/console/.
@@ -47,5 +49,9 @@ fi
 if ! "$venv/bin/python" -c "import aiosmtpd, trustme" 2>/dev/null; then
   echo "installing aiosmtpd and trustme (a real SMTP server for the e-mail tests)..." >&2
   "$venv/bin/pip" install --quiet --disable-pip-version-check "aiosmtpd==1.4.6" "trustme==1.2.1"
+fi
+if ! "$venv/bin/python" -c "import pyftpdlib, OpenSSL" 2>/dev/null; then
+  echo "installing pyftpdlib and pyOpenSSL (a real FTP server for the FTP source's tests)..." >&2
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "pyftpdlib==2.0.1" "pyOpenSSL==25.1.0"
 fi
 cargo test --release "$@"

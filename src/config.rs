@@ -33,11 +33,13 @@ use serde::Deserialize;
 
 use crate::profile::{Profile, SafetyConfig};
 use crate::sink::scim::ScimFile;
+use crate::source::ftp::FtpFile;
 use crate::source::sftp::SftpFile;
 
 pub use crate::secret::Secret;
 pub use crate::sink::scim::{BulkMode, ScimConfig, SegmentMapping};
 pub use crate::sink::SinkConfig;
+pub use crate::source::ftp::{FtpConfig, FtpTls};
 pub use crate::source::sftp::{HostKeyCheck, SftpAuth, SftpConfig};
 pub use crate::source::SourceConfig;
 
@@ -165,6 +167,7 @@ enum SourceFile {
         create: bool,
     },
     Sftp(SftpFile),
+    Ftp(FtpFile),
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -341,6 +344,10 @@ impl Config {
                 SourceFile::Sftp(s) => {
                     let settle_ms = s.settle_ms;
                     (SourceConfig::Sftp(s.validate(&rel).map_err(at)?), settle_ms)
+                }
+                SourceFile::Ftp(s) => {
+                    let settle_ms = s.settle_ms;
+                    (SourceConfig::Ftp(s.validate(&rel).map_err(at)?), settle_ms)
                 }
             };
             let mut files = Vec::new();

@@ -1,5 +1,6 @@
 //! Where a tenant's files come from and where they go when done: a local
-//! folder ([`DirSource`]) or an SFTP folder ([`SftpSource`]).
+//! folder ([`DirSource`]), an SFTP folder ([`SftpSource`]) or an FTP
+//! folder ([`FtpSource`]).
 //!
 //! The run works on local files: [`Source::fetch`] gives a local path with
 //! the file's bytes, a copy in the spool that the client cannot change
@@ -11,9 +12,12 @@
 //! the original beside them last.
 
 mod dir;
+pub mod ftp;
 pub mod sftp;
 
 pub use dir::DirSource;
+#[cfg(feature = "ftp")]
+pub use ftp::FtpSource;
 #[cfg(feature = "sftp")]
 pub use sftp::SftpSource;
 
@@ -82,6 +86,7 @@ pub enum SourceConfig {
         create: bool,
     },
     Sftp(sftp::SftpConfig),
+    Ftp(ftp::FtpConfig),
 }
 
 impl SourceConfig {
@@ -90,6 +95,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Dir { inbox, .. } => inbox.display().to_string(),
             SourceConfig::Sftp(s) => format!("{}@{}:{}{}", s.user, s.host, s.port, s.inbox),
+            SourceConfig::Ftp(s) => format!("ftp {}@{}:{}{}", s.user, s.host, s.port, s.inbox),
         }
     }
 }
@@ -312,6 +318,17 @@ pub fn open(config: &SourceConfig, spool: &Path) -> Result<Box<dyn Source>, Sour
                 processed.clone(),
                 spool.to_path_buf(),
             )?)
+        }
+        #[cfg(feature = "ftp")]
+        SourceConfig::Ftp(cfg) => Box::new(FtpSource::new(cfg.clone(), spool.to_path_buf())?),
+        #[cfg(not(feature = "ftp"))]
+        SourceConfig::Ftp(_) => {
+            return Err(SourceError::new(
+                config.describe(),
+                SourceErrorKind::Unsupported(
+                    "this muster was built without the `ftp` feature".into(),
+                ),
+            ))
         }
         #[cfg(feature = "sftp")]
         SourceConfig::Sftp(cfg) => Box::new(SftpSource::new(cfg.clone(), spool.to_path_buf())?),

@@ -66,6 +66,10 @@ fn docs_config_md_documents_every_key_and_no_other() {
             format!("{TENANT}[tenant.source]\ntype = \"sftp\"\n{z}{FILES}{SINK}"),
         ),
         (
+            "`[tenant.source]` with `type = \"ftp\"`",
+            format!("{TENANT}[tenant.source]\ntype = \"ftp\"\n{z}{FILES}{SINK}"),
+        ),
+        (
             "`[[tenant.files]]`",
             format!("{TENANT}{SOURCE}[[tenant.files]]\n{z}{SINK}"),
         ),
@@ -140,6 +144,7 @@ fn every_example_tenant_loads() {
             .env("MOBIETRAIN_SFTP_PASSWORD", "example-secret")
             .env("WINNINGTEMP_SFTP_KEY", "example-secret")
             .env("LMS_SCIM_TOKEN", "example-secret")
+            .env("ACME_FTP_PASSWORD", "example-secret")
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&o.stderr);

@@ -13,6 +13,8 @@ mod daemon;
 mod email;
 #[cfg(feature = "cli")]
 mod fixtures;
+#[cfg(all(feature = "cli", feature = "ftp"))]
+mod ftp;
 #[cfg(feature = "cli")]
 mod hardening;
 mod layout;

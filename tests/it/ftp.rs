@@ -1,0 +1,265 @@
+//! The FTP source (SPEC §10) against a real FTP server: pyftpdlib, which
+//! `scripts/test.sh` installs into `target/scim-venv`, started on loopback
+//! and a free port by `ftp_server.py` beside this file, with a throwaway
+//! CA's certificate for explicit and implicit FTPS.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::fixtures::TODAY;
+use crate::run::{gen, stderr};
+
+const USER: &str = "acme";
+const PASSWORD: &str = "ftp-pw-3b8e41";
+
+/// A running `ftp_server.py`; killed when dropped.
+struct FtpServer {
+    child: Child,
+    port: u16,
+    /// The user's home: the inbox is `upload/` in it.
+    root: tempfile::TempDir,
+    ca: PathBuf,
+}
+
+impl FtpServer {
+    fn start(tls: &str) -> FtpServer {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("upload")).unwrap();
+        let ca = root.path().join("ca.pem");
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let python = manifest.join("target/scim-venv/bin/python");
+        assert!(
+            python.exists(),
+            "{} is missing: run the tests with scripts/test.sh, which installs pyftpdlib",
+            python.display()
+        );
+        let mut child = Command::new(python)
+            .arg(manifest.join("tests/it/ftp_server.py"))
+            .arg(root.path())
+            .args([USER, PASSWORD, "--tls", tls, "--ca-out"])
+            .arg(&ca)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("port ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("ftp_server.py said {line:?}"));
+        FtpServer {
+            child,
+            port,
+            root,
+            ca,
+        }
+    }
+
+    fn inbox(&self) -> PathBuf {
+        self.root.path().join("upload")
+    }
+
+    fn processed(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.inbox().join("processed"))
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for FtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A tenant reading the server's `/upload` into a JSONL outbox; `source`
+/// holds the `[tenant.source]` lines after host, port, user and path.
+struct FtpTenant {
+    dir: tempfile::TempDir,
+}
+
+impl FtpTenant {
+    fn new(server: &FtpServer, source: &str, settle_ms: u64) -> FtpTenant {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("muster.toml"),
+            format!(
+                r#"
+[[tenant]]
+name = "ftp"
+state = "state.redb"
+[tenant.source]
+type = "ftp"
+host = "127.0.0.1"
+port = {port}
+user = "{USER}"
+password_env = "MUSTER_TEST_FTP_PASSWORD"
+path = "/upload"
+settle_ms = {settle_ms}
+timeout_ms = 10000
+{source}
+[[tenant.files]]
+pattern = "*"
+profile = "winningtemp-users"
+[tenant.sink]
+type = "jsonl"
+path = "outbox.jsonl"
+"#,
+                port = server.port,
+            ),
+        )
+        .unwrap();
+        FtpTenant { dir }
+    }
+
+    fn run(&self, password: &str) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_muster"))
+            .args(["run", "--config"])
+            .arg(self.dir.path().join("muster.toml"))
+            .args(["--today", TODAY])
+            .env("MUSTER_TEST_FTP_PASSWORD", password)
+            .output()
+            .unwrap()
+    }
+
+    fn outbox_lines(&self) -> usize {
+        std::fs::read_to_string(self.dir.path().join("outbox.jsonl"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    }
+}
+
+fn trusted(server: &FtpServer) -> String {
+    format!("ca_file = {:?}", server.ca)
+}
+
+/// A whole run over explicit FTPS, then the same over implicit FTPS.
+#[test]
+fn a_tenant_runs_end_to_end_over_explicit_and_implicit_ftps() {
+    for tls in ["explicit", "implicit"] {
+        let server = FtpServer::start(tls);
+        let t = FtpTenant::new(
+            &server,
+            &format!("tls = \"{tls}\"\n{}", trusted(&server)),
+            0,
+        );
+        let users = gen(60, 51);
+        std::fs::write(server.inbox().join("wt_users.csv"), &users).unwrap();
+        std::fs::write(server.inbox().join("wt_users2.csv.part"), b"half").unwrap();
+        std::fs::write(server.inbox().join(".hidden.csv"), b"x").unwrap();
+        let o = t.run(PASSWORD);
+        assert_eq!(o.status.code(), Some(0), "{tls}: {}", stderr(&o));
+        assert!(t.outbox_lines() > 55, "{tls}");
+        let processed = server.processed();
+        assert_eq!(processed.len(), 3, "{tls}: {processed:?}");
+        assert!(processed.iter().any(|n| n.ends_with(".results.csv")));
+        assert!(processed.iter().any(|n| n.ends_with(".summary.json")));
+        let original = processed
+            .iter()
+            .find(|n| n.starts_with("wt_users.") && n.ends_with("Z.csv"))
+            .unwrap();
+        assert_eq!(
+            std::fs::read(server.inbox().join("processed").join(original)).unwrap(),
+            users
+        );
+        // Only the ignored files are left.
+        assert!(!server.inbox().join("wt_users.csv").exists());
+        assert!(server.inbox().join("wt_users2.csv.part").exists());
+        assert!(server.inbox().join(".hidden.csv").exists());
+        // Nothing new: nothing done.
+        let o = t.run(PASSWORD);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_eq!(server.processed().len(), 3);
+        assert!(!stderr(&o).contains(PASSWORD));
+    }
+}
+
+#[test]
+fn a_file_still_being_written_is_left_for_the_next_run() {
+    let server = FtpServer::start("explicit");
+    let t = FtpTenant::new(&server, &trusted(&server), 1500);
+    let users = gen(400, 52);
+    let (head, tail) = users.split_at(users.len() / 2);
+    let path = server.inbox().join("wt_users.csv");
+    std::fs::write(&path, head).unwrap();
+    let tail = tail.to_vec();
+    let writer = std::thread::spawn(move || {
+        for chunk in tail.chunks(tail.len() / 10 + 1) {
+            std::thread::sleep(Duration::from_millis(250));
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap();
+            f.write_all(chunk).unwrap();
+        }
+    });
+    let o = t.run(PASSWORD);
+    writer.join().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nothing to do"), "{}", stderr(&o));
+    assert_eq!(t.outbox_lines(), 0);
+    let o = t.run(PASSWORD);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let original = server
+        .processed()
+        .into_iter()
+        .find(|n| n.ends_with("Z.csv"))
+        .unwrap();
+    assert_eq!(
+        std::fs::read(server.inbox().join("processed").join(original)).unwrap(),
+        users
+    );
+}
+
+#[test]
+fn a_wrong_password_or_an_untrusted_certificate_fails_clearly() {
+    let server = FtpServer::start("explicit");
+    std::fs::write(server.inbox().join("wt_users.csv"), gen(20, 53)).unwrap();
+    let t = FtpTenant::new(&server, &trusted(&server), 0);
+    let o = t.run("not-the-password-9");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("login as acme refused"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("not-the-password-9"));
+    // The server's certificate, with no ca_file that signed it.
+    let t = FtpTenant::new(&server, "", 0);
+    let o = t.run(PASSWORD);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("TLS with 127.0.0.1") && stderr(&o).contains("ca_file"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains(PASSWORD));
+    assert!(server.inbox().join("wt_users.csv").exists());
+    assert!(server.processed().is_empty());
+}
+
+#[test]
+fn plain_ftp_needs_allow_plain() {
+    let server = FtpServer::start("none");
+    std::fs::write(server.inbox().join("wt_users.csv"), gen(20, 54)).unwrap();
+    let t = FtpTenant::new(&server, "tls = \"none\"", 0);
+    let o = t.run(PASSWORD);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("allow_plain = true"), "{}", stderr(&o));
+    let t = FtpTenant::new(&server, "tls = \"none\"\nallow_plain = true", 0);
+    let o = t.run(PASSWORD);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(server.processed().len(), 3);
+}
