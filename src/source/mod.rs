@@ -293,6 +293,34 @@ pub trait Source {
     fn location(&self, name: &str) -> PathBuf;
 }
 
+/// Waits before the 2nd and 3rd connection attempts of a remote source.
+#[cfg(any(feature = "sftp", feature = "ftp"))]
+const BACKOFF_MS: [u64; 2] = [1000, 2000];
+
+/// Connects with `connect`, trying again after 1 s, then 2 s, while its
+/// error says trying again may help (`true`: the server was unreachable);
+/// a refused login, key or certificate is returned at once. `what` names
+/// the protocol in the log.
+#[cfg(any(feature = "sftp", feature = "ftp"))]
+pub(crate) fn connect_with_retries<T>(
+    what: &str,
+    mut connect: impl FnMut() -> Result<T, (SourceError, bool)>,
+) -> Result<T, SourceError> {
+    let mut attempt = 0;
+    loop {
+        match connect() {
+            Ok(c) => return Ok(c),
+            Err((e, false)) => return Err(e),
+            Err((e, true)) if attempt == BACKOFF_MS.len() => return Err(e),
+            Err((e, true)) => {
+                tracing::warn!(error = %e, "{what} connection failed; retrying");
+                std::thread::sleep(std::time::Duration::from_millis(BACKOFF_MS[attempt]));
+                attempt += 1;
+            }
+        }
+    }
+}
+
 /// Opens the source `config` names. The files a run reads are copied into
 /// `spool` (a tenant's is `<state>.spool/`, beside its state store): the
 /// run's snapshot of each file, which the client cannot touch.

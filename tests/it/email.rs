@@ -5,9 +5,8 @@
 //! and writes each mail it accepts, parsed by Python's e-mail parser, as
 //! JSON: the tests read the mail back as a person's mail client would.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output};
 
 use crate::run::{derive, gen, stderr, users_with_bad_emails, Tenant};
 
@@ -23,29 +22,9 @@ struct SmtpServer {
 impl SmtpServer {
     fn start(args: &[&str]) -> SmtpServer {
         let dir = tempfile::tempdir().unwrap();
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let python = root.join("target/scim-venv/bin/python");
-        assert!(
-            python.exists(),
-            "{} is missing: run the tests with scripts/test.sh, which installs aiosmtpd",
-            python.display()
-        );
-        let mut child = Command::new(python)
-            .arg(root.join("tests/it/smtp_server.py"))
-            .arg(dir.path())
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("port ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("smtp_server.py said {line:?}"));
+        let mut all = vec![dir.path().as_os_str()];
+        all.extend(args.iter().map(|a| std::ffi::OsStr::new(*a)));
+        let (child, port) = crate::run::python_server("smtp_server.py", &all, "aiosmtpd");
         SmtpServer { child, port, dir }
     }
 

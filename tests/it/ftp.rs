@@ -3,10 +3,8 @@
 //! and a free port by `ftp_server.py` beside this file, with a throwaway
 //! CA's certificate for explicit and implicit FTPS.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output};
 
 use crate::fixtures::TODAY;
 use crate::run::{gen, stderr};
@@ -28,31 +26,19 @@ impl FtpServer {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir(root.path().join("upload")).unwrap();
         let ca = root.path().join("ca.pem");
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let python = manifest.join("target/scim-venv/bin/python");
-        assert!(
-            python.exists(),
-            "{} is missing: run the tests with scripts/test.sh, which installs pyftpdlib",
-            python.display()
+        let (child, port) = crate::run::python_server(
+            "ftp_server.py",
+            &[
+                root.path().as_os_str(),
+                USER.as_ref(),
+                PASSWORD.as_ref(),
+                "--tls".as_ref(),
+                tls.as_ref(),
+                "--ca-out".as_ref(),
+                ca.as_os_str(),
+            ],
+            "pyftpdlib",
         );
-        let mut child = Command::new(python)
-            .arg(manifest.join("tests/it/ftp_server.py"))
-            .arg(root.path())
-            .args([USER, PASSWORD, "--tls", tls, "--ca-out"])
-            .arg(&ca)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("port ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("ftp_server.py said {line:?}"));
         FtpServer {
             child,
             port,
@@ -194,17 +180,7 @@ fn a_file_still_being_written_is_left_for_the_next_run() {
     let (head, tail) = users.split_at(users.len() / 2);
     let path = server.inbox().join("wt_users.csv");
     std::fs::write(&path, head).unwrap();
-    let tail = tail.to_vec();
-    let writer = std::thread::spawn(move || {
-        for chunk in tail.chunks(tail.len() / 10 + 1) {
-            std::thread::sleep(Duration::from_millis(250));
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .open(&path)
-                .unwrap();
-            f.write_all(chunk).unwrap();
-        }
-    });
+    let writer = crate::run::append_slowly(path, tail.to_vec());
     let o = t.run(PASSWORD);
     writer.join().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));

@@ -224,6 +224,56 @@ pub fn users_with_bad_emails(rows: u64, seed: u64, bad: &[usize]) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// Starts `tests/it/<script>` with the test venv's Python (what
+/// `scripts/test.sh` installs) and `args`; it prints `port <n>` once it
+/// listens. Returns the child and the port.
+pub fn python_server(
+    script: &str,
+    args: &[&std::ffi::OsStr],
+    needs: &str,
+) -> (std::process::Child, u16) {
+    use std::io::BufRead;
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = manifest.join("target/scim-venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run the tests with scripts/test.sh, which installs {needs}",
+        python.display()
+    );
+    let mut child = Command::new(python)
+        .arg(manifest.join("tests/it").join(script))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .strip_prefix("port ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{script} said {line:?}"));
+    (child, port)
+}
+
+/// Appends `tail` to `path` in ten pieces, 250 ms apart, on a thread: an
+/// HR system still writing the file.
+pub fn append_slowly(path: PathBuf, tail: Vec<u8>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for chunk in tail.chunks(tail.len() / 10 + 1) {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap();
+            std::io::Write::write_all(&mut f, chunk).unwrap();
+        }
+    })
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }

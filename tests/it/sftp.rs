@@ -436,18 +436,7 @@ fn a_file_still_being_written_is_left_for_the_next_run() {
     t.drop_file("wt_users.csv", head);
     // The HR system is still writing: the file grows during the run's
     // two looks.
-    let path = t.inbox.join("wt_users.csv");
-    let tail = tail.to_vec();
-    let writer = std::thread::spawn(move || {
-        for chunk in tail.chunks(tail.len() / 10 + 1) {
-            std::thread::sleep(Duration::from_millis(250));
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .open(&path)
-                .unwrap();
-            f.write_all(chunk).unwrap();
-        }
-    });
+    let writer = crate::run::append_slowly(t.inbox.join("wt_users.csv"), tail.to_vec());
     let o = t.run(&[]);
     writer.join().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));

@@ -33,9 +33,6 @@ pub struct FtpSource {
     not_taken: crate::source::NotTaken,
 }
 
-/// Connection attempts before giving up, and the wait before the 2nd, 3rd.
-const BACKOFF_MS: [u64; 2] = [1000, 2000];
-
 impl FtpSource {
     pub fn new(cfg: FtpConfig, spool: PathBuf) -> Result<FtpSource, SourceError> {
         let s = FtpSource {
@@ -84,7 +81,11 @@ impl FtpSource {
     /// A new logged-in connection; the error says whether trying again
     /// could help.
     fn connect(&self) -> Result<RustlsFtpStream, (SourceError, bool)> {
-        let fail = |m: String, again: bool| (self.err(m), again);
+        let kind = |k| SourceError::new(self.describe(), k);
+        let fail = |m: String, again: bool| match again {
+            true => (kind(SourceErrorKind::Unreachable(m)), true),
+            false => (kind(SourceErrorKind::Refused(m)), false),
+        };
         let timeout = Duration::from_millis(self.cfg.timeout_ms);
         let addr = (self.cfg.host.as_str(), self.cfg.port)
             .to_socket_addrs()
@@ -140,19 +141,7 @@ impl FtpSource {
     /// The connection, made (with retries) when there is none.
     fn ftp(&mut self) -> Result<&mut RustlsFtpStream, SourceError> {
         if self.conn.is_none() {
-            let mut attempt = 0;
-            let conn = loop {
-                match self.connect() {
-                    Ok(c) => break c,
-                    Err((e, false)) => return Err(e),
-                    Err((e, true)) if attempt == BACKOFF_MS.len() => return Err(e),
-                    Err((e, true)) => {
-                        tracing::warn!(error = %e, "ftp connection failed; retrying");
-                        std::thread::sleep(Duration::from_millis(BACKOFF_MS[attempt]));
-                        attempt += 1;
-                    }
-                }
-            };
+            let conn = crate::source::connect_with_retries("ftp", || self.connect())?;
             self.conn = Some(conn);
         }
         Ok(self.conn.as_mut().expect("connected above"))

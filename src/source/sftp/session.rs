@@ -33,9 +33,6 @@ pub struct SftpSource {
     not_taken: crate::source::NotTaken,
 }
 
-/// Connection attempts before giving up, and the wait before the 2nd, 3rd.
-const BACKOFF_MS: [u64; 2] = [1000, 2000];
-
 impl SftpSource {
     pub fn new(cfg: SftpConfig, spool: PathBuf) -> Result<SftpSource, SourceError> {
         let s = SftpSource {
@@ -62,21 +59,9 @@ impl SftpSource {
     /// The SFTP channel, connecting (with retries) when there is none.
     fn sftp(&mut self) -> Result<&Sftp, SourceError> {
         if self.conn.is_none() {
-            let mut attempt = 0;
-            let conn = loop {
-                match self.connect() {
-                    Ok(c) => break c,
-                    // A refused host key or bad credentials do not get
-                    // better by trying again.
-                    Err((e, false)) => return Err(e),
-                    Err((e, true)) if attempt == BACKOFF_MS.len() => return Err(e),
-                    Err((e, true)) => {
-                        tracing::warn!(error = %e, "sftp connection failed; retrying");
-                        std::thread::sleep(Duration::from_millis(BACKOFF_MS[attempt]));
-                        attempt += 1;
-                    }
-                }
-            };
+            // A refused host key or bad credentials do not get better by
+            // trying again.
+            let conn = crate::source::connect_with_retries("sftp", || self.connect())?;
             self.conn = Some(conn);
         }
         Ok(&self.conn.as_ref().expect("connected above").1)
