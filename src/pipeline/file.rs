@@ -99,6 +99,17 @@ impl Pipeline<'_> {
         progress: &mut dyn FnMut(RunProgress<'_>),
     ) -> Result<FileReport, RunError> {
         let started = Instant::now();
+        // A retry file (SPEC §11) holds only the rows that failed: nothing
+        // missing from it is deactivated or deleted, and its few records
+        // are not a shrinking snapshot.
+        let retry = super::retry::is_retry_file(file.name);
+        let partial;
+        let profile = if retry {
+            partial = profile.partial();
+            &partial
+        } else {
+            profile
+        };
         let today = opts.today.unwrap_or_else(|| profile.today());
         let planned = self.plan_file(profile, file, today, opts, progress)?;
         // The results' names: `.dry-run` or `.held` ones are beside the
@@ -146,7 +157,7 @@ impl Pipeline<'_> {
                 stored,
                 &mut on_write,
             )?;
-            if !opts.dry_run && !unavailable {
+            if !opts.dry_run && !unavailable && !retry {
                 self.store.set_last_records(profile.object, plan.records)?;
             }
             tracing::debug!(ms = ms(started), "run: written");
@@ -391,11 +402,21 @@ impl Pipeline<'_> {
                 (row, line.outcome)
             })
         })?;
+        // A held file stays in the inbox, to be released or superseded.
+        let held = planned.verdict.held();
+        // The rows to send again, as they were (not a held file's, nor
+        // one whose LMS was down: the whole file is taken again).
+        if f.profile.retry_file && !f.opts.dry_run && !held && !unavailable {
+            let failed: Vec<u64> = (0..lines.len())
+                .filter(|&i| lines[i].outcome == Outcome::Failed)
+                .map(|i| plan.row(i).line)
+                .filter(|&line| line > 0)
+                .collect();
+            super::retry::write(f.profile, f.file.local(), &failed, &f.staged.retry)?;
+        }
         let summary = f
             .summary(self, Some((plan, lines)), &planned.verdict, None)
             .to_json();
-        // A held file stays in the inbox, to be released or superseded.
-        let held = planned.verdict.held();
         self.conclude(f, &summary, !held && !unavailable, held || unavailable)
     }
 }

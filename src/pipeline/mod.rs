@@ -45,6 +45,7 @@ mod links;
 mod processed;
 mod rebuild;
 mod report;
+mod retry;
 mod writer;
 
 use std::fs::File;

@@ -40,6 +40,8 @@ pub(super) struct Staged {
     suffix: &'static str,
     pub(super) results: PathBuf,
     pub(super) summary: PathBuf,
+    /// The retry file, when the run writes one (SPEC §11).
+    pub(super) retry: PathBuf,
 }
 
 impl Staged {
@@ -69,6 +71,7 @@ impl Staged {
             summary: source
                 .staging()
                 .join(format!("{stamp}{suffix}.summary.json")),
+            retry: source.staging().join(format!("{stamp}.retry.csv")),
             stamp,
             suffix,
         })
@@ -94,7 +97,8 @@ pub(super) fn finish_file(
     applied: bool,
     keep: bool,
 ) -> Result<(), RunError> {
-    for local in [&staged.results, &staged.summary] {
+    let retry = staged.retry.exists().then_some(&staged.retry);
+    for local in [&staged.results, &staged.summary].into_iter().chain(retry) {
         let name = local
             .file_name()
             .and_then(|n| n.to_str())

@@ -82,6 +82,10 @@ pub struct ProfileConfig {
     /// A new user is invited once, when created. Default false.
     #[serde(default)]
     pub invite_on_create: bool,
+    /// In a run, the rows rejected or failed are also written, as they
+    /// were, to `processed/<stem>.<timestamp>.retry.csv`. Default true.
+    #[serde(default = "yes")]
+    pub retry_file: bool,
     /// Safety limits checked before any write.
     #[serde(default)]
     pub safety: SafetyConfig,

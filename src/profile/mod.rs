@@ -128,6 +128,8 @@ pub struct Profile {
     pub end_date_action: EndAction,
     pub time_zone: jiff::tz::TimeZone,
     pub allow_short_rows: bool,
+    /// Rows rejected or failed in a run go to a retry file too (SPEC §11).
+    pub retry_file: bool,
     pub invite_on_create: bool,
     pub safety: SafetyConfig,
     pub max_record_bytes: usize,
@@ -431,11 +433,22 @@ impl Profile {
             time_zone,
             allow_short_rows: c.allow_short_rows,
             invite_on_create: c.invite_on_create,
+            retry_file: c.retry_file,
             safety: c.safety.clone(),
             max_record_bytes: c.max_record_bytes,
             max_field_bytes: c.max_field_bytes,
             slots,
         })
+    }
+
+    /// This profile for a file that holds some rows only (a retry file):
+    /// no key missing from it is deactivated or deleted, and no shrink
+    /// holds it.
+    pub fn partial(&self) -> Profile {
+        let mut p = self.clone();
+        p.missing = MissingRule::Ignore;
+        p.safety.max_shrink_ratio = 1.0;
+        p
     }
 
     /// Reader options for a file whose first bytes are `head` (used to detect

@@ -24,6 +24,8 @@ mod pipeline;
 mod profile;
 mod reader;
 #[cfg(feature = "cli")]
+mod retry;
+#[cfg(feature = "cli")]
 mod run;
 #[cfg(all(feature = "cli", feature = "scim"))]
 mod scim;

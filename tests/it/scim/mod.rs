@@ -113,6 +113,7 @@ impl ScimTenant {
                 n.starts_with(&format!("{stem}."))
                     && n.ends_with(".csv")
                     && !n.ends_with(".results.csv")
+                    && !n.ends_with(".retry.csv")
             })
             .collect();
         names.sort();

@@ -1,0 +1,81 @@
+//! The retry file (SPEC §11, `retry_file`): after a run, the rows that
+//! were rejected or failed, byte for byte as the input had them, after its
+//! header line, in `processed/<stem>.<timestamp>.retry.csv`: the client
+//! fixes those rows and drops that file. None when nothing failed.
+//!
+//! A retry file dropped back into the inbox is applied as a partial file
+//! (see [`is_retry_file`]): its rows only, nothing inferred from what it
+//! lacks.
+//!
+//! The input is read again with the profile's reader, which finds where
+//! each record starts and ends (a quoted field may hold line breaks); the
+//! bytes between are copied from the file itself, not rebuilt.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use super::{io, RunError};
+use crate::profile::{HeaderMode, Profile};
+use crate::reader::{Record, SnapshotReader};
+
+/// Whether inbox file `name` is a retry file sent back
+/// (`<stem>.<timestamp>.retry.csv`, as [`write`] names it).
+pub(super) fn is_retry_file(name: &str) -> bool {
+    name.to_ascii_lowercase().ends_with(".retry.csv")
+}
+
+/// The bytes looked at to detect an `auto` delimiter (as the plan does).
+const HEAD: u64 = 64 << 10;
+
+/// Writes the records of `input` that start on `lines` (sorted), after
+/// its header line when the profile has one, to `to`. Returns false, and
+/// writes nothing, when `lines` is empty.
+pub(super) fn write(
+    profile: &Profile,
+    input: &Path,
+    lines: &[u64],
+    to: &Path,
+) -> Result<bool, RunError> {
+    if lines.is_empty() {
+        return Ok(false);
+    }
+    let open = || std::fs::File::open(input).map_err(io(input));
+    let mut head = Vec::new();
+    open()?
+        .take(HEAD)
+        .read_to_end(&mut head)
+        .map_err(io(input))?;
+    let mut reader = SnapshotReader::new(open()?, profile.reader_options(&head));
+    // Each wanted record's byte range, in file order.
+    let mut ranges = Vec::with_capacity(lines.len() + 1);
+    let mut rec = Record::new();
+    let mut want = lines.iter().peekable();
+    let mut first = profile.header != HeaderMode::None;
+    let read_error = |e: crate::reader::ReadError| io(input)(std::io::Error::other(e.to_string()));
+    while want.peek().is_some() && reader.read_record(&mut rec).map_err(read_error)? {
+        let line = rec.position().line;
+        while want.next_if(|&&l| l < line).is_some() {}
+        if std::mem::take(&mut first) || want.next_if(|&&l| l == line).is_some() {
+            ranges.push((rec.position().byte, reader.byte_offset()));
+        }
+    }
+    let mut from = open()?;
+    super::processed::write_atomically(to, |w| {
+        let mut eol: &[u8] = b"\n";
+        for (start, end) in ranges {
+            from.seek(SeekFrom::Start(start))?;
+            let mut bytes = Vec::with_capacity((end - start) as usize);
+            (&mut from).take(end - start).read_to_end(&mut bytes)?;
+            w.write_all(&bytes)?;
+            if bytes.ends_with(b"\r\n") {
+                eol = b"\r\n";
+            } else if !bytes.ends_with(b"\n") {
+                // The file's last record had no line break: one like the
+                // others', so the next record starts a line.
+                w.write_all(eol)?;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(true)
+}
