@@ -239,3 +239,57 @@ fn plain_ftp_needs_allow_plain() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(server.processed().len(), 3);
 }
+
+/// The daemon's endpoint serves an FTP inbox's results CSV, read from the
+/// server on a connection of its own.
+#[cfg(all(feature = "daemon", feature = "scim"))]
+#[test]
+fn the_endpoint_serves_results_from_the_ftp_server() {
+    let server = FtpServer::start("explicit");
+    let t = FtpTenant::new(&server, &trusted(&server), 0);
+    std::fs::write(server.inbox().join("wt_users.csv"), gen(25, 55)).unwrap();
+    let o = t.run(PASSWORD);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let port = crate::scim::server::free_port();
+    let config = t.dir.path().join("muster.toml");
+    let tenant = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("[daemon]\nlisten = \"127.0.0.1:{port}\"\n{tenant}"),
+    )
+    .unwrap();
+    let d = crate::daemon::Daemon::start_with(&config, &[("MUSTER_TEST_FTP_PASSWORD", PASSWORD)]);
+    let get = |p: &str| {
+        ureq::get(&format!("http://127.0.0.1:{port}{p}"))
+            .call()
+            .ok()
+            .map(|mut r| r.body_mut().read_to_string().unwrap())
+    };
+    d.wait_for("the endpoint", 20, || get("/healthz").is_some());
+    let runs: serde_json::Value =
+        serde_json::from_str(&get("/api/tenants/ftp/runs").unwrap()).unwrap();
+    let run = &runs[0];
+    assert!(
+        run["files"][0]["results"]
+            .as_str()
+            .unwrap()
+            .starts_with("ftp://acme@127.0.0.1:"),
+        "{run:#}"
+    );
+    let csv = get(&format!(
+        "/api/tenants/ftp/runs/{}/files/0/results.csv",
+        run["id"]
+    ))
+    .unwrap();
+    let name = server
+        .processed()
+        .into_iter()
+        .find(|n| n.ends_with(".results.csv"))
+        .unwrap();
+    assert_eq!(
+        csv,
+        std::fs::read_to_string(server.inbox().join("processed").join(name)).unwrap()
+    );
+    assert!(!d.log().contains(PASSWORD));
+    assert_eq!(d.terminate(), Some(0));
+}
