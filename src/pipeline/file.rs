@@ -407,11 +407,11 @@ impl Pipeline<'_> {
         // The rows to send again, as they were (not a held file's, nor
         // one whose LMS was down: the whole file is taken again).
         if f.profile.retry_file && !f.opts.dry_run && !held && !unavailable {
-            let failed: Vec<u64> = (0..lines.len())
-                .filter(|&i| lines[i].outcome == Outcome::Failed)
-                .map(|i| plan.row(i).line)
-                .filter(|&line| line > 0)
+            let mut failed: Vec<u64> = (0..lines.len())
+                .filter(|&i| lines[i].outcome == Outcome::Failed && plan.row(i).line > 0)
+                .map(|i| plan.record_start(i))
                 .collect();
+            failed.sort_unstable();
             super::retry::write(f.profile, f.file.local(), &failed, &f.staged.retry)?;
         }
         let summary = f

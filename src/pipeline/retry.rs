@@ -7,9 +7,10 @@
 //! (see [`is_retry_file`]): its rows only, nothing inferred from what it
 //! lacks.
 //!
-//! The input is read again with the profile's reader, which finds where
-//! each record starts and ends (a quoted field may hold line breaks); the
-//! bytes between are copied from the file itself, not rebuilt.
+//! Each failed record is read again from where the plan saw it start, by
+//! the profile's reader, which finds where it ends (a quoted field may
+//! hold line breaks); the bytes between are copied from the file itself,
+//! not rebuilt.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -27,16 +28,19 @@ pub(super) fn is_retry_file(name: &str) -> bool {
 /// The bytes looked at to detect an `auto` delimiter (as the plan does).
 const HEAD: u64 = 64 << 10;
 
-/// Writes the records of `input` that start on `lines` (sorted), after
-/// its header line when the profile has one, to `to`. Returns false, and
-/// writes nothing, when `lines` is empty.
+/// Writes the records of `input` that start at the byte offsets `starts`
+/// (sorted; the plan keeps where each record starts), after its header
+/// line when the profile has one, to `to`. Each record is read from its
+/// start by the profile's reader, which finds where it ends: only those
+/// records are read, not the file. Returns false, and writes nothing,
+/// when `starts` is empty.
 pub(super) fn write(
     profile: &Profile,
     input: &Path,
-    lines: &[u64],
+    starts: &[u64],
     to: &Path,
 ) -> Result<bool, RunError> {
-    if lines.is_empty() {
+    if starts.is_empty() {
         return Ok(false);
     }
     let open = || std::fs::File::open(input).map_err(io(input));
@@ -45,18 +49,23 @@ pub(super) fn write(
         .take(HEAD)
         .read_to_end(&mut head)
         .map_err(io(input))?;
-    let mut reader = SnapshotReader::new(open()?, profile.reader_options(&head));
-    // Each wanted record's byte range, in file order.
-    let mut ranges = Vec::with_capacity(lines.len() + 1);
-    let mut rec = Record::new();
-    let mut want = lines.iter().peekable();
-    let mut first = profile.header != HeaderMode::None;
+    let opts = profile.reader_options(&head);
     let read_error = |e: crate::reader::ReadError| io(input)(std::io::Error::other(e.to_string()));
-    while want.peek().is_some() && reader.read_record(&mut rec).map_err(read_error)? {
-        let line = rec.position().line;
-        while want.next_if(|&&l| l < line).is_some() {}
-        if std::mem::take(&mut first) || want.next_if(|&&l| l == line).is_some() {
+    let mut rec = Record::new();
+    // Each record's byte range, in file order, the header's first.
+    let mut ranges = Vec::with_capacity(starts.len() + 1);
+    if profile.header != HeaderMode::None {
+        let mut reader = SnapshotReader::new(open()?, opts.clone());
+        if reader.read_record(&mut rec).map_err(read_error)? {
             ranges.push((rec.position().byte, reader.byte_offset()));
+        }
+    }
+    for &start in starts {
+        let mut file = open()?;
+        file.seek(SeekFrom::Start(start)).map_err(io(input))?;
+        let mut reader = SnapshotReader::continuing(file, opts.clone());
+        if reader.read_record(&mut rec).map_err(read_error)? {
+            ranges.push((start, start + reader.byte_offset()));
         }
     }
     let mut from = open()?;
