@@ -390,11 +390,7 @@ fn parse_metrics(text: &str) -> serde_json::Value {
 fn the_operations_endpoint_shows_runs_releases_and_metrics() {
     const TOKEN: &str = "ops-token-3a9f";
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::scim::server::free_port();
     let tenant = every_second(dir.path(), "b").replace("* * * * * *", "0 0 0 1 1 *")
         + "[tenant.safety]\nmax_delete_ratio = 0.001\n";
     // A second tenant writes to a real SCIM server: its requests are counted.

@@ -85,3 +85,41 @@ fn the_rows_that_failed_come_back_as_they_were_in_a_retry_file() {
         "the retry file applied is in processed/: {names:?}"
     );
 }
+
+/// A few failed rows in a bigger file are each read alone from where they
+/// start (many are read in one pass, above): the same bytes either way.
+#[test]
+fn a_few_failed_rows_of_a_big_file_come_back_as_they_were() {
+    let t = Tenant::new(1000);
+    let text = String::from_utf8(gen(3000, 62)).unwrap();
+    let mut records: Vec<String> = text.lines().map(str::to_string).collect();
+    let bad = [
+        (1..records.len())
+            .find(|&i| !records[i].contains('"'))
+            .unwrap(),
+        (2500..records.len())
+            .find(|&i| !records[i].contains('"'))
+            .unwrap(),
+    ];
+    for &i in &bad {
+        records[i] = bad_email(&records[i]);
+    }
+    let file = records.join("\n") + "\n";
+    assert!(
+        file.len() > 2 * 64 * 1024,
+        "the file should be sparse in failures"
+    );
+    t.drop_file("wt_users.csv", file.as_bytes());
+    let o = t.run(&[]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let retry = t
+        .processed()
+        .into_iter()
+        .find(|n| n.ends_with(".retry.csv"))
+        .unwrap();
+    let got = std::fs::read_to_string(t.path("inbox/processed").join(retry)).unwrap();
+    assert_eq!(
+        got,
+        format!("{}\n{}\n{}\n", records[0], records[bad[0]], records[bad[1]])
+    );
+}

@@ -457,11 +457,7 @@ fn a_file_still_being_written_is_left_for_the_next_run() {
 fn the_daemon_runs_an_sftp_tenant_on_its_schedule() {
     let sshd = Sshd::start();
     let t = SftpTenant::scheduled(&sshd, &password_source(&sshd), 0, "*/2 * * * * *");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::scim::server::free_port();
     let config = t.local.path().join("muster.toml");
     let tenant = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
