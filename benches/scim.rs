@@ -65,6 +65,7 @@ fn batch() -> Vec<Operation> {
                 (field_name("status"), t("active".into())),
             ],
             invite: true,
+            reactivate: false,
             lms_id: None,
             ids: Vec::new(),
             fresh: true,

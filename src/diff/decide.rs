@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use crate::index::key_hash;
 use crate::model::{Action, Code};
-use crate::profile::{EndAction, Profile};
+use crate::profile::{Date, EndAction, Profile};
 use crate::store::{Prior, PriorEntry};
 
 /// A span of a plan's string arena.
@@ -31,11 +31,18 @@ impl Span {
 }
 
 /// Entry flags.
-pub(crate) const VALID: u8 = 1; // mapped without a problem
-pub(crate) const INACTIVE: u8 = 2; // status inactive
-pub(crate) const ENDED: u8 = 4; // end date on or before today
-pub(crate) const KNOWN: u8 = 8; // the prior state holds the key
-pub(crate) const UNRESOLVED: u8 = 16; // the manager / parent reference resolves to nothing
+pub(crate) const VALID: u16 = 1; // mapped without a problem
+pub(crate) const INACTIVE: u16 = 2; // status inactive
+pub(crate) const ENDED: u16 = 4; // end date on or before today
+pub(crate) const KNOWN: u16 = 8; // the prior state holds the key
+pub(crate) const UNRESOLVED: u16 = 16; // the manager / parent reference resolves to nothing
+/// The lifecycle of SPEC §11:
+pub(crate) const REACTIVATE: u16 = 32; // an update that makes the object active again
+pub(crate) const INVITE: u16 = 64; // the write invites the user
+pub(crate) const RECORD: u16 = 128; // unchanged for the LMS; the store records the row (`owned_fields`)
+pub(crate) const INVITE_LATER: u16 = 256; // the `invite_from` date is after today
+pub(crate) const DELAYED: u16 = 512; // a deletion `delete_after_days` delays (deactivated, or waiting)
+pub(crate) const PROTECTED: u16 = 1024; // kept from a deactivation or deletion by `protected`
 
 /// A row of a file and the decision for it: where it is, its key, its
 /// fingerprint, its action and code, and what was found on the way (the
@@ -52,7 +59,7 @@ pub(crate) struct Entry {
     pub(crate) message: u32,
     pub(crate) action: Action,
     pub(crate) code: Option<Code>,
-    pub(crate) flags: u8,
+    pub(crate) flags: u16,
 }
 
 // 48 bytes a row: with the key string and the key index, what a plan
@@ -60,7 +67,7 @@ pub(crate) struct Entry {
 const _: () = assert!(std::mem::size_of::<Entry>() == 48);
 
 impl Entry {
-    pub(crate) fn has(&self, flag: u8) -> bool {
+    pub(crate) fn has(&self, flag: u16) -> bool {
         self.flags & flag != 0
     }
 }
@@ -79,7 +86,7 @@ pub(crate) fn span_str(arena: &str, s: Span) -> &str {
 /// several prior keys (a collision) is looked up by key. Then the rows are
 /// decided in file order, in two halves on the pool.
 pub(crate) fn decide_all(
-    profile: &Profile,
+    (profile, today): (&Profile, Date),
     prior: &dyn Prior,
     (arena, fold): (&str, bool),
     keys: &[(u64, u32)],
@@ -110,7 +117,7 @@ pub(crate) fn decide_all(
     let named: Vec<AtomicBool> = (0..prior.slots()).map(|_| AtomicBool::new(false)).collect();
     let decide = |rows: &mut [Entry], first: usize| {
         let slots = slot_of.get(first..).unwrap_or(&[]);
-        decide_rows(profile, prior, (arena, fold), rows, slots, &named)
+        decide_rows((profile, today), prior, (arena, fold), rows, slots, &named)
     };
     rayon::join(|| decide(left, 0), || decide(right, half));
     named.into_iter().map(AtomicBool::into_inner).collect()
@@ -124,7 +131,7 @@ const MANY: u32 = u32::MAX - 1;
 /// [`MANY`]; empty for an empty prior), and marks the prior slots they name
 /// in `named`. The prior entries are fetched a few rows ahead.
 fn decide_rows(
-    profile: &Profile,
+    (profile, today): (&Profile, Date),
     prior: &dyn Prior,
     (arena, fold): (&str, bool),
     rows: &mut [Entry],
@@ -160,7 +167,8 @@ fn decide_rows(
             e.flags |= KNOWN;
         }
         if e.has(VALID) && e.action != Action::Reject {
-            e.action = decide(profile, e, slot.map(|s| prior.entry(s)));
+            let known = slot.map(|s| prior.entry(s));
+            e.action = decide((profile, today), e, known, (key, fold));
         }
     }
 }
@@ -174,17 +182,30 @@ pub(crate) fn span_str_or_empty(arena: &str, s: Span) -> &str {
 }
 
 /// The action for a valid row, given what the prior state knows of its key
-/// (SPEC §3 step 3 and its decided edge cases).
-fn decide(profile: &Profile, e: &Entry, known: Option<PriorEntry>) -> Action {
+/// (SPEC §3 step 3 and its decided edge cases, and the lifecycle keys of
+/// §11), marking `e` with what the write carries (an invitation, a
+/// reactivation, a delayed deletion, a protection).
+fn decide(
+    (profile, today): (&Profile, Date),
+    e: &mut Entry,
+    known: Option<PriorEntry>,
+    (key, fold): (&str, bool),
+) -> Action {
     let (inactive, ended) = (e.has(INACTIVE), e.has(ENDED));
+    let lifecycle = &profile.lifecycle;
     let Some(known) = known else {
         // Nothing to apply for an inactive or ended user the store does not
         // know; a key deleted earlier that comes back is a create.
-        return if inactive || ended {
-            Action::Unchanged
-        } else {
-            Action::Create
-        };
+        if inactive || ended {
+            return Action::Unchanged;
+        }
+        if profile.invite_on_create && profile.object == crate::model::ObjectKind::User {
+            // Invited now, or by the run on or after its `invite_from` date.
+            if !e.has(INVITE_LATER) {
+                e.flags |= INVITE;
+            }
+        }
+        return Action::Create;
     };
     let ending = |action: EndAction| match action {
         EndAction::Delete => Action::Delete,
@@ -193,10 +214,44 @@ fn decide(profile: &Profile, e: &Entry, known: Option<PriorEntry>) -> Action {
     // Where both apply, delete wins over deactivate.
     let end_action = ended.then(|| ending(profile.end_date_action));
     let inactive_action = inactive.then(|| ending(profile.inactive_action));
-    match (end_action, inactive_action) {
-        (Some(Action::Delete), _) | (_, Some(Action::Delete)) => return Action::Delete,
-        (Some(_), _) | (_, Some(_)) if known.active => return Action::Deactivate,
-        _ => {}
+    let ends = match (end_action, inactive_action) {
+        (Some(Action::Delete), _) | (_, Some(Action::Delete)) => Some(Action::Delete),
+        (Some(a), _) | (_, Some(a)) => Some(a),
+        (None, None) => None,
+    };
+    match ends {
+        Some(_) if !lifecycle.protected.is_empty() && lifecycle.is_protected(key, fold) => {
+            e.flags |= PROTECTED;
+            return Action::Unchanged;
+        }
+        Some(Action::Delete) => {
+            let Some(since) = known.since.filter(|_| !known.active) else {
+                if lifecycle.delete_after_days.is_none() {
+                    return Action::Delete;
+                }
+                // Deactivated first; the store keeps since when.
+                e.flags |= DELAYED;
+                return Action::Deactivate;
+            };
+            if lifecycle.delete_on(since).is_none_or(|on| on <= today) {
+                return Action::Delete;
+            }
+            e.flags |= DELAYED;
+            return Action::Unchanged;
+        }
+        // Deactivated already, but for a deletion that no longer stands
+        // (the row is back, inactive): deactivated again, without its date.
+        Some(_) if known.active || known.since.is_some() => return Action::Deactivate,
+        Some(_) => {}
+        None if !known.active => {
+            e.flags |= REACTIVATE;
+            return Action::Update;
+        }
+        None if known.invite_due && !e.has(INVITE_LATER) => {
+            e.flags |= INVITE;
+            return Action::Update;
+        }
+        None => {}
     }
     let fingerprint = u128::from(e.fingerprint[0]) | u128::from(e.fingerprint[1]) << 64;
     if known.fingerprint == fingerprint {

@@ -93,10 +93,7 @@ impl WritePass<'_> {
         let kind = self.profile.object;
         let size = self.batch_size;
         let objects = (0..plan.len())
-            .filter(|&i| {
-                let action = plan.row(i).action;
-                is_write(action) && action != Action::Delete
-            })
+            .filter(|&i| writes(plan, i) && plan.row(i).action != Action::Delete)
             .count();
         w.phase(WritePhase::Objects, objects);
         let mut later = self.first_wave(plan, stored, w)?;
@@ -109,14 +106,23 @@ impl WritePass<'_> {
         let mut batch = Vec::new();
         for idx in plan.records as usize..plan.len() {
             let planned = plan.row(idx);
+            // A protected key, or a deletion still waiting: no write.
+            if !is_write(planned.action) {
+                continue;
+            }
             let key = planned.key.unwrap_or_default().to_string();
             let Some(stored) = w.store.get(kind, &key)? else {
                 continue;
             };
             let id = self.op_id(w)?;
             let action = planned.action;
+            let since = plan
+                .delays_deletion(idx)
+                .then(|| stored.since.unwrap_or(plan.today()));
             let object = StoredObject {
                 active: false,
+                since,
+                invite_due: false,
                 ..stored
             };
             let (op, pending) = planned_write(id, kind, action, key, Vec::new(), false, object);
@@ -180,9 +186,7 @@ impl WritePass<'_> {
         let (profile, path) = (self.profile, self.file.local());
         self.file.unchanged()?;
         let records = plan.records as usize;
-        let writes = (0..records)
-            .filter(|&i| is_write(plan.row(i).action))
-            .count();
+        let writes = (0..records).filter(|&i| writes(plan, i)).count();
         if !self.opts.dry_run {
             w.store.reserve_writes(profile.object, writes);
         }
@@ -281,7 +285,8 @@ impl WritePass<'_> {
         let id = self.op_id(w)?;
         let key = planned.key.unwrap_or_default().to_string();
         let kind = self.profile.object;
-        let (op, pending) = planned_write(id, kind, action, key, fields, invite, object);
+        let (mut op, pending) = planned_write(id, kind, action, key, fields, invite, object);
+        op.reactivate = plan.reactivates(idx);
         if action == Action::Delete {
             later.deletions.push((idx, op, pending));
         } else if kind == ObjectKind::Group {
@@ -303,6 +308,12 @@ pub(super) fn is_write(a: Action) -> bool {
         a,
         Action::Create | Action::Update | Action::Deactivate | Action::Delete
     )
+}
+
+/// Whether plan row `i` writes: to the sink and the store, or to the store
+/// alone (a change of fields muster does not own, recorded).
+pub(super) fn writes(plan: &Plan, i: usize) -> bool {
+    is_write(plan.row(i).action) || plan.records_only(i)
 }
 
 /// A file that could not be read again for its writes, as the run's error.

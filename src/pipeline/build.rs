@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::path::Path;
 
-use super::apply::{changed, file_error, is_write};
+use super::apply::{changed, file_error, writes};
 use super::RunError;
 use crate::diff::Fingerprinter;
 use crate::model::{Action, Field, FieldKind, FieldName, ObjectKind};
@@ -60,6 +60,7 @@ pub(super) fn planned_write(
         key: key.clone(),
         fields,
         invite,
+        reactivate: false,
         lms_id: object.lms_id.clone(),
         ids: Vec::new(),
         fresh: action == Action::Create,
@@ -185,7 +186,7 @@ impl FirstWave<'_> {
         let mut chunk = Vec::with_capacity(FIRST_CHUNK);
         for idx in 0..plan.records as usize {
             let action = plan.row(idx).action;
-            if !is_write(action) {
+            if !writes(plan, idx) {
                 continue;
             }
             match file.read_at(plan.record_start(idx), &mut rec) {
@@ -228,10 +229,7 @@ impl FirstWave<'_> {
             return Built::Changed;
         }
         let row = &scratch.row;
-        let action = plan.row(idx).action;
-        let invite = action == Action::Create
-            && profile.invite_on_create
-            && profile.object == ObjectKind::User;
+        let invite = plan.invites(idx);
         let object = self.object_after(row, idx, invite, stored.as_ref());
         self.with_links(idx, self.fields(row, idx), invite, object, stored.as_ref())
     }
@@ -268,6 +266,17 @@ impl FirstWave<'_> {
             }
             _ => None,
         };
+        let action = plan.row(idx).action;
+        // A deletion delayed counts from the first day; an invitation
+        // waits for its date, and is never sent to someone who left.
+        let since = plan
+            .delays_deletion(idx)
+            .then(|| stored.and_then(|s| s.since).unwrap_or(plan.today()));
+        let invite_due = match action {
+            Action::Create => plan.invite_later(idx),
+            Action::Update | Action::Unchanged => stored.is_some_and(|s| s.invite_due) && !invite,
+            _ => false,
+        };
         StoredObject {
             fingerprint: plan.fingerprint(idx),
             active: plan.active_after(idx),
@@ -275,6 +284,8 @@ impl FirstWave<'_> {
             lms_id: stored.and_then(|s| s.lms_id.clone()),
             parent,
             fields: self.fingerprinter.field_hashes(row),
+            since,
+            invite_due,
         }
     }
 
@@ -317,6 +328,7 @@ impl FirstWave<'_> {
                 .filter(|(_, f)| links.iter().any(|(field, _)| field == *f))
                 .fold(0u8, |m, (k, _)| m | 1 << k),
             invited: object.invited,
+            invite_due: object.invite_due,
             // A user whose links were never written (created by a run a
             // crash cut short between the waves) has none to undo: its
             // memberships are added without asking the LMS for them.
@@ -351,6 +363,7 @@ pub(super) struct LinkRow {
     pub(super) row: u32,
     pub(super) links: u8,
     pub(super) invited: bool,
+    pub(super) invite_due: bool,
     /// Created in this run, or never linked: no links to undo.
     pub(super) fresh: bool,
 }

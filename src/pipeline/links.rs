@@ -129,6 +129,8 @@ impl LinkWave<'_> {
                     lms_id: None,
                     parent: None,
                     fields: fingerprinter.field_hashes(row),
+                    since: None,
+                    invite_due: link.invite_due,
                 };
                 built.push((link, fields, object));
             }

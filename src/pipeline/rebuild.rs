@@ -117,6 +117,10 @@ fn rebuild(
                     lms_id: found.lms_id,
                     parent: found.parent,
                     fields,
+                    // What the LMS cannot tell: an invitation still due
+                    // is not sent, and a delayed deletion counts anew.
+                    since: None,
+                    invite_due: false,
                 },
             });
             if ops.len() == CHUNK {

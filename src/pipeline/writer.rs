@@ -143,8 +143,7 @@ impl<'a> Writer<'a> {
         });
         scope.spawn(move || {
             for ops in batches {
-                let answer = sink
-                    .apply(&ops)
+                let answer = apply(sink, &ops)
                     .map_err(RunError::from)
                     .map(|acks| (acks, ops));
                 let failed = answer.is_err();
@@ -323,6 +322,31 @@ impl<'a> Writer<'a> {
     }
 }
 
+/// Applies a batch: what is only recorded in the store (an `unchanged`
+/// row whose fields muster does not own changed) is acknowledged without
+/// the sink; the rest goes to the sink, in order.
+fn apply(sink: &mut dyn Sink, ops: &[Operation]) -> Result<Vec<Ack>, crate::sink::SinkError> {
+    let recorded = |op: &Operation| op.action == crate::model::Action::Unchanged;
+    if !ops.iter().any(recorded) {
+        return sink.apply(ops);
+    }
+    let sent: Vec<Operation> = ops.iter().filter(|op| !recorded(op)).cloned().collect();
+    let mut acks = match sent.is_empty() {
+        true => Vec::new(),
+        false => sink.apply(&sent)?,
+    }
+    .into_iter();
+    Ok(ops
+        .iter()
+        .map(|op| match recorded(op) {
+            true => Ack::APPLIED,
+            false => acks.next().unwrap_or(Ack::Unavailable {
+                message: "the sink answered fewer operations than it was sent".into(),
+            }),
+        })
+        .collect())
+}
+
 /// The LMS ids the store has for what each operation names (its manager,
 /// parent, groups and segments), for a sink that writes references by id.
 pub(super) fn known_ids(ops: &mut [Operation], store: &dyn StateStore) -> Result<(), RunError> {
@@ -383,6 +407,8 @@ mod tests {
             lms_id: None,
             parent: None,
             fields: Vec::new(),
+            since: None,
+            invite_due: false,
         };
         let id = store.next_op_id().unwrap();
         let key = format!("u{row}");

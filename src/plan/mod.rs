@@ -43,12 +43,12 @@ pub use resume::FirstPlan;
 pub use settle::SettleError;
 
 use crate::diff::decide::{
-    decide_all, hash_key, same_key, span_str, Entry, Span, ENDED, INACTIVE, KNOWN, UNRESOLVED,
-    VALID,
+    decide_all, hash_key, same_key, span_str, Entry, Span, DELAYED, ENDED, INACTIVE, INVITE,
+    INVITE_LATER, KNOWN, PROTECTED, REACTIVATE, RECORD, UNRESOLVED, VALID,
 };
 use crate::index::hash_run;
 use crate::model::{Code, Field, FieldKind, FieldName, ObjectKind};
-use crate::profile::Profile;
+use crate::profile::{Date, Profile};
 use crate::store::Prior;
 
 pub use crate::model::Action;
@@ -103,6 +103,10 @@ pub struct Plan {
     object: ObjectKind,
     /// The field of the references (a manager or a parent group).
     reference_field: Option<Field>,
+    /// The fields updates write (`owned_fields`); `None`: all.
+    owned: Option<Box<[Field]>>,
+    /// The day the plan was made for (end dates, and the dates of SPEC §11).
+    today: Date,
     /// Records read (blank lines are not records; the header is not counted).
     pub records: u64,
     /// Bytes read.
@@ -124,6 +128,12 @@ impl Plan {
             key_is_email,
             object: profile.object,
             reference_field: profile.reference_slot.map(|s| profile.slots[s].field),
+            owned: profile.lifecycle.owned.clone().map(Vec::into_boxed_slice),
+            today: Date {
+                year: 1970,
+                month: 1,
+                day: 1,
+            },
             records: 0,
             bytes: 0,
             decoded_rows: 0,
@@ -203,6 +213,41 @@ impl Plan {
         !e.has(INACTIVE) && e.action != Action::Deactivate
     }
 
+    /// The day the plan was made for.
+    pub fn today(&self) -> Date {
+        self.today
+    }
+
+    /// Whether row `i`'s write invites the user (a create, or the
+    /// invitation its `invite_from` date made due).
+    pub fn invites(&self, i: usize) -> bool {
+        self.entries[i].has(INVITE)
+    }
+
+    /// Whether row `i` is a create whose invitation waits for its
+    /// `invite_from` date.
+    pub fn invite_later(&self, i: usize) -> bool {
+        let e = &self.entries[i];
+        e.action == Action::Create && e.has(INVITE_LATER)
+    }
+
+    /// Whether row `i` is an update that makes the object active again.
+    pub fn reactivates(&self, i: usize) -> bool {
+        self.entries[i].has(REACTIVATE)
+    }
+
+    /// Whether row `i` is a deactivation standing for a deletion
+    /// `delete_after_days` delays (the store keeps since when).
+    pub fn delays_deletion(&self, i: usize) -> bool {
+        self.entries[i].has(DELAYED) && self.entries[i].action == Action::Deactivate
+    }
+
+    /// Whether row `i`, unchanged for the LMS, is recorded in the store:
+    /// only fields muster does not own changed (`owned_fields`).
+    pub fn records_only(&self, i: usize) -> bool {
+        self.entries[i].has(RECORD) && self.entries[i].action == Action::Unchanged
+    }
+
     /// Whether row `i`'s manager or parent reference resolves to nothing (the
     /// write leaves the link out).
     pub fn reference_unresolved(&self, i: usize) -> bool {
@@ -215,8 +260,14 @@ impl Plan {
     /// cycle and flags references that resolve to no object.
     pub fn against(&mut self, profile: &Profile, prior: &dyn Prior) {
         let text = (self.arena.as_str(), self.key_is_email);
-        let named = decide_all(profile, prior, text, &self.keys, &mut self.entries);
-        self.explain_lifecycle();
+        let named = decide_all(
+            (profile, self.today),
+            prior,
+            text,
+            &self.keys,
+            &mut self.entries,
+        );
+        self.explain_lifecycle(profile, prior);
         self.infer_missing(profile, prior, &named);
         if self.object == ObjectKind::Group {
             self.reject_cycles(prior);
@@ -229,18 +280,36 @@ impl Plan {
     /// Says in the message of each row that an inactive status or a
     /// reached end date decided why: deactivated or deleted for it, or
     /// `unchanged` because the store does not know the object (nothing to
-    /// apply). The end date itself was said when the row was read.
-    fn explain_lifecycle(&mut self) {
+    /// apply), or because `protected` keeps it, or because its deletion
+    /// waits (`delete_after_days`). The end date itself was said when the
+    /// row was read. A create whose invitation waits for its `invite_from`
+    /// date says so.
+    fn explain_lifecycle(&mut self, profile: &Profile, prior: &dyn Prior) {
         for i in 0..self.entries.len() {
             let e = &self.entries[i];
-            if !e.has(INACTIVE | ENDED) || !e.has(VALID) {
+            if !e.has(VALID) || e.action == Action::Reject {
+                continue;
+            }
+            if e.action == Action::Create && e.has(INVITE_LATER) {
+                let (action, code) = (e.action, e.code);
+                let mut parts: Vec<String> = self.take_message(i).into_iter().collect();
+                parts.push("not invited yet: its `invite_from` date is after today".into());
+                self.set(i, action, code, parts.join("; "));
+                continue;
+            }
+            if !e.has(INACTIVE | ENDED) {
                 continue;
             }
             let unknown = e.action == Action::Unchanged && !e.has(KNOWN);
-            if !matches!(e.action, Action::Deactivate | Action::Delete) && !unknown {
+            let kept = e.has(PROTECTED | DELAYED);
+            if !matches!(e.action, Action::Deactivate | Action::Delete) && !unknown && !kept {
                 continue;
             }
             let (action, code, inactive) = (e.action, e.code, e.has(INACTIVE));
+            let since = match e.has(DELAYED) {
+                true => self.prior_entry(prior, i).and_then(|p| p.since),
+                false => None,
+            };
             let said = self.take_message(i);
             let mut parts: Vec<String> = Vec::with_capacity(3);
             if inactive {
@@ -250,7 +319,42 @@ impl Plan {
             if unknown {
                 parts.push("not in the store: nothing to apply".into());
             }
+            parts.extend(self.kept_because(profile, i, since));
             self.set(i, action, code, parts.join("; "));
+        }
+    }
+
+    /// Why row `i` is not deleted or deactivated as its rule says: it is
+    /// protected, or its deletion waits (`since`: missing, ended or
+    /// inactive since then, as the store says).
+    fn kept_because(&self, profile: &Profile, i: usize, since: Option<Date>) -> Option<String> {
+        let e = &self.entries[i];
+        if e.has(PROTECTED) {
+            return Some("protected: not deactivated or deleted".into());
+        }
+        if !e.has(DELAYED) {
+            return None;
+        }
+        let days = profile.lifecycle.delete_after_days.unwrap_or_default();
+        let since = since.unwrap_or(self.today);
+        let on = since.plus_days(days);
+        Some(match e.action {
+            Action::Deactivate => format!(
+                "deactivated: deleted on or after {on} (`delete_after_days = {days}`) unless it is back before"
+            ),
+            _ => format!("deactivated since {since}: deleted on or after {on} (`delete_after_days = {days}`)"),
+        })
+    }
+
+    /// What `prior` has for the key of row `i`.
+    fn prior_entry(&self, prior: &dyn Prior, i: usize) -> Option<crate::store::PriorEntry> {
+        let key = self.str(self.entries[i].key);
+        if self.key_is_email {
+            let mut folded = key.to_string();
+            crate::diff::decide::fold_case(&mut folded);
+            prior.get(&folded)
+        } else {
+            prior.get(key)
         }
     }
 
@@ -268,20 +372,58 @@ impl Plan {
     /// Settles update row `i` given the names of the fields that changed.
     /// None changed (its fingerprint moved by a field only the old row had,
     /// or one only emptied where the profile keeps it): the row becomes
-    /// `unchanged`; otherwise its message names the changed fields.
-    pub fn resolve_update(&mut self, i: usize, changed: Vec<FieldName>) {
+    /// `unchanged`, unless it reactivates or invites; otherwise its message
+    /// names the changed fields. Fields muster does not own
+    /// (`owned_fields`) are named as not sent; a row that changed only
+    /// those is `unchanged` for the LMS and recorded in the store.
+    pub fn resolve_update(&mut self, i: usize, mut changed: Vec<FieldName>) {
         let code = self.entries[i].code;
+        let flags = self.entries[i].flags;
+        let not_owned: Vec<FieldName> = match &self.owned {
+            Some(owned) => {
+                let (kept, other) = changed.into_iter().partition(|f| owned.contains(f));
+                changed = kept;
+                other
+            }
+            None => Vec::new(),
+        };
         let other = self.take_message(i);
-        if changed.is_empty() {
-            self.set(i, Action::Unchanged, code, other.unwrap_or_default());
+        let names = |fields: &[FieldName]| -> String {
+            fields
+                .iter()
+                .map(|f| f.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut parts: Vec<String> = Vec::with_capacity(4);
+        if flags & REACTIVATE != 0 {
+            parts.push("reactivated".into());
+        }
+        if flags & INVITE != 0 {
+            parts.push("invited: its `invite_from` date is reached".into());
+        }
+        if !changed.is_empty() {
+            parts.push(format!("changed: {}", names(&changed)));
+        }
+        if !not_owned.is_empty() {
+            parts.push(format!(
+                "changed, not sent (not in `owned_fields`): {}",
+                names(&not_owned)
+            ));
+        }
+        parts.extend(other);
+        let message = parts.join("; ");
+        if changed.is_empty() && flags & (REACTIVATE | INVITE) == 0 {
+            if !not_owned.is_empty() {
+                self.entries[i].flags |= RECORD;
+            }
+            self.set(i, Action::Unchanged, code, message);
             return;
         }
-        let names: Vec<&str> = changed.iter().map(|f| f.as_str()).collect();
-        let mut message = format!("changed: {}", names.join(", "));
-        if let Some(other) = other {
-            message = format!("{message}; {other}");
-        }
         self.set(i, Action::Update, code, message);
+        if changed.is_empty() {
+            return;
+        }
         let row = i as u32;
         let at = self.changes.partition_point(|&(r, _)| r < row);
         match self.changes.get_mut(at) {

@@ -1,6 +1,6 @@
 //! A plan as the state it leaves: what `muster diff` compares NEW with.
 
-use crate::diff::decide::{hash_key, same_key, INACTIVE};
+use crate::diff::decide::{hash_key, same_key, DELAYED, INACTIVE, INVITE, INVITE_LATER};
 use crate::index::hash_run;
 use crate::model::Action;
 use crate::store::{MemoryPrior, Prior, PriorEntry};
@@ -11,25 +11,48 @@ impl Plan {
     /// The state this plan leaves for its kind, applied over `prior` as if
     /// every write succeeded.
     pub fn apply_to(&self, prior: &mut MemoryPrior) {
-        for e in &self.entries {
+        for (i, e) in self.entries.iter().enumerate() {
             let key = self.str(e.key);
             let fingerprint = u128::from(e.fingerprint[0]) | u128::from(e.fingerprint[1]) << 64;
-            let active = !e.has(INACTIVE);
+            let before = prior.get(key);
+            let invite_due = before.is_some_and(|b| b.invite_due) && !e.has(INVITE);
             match e.action {
-                Action::Create | Action::Update => prior.insert(
+                Action::Create => prior.insert(
+                    key,
+                    PriorEntry {
+                        invite_due: e.has(INVITE_LATER) && !e.has(INVITE),
+                        ..PriorEntry::new(fingerprint, !e.has(INACTIVE))
+                    },
+                ),
+                Action::Update => prior.insert(
+                    key,
+                    PriorEntry {
+                        invite_due,
+                        ..PriorEntry::new(fingerprint, !e.has(INACTIVE))
+                    },
+                ),
+                Action::Unchanged if self.records_only(i) => prior.insert(
                     key,
                     PriorEntry {
                         fingerprint,
-                        active,
+                        ..before.unwrap_or(PriorEntry::new(fingerprint, true))
                     },
                 ),
-                Action::Deactivate => prior.insert(
-                    key,
-                    PriorEntry {
-                        fingerprint,
-                        active: false,
-                    },
-                ),
+                Action::Deactivate => {
+                    // An inferred row keeps the fingerprint applied.
+                    let fingerprint = match e.line {
+                        0 => before.map_or(0, |b| b.fingerprint),
+                        _ => fingerprint,
+                    };
+                    let since = before.and_then(|b| b.since).unwrap_or(self.today);
+                    prior.insert(
+                        key,
+                        PriorEntry {
+                            since: e.has(DELAYED).then_some(since),
+                            ..PriorEntry::new(fingerprint, false)
+                        },
+                    )
+                }
                 Action::Delete => prior.remove(key),
                 Action::Unchanged | Action::Reject => {}
             }
@@ -88,10 +111,11 @@ impl Prior for PlanPrior {
     }
     fn entry(&self, slot: u32) -> PriorEntry {
         let e = &self.plan.entries[slot as usize];
-        PriorEntry {
-            fingerprint: u128::from(e.fingerprint[0]) | u128::from(e.fingerprint[1]) << 64,
-            active: !e.has(INACTIVE) && e.action != Action::Deactivate,
-        }
+        let fingerprint = u128::from(e.fingerprint[0]) | u128::from(e.fingerprint[1]) << 64;
+        PriorEntry::new(
+            fingerprint,
+            !e.has(INACTIVE) && e.action != Action::Deactivate,
+        )
     }
     fn get_indexed(&self, key: &str) -> Option<(PriorEntry, u32)> {
         let fold = self.plan.key_is_email;

@@ -4,7 +4,9 @@
 
 use std::io::Read;
 
-use crate::diff::decide::{fold_case, hash_key, same_key, Entry, Span, ENDED, INACTIVE, VALID};
+use crate::diff::decide::{
+    fold_case, hash_key, same_key, Entry, Span, ENDED, INACTIVE, INVITE_LATER, VALID,
+};
 use crate::diff::Fingerprinter;
 use crate::index::sort_index;
 use crate::model::{Action, Code, ObjectKind};
@@ -180,6 +182,8 @@ pub fn read_with<R: Read>(
         read_pieces(snapshot, &reading, &fingerprinter, part, progress)?
     };
     tracing::debug!(records = plan.records, bytes = plan.bytes, profile = %profile.name, "file read");
+    let mut plan = plan;
+    plan.today = today;
     Ok(settle(profile, plan, emails))
 }
 
@@ -358,6 +362,13 @@ impl RowReader<'_> {
                     Date::parse_iso(value).filter(|d| *d <= self.today)?;
                     Some((profile.slots[s].name.as_str(), value))
                 });
+                let invite_later = profile.lifecycle.invite_from.and_then(|s| row.get(s));
+                if invite_later
+                    .and_then(Date::parse_iso)
+                    .is_some_and(|d| d > self.today)
+                {
+                    entry.flags |= INVITE_LATER;
+                }
                 // Said in the results line, whatever comes of it.
                 let ended = end.map(|(field, date)| {
                     entry.flags |= ENDED;

@@ -3,12 +3,12 @@
 //! depth that orders group writes (SPEC §3 steps 3–4).
 
 use crate::diff::decide::{
-    fold_case, hash_key, join, same_key, Entry, INACTIVE, KNOWN, UNRESOLVED,
+    fold_case, hash_key, join, same_key, Entry, DELAYED, INACTIVE, KNOWN, PROTECTED, UNRESOLVED,
 };
 use crate::index::sort_index;
 use crate::model::{Action, Code, Field};
 use crate::profile::{MissingRule, Profile};
-use crate::store::Prior;
+use crate::store::{Prior, PriorEntry};
 
 use super::Plan;
 
@@ -63,25 +63,56 @@ impl Plan {
     /// A file cut short by a quote never closed (SPEC §3: its last record,
     /// which ran to the end of the file) names nothing after it: nothing is
     /// missing from it.
+    /// A protected key is kept, and its line says so; a deletion that
+    /// `delete_after_days` delays is a deactivation first (the store keeps
+    /// since when), then waits, `unchanged`, until its day.
     pub(super) fn infer_missing(&mut self, profile: &Profile, prior: &dyn Prior, named: &[bool]) {
         if self.cut_short() {
             return;
         }
-        let action = match profile.missing {
+        let rule = match profile.missing {
             MissingRule::Ignore => return,
             MissingRule::Delete => Action::Delete,
             MissingRule::Deactivate => Action::Deactivate,
         };
-        let mut missing: Vec<(&str, bool)> = Vec::new();
+        let lifecycle = &profile.lifecycle;
+        let mut missing: Vec<(&str, PriorEntry)> = Vec::new();
         for &(_, slot) in prior.index().iter().filter(|&&(_, s)| !named[s as usize]) {
-            let active = prior.entry(slot).active;
+            let entry = prior.entry(slot);
             // An object already inactive has nothing left to deactivate.
-            if action == Action::Delete || active {
-                missing.push((prior.key(slot), active));
+            if rule == Action::Delete || entry.active {
+                missing.push((prior.key(slot), entry));
             }
         }
-        missing.sort_unstable();
-        for (key, active) in missing {
+        missing.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let said = format!(
+            "not in the file, a full snapshot (`missing = \"{}\"`)",
+            rule.as_str()
+        );
+        for (key, entry) in missing {
+            let mut flags = KNOWN | if entry.active { 0 } else { INACTIVE };
+            let mut since = None;
+            let action = if !lifecycle.protected.is_empty()
+                && lifecycle.is_protected(key, self.key_is_email)
+            {
+                flags |= PROTECTED;
+                Action::Unchanged
+            } else if rule == Action::Delete && lifecycle.delete_after_days.is_some() {
+                flags |= DELAYED;
+                match entry.since.filter(|_| !entry.active) {
+                    Some(s) if lifecycle.delete_on(s).is_none_or(|on| on <= self.today) => {
+                        flags &= !DELAYED;
+                        Action::Delete
+                    }
+                    Some(s) => {
+                        since = Some(s);
+                        Action::Unchanged
+                    }
+                    None => Action::Deactivate,
+                }
+            } else {
+                rule
+            };
             let key = self.intern(key);
             self.entries.push(Entry {
                 line: 0,
@@ -91,13 +122,13 @@ impl Plan {
                 message: u32::MAX,
                 action,
                 code: None,
-                flags: KNOWN | if active { 0 } else { INACTIVE },
+                flags,
             });
             let i = self.entries.len() - 1;
-            let message = format!(
-                "not in the file, a full snapshot (`missing = \"{}\"`)",
-                action.as_str()
-            );
+            let message = match self.kept_because(profile, i, since) {
+                Some(why) => format!("{said}; {why}"),
+                None => said.clone(),
+            };
             self.set(i, action, None, message);
         }
     }

@@ -86,6 +86,23 @@ pub struct ProfileConfig {
     /// were, to `processed/<stem>.<timestamp>.retry.csv`. Default true.
     #[serde(default = "yes")]
     pub retry_file: bool,
+    /// A date field (e.g. `employed_since`): a new user whose date is after
+    /// today is created without an invitation, and invited by the first run
+    /// on or after it. Needs `invite_on_create`. Default none.
+    #[serde(default)]
+    pub invite_from: Option<String>,
+    /// Deactivate first what would be deleted, and delete it only after it
+    /// has been missing (ended, inactive) this many days. Default none.
+    #[serde(default)]
+    pub delete_after_days: Option<u32>,
+    /// Keys (exact, or glob patterns such as `svc-*`) never deactivated or
+    /// deleted. Default none.
+    #[serde(default)]
+    pub protected: Vec<String>,
+    /// The fields updates write; a change to another is recorded but not
+    /// sent. Default: all.
+    #[serde(default)]
+    pub owned_fields: Option<Vec<String>>,
     /// Safety limits checked before any write.
     #[serde(default)]
     pub safety: SafetyConfig,

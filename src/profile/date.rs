@@ -39,6 +39,37 @@ impl Date {
         )
     }
 
+    /// The date in 32 bits, never 0 (`year << 9 | month << 5 | day`), as
+    /// the state store keeps it.
+    pub(crate) fn pack(self) -> u32 {
+        u32::from(self.year) << 9 | u32::from(self.month) << 5 | u32::from(self.day)
+    }
+
+    /// A date [`Date::pack`] made; `None` for 0 or what is not a date.
+    pub(crate) fn unpack(v: u32) -> Option<Date> {
+        Date::new((v >> 9) as u16, (v >> 5 & 15) as u8, (v & 31) as u8)
+    }
+
+    /// The date `days` days later.
+    pub fn plus_days(self, days: u32) -> Date {
+        let later = jiff::civil::Date::new(self.year as i16, self.month as i8, self.day as i8)
+            .ok()
+            .and_then(|d| d.checked_add(jiff::Span::new().days(i64::from(days))).ok());
+        match later {
+            Some(d) => Date {
+                year: d.year() as u16,
+                month: d.month() as u8,
+                day: d.day() as u8,
+            },
+            // Past the calendar's end: never reached.
+            None => Date {
+                year: 9999,
+                month: 12,
+                day: 31,
+            },
+        }
+    }
+
     /// Writes `YYYY-MM-DD` into `out`.
     pub fn write_iso(self, out: &mut String) {
         let b = [

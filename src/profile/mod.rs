@@ -8,12 +8,14 @@
 
 pub mod config;
 mod date;
+mod lifecycle;
 mod map;
 mod masks;
 
 pub use crate::model::{field_name, Field, FieldKind, FieldName, ObjectKind};
 pub use config::{EmptyCell, EndAction, HeaderMode, MissingRule, ProfileConfig, SafetyConfig};
 pub use date::{Date, DateFormat};
+pub use lifecycle::Lifecycle;
 pub use map::{is_valid_email, Cell, MappedRow, RowIssue};
 
 use std::fmt;
@@ -131,6 +133,8 @@ pub struct Profile {
     /// Rows rejected or failed in a run go to a retry file too (SPEC §11).
     pub retry_file: bool,
     pub invite_on_create: bool,
+    /// The lifecycle keys of SPEC §11.
+    pub lifecycle: Lifecycle,
     pub safety: SafetyConfig,
     pub max_record_bytes: usize,
     pub max_field_bytes: usize,
@@ -401,6 +405,7 @@ impl Profile {
                 "status value {both:?} is both active and inactive"
             )));
         }
+        let lifecycle = Lifecycle::compile(c, &slots).map_err(&err)?;
         Ok(Profile {
             name: name.into(),
             object: c.object,
@@ -434,6 +439,7 @@ impl Profile {
             allow_short_rows: c.allow_short_rows,
             invite_on_create: c.invite_on_create,
             retry_file: c.retry_file,
+            lifecycle,
             safety: c.safety.clone(),
             max_record_bytes: c.max_record_bytes,
             max_field_bytes: c.max_field_bytes,

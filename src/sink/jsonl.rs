@@ -12,7 +12,9 @@
 //! `op` is unique across runs (muster's idempotency key); `fields` holds
 //! what the file states — every field for a create, the changed ones for an
 //! update, none for a deactivation or a deletion; `invite` appears (true)
-//! only on a create that invites. A user's links (`manager_id`, `groups`,
+//! only on a write that invites (a create, or the update of a user whose
+//! `invite_from` date came), and `reactivate` (true) only on an update that
+//! makes a deactivated object active again. A user's links (`manager_id`, `groups`,
 //! `admin_groups`, `segments`) come in a second wave, as an update of those
 //! fields alone once every user of the file is written. Nothing else is
 //! written: no secrets, no configuration.
@@ -130,6 +132,9 @@ fn write_line(out: &mut Vec<u8>, op: &Operation, order: &mut Vec<usize>) {
     out.push(b'}');
     if op.invite {
         out.extend_from_slice(b",\"invite\":true");
+    }
+    if op.reactivate {
+        out.extend_from_slice(b",\"reactivate\":true");
     }
     out.push(b'}');
 }
@@ -297,6 +302,7 @@ impl JsonlOutbox {
                         invited: false,
                     });
                     o.fields.extend(fields);
+                    o.invited |= line.invite;
                     o.active = !deactivate
                         && o.fields.get(&Field::Status) != Some(&Value::Text("inactive".into()));
                 }
@@ -346,6 +352,8 @@ mod tests {
         fields: BTreeMap<&'a str, &'a Value>,
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         invite: bool,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        reactivate: bool,
     }
 
     /// Any text, with the characters JSON escapes (quotes, backslashes,
@@ -388,6 +396,7 @@ mod tests {
             fields in proptest::collection::vec(("[abc]{1,2}", value()), 0..8),
             sorted in any::<bool>(),
             invite in any::<bool>(),
+            reactivate in any::<bool>(),
         ) {
             let mut fields: Vec<(FieldName, Value)> = fields
                 .into_iter()
@@ -404,6 +413,7 @@ mod tests {
                 key: &key,
                 fields: fields.iter().map(|(k, v)| (k.as_str(), v)).collect(),
                 invite,
+                reactivate,
             };
             if action == Action::Create {
                 oracle.fields.retain(|_, v| !v.is_empty());
@@ -415,6 +425,7 @@ mod tests {
                 key: key.clone(),
                 fields: fields.clone(),
                 invite,
+                reactivate,
                 lms_id: None,
                 ids: Vec::new(),
                 fresh: false,

@@ -94,8 +94,12 @@ pub struct Operation {
     /// The fields the file states (all of them for a create, the changed
     /// ones for an update; none for a deactivation or a deletion).
     pub fields: Vec<(FieldName, Value)>,
-    /// Invite the user (a create under a profile with `invite_on_create`).
+    /// Invite the user: a create under a profile with `invite_on_create`,
+    /// or an update whose `invite_from` date came (SPEC §11).
     pub invite: bool,
+    /// An update that makes the object active again (it was deactivated,
+    /// and its row is back, active).
+    pub reactivate: bool,
     /// The object's id in the LMS, when the state store has it.
     pub lms_id: Option<String>,
     /// The LMS ids the store has for the objects this operation names

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{MemoryPrior, PriorEntry};
+use super::MemoryPrior;
 use super::{PendingOp, StateStore, StoreError, StoredObject};
 use crate::model::{Action, ObjectKind};
 
@@ -39,13 +39,7 @@ impl StateStore for MemoryStore {
     fn prior(&self, kind: ObjectKind) -> Result<MemoryPrior, StoreError> {
         let mut prior = MemoryPrior::new();
         for (key, o) in self.objects(kind) {
-            prior.insert(
-                key,
-                PriorEntry {
-                    fingerprint: o.fingerprint,
-                    active: o.active,
-                },
-            );
+            prior.insert(key, o.prior_entry());
         }
         Ok(prior)
     }

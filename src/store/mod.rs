@@ -28,15 +28,16 @@ pub use prior::{MemoryPrior, NoPrior, Prior, PriorEntry, Update};
 pub use redb_store::{RedbStore, REST_KEYS};
 
 use crate::model::{field_name, Action, FieldName, ObjectKind};
+use crate::profile::Date;
 
 /// The store's on-disk format. A store of another format is refused with
 /// a message naming both; the formats of `UPGRADED` are upgraded in
 /// place when the store opens (docs/decisions.md lists what each format
 /// changed).
-pub const FORMAT: &str = "muster-state/5";
+pub const FORMAT: &str = "muster-state/6";
 
 /// The formats a store is upgraded from, in place, when it opens.
-pub(crate) const UPGRADED: [&str; 2] = ["muster-state/3", "muster-state/4"];
+pub(crate) const UPGRADED: [&str; 3] = ["muster-state/3", "muster-state/4", "muster-state/5"];
 
 /// A store that cannot be read or written: which store, and why.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +109,23 @@ pub struct StoredObject {
     /// children first. A key, not personal data.
     pub parent: Option<String>,
     pub fields: Vec<FieldHash>,
+    /// Deactivated for a deletion `delete_after_days` delays: since when
+    /// the object is missing (ended, inactive).
+    pub since: Option<Date>,
+    /// Created without an invitation: its `invite_from` date is to come.
+    pub invite_due: bool,
+}
+
+impl StoredObject {
+    /// What the differ reads of it.
+    pub fn prior_entry(&self) -> PriorEntry {
+        PriorEntry {
+            fingerprint: self.fingerprint,
+            active: self.active,
+            since: self.since,
+            invite_due: self.invite_due,
+        }
+    }
 }
 
 /// One write to the LMS, journalled before it is sent.
@@ -281,16 +299,23 @@ pub(crate) fn encode_object(o: &StoredObject, out: &mut Vec<u8>) {
     }
 }
 
-/// Fingerprint, flags, LMS id and parent: what every encoding of an object
-/// starts with ([`decode_prior`] reads the first two).
+/// Fingerprint, flags, the `since` date, LMS id and parent: what every
+/// encoding of an object starts with ([`decode_prior`] reads the first
+/// three). Flags: 1 active, 2 invited, 4 an LMS id, 8 a parent, 16 a
+/// `since` date (4 bytes, [`Date::pack`]), 32 an invitation due.
 fn encode_head(o: &StoredObject, out: &mut Vec<u8>) {
     out.extend_from_slice(&o.fingerprint.to_le_bytes());
     out.push(
         o.active as u8
             | (o.invited as u8) << 1
             | (o.lms_id.is_some() as u8) << 2
-            | (o.parent.is_some() as u8) << 3,
+            | (o.parent.is_some() as u8) << 3
+            | (o.since.is_some() as u8) << 4
+            | (o.invite_due as u8) << 5,
     );
+    if let Some(since) = o.since {
+        out.extend_from_slice(&since.pack().to_le_bytes());
+    }
     if let Some(id) = &o.lms_id {
         put_str(out, id);
     }
@@ -317,6 +342,10 @@ fn decode_head(c: &mut Cursor<'_>) -> Option<StoredObject> {
     let lo = c.u64()?;
     let hi = c.u64()?;
     let flags = c.u8()?;
+    let since = match flags & 16 {
+        0 => None,
+        _ => Some(Date::unpack(c.u32()?)?),
+    };
     let lms_id = if flags & 4 != 0 {
         Some(c.str()?.to_string())
     } else {
@@ -334,6 +363,8 @@ fn decode_head(c: &mut Cursor<'_>) -> Option<StoredObject> {
         lms_id,
         parent,
         fields: Vec::new(),
+        since,
+        invite_due: flags & 32 != 0,
     })
 }
 
@@ -421,12 +452,22 @@ pub(crate) fn decode_stored(bytes: &[u8], names: &FieldNames) -> Option<StoredOb
     Some(o)
 }
 
-/// The fingerprint and active flag, without decoding the rest.
-pub(crate) fn decode_prior(bytes: &[u8]) -> Option<(u128, bool)> {
+/// What the differ reads of a stored object, without decoding the rest.
+pub(crate) fn decode_prior(bytes: &[u8]) -> Option<PriorEntry> {
     let mut c = Cursor(bytes);
     let lo = c.u64()?;
     let hi = c.u64()?;
-    Some((u128::from(lo) | u128::from(hi) << 64, c.u8()? & 1 != 0))
+    let flags = c.u8()?;
+    let since = match flags & 16 {
+        0 => None,
+        _ => Some(Date::unpack(c.u32()?)?),
+    };
+    Some(PriorEntry {
+        fingerprint: u128::from(lo) | u128::from(hi) << 64,
+        active: flags & 1 != 0,
+        since,
+        invite_due: flags & 32 != 0,
+    })
 }
 
 pub(crate) fn kind_code(k: ObjectKind) -> u8 {

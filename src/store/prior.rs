@@ -7,12 +7,31 @@
 use std::sync::OnceLock;
 
 use crate::index::{hash_run, key_hash, prefetch, prefetch_text, sort_index};
+use crate::profile::Date;
 
 /// What the last applied state says about one key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PriorEntry {
     pub fingerprint: u128,
     pub active: bool,
+    /// Deactivated for a deletion `delete_after_days` delays: since when
+    /// the object is missing (ended, inactive).
+    pub since: Option<Date>,
+    /// A user created without an invitation, whose `invite_from` date is
+    /// yet to come.
+    pub invite_due: bool,
+}
+
+impl PriorEntry {
+    /// An entry without lifecycle marks.
+    pub fn new(fingerprint: u128, active: bool) -> PriorEntry {
+        PriorEntry {
+            fingerprint,
+            active,
+            since: None,
+            invite_due: false,
+        }
+    }
 }
 
 /// The last applied state of one object kind, as the differ reads it: an
@@ -61,10 +80,7 @@ impl Prior for NoPrior {
         ""
     }
     fn entry(&self, _: u32) -> PriorEntry {
-        PriorEntry {
-            fingerprint: 0,
-            active: false,
-        }
+        PriorEntry::new(0, false)
     }
     fn slots(&self) -> usize {
         0
@@ -87,8 +103,11 @@ struct Slot {
     start: u32,
     len: u32,
     fingerprint: [u64; 2],
+    /// [`PriorEntry::since`], packed ([`Date::pack`]); 0 for none.
+    since: u32,
     active: bool,
     live: bool,
+    invite_due: bool,
 }
 
 impl Clone for MemoryPrior {
@@ -125,10 +144,7 @@ impl MemoryPrior {
     pub fn remove(&mut self, key: &str) {
         let start = self.arena.len() as u32;
         self.arena.push_str(key);
-        let gone = PriorEntry {
-            fingerprint: 0,
-            active: false,
-        };
+        let gone = PriorEntry::new(0, false);
         self.push(start, key.len() as u32, gone, false);
     }
 
@@ -138,8 +154,10 @@ impl MemoryPrior {
             start,
             len,
             fingerprint: split(entry.fingerprint),
+            since: entry.since.map_or(0, Date::pack),
             active: entry.active,
             live,
+            invite_due: entry.invite_due,
         });
     }
 
@@ -234,7 +252,9 @@ impl Update<'_> {
 }
 
 /// The first bytes of a [`MemoryPrior::digest`].
-const DIGEST_MAGIC: &[u8; 4] = b"MPD1";
+const DIGEST_MAGIC: &[u8; 4] = b"MPD2";
+/// Those of a digest without lifecycle marks (read, no longer written).
+const DIGEST_MAGIC_1: &[u8; 4] = b"MPD1";
 
 impl MemoryPrior {
     /// Replaces or removes (`None`) the entries of `changes`' keys, a later
@@ -269,10 +289,12 @@ impl MemoryPrior {
     /// back with its index ready. The state store keeps one per object
     /// kind beside its tables, so a run loads its prior in one read.
     ///
-    /// Layout (little-endian): `MPD1`, the entry count `n` and the key
+    /// Layout (little-endian): `MPD2`, the entry count `n` and the key
     /// bytes `k` (u32 each), `n` fingerprints (16 bytes), `n` key ends in
-    /// the keys (u32), `n` flags (1: active), then the `k` bytes of the
-    /// keys, one after the other.
+    /// the keys (u32), `n` flags (1: active, 2: invitation due, 4: a
+    /// `since` date), the `k` bytes of the keys, one after the other, then
+    /// the `since` date of each entry flagged 4, in order ([`Date::pack`],
+    /// u32). (`MPD1` is the same without flags 2 and 4.)
     pub fn digest(&self) -> Vec<u8> {
         let mut order: Vec<(u64, u32)> = self.index().to_vec();
         let key = |s: u32| self.slot_key(&self.slots[s as usize]);
@@ -284,6 +306,7 @@ impl MemoryPrior {
             run = end;
         }
         let n = order.len();
+        let mut since = Vec::new();
         // The fixed-size parts at their places, the keys appended.
         let mut out = vec![0; 12 + n * 21];
         out.reserve(self.arena.len().min(n * 64));
@@ -302,7 +325,12 @@ impl MemoryPrior {
             let at = 12 + i * 16;
             out[at..at + 8].copy_from_slice(&slot.fingerprint[0].to_le_bytes());
             out[at + 8..at + 16].copy_from_slice(&slot.fingerprint[1].to_le_bytes());
-            out[12 + n * 20 + i] = u8::from(slot.active);
+            out[12 + n * 20 + i] = u8::from(slot.active)
+                | u8::from(slot.invite_due) << 1
+                | u8::from(slot.since != 0) << 2;
+            if slot.since != 0 {
+                since.push(slot.since);
+            }
             out.extend_from_slice(self.slot_key(slot).as_bytes());
             let end = (out.len() - 12 - n * 21) as u32;
             let at = 12 + n * 16 + i * 4;
@@ -310,6 +338,9 @@ impl MemoryPrior {
         }
         let keys = (out.len() - 12 - n * 21) as u32;
         out[8..12].copy_from_slice(&keys.to_le_bytes());
+        for s in since {
+            out.extend_from_slice(&s.to_le_bytes());
+        }
         out
     }
 
@@ -317,7 +348,10 @@ impl MemoryPrior {
     /// keys are hashed again, and the index taken as it comes only if they
     /// come in (hash, key) order; otherwise it is sorted on first use.
     pub fn from_digest(bytes: &[u8]) -> Option<MemoryPrior> {
-        let rest = bytes.strip_prefix(DIGEST_MAGIC)?;
+        let (rest, marks) = match bytes.strip_prefix(DIGEST_MAGIC) {
+            Some(rest) => (rest, true),
+            None => (bytes.strip_prefix(DIGEST_MAGIC_1)?, false),
+        };
         let u32_at = |b: &[u8], i: usize| -> Option<u32> {
             Some(u32::from_le_bytes(
                 b.get(i * 4..i * 4 + 4)?.try_into().ok()?,
@@ -329,9 +363,13 @@ impl MemoryPrior {
         let (fps, rest) = rest.split_at_checked(n.checked_mul(16)?)?;
         let (ends, rest) = rest.split_at_checked(n * 4)?;
         let (flags, rest) = rest.split_at_checked(n)?;
-        if rest.len() != keys {
+        let flags_of = |i: usize| if marks { flags[i] } else { flags[i] & 1 };
+        let dated = (0..n).filter(|&i| flags_of(i) & 4 != 0).count();
+        let (rest, sinces) = rest.split_at_checked(keys)?;
+        if sinces.len() != dated * 4 {
             return None;
         }
+        let mut sinces = sinces.chunks_exact(4);
         let arena = simdutf8::basic::from_utf8(rest).ok()?;
         let mut slots = Vec::with_capacity(n);
         let mut index = Vec::with_capacity(n);
@@ -350,8 +388,13 @@ impl MemoryPrior {
                     u64::from_le_bytes(fp[..8].try_into().ok()?),
                     u64::from_le_bytes(fp[8..].try_into().ok()?),
                 ],
-                active: flags[i] & 1 != 0,
+                since: match flags_of(i) & 4 {
+                    0 => 0,
+                    _ => u32::from_le_bytes(sinces.next()?.try_into().ok()?),
+                },
+                active: flags_of(i) & 1 != 0,
                 live: true,
+                invite_due: flags_of(i) & 2 != 0,
             });
             let key = &arena[start as usize..end as usize];
             let h = key_hash(key);
@@ -401,6 +444,8 @@ impl Prior for MemoryPrior {
         PriorEntry {
             fingerprint: u128::from(s.fingerprint[0]) | u128::from(s.fingerprint[1]) << 64,
             active: s.active,
+            since: Date::unpack(s.since),
+            invite_due: s.invite_due,
         }
     }
 }
@@ -424,10 +469,16 @@ mod tests {
         )
     }
 
+    /// An entry; some carry the lifecycle marks, so that the digest's
+    /// `since` table and flags are walked too.
     fn entry((fp, active): (u8, bool)) -> PriorEntry {
         PriorEntry {
             fingerprint: u128::from(fp) << 60 | u128::from(fp),
             active,
+            since: fp
+                .is_multiple_of(5)
+                .then(|| crate::profile::Date::new(2026, 1 + fp % 12, 1 + fp % 28).unwrap()),
+            invite_due: fp % 3 == 1,
         }
     }
 

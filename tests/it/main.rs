@@ -18,6 +18,8 @@ mod ftp;
 #[cfg(feature = "cli")]
 mod hardening;
 mod layout;
+#[cfg(feature = "cli")]
+mod lifecycle;
 #[cfg(all(feature = "cli", feature = "notify"))]
 mod notify;
 mod pipeline;

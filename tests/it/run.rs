@@ -703,6 +703,8 @@ fn journalled_writes_are_recovered_exactly_once() {
                 lms_id: None,
                 parent: None,
                 fields: vec![],
+                since: None,
+                invite_due: false,
             };
             (
                 Operation {
@@ -712,6 +714,7 @@ fn journalled_writes_are_recovered_exactly_once() {
                     key: key.into(),
                     fields: vec![],
                     invite: false,
+                    reactivate: false,
                     lms_id: None,
                     ids: vec![],
                     fresh: true,

@@ -61,6 +61,11 @@ fn object(v: u8) -> StoredObject {
                 hash: u64::from(v) << i,
             })
             .collect(),
+        // The lifecycle marks of SPEC §11, on some objects.
+        since: v
+            .is_multiple_of(7)
+            .then(|| muster::profile::Date::new(2026, 1 + v % 12, 1 + v % 28).unwrap()),
+        invite_due: v % 6 == 1,
     }
 }
 
@@ -295,7 +300,7 @@ fn a_muster_state_3_store_is_upgraded_in_place() {
     store_of_format(&path, "muster-state/3");
     drop(RedbStore::open(&path).unwrap());
     assert_eq!(format_of(&path), muster::store::FORMAT);
-    assert_eq!(muster::store::FORMAT, "muster-state/5");
+    assert_eq!(muster::store::FORMAT, "muster-state/6");
 }
 
 /// Journals and commits (acknowledged) the users `u{i}` for `i` in `keys`,

@@ -183,6 +183,14 @@ impl Mapping {
             push("active".into(), Some(json!(false)));
             return ops;
         }
+        if op.reactivate && !op.fields.iter().any(|(f, _)| *f == Field::Status) {
+            push("active".into(), Some(json!(true)));
+        }
+        // An invitation its `invite_from` date made due: the same attribute
+        // a create that invites carries.
+        if op.invite && op.kind == ObjectKind::User && !self.invite.is_empty() {
+            push(self.invite.clone(), Some(json!(true)));
+        }
         match op.kind {
             ObjectKind::User => {
                 for &(field, ref value) in &op.fields {
@@ -362,6 +370,7 @@ mod tests {
                 .map(|(n, v)| (crate::profile::field_name(n), v.clone()))
                 .collect(),
             invite: action == Action::Create,
+            reactivate: false,
             lms_id: None,
             ids: Vec::new(),
             fresh: action == Action::Create,

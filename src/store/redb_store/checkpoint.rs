@@ -269,11 +269,8 @@ fn digest_id(digest: &[u8]) -> [u8; 24] {
 
 /// What the differ needs of a stored object.
 fn prior_entry(bytes: &[u8]) -> Option<PriorEntry> {
-    decode_prior(bytes).map(|(fingerprint, active)| PriorEntry {
-        fingerprint,
-        active,
-    })
+    decode_prior(bytes)
 }
 
 /// The bytes of a stored object that [`decode_prior`] reads.
-pub(super) const PRIOR_BYTES: u32 = 17;
+pub(super) const PRIOR_BYTES: u32 = 21;

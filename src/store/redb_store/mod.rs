@@ -796,6 +796,8 @@ mod tests {
                     field: crate::model::Field::Email,
                     hash: 9,
                 }],
+                since: None,
+                invite_due: false,
             },
         }
     }

@@ -199,6 +199,7 @@ impl ScimSink {
                 key: key.clone(),
                 fields: vec![(Field::Name, Value::Text(key.clone()))],
                 invite: false,
+                reactivate: false,
                 lms_id: None,
                 ids: Vec::new(),
                 fresh: true,
