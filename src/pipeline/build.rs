@@ -72,6 +72,7 @@ pub(super) fn planned_write(
             kind,
             key,
             action,
+            invite,
             object,
         },
     )

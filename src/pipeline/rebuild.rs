@@ -110,6 +110,7 @@ fn rebuild(
                 kind: found.kind,
                 key: found.key,
                 action: Action::Create,
+                invite: false,
                 object: StoredObject {
                     fingerprint,
                     active: found.active,

@@ -112,10 +112,14 @@ impl Prior for PlanPrior {
     fn entry(&self, slot: u32) -> PriorEntry {
         let e = &self.plan.entries[slot as usize];
         let fingerprint = u128::from(e.fingerprint[0]) | u128::from(e.fingerprint[1]) << 64;
-        PriorEntry::new(
-            fingerprint,
-            !e.has(INACTIVE) && e.action != Action::Deactivate,
-        )
+        PriorEntry {
+            // As a run leaves it: a create whose invitation waits.
+            invite_due: e.action == Action::Create && e.has(INVITE_LATER) && !e.has(INVITE),
+            ..PriorEntry::new(
+                fingerprint,
+                !e.has(INACTIVE) && e.action != Action::Deactivate,
+            )
+        }
     }
     fn get_indexed(&self, key: &str) -> Option<(PriorEntry, u32)> {
         let fold = self.plan.key_is_email;

@@ -136,6 +136,10 @@ pub struct PendingOp {
     pub kind: ObjectKind,
     pub key: String,
     pub action: Action,
+    /// The write invites the user: after a crash, the sink's recovery
+    /// asks the LMS whether the invitation was applied (an update whose
+    /// `invite_from` date came; a create is looked up anyway).
+    pub invite: bool,
     /// The object after the write (ignored for deletes).
     pub object: StoredObject,
 }
@@ -530,6 +534,7 @@ pub(crate) fn decode_pending(id: u64, bytes: &[u8]) -> Option<PendingOp> {
         kind,
         key,
         action,
+        invite: false,
         object,
     })
 }

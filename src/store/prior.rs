@@ -444,7 +444,10 @@ impl Prior for MemoryPrior {
         PriorEntry {
             fingerprint: u128::from(s.fingerprint[0]) | u128::from(s.fingerprint[1]) << 64,
             active: s.active,
-            since: Date::unpack(s.since),
+            since: match s.since {
+                0 => None,
+                packed => Date::unpack(packed),
+            },
             invite_due: s.invite_due,
         }
     }

@@ -303,13 +303,18 @@ proptest! {
     }
 }
 
-/// The results lines of the one file run on `day` (key, action, message).
+/// The results lines of the file run last (key, action, message).
 fn results(t: &Tenant) -> Vec<(String, String, String)> {
+    results_of(t, false)
+}
+
+/// [`results`] of the last run, or (`dry`) of the last dry run.
+fn results_of(t: &Tenant, dry: bool) -> Vec<(String, String, String)> {
     let processed = t.path("inbox/processed");
     let mut names: Vec<_> = std::fs::read_dir(&processed)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".results.csv"))
+        .filter(|n| n.ends_with(".results.csv") && n.contains(".dry-run.") == dry)
         .collect();
     names.sort();
     let text = std::fs::read_to_string(processed.join(names.last().unwrap())).unwrap();
@@ -408,24 +413,6 @@ fn each_key_says_what_it_did_in_the_results() {
     assert_eq!(t.outbox().len(), before + 2);
 }
 
-/// `muster run --today today`, killed without warning (SIGKILL) once the
-/// outbox holds `lines` lines (or after a minute).
-fn run_killed_at(t: &Tenant, today: &str, lines: usize) {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_muster"))
-        .args(["run", "--config"])
-        .arg(t.path("muster.toml"))
-        .args(["--today", today])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while t.outbox().len() < lines && started.elapsed().as_secs() < 60 {
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-}
-
 /// The invitations an `invite_from` date made due are sent exactly once,
 /// whatever a crash interrupts: 4,000 users created before their first day,
 /// then the run of that day killed (SIGKILL) at three points of its writes
@@ -449,7 +436,7 @@ fn a_delayed_invitation_is_sent_once_across_crashes() {
     );
     t.drop_file("users_2.csv", file.as_bytes());
     for at in [users + 300, users + 1700, users + 3100] {
-        run_killed_at(&t, "2026-02-01", at);
+        t.run_killed_on("2026-02-01", at);
     }
     let out = t.run_on("2026-02-01", &[]);
     assert!(out.status.success(), "{}", crate::run::stderr(&out));
@@ -467,4 +454,105 @@ fn a_delayed_invitation_is_sent_once_across_crashes() {
     t.drop_file("users_3.csv", file.as_bytes());
     assert!(t.run_on("2026-02-02", &[]).status.success());
     assert_eq!(t.outbox().len(), before, "nothing more to send");
+}
+
+/// `muster` with `args`, in the tenant's directory; its stdout.
+fn muster(t: &Tenant, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_muster"))
+        .current_dir(t.path(""))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "{args:?}: {}",
+        crate::run::stderr(&out)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The keys say the same in `check`, `diff` and `run --dry-run` as in a
+/// run: the invitation that waits, the one that comes due, the change not
+/// owned, the deletion delayed and the protected key.
+#[test]
+fn check_diff_and_dry_run_say_what_a_run_does() {
+    let t = tenant();
+    let header = "external_id,first_name,last_name,email,title,status,employed_since\n";
+    let old = format!(
+        "{header}K0,Ann,L,k0@x.example,T,active,2026-01-05\nK1,Svc,L,k1@x.example,T,active,2026-01-01\nK2,Bo,L,k2@x.example,T,active,2026-01-01\n"
+    );
+    let new = format!("{header}K0,Ann,L,k0@x.example,New title,active,2026-01-05\n");
+    std::fs::write(t.path("old.csv"), &old).unwrap();
+    std::fs::write(t.path("new.csv"), &new).unwrap();
+
+    let check = muster(
+        &t,
+        &[
+            "check",
+            "--profile",
+            "lifecycle.toml",
+            "--today",
+            "2026-01-01",
+            "old.csv",
+        ],
+    );
+    let lines: Vec<&str> = check.lines().collect();
+    assert!(
+        lines[1].starts_with("2,K0,create,") && lines[1].contains("not invited yet"),
+        "{check}"
+    );
+    assert!(
+        lines[2].starts_with("3,K1,create,") && !lines[2].contains("invite"),
+        "{check}"
+    );
+
+    // OLD applied on Jan 2 leaves K0's invitation waiting; NEW moves the
+    // start date back to Jan 1, so it is due.
+    let moved = new.replace("2026-01-05", "2026-01-01");
+    std::fs::write(t.path("moved.csv"), &moved).unwrap();
+    let diff = muster(
+        &t,
+        &[
+            "diff",
+            "--profile",
+            "lifecycle.toml",
+            "--today",
+            "2026-01-02",
+            "old.csv",
+            "moved.csv",
+        ],
+    );
+    let lines: Vec<&str> = diff.lines().collect();
+    assert!(lines[1].starts_with("2,K0,update,"), "{diff}");
+    assert!(lines[1].contains("invited"), "{diff}");
+    assert!(lines[1].contains("changed: employed_since"), "{diff}");
+    assert!(
+        lines[1].contains("not sent (not in `owned_fields`): title"),
+        "{diff}"
+    );
+    assert!(
+        lines[2].contains("K1,unchanged") && lines[2].contains("protected"),
+        "{diff}"
+    );
+    assert!(lines[3].contains("K2,deactivate"), "{diff}");
+    assert!(
+        lines[3].contains("deleted on or after 2026-01-05"),
+        "{diff}"
+    );
+
+    // A dry run of the next day says what the run then does, and writes nothing.
+    t.drop_file("users_1.csv", old.as_bytes());
+    assert!(t.run_on("2026-01-01", &[]).status.success());
+    let written = t.outbox().len();
+    t.drop_file("users_2.csv", new.as_bytes());
+    let dry = t.run_on("2026-01-05", &["--dry-run"]);
+    assert!(dry.status.success(), "{}", crate::run::stderr(&dry));
+    assert_eq!(t.outbox().len(), written, "a dry run writes nothing");
+    let dry_said = results_of(&t, true);
+    assert!(t.run_on("2026-01-05", &[]).status.success());
+    let run = results(&t);
+    assert_eq!(dry_said, run, "the dry run said what the run did");
+    let actions: Vec<&str> = run.iter().map(|(_, a, _)| a.as_str()).collect();
+    assert_eq!(actions, ["update", "unchanged", "deactivate"], "{run:?}");
+    assert!(run[0].2.contains("invited"), "{run:?}");
 }

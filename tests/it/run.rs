@@ -109,10 +109,15 @@ path = "outbox.jsonl"
     /// `muster run`, killed without warning (SIGKILL) once the outbox
     /// holds `lines` lines (or after a minute).
     pub fn run_killed_at(&self, lines: usize) {
+        self.run_killed_on(TODAY, lines)
+    }
+
+    /// [`Tenant::run_killed_at`] with `--today today`.
+    pub fn run_killed_on(&self, today: &str, lines: usize) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_muster"))
             .args(["run", "--config"])
             .arg(self.path("muster.toml"))
-            .args(["--today", TODAY])
+            .args(["--today", today])
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
@@ -724,6 +729,7 @@ fn journalled_writes_are_recovered_exactly_once() {
                     kind: ObjectKind::User,
                     key: key.into(),
                     action: Action::Create,
+                    invite: false,
                     object,
                 },
             )

@@ -99,6 +99,8 @@ fn run_steps<S: StateStore>(
                         } else {
                             Action::Update
                         },
+                        // The journal keeps the mark of a write that invites.
+                        invite: v % 2 == 1,
                         object: object(v),
                     })
                     .collect();
@@ -150,7 +152,7 @@ fn run_steps<S: StateStore>(
             let stored = store.get(kind, key).unwrap();
             prop_assert_eq!(stored.as_ref(), Some(o));
             let p = prior.get(key).unwrap();
-            prop_assert_eq!((p.fingerprint, p.active), (o.fingerprint, o.active));
+            prop_assert_eq!(p, o.prior_entry());
         }
         prop_assert_eq!(
             store.get(ObjectKind::Group, "k1").unwrap(),
@@ -205,6 +207,7 @@ fn a_torn_journal_record_is_cut_off_and_later_writes_survive() {
         kind,
         key: key.into(),
         action: Action::Create,
+        invite: false,
         object: object(v),
     };
     let mut store = RedbStore::open(&path).unwrap();
@@ -312,6 +315,7 @@ fn create_users(store: &mut RedbStore, keys: std::ops::Range<usize>, v: impl Fn(
             kind: ObjectKind::User,
             key: format!("u{i}"),
             action: Action::Create,
+            invite: false,
             object: object(v(i)),
         })
         .collect();
@@ -372,6 +376,7 @@ fn a_checkpoint_of_many_keys_keeps_each_last_object() {
                 kind,
                 key,
                 action,
+                invite: false,
                 object: object(v),
             })
             .collect();

@@ -216,6 +216,7 @@ impl Replayed {
                 kind: op.kind,
                 key: op.key.into(),
                 action: op.action,
+                invite: false,
                 stored: None,
             };
             self.in_flight.insert(id, begun);
@@ -224,11 +225,13 @@ impl Replayed {
         let mut c = Cursor(body);
         match (c.u8(), c.u64()) {
             (Some(BEGIN), Some(op)) => {
-                let (Some(kind), Some(action), Some(key)) = (
-                    c.u8().and_then(kind_of),
-                    c.u8().and_then(action_of),
-                    c.str(),
-                ) else {
+                // The action's high bit: the write invites.
+                let (Some(kind), Some(code), Some(key)) =
+                    (c.u8().and_then(kind_of), c.u8(), c.str())
+                else {
+                    return false;
+                };
+                let (Some(action), invite) = (action_of(code & 0x7f), code & 0x80 != 0) else {
                     return false;
                 };
                 let stored = whole.tail(c.0.len());
@@ -237,6 +240,7 @@ impl Replayed {
                     kind,
                     key: key.into(),
                     action,
+                    invite,
                     stored: Some((stored, xxh3_64(c.0))),
                 };
                 self.in_flight.insert(op, begun);

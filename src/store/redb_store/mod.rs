@@ -126,6 +126,8 @@ struct Begun {
     kind: ObjectKind,
     key: Box<str>,
     action: Action,
+    /// The write invites ([`PendingOp::invite`]).
+    invite: bool,
     /// Where its object is, as the tables keep it, and that encoding's
     /// hash: a commit that acknowledges the object unchanged points here.
     /// (`None` for a begin record of a `muster-state/3` journal.)
@@ -418,7 +420,9 @@ impl StateStore for RedbStore {
             let body = self.journal.frame(&mut out, MARK, |body| {
                 body.push(BEGIN);
                 body.extend_from_slice(&op.id.to_le_bytes());
-                body.extend_from_slice(&[kind_code(op.kind), action_code(op.action)]);
+                // The action's high bit: the write invites.
+                let action = action_code(op.action) | u8::from(op.invite) << 7;
+                body.extend_from_slice(&[kind_code(op.kind), action]);
                 put_str(body, &op.key);
                 let from = body.len();
                 encode_stored(&op.object, &mut self.names, body);
@@ -431,6 +435,7 @@ impl StateStore for RedbStore {
                     kind: op.kind,
                     key: op.key.as_str().into(),
                     action: op.action,
+                    invite: op.invite,
                     stored: Some((body.tail(len), hash)),
                 },
             ));
@@ -677,6 +682,7 @@ impl StateStore for RedbStore {
                     kind: begun.kind,
                     key: begun.key.to_string(),
                     action: begun.action,
+                    invite: begun.invite,
                     object: decode_stored(&bytes, &self.names).ok_or_else(corrupt)?,
                 },
                 None => decode_pending(id, &bytes).ok_or_else(corrupt)?,
@@ -786,6 +792,7 @@ mod tests {
             kind: ObjectKind::User,
             key: key.into(),
             action: Action::Create,
+            invite: false,
             object: StoredObject {
                 fingerprint: 7,
                 active: true,

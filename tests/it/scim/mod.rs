@@ -65,10 +65,15 @@ impl ScimTenant {
     }
 
     fn command(&self) -> Command {
+        self.command_on(TODAY)
+    }
+
+    /// `muster run --today today`.
+    fn command_on(&self, today: &str) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_muster"));
         c.args(["run", "--config"])
             .arg(self.path("muster.toml"))
-            .args(["--today", TODAY])
+            .args(["--today", today])
             .env(TOKEN_VAR, TOKEN);
         c
     }
@@ -1152,4 +1157,69 @@ fn p10_lost_answers_cost_at_most_twice_a_clean_run() {
         eprintln!("{show}");
     }
     assert!(lossy <= 2 * clean, "{show}");
+}
+
+/// SPEC §11 `invite_from` over SCIM: users created before their first day
+/// are not invited; on that day each gets one PATCH setting the invite
+/// attribute, also when that run is killed (SIGKILL) with some sent and
+/// not committed: the next run's recovery reads the attribute back and
+/// sends none of those again.
+#[test]
+fn a_delayed_invitation_is_one_patch_even_across_a_crash() {
+    let server = ScimServer::start();
+    let proxy = Proxy::start(server.port);
+    let t = ScimTenant::new(&proxy.url(), 10, &[("users*.csv", "lifecycle.toml")], "");
+    std::fs::write(
+        t.path("lifecycle.toml"),
+        r#"
+object = "user"
+header = "name"
+columns = ["external_id", "first_name", "last_name", "email", "employed_since"]
+invite_on_create = true
+invite_from = "employed_since"
+"#,
+    )
+    .unwrap();
+    let users = 200;
+    let mut file = String::from("external_id,first_name,last_name,email,employed_since\n");
+    for i in 0..users {
+        file.push_str(&format!("E{i:03},F,L,e{i}@x.example,2026-02-01\n"));
+    }
+    t.drop_file("users_1.csv", file.as_bytes());
+    let o = t.command_on("2026-01-15").output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(server.list("/Users").len(), users);
+    assert!(
+        proxy.invited.lock().unwrap().is_empty(),
+        "nobody invited before their day"
+    );
+
+    t.drop_file("users_2.csv", file.as_bytes());
+    let mut child = t
+        .command_on("2026-02-01")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    // Killed as soon as the 60th invitation is applied: its answer, and
+    // those of the PATCHes sent with it, are then mostly not committed.
+    while proxy.invited.lock().unwrap().len() < 60 && started.elapsed().as_secs() < 60 {
+        std::thread::yield_now();
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let sent = proxy.invited.lock().unwrap().len();
+    assert!(sent >= 60 && sent < users, "killed midway: {sent} sent");
+    let o = t.command_on("2026-02-01").output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let mut invited = proxy.invited.lock().unwrap().clone();
+    invited.sort();
+    let before = invited.len();
+    invited.dedup();
+    assert_eq!(before, invited.len(), "a user invited twice");
+    assert_eq!(invited.len(), users, "every user invited");
+    for u in server.list("/Users") {
+        let extension = &u["urn:muster:params:scim:schemas:extension:2.0:User"];
+        assert_eq!(extension["invite"], true, "{u}");
+    }
 }

@@ -301,19 +301,31 @@ fn record_invites(
 ) {
     let mut out = invited.lock().unwrap();
     let is_invite = |data: &Json| data[INVITE]["invite"] == true;
+    // A PATCH body that sets the invite attribute (an `invite_from` date came).
+    let invites = |body: &Json| {
+        body["Operations"].as_array().is_some_and(|ops| {
+            ops.iter()
+                .any(|o| o["path"] == format!("{INVITE}:invite").as_str() && o["value"] == true)
+        })
+    };
     if method == "POST" && path.starts_with("/Users") && status == 201 && is_invite(req) {
         out.push(req["externalId"].as_str().unwrap_or_default().to_string());
     }
-    if method == "PATCH"
-        && path.starts_with("/Users/")
-        && req.to_string().contains("\"invite\":true")
-    {
+    if method == "PATCH" && path.starts_with("/Users/") && status < 300 && invites(req) {
         out.push(format!("PATCH {path}"));
     }
     if method == "POST" && path.starts_with("/Bulk") && status == 200 {
         let answer: Json = serde_json::from_slice(resp).unwrap_or_default();
         let ops = req["Operations"].as_array().cloned().unwrap_or_default();
-        for a in answer["Operations"].as_array().cloned().unwrap_or_default() {
+        let answers = answer["Operations"].as_array().cloned().unwrap_or_default();
+        // A PATCH that invites (an `invite_from` date came), by position.
+        for (op, a) in ops.iter().zip(&answers) {
+            let applied = a["status"].as_str().is_some_and(|s| s.starts_with('2'));
+            if applied && op["method"] == "PATCH" && invites(&op["data"]) {
+                out.push(format!("PATCH {}", op["path"].as_str().unwrap_or_default()));
+            }
+        }
+        for a in answers {
             if a["status"] != "201" {
                 continue;
             }

@@ -8,7 +8,9 @@ use ahash::AHashMap;
 
 use serde_json::{json, Value as Json};
 
-use super::{encode, quote, strip_invite, Ids, Outcome, ScimSink, FILTER_TERMS, LIST_PAGE};
+use super::{
+    encode, invite_of, quote, strip_invite, Ids, Outcome, ScimSink, FILTER_TERMS, LIST_PAGE,
+};
 use crate::model::{Action, ObjectKind};
 use crate::sink::scim::client::{Method, Request, Response};
 use crate::sink::scim::map::{MUSTER_GROUP, PATCH_OP};
@@ -210,6 +212,42 @@ impl ScimSink {
             ids.extend(r?);
         }
         Ok(())
+    }
+
+    /// The keys of `ops`' users whose invite attribute the LMS has set:
+    /// their invitation was applied.
+    pub(super) fn invited(
+        &self,
+        ops: &[&crate::store::PendingOp],
+    ) -> Result<BTreeSet<String>, String> {
+        let keys: Vec<String> = ops.iter().map(|p| p.key.clone()).collect();
+        let jobs: Vec<Vec<String>> = keys.chunks(FILTER_TERMS).map(<[String]>::to_vec).collect();
+        let attribute = self.map.invite_attribute();
+        let results = self.parallel(jobs, self.senders, |keys| {
+            let filter = keys
+                .iter()
+                .map(|k| {
+                    format!(
+                        "externalId eq {}",
+                        quote(&self.map.external_id(ObjectKind::User, k))
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" or ");
+            let found = self.search("/Users", &filter, &format!("externalId,{attribute}"))?;
+            Ok::<_, String>(
+                found
+                    .iter()
+                    .filter(|r| invite_of(r, &self.map) == Some(&Json::Bool(true)))
+                    .filter_map(|r| r["externalId"].as_str().map(str::to_string))
+                    .collect::<Vec<_>>(),
+            )
+        });
+        let mut out = BTreeSet::new();
+        for r in results {
+            out.extend(r?);
+        }
+        Ok(out)
     }
 
     /// A create sent more than once (an earlier try's answer was lost, and

@@ -644,6 +644,21 @@ impl Sink for ScimSink {
     /// deactivations are not claimed (the next run sends them again, and
     /// they are idempotent).
     fn recover(&mut self, pending: &[PendingOp]) -> Result<Vec<u64>, SinkError> {
+        // An update that invites (its `invite_from` date came) was applied
+        // when the user's invite attribute is true: sending it again could
+        // invite twice.
+        let invites: Vec<&PendingOp> = pending
+            .iter()
+            .filter(|p| {
+                p.action == Action::Update
+                    && p.invite
+                    && p.kind == ObjectKind::User
+                    && !self.map.invite_attribute().is_empty()
+            })
+            .collect();
+        let invited = self.invited(&invites).map_err(|message| {
+            SinkError::new(self.client.base(), SinkErrorKind::Unavailable(message))
+        })?;
         let relevant: Vec<&PendingOp> = pending
             .iter()
             .filter(|p| {
@@ -660,6 +675,12 @@ impl Sink for ScimSink {
             .iter()
             .filter(|p| ids.contains_key(&(p.kind, p.key.clone())) == (p.action == Action::Create))
             .map(|p| p.id)
+            .chain(
+                invites
+                    .iter()
+                    .filter(|p| invited.contains(&p.key))
+                    .map(|p| p.id),
+            )
             .collect())
     }
 
@@ -698,6 +719,19 @@ fn settle(
         }
     }
     None
+}
+
+/// The invitation attribute of a resource, if it is set.
+fn invite_of<'a>(r: &'a Json, map: &Mapping) -> Option<&'a Json> {
+    let path = map.invite_attribute();
+    let (mut at, attr) = match (path.starts_with("urn:"), path.rfind(':')) {
+        (true, Some(i)) => (r.get(&path[..i])?, &path[i + 1..]),
+        _ => (r, path),
+    };
+    for part in attr.split('.') {
+        at = at.get(part)?;
+    }
+    Some(at)
 }
 
 /// Takes the invitation attribute out of a resource.
