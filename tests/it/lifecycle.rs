@@ -556,3 +556,31 @@ fn check_diff_and_dry_run_say_what_a_run_does() {
     assert_eq!(actions, ["update", "unchanged", "deactivate"], "{run:?}");
     assert!(run[0].2.contains("invited"), "{run:?}");
 }
+
+/// Protected keys are not counted by the guards: two of five users
+/// missing (40 %, past the default 20 % ratio) are both protected, so the
+/// file is not held, and nobody is deactivated.
+#[test]
+fn protected_keys_do_not_count_for_the_guards() {
+    let t = Tenant::with_config(CONFIG);
+    let profile = PROFILE.replace("max_delete_ratio = 1.0\n", "");
+    std::fs::write(t.path("lifecycle.toml"), profile.replace("K1*", "svc-*")).unwrap();
+    let header = "external_id,first_name,last_name,email,title,status,employed_since\n";
+    let row = |k: &str| format!("{k},F,L,{k}@x.example,T,active,2026-01-01\n");
+    let all: String = ["E1", "E2", "E3", "svc-a", "svc-b"].map(row).concat();
+    t.drop_file("users_1.csv", format!("{header}{all}").as_bytes());
+    assert!(t.run_on("2026-01-01", &[]).status.success());
+    let some: String = ["E1", "E2", "E3"].map(row).concat();
+    t.drop_file("users_2.csv", format!("{header}{some}").as_bytes());
+    let o = t.run_on("2026-01-02", &[]);
+    assert_eq!(o.status.code(), Some(0), "held? {}", crate::run::stderr(&o));
+    let r = results(&t);
+    assert_eq!(r.len(), 5);
+    assert!(
+        r[3..]
+            .iter()
+            .all(|(_, a, m)| a == "unchanged" && m.contains("protected")),
+        "{r:?}"
+    );
+    assert_eq!(t.outbox().len(), 5, "nothing written on day 2");
+}
