@@ -34,6 +34,7 @@ use serde::Deserialize;
 use crate::profile::{Profile, SafetyConfig};
 use crate::sink::scim::ScimFile;
 use crate::source::ftp::FtpFile;
+use crate::source::http::HttpFile;
 use crate::source::sftp::SftpFile;
 
 pub use crate::secret::Secret;
@@ -168,15 +169,28 @@ enum SourceFile {
     },
     Sftp(SftpFile),
     Ftp(FtpFile),
+    Http(HttpFile),
 }
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileSpec {
-    /// A file name pattern (`*` and `?` wildcards).
-    pattern: String,
+    /// A file name pattern (`*` and `?` wildcards). Required, except for
+    /// an `http` source.
+    #[serde(default)]
+    pattern: Option<String>,
     /// A preset name, or a profile TOML file.
     profile: String,
+    /// `http` sources: the snapshot's name (`users`: the archive's
+    /// `users.<timestamp>.csv`).
+    #[serde(default)]
+    name: Option<String>,
+    /// `http` sources: the snapshot's path under `base_url`.
+    #[serde(default)]
+    path: Option<String>,
+    /// `http` sources: `csv` (the body is the file). Default `csv`.
+    #[serde(default)]
+    format: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -187,6 +201,60 @@ enum SinkFile {
         path: PathBuf,
     },
     Scim(ScimFile),
+}
+
+/// The file name pattern of `f`: its `pattern`, or for an `http` source
+/// the file its snapshot is pulled to (the snapshot added to `source`).
+fn file_pattern(f: &FileSpec, source: &mut SourceConfig) -> Result<String, String> {
+    let SourceConfig::Http(http) = source else {
+        for (key, set) in [
+            ("name", f.name.is_some()),
+            ("path", f.path.is_some()),
+            ("format", f.format.is_some()),
+        ] {
+            if set {
+                return Err(format!("`{key}` is for files of an http source"));
+            }
+        }
+        return f
+            .pattern
+            .clone()
+            .ok_or_else(|| "`pattern` is required".to_string());
+    };
+    if f.pattern.is_some() {
+        return Err("an http source's files have a `name` and a `path`, not a `pattern`".into());
+    }
+    let name = f
+        .name
+        .clone()
+        .ok_or("an http source's file needs a `name`")?;
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+    {
+        return Err(format!(
+            "name {name:?}: letters, digits, `-` and `_` only (it names archive files)"
+        ));
+    }
+    if http.snapshots.iter().any(|s| s.name == name) {
+        return Err(format!("name {name:?} is given twice"));
+    }
+    let path = f
+        .path
+        .clone()
+        .ok_or("an http source's file needs a `path`")?;
+    match f.format.as_deref() {
+        None | Some("csv") => {}
+        Some("json") => {
+            return Err("format = \"json\" is not built yet (issue #30): use \"csv\"".into())
+        }
+        Some(other) => return Err(format!("format {other:?}: \"csv\" or \"json\"")),
+    }
+    let file = crate::source::http::HttpConfig::file_name(&name);
+    http.snapshots
+        .push(crate::source::http::HttpSnapshot { name, path });
+    Ok(glob::Pattern::escape(&file))
 }
 
 fn default_schedule() -> String {
@@ -349,11 +417,15 @@ impl Config {
                     let settle_ms = s.settle_ms;
                     (SourceConfig::Ftp(s.validate(&rel).map_err(at)?), settle_ms)
                 }
+                SourceFile::Http(s) => (SourceConfig::Http(s.validate(&rel).map_err(at)?), 0),
             };
+            let mut source = source;
             let mut files = Vec::new();
-            for f in &t.files {
-                let pattern = glob::Pattern::new(&f.pattern)
-                    .map_err(|e| at(format!("files pattern {:?}: {e}", f.pattern)))?;
+            for (i, f) in t.files.iter().enumerate() {
+                let pattern =
+                    file_pattern(f, &mut source).map_err(|e| at(format!("files[{i}]: {e}")))?;
+                let pattern = glob::Pattern::new(&pattern)
+                    .map_err(|e| at(format!("files pattern {pattern:?}: {e}")))?;
                 let profile_arg = if crate::profile::PRESETS.iter().any(|(n, _)| *n == f.profile) {
                     f.profile.clone()
                 } else {

@@ -13,11 +13,14 @@
 
 mod dir;
 pub mod ftp;
+pub mod http;
 pub mod sftp;
 
 pub use dir::DirSource;
 #[cfg(feature = "ftp")]
 pub use ftp::FtpSource;
+#[cfg(feature = "http")]
+pub use http::HttpSource;
 #[cfg(feature = "sftp")]
 pub use sftp::SftpSource;
 
@@ -87,6 +90,7 @@ pub enum SourceConfig {
     },
     Sftp(sftp::SftpConfig),
     Ftp(ftp::FtpConfig),
+    Http(http::HttpConfig),
 }
 
 impl SourceConfig {
@@ -96,6 +100,7 @@ impl SourceConfig {
             SourceConfig::Dir { inbox, .. } => inbox.display().to_string(),
             SourceConfig::Sftp(s) => format!("{}@{}:{}{}", s.user, s.host, s.port, s.inbox),
             SourceConfig::Ftp(s) => format!("ftp {}@{}:{}{}", s.user, s.host, s.port, s.inbox),
+            SourceConfig::Http(s) => format!("http {}", s.base_url),
         }
     }
 }
@@ -355,6 +360,17 @@ pub fn open(config: &SourceConfig, spool: &Path) -> Result<Box<dyn Source>, Sour
                 config.describe(),
                 SourceErrorKind::Unsupported(
                     "this muster was built without the `ftp` feature".into(),
+                ),
+            ))
+        }
+        #[cfg(feature = "http")]
+        SourceConfig::Http(cfg) => Box::new(HttpSource::new(cfg.clone(), spool.to_path_buf())?),
+        #[cfg(not(feature = "http"))]
+        SourceConfig::Http(_) => {
+            return Err(SourceError::new(
+                config.describe(),
+                SourceErrorKind::Unsupported(
+                    "this muster was built without the `http` feature".into(),
                 ),
             ))
         }

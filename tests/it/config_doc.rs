@@ -70,6 +70,10 @@ fn docs_config_md_documents_every_key_and_no_other() {
             format!("{TENANT}[tenant.source]\ntype = \"ftp\"\n{z}{FILES}{SINK}"),
         ),
         (
+            "`[tenant.source]` with `type = \"http\"`",
+            format!("{TENANT}[tenant.source]\ntype = \"http\"\n{z}{FILES}{SINK}"),
+        ),
+        (
             "`[[tenant.files]]`",
             format!("{TENANT}{SOURCE}[[tenant.files]]\n{z}{SINK}"),
         ),

@@ -17,6 +17,8 @@ mod fixtures;
 mod ftp;
 #[cfg(feature = "cli")]
 mod hardening;
+#[cfg(all(feature = "cli", feature = "http"))]
+mod http;
 mod layout;
 #[cfg(feature = "cli")]
 mod lifecycle;

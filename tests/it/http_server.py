@@ -1,0 +1,93 @@
+"""An HR API on loopback for the http source's tests (stdlib only).
+
+Serves the files of --root under their names (GET /reports/users.csv serves
+<root>/reports/users.csv) to a request with the right credentials
+(--bearer TOKEN or --basic USER:PASSWORD), and answers 401 otherwise. Faults
+come from <root>/faults.json, read on every request: {"<path>": ["503",
+"429:1", "cut", "ok"]}: each request of that path takes the next entry (then
+"ok" for good): a status (with a Retry-After after the colon), or "cut" (the
+headers say the whole length, half the body is sent, the connection
+closed). Every request is appended to <root>/requests.log (method, path,
+Authorization header present or not: never its value). Prints "port N"
+once it listens.
+"""
+
+import argparse
+import base64
+import json
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--root", required=True)
+parser.add_argument("--bearer")
+parser.add_argument("--basic")
+args = parser.parse_args()
+lock = threading.Lock()
+taken = {}
+
+
+def expected_auth():
+    if args.bearer:
+        return "Bearer " + args.bearer
+    if args.basic:
+        return "Basic " + base64.b64encode(args.basic.encode()).decode()
+    return None
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        path = self.path.split("?")[0]
+        auth = self.headers.get("Authorization")
+        with lock:
+            with open(os.path.join(args.root, "requests.log"), "a") as log:
+                log.write(f"GET {self.path} auth={'yes' if auth else 'no'}\n")
+            try:
+                with open(os.path.join(args.root, "faults.json")) as f:
+                    faults = json.load(f).get(path, [])
+            except FileNotFoundError:
+                faults = []
+            n = taken.get(path, 0)
+            taken[path] = n + 1
+            fault = faults[n] if n < len(faults) else "ok"
+        want = expected_auth()
+        if want is not None and auth != want:
+            return self.answer(401, b'{"error": "unauthorized"}')
+        if fault not in ("ok", "cut"):
+            status, _, retry_after = fault.partition(":")
+            return self.answer(int(status), b"try later", retry_after)
+        file = os.path.join(args.root, path.lstrip("/"))
+        if not os.path.isfile(file):
+            return self.answer(404, b"not found")
+        with open(file, "rb") as f:
+            body = f.read()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/csv")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if fault == "cut":
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
+        self.wfile.write(body)
+
+    def answer(self, status, body, retry_after=""):
+        self.send_response(status)
+        if retry_after:
+            self.send_header("Retry-After", retry_after)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+print(f"port {server.server_address[1]}", flush=True)
+server.serve_forever()
