@@ -294,3 +294,59 @@ fn each_mistake_in_an_http_tenant_is_named() {
         assert!(!err.contains("u:p@"), "{err}");
     }
 }
+
+/// OAuth2 client credentials: the token is fetched with the client's
+/// login, used, and fetched again once when the API refuses it (a 401);
+/// a wrong client secret fails the run, naming `auth`. Neither the secret
+/// nor a token is in the archive or the log.
+#[test]
+fn oauth2_client_credentials_fetch_a_token_and_refresh_it_on_a_401() {
+    let api = Api::start(&["--oauth", "muster:client-s3cret"]);
+    api.serve(&gen(40, 16));
+    api.faults(&["ok", "401", "ok"]);
+    let t = tenant(
+        &api,
+        &format!(
+            r#"{{ type = "oauth2", token_url = "http://127.0.0.1:{}/oauth/token", client_id = "muster", client_secret_file = "secret", scope = "employees:read" }}"#,
+            api.port
+        ),
+    );
+    std::fs::write(t.path("secret"), "client-s3cret").unwrap();
+    let o = t.run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(created(&t) > 30);
+    let o = t.run(&[]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let posts = api
+        .requests()
+        .lines()
+        .filter(|l| l.starts_with("POST /oauth/token"))
+        .count();
+    assert_eq!(
+        posts,
+        3,
+        "one token a run, and one more after the 401:\n{}",
+        api.requests()
+    );
+    for name in archive(&t) {
+        let text = std::fs::read_to_string(t.path("archive").join(&name)).unwrap_or_default();
+        assert!(
+            !text.contains("client-s3cret") && !text.contains("at-"),
+            "{name}"
+        );
+    }
+    assert!(
+        !err.contains("client-s3cret") && !err.contains("at-"),
+        "{err}"
+    );
+
+    std::fs::write(t.path("secret"), "wrong").unwrap();
+    let o = t.run(&[]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("OAuth2 token") && err.contains("auth"),
+        "{err}"
+    );
+}

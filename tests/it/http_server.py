@@ -2,7 +2,10 @@
 
 Serves the files of --root under their names (GET /reports/users.csv serves
 <root>/reports/users.csv) to a request with the right credentials
-(--bearer TOKEN or --basic USER:PASSWORD), and answers 401 otherwise. Faults
+(--bearer TOKEN, --basic USER:PASSWORD, or --oauth CLIENT:SECRET: then
+POST /oauth/token with the client's Basic login and grant_type
+client_credentials answers a new token, the only one the API then takes),
+and answers 401 otherwise. Faults
 come from <root>/faults.json, read on every request: {"<path>": ["503",
 "429:1", "cut", "ok"]}: each request of that path takes the next entry (then
 "ok" for good): a status (with a Retry-After after the colon), or "cut" (the
@@ -23,9 +26,11 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--root", required=True)
 parser.add_argument("--bearer")
 parser.add_argument("--basic")
+parser.add_argument("--oauth")
 args = parser.parse_args()
 lock = threading.Lock()
 taken = {}
+issued = []
 
 
 def expected_auth():
@@ -33,6 +38,8 @@ def expected_auth():
         return "Bearer " + args.bearer
     if args.basic:
         return "Basic " + base64.b64encode(args.basic.encode()).decode()
+    if args.oauth:
+        return "Bearer " + (issued[-1] if issued else "none yet")
     return None
 
 
@@ -78,6 +85,24 @@ class Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(2)
             return
         self.wfile.write(body)
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", "0"))
+        form = self.rfile.read(length).decode()
+        auth = self.headers.get("Authorization")
+        with lock:
+            with open(os.path.join(args.root, "requests.log"), "a") as log:
+                log.write(f"POST {self.path} auth={'yes' if auth else 'no'}\n")
+        client = "Basic " + base64.b64encode((args.oauth or "").encode()).decode()
+        if self.path != "/oauth/token" or "grant_type=client_credentials" not in form:
+            return self.answer(400, b'{"error": "invalid_request"}')
+        if auth != client:
+            return self.answer(401, b'{"error": "invalid_client"}')
+        with lock:
+            issued.append(f"at-{len(issued) + 1}-{os.urandom(4).hex()}")
+            token = issued[-1]
+        body = json.dumps({"access_token": token, "token_type": "Bearer", "expires_in": 3600})
+        self.answer(200, body.encode())
 
     def answer(self, status, body, retry_after=""):
         self.send_response(status)

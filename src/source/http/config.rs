@@ -37,6 +37,13 @@ enum AuthFile {
         password_env: Option<String>,
         password_file: Option<PathBuf>,
     },
+    Oauth2 {
+        token_url: String,
+        client_id: String,
+        client_secret_env: Option<String>,
+        client_secret_file: Option<PathBuf>,
+        scope: Option<String>,
+    },
 }
 
 fn default_timeout() -> u64 {
@@ -48,7 +55,18 @@ fn default_timeout() -> u64 {
 pub enum HttpAuth {
     None,
     Bearer(Secret),
-    Basic { user: String, password: Secret },
+    Basic {
+        user: String,
+        password: Secret,
+    },
+    /// OAuth2 client credentials (RFC 6749 §4.4): a token fetched from
+    /// `token_url`, kept until it expires, fetched again on a 401.
+    OAuth2 {
+        token_url: String,
+        client_id: String,
+        client_secret: Secret,
+        scope: Option<String>,
+    },
 }
 
 /// One snapshot the API serves: its name (`users`: the archive's
@@ -106,6 +124,33 @@ impl HttpFile {
                 password: crate::secret::read("password", password_env, password_file, rel)?
                     .ok_or("auth type \"basic\" needs password_env or password_file")?,
             },
+            Some(AuthFile::Oauth2 {
+                token_url,
+                client_id,
+                client_secret_env,
+                client_secret_file,
+                scope,
+            }) => {
+                if !(token_url.starts_with("https://")
+                    || token_url.starts_with("http://") && loopback(token_url))
+                {
+                    return Err(format!(
+                        "auth token_url {token_url:?} must be https (the client secret crosses it)"
+                    ));
+                }
+                HttpAuth::OAuth2 {
+                    token_url: token_url.clone(),
+                    client_id: client_id.clone(),
+                    client_secret: crate::secret::read(
+                        "client_secret",
+                        client_secret_env,
+                        client_secret_file,
+                        rel,
+                    )?
+                    .ok_or("auth type \"oauth2\" needs client_secret_env or client_secret_file")?,
+                    scope: scope.clone(),
+                }
+            }
         };
         if !matches!(auth, HttpAuth::None) && url.starts_with("http://") && !loopback(url) {
             return Err(format!(

@@ -42,6 +42,8 @@ mod source {
         /// `processed/` is the archive.
         dir: DirSource,
         pulled: bool,
+        /// The OAuth2 access token, until it expires.
+        token: Option<(crate::secret::Secret, std::time::Instant)>,
     }
 
     impl HttpSource {
@@ -69,6 +71,7 @@ mod source {
                 agent,
                 dir,
                 pulled: false,
+                token: None,
             })
         }
 
@@ -79,6 +82,7 @@ mod source {
         /// Pulls every snapshot into the pickup folder, or fails (the
         /// partial body kept as `<name>.incomplete.csv` in the archive).
         fn pull_all(&mut self) -> Result<(), SourceError> {
+            // Reborrowed per snapshot: `pull` takes the token's cache.
             for snapshot in self.config.snapshots.clone() {
                 let name = HttpConfig::file_name(&snapshot.name);
                 let part = self
@@ -122,30 +126,114 @@ mod source {
             })
         }
 
-        /// One snapshot's body into `to`, with retries; its size.
-        fn pull(&self, path: &str, to: &Path) -> Result<u64, SourceErrorKind> {
+        /// The `Authorization` header's value, if any (an OAuth2 token
+        /// fetched when there is none, or it expired).
+        fn authorization(&mut self) -> Result<Option<String>, SourceErrorKind> {
+            Ok(match &self.config.auth {
+                HttpAuth::None => None,
+                HttpAuth::Bearer(token) => Some(format!("Bearer {}", token.expose())),
+                HttpAuth::Basic { user, password } => {
+                    Some(format!("Basic {}", basic(user, password.expose())))
+                }
+                HttpAuth::OAuth2 { .. } => {
+                    let fresh = self
+                        .token
+                        .as_ref()
+                        .is_some_and(|(_, until)| std::time::Instant::now() < *until);
+                    if !fresh {
+                        self.token = Some(self.fetch_token()?);
+                    }
+                    self.token
+                        .as_ref()
+                        .map(|(token, _)| format!("Bearer {}", token.expose()))
+                }
+            })
+        }
+
+        /// An OAuth2 access token for the client credentials (RFC 6749
+        /// §4.4; the client authenticated with HTTP Basic), and until when
+        /// to use it (a minute before it expires; an hour when the answer
+        /// does not say).
+        fn fetch_token(
+            &self,
+        ) -> Result<(crate::secret::Secret, std::time::Instant), SourceErrorKind> {
+            let HttpAuth::OAuth2 {
+                token_url,
+                client_id,
+                client_secret,
+                scope,
+            } = &self.config.auth
+            else {
+                return Err(SourceErrorKind::Refused("no OAuth2 settings".into()));
+            };
+            let mut form = vec![("grant_type", "client_credentials")];
+            if let Some(scope) = scope {
+                form.push(("scope", scope.as_str()));
+            }
+            let answer = self
+                .agent
+                .post(token_url)
+                .header(
+                    "Authorization",
+                    &format!("Basic {}", basic(client_id, client_secret.expose())),
+                )
+                .send_form(form);
+            let failed = |why: String| format!("POST {token_url} (the OAuth2 token): {why}");
+            let mut resp = match answer {
+                Ok(resp) => resp,
+                Err(e) => return Err(SourceErrorKind::Unreachable(failed(e.to_string()))),
+            };
+            let status = resp.status().as_u16();
+            if !resp.status().is_success() {
+                let why = match status {
+                    400 | 401 | 403 => " (the client id or secret was refused: check `auth`)",
+                    _ => "",
+                };
+                let message = failed(format!("HTTP {status}{why}"));
+                return Err(match status {
+                    408 | 429 | 500..=599 => SourceErrorKind::Unreachable(message),
+                    _ => SourceErrorKind::Refused(message),
+                });
+            }
+            let body: serde_json::Value = resp.body_mut().read_json().map_err(|e| {
+                SourceErrorKind::Refused(failed(format!("not a token answer ({e})")))
+            })?;
+            let token = body["access_token"].as_str().ok_or_else(|| {
+                SourceErrorKind::Refused(failed("the answer has no access_token".into()))
+            })?;
+            let lasts = body["expires_in"]
+                .as_u64()
+                .unwrap_or(3600)
+                .saturating_sub(60);
+            let until = std::time::Instant::now() + Duration::from_secs(lasts);
+            Ok((crate::secret::Secret::new(token.to_string()), until))
+        }
+
+        /// One snapshot's body into `to`, with retries; its size. An OAuth2
+        /// token the API refuses (401) is fetched again, once.
+        fn pull(&mut self, path: &str, to: &Path) -> Result<u64, SourceErrorKind> {
             let url = format!("{}/{}", self.config.base_url, path.trim_start_matches('/'));
-            let shown = format!(
-                "GET {}/{}",
-                self.config.base_url,
-                path.trim_start_matches('/')
-            );
+            let shown = format!("GET {url}");
+            let oauth2 = matches!(self.config.auth, HttpAuth::OAuth2 { .. });
+            let mut refreshed = false;
             let mut last = String::new();
-            for attempt in 1..=ATTEMPTS {
+            let mut attempt = 0;
+            while attempt < ATTEMPTS {
+                attempt += 1;
                 let mut req = self.agent.get(&url);
-                match &self.config.auth {
-                    HttpAuth::None => {}
-                    HttpAuth::Bearer(token) => {
-                        req = req.header("Authorization", &format!("Bearer {}", token.expose()))
-                    }
-                    HttpAuth::Basic { user, password } => {
-                        use base64::Engine;
-                        let pair = format!("{user}:{}", password.expose());
-                        let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
-                        req = req.header("Authorization", &format!("Basic {encoded}"));
-                    }
+                if let Some(value) = self.authorization()? {
+                    req = req.header("Authorization", &value);
                 }
                 let wait = match req.call() {
+                    Ok(resp) if resp.status() == 401 && oauth2 && !refreshed => {
+                        tracing::info!(
+                            "http: the API refused the OAuth2 token; fetching a new one"
+                        );
+                        self.token = None;
+                        refreshed = true;
+                        attempt -= 1;
+                        continue;
+                    }
                     Ok(resp) if resp.status().is_success() => {
                         let mut body = resp.into_body().into_reader();
                         match crate::source::copy_hashed(&mut body, to) {
@@ -191,6 +279,12 @@ mod source {
                 "{last} (after {ATTEMPTS} tries)"
             )))
         }
+    }
+
+    /// `user:password` for HTTP Basic.
+    fn basic(user: &str, password: &str) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
     }
 
     fn describe(config: &HttpConfig) -> String {
