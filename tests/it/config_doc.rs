@@ -149,6 +149,7 @@ fn every_example_tenant_loads() {
             .env("WINNINGTEMP_SFTP_KEY", "example-secret")
             .env("LMS_SCIM_TOKEN", "example-secret")
             .env("ACME_FTP_PASSWORD", "example-secret")
+            .env("WD_PASSWORD", "example-secret")
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
@@ -162,6 +163,11 @@ fn every_example_tenant_loads() {
     names.sort();
     assert_eq!(
         names,
-        ["lucca-360learning", "partena-mobietrain", "winningtemp"]
+        [
+            "lucca-360learning",
+            "partena-mobietrain",
+            "winningtemp",
+            "workday-report"
+        ]
     );
 }
