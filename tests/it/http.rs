@@ -246,6 +246,19 @@ fn a_429_is_waited_for_and_a_wrong_token_is_refused() {
     assert!(!err.contains("wrong-token"));
 }
 
+/// The error of loading an http tenant with these `[tenant.source]` lines
+/// (besides its type and archive) and this `[[tenant.files]]` table.
+fn load_error(source: &str, file: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[[tenant]]\nname = \"t\"\nstate = \"s.redb\"\n[tenant.source]\ntype = \"http\"\n{source}\narchive = \"a\"\n[[tenant.files]]\n{file}\n[tenant.sink]\ntype = \"jsonl\"\npath = \"o.jsonl\"\n"
+    );
+    std::fs::write(dir.path().join("muster.toml"), config).unwrap();
+    muster::config::Config::load(&dir.path().join("muster.toml"))
+        .unwrap_err()
+        .to_string()
+}
+
 /// Each mistake in an http tenant is a configuration error naming it.
 #[test]
 fn each_mistake_in_an_http_tenant_is_named() {
@@ -267,14 +280,10 @@ fn each_mistake_in_an_http_tenant_is_named() {
         ),
     ];
     for (file, wanted) in cases {
-        let dir = tempfile::tempdir().unwrap();
-        let config = format!(
-            "[[tenant]]\nname = \"t\"\nstate = \"s.redb\"\n[tenant.source]\ntype = \"http\"\nbase_url = \"https://hr.example.com/api\"\narchive = \"archive\"\n[[tenant.files]]\n{file}\nprofile = \"mobietrain\"\n[tenant.sink]\ntype = \"jsonl\"\npath = \"o.jsonl\"\n"
+        let err = load_error(
+            "base_url = \"https://hr.example.com/api\"",
+            &format!("{file}\nprofile = \"mobietrain\""),
         );
-        std::fs::write(dir.path().join("muster.toml"), config).unwrap();
-        let err = muster::config::Config::load(&dir.path().join("muster.toml"))
-            .unwrap_err()
-            .to_string();
         assert!(err.contains(wanted), "{file}: {err}");
     }
     // Credentials over plain http off this machine, and a password in the URL.
@@ -282,14 +291,8 @@ fn each_mistake_in_an_http_tenant_is_named() {
         ("base_url = \"http://hr.example.com\"\nauth = { type = \"bearer\", token_env = \"PATH\" }", "in clear"),
         ("base_url = \"https://u:p@hr.example.com\"", "must not carry"),
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        let config = format!(
-            "[[tenant]]\nname = \"t\"\nstate = \"s.redb\"\n[tenant.source]\ntype = \"http\"\n{source}\narchive = \"a\"\n[[tenant.files]]\nname = \"u\"\npath = \"u.csv\"\nprofile = \"mobietrain\"\n[tenant.sink]\ntype = \"jsonl\"\npath = \"o.jsonl\"\n"
-        );
-        std::fs::write(dir.path().join("muster.toml"), config).unwrap();
-        let err = muster::config::Config::load(&dir.path().join("muster.toml"))
-            .unwrap_err()
-            .to_string();
+        let file = "name = \"u\"\npath = \"u.csv\"\nprofile = \"mobietrain\"";
+        let err = load_error(source, file);
         assert!(err.contains(wanted), "{source}: {err}");
         assert!(!err.contains("u:p@"), "{err}");
     }
