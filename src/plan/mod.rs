@@ -348,14 +348,25 @@ impl Plan {
 
     /// What `prior` has for the key of row `i`.
     fn prior_entry(&self, prior: &dyn Prior, i: usize) -> Option<crate::store::PriorEntry> {
-        let key = self.str(self.entries[i].key);
-        if self.key_is_email {
+        self.prior_get(prior, self.str(self.entries[i].key))
+            .map(|(e, _)| e)
+    }
+
+    /// What `prior` has for `key`, and the key as the prior holds it
+    /// (e-mail keys lower-cased).
+    fn prior_get<'k>(
+        &self,
+        prior: &dyn Prior,
+        key: &'k str,
+    ) -> Option<(crate::store::PriorEntry, std::borrow::Cow<'k, str>)> {
+        let key = if self.key_is_email {
             let mut folded = key.to_string();
             crate::diff::decide::fold_case(&mut folded);
-            prior.get(&folded)
+            std::borrow::Cow::Owned(folded)
         } else {
-            prior.get(key)
-        }
+            std::borrow::Cow::Borrowed(key)
+        };
+        prior.get(&key).map(|e| (e, key))
     }
 
     /// The rows of records planned as updates: their fingerprint moved.

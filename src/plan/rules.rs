@@ -3,7 +3,7 @@
 //! depth that orders group writes (SPEC §3 steps 3–4).
 
 use crate::diff::decide::{
-    fold_case, hash_key, join, same_key, Entry, DELAYED, INACTIVE, KNOWN, PROTECTED, UNRESOLVED,
+    hash_key, join, same_key, Entry, DELAYED, INACTIVE, KNOWN, PROTECTED, UNRESOLVED,
 };
 use crate::index::sort_index;
 use crate::model::{Action, Code, Field};
@@ -150,12 +150,9 @@ impl Plan {
                     Action::Delete => false,
                 }
             }
-            None if self.key_is_email => {
-                let mut folded = key.to_string();
-                fold_case(&mut folded);
-                prior.get(&folded).is_some() && !self.inferred_delete(&folded)
-            }
-            None => prior.get(key).is_some() && !self.inferred_delete(key),
+            None => self
+                .prior_get(prior, key)
+                .is_some_and(|(_, key)| !self.inferred_delete(&key)),
         }
     }
     /// Every group on a parent cycle is rejected, naming the ids in the cycle.

@@ -22,15 +22,13 @@ pub struct Lifecycle {
 }
 
 impl Lifecycle {
-    /// Checks the keys of `c` against the profile's `slots`.
-    pub(super) fn compile(c: &ProfileConfig, slots: &[Slot]) -> Result<Lifecycle, String> {
-        let slot_of = |name: &str, what: &str| -> Result<usize, String> {
-            let field = Field::parse(c.object, name).map_err(|m| format!("{what}: {m}"))?;
-            slots
-                .iter()
-                .position(|s| s.field == field)
-                .ok_or_else(|| format!("{what}: field `{name}` is not in `columns`"))
-        };
+    /// Checks the keys of `c` against the profile's `slots` (`slot_of`:
+    /// the slot of a field name, or an error naming the key `what`).
+    pub(super) fn compile(
+        c: &ProfileConfig,
+        slots: &[Slot],
+        slot_of: &dyn Fn(&str, &str) -> Result<usize, String>,
+    ) -> Result<Lifecycle, String> {
         let users_only = |key: &str| {
             if c.object == ObjectKind::User {
                 Ok(())

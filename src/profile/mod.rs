@@ -405,7 +405,10 @@ impl Profile {
                 "status value {both:?} is both active and inactive"
             )));
         }
-        let lifecycle = Lifecycle::compile(c, &slots).map_err(&err)?;
+        let lifecycle = Lifecycle::compile(c, &slots, &|f: &str, what: &str| {
+            slot_of(f, what).map_err(|e| e.message)
+        })
+        .map_err(&err)?;
         Ok(Profile {
             name: name.into(),
             object: c.object,

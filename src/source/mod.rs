@@ -355,37 +355,30 @@ pub fn open(config: &SourceConfig, spool: &Path) -> Result<Box<dyn Source>, Sour
         #[cfg(feature = "ftp")]
         SourceConfig::Ftp(cfg) => Box::new(FtpSource::new(cfg.clone(), spool.to_path_buf())?),
         #[cfg(not(feature = "ftp"))]
-        SourceConfig::Ftp(_) => {
-            return Err(SourceError::new(
-                config.describe(),
-                SourceErrorKind::Unsupported(
-                    "this muster was built without the `ftp` feature".into(),
-                ),
-            ))
-        }
+        SourceConfig::Ftp(_) => return Err(built_without(config, "ftp")),
         #[cfg(feature = "http")]
         SourceConfig::Http(cfg) => Box::new(HttpSource::new(cfg.clone(), spool.to_path_buf())?),
         #[cfg(not(feature = "http"))]
-        SourceConfig::Http(_) => {
-            return Err(SourceError::new(
-                config.describe(),
-                SourceErrorKind::Unsupported(
-                    "this muster was built without the `http` feature".into(),
-                ),
-            ))
-        }
+        SourceConfig::Http(_) => return Err(built_without(config, "http")),
         #[cfg(feature = "sftp")]
         SourceConfig::Sftp(cfg) => Box::new(SftpSource::new(cfg.clone(), spool.to_path_buf())?),
         #[cfg(not(feature = "sftp"))]
-        SourceConfig::Sftp(_) => {
-            return Err(SourceError::new(
-                config.describe(),
-                SourceErrorKind::Unsupported(
-                    "this muster was built without the `sftp` feature".into(),
-                ),
-            ))
-        }
+        SourceConfig::Sftp(_) => return Err(built_without(config, "sftp")),
     })
+}
+
+/// The error of a source this muster was built without (its `feature`).
+#[cfg_attr(
+    all(feature = "ftp", feature = "http", feature = "sftp"),
+    allow(dead_code)
+)]
+fn built_without(config: &SourceConfig, feature: &str) -> SourceError {
+    SourceError::new(
+        config.describe(),
+        SourceErrorKind::Unsupported(format!(
+            "this muster was built without the `{feature}` feature"
+        )),
+    )
 }
 
 /// Where done files go, relative to the inbox, unless a source says.

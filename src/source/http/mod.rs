@@ -82,7 +82,6 @@ mod source {
         /// Pulls every snapshot into the pickup folder, or fails (the
         /// partial body kept as `<name>.incomplete.csv` in the archive).
         fn pull_all(&mut self) -> Result<(), SourceError> {
-            // Reborrowed per snapshot: `pull` takes the token's cache.
             for snapshot in self.config.snapshots.clone() {
                 let name = HttpConfig::file_name(&snapshot.name);
                 let part = self

@@ -721,12 +721,22 @@ fn settle(
     None
 }
 
+/// The invitation attribute's path: its extension schema (a `urn:` path's
+/// part before the last `:`), and the dotted attribute within.
+fn invite_path(map: &Mapping) -> (Option<&str>, &str) {
+    let path = map.invite_attribute();
+    match (path.starts_with("urn:"), path.rfind(':')) {
+        (true, Some(i)) => (Some(&path[..i]), &path[i + 1..]),
+        _ => (None, path),
+    }
+}
+
 /// The invitation attribute of a resource, if it is set.
 fn invite_of<'a>(r: &'a Json, map: &Mapping) -> Option<&'a Json> {
-    let path = map.invite_attribute();
-    let (mut at, attr) = match (path.starts_with("urn:"), path.rfind(':')) {
-        (true, Some(i)) => (r.get(&path[..i])?, &path[i + 1..]),
-        _ => (r, path),
+    let (extension, attr) = invite_path(map);
+    let mut at = match extension {
+        Some(ext) => r.get(ext)?,
+        None => r,
     };
     for part in attr.split('.') {
         at = at.get(part)?;
@@ -736,13 +746,13 @@ fn invite_of<'a>(r: &'a Json, map: &Mapping) -> Option<&'a Json> {
 
 /// Takes the invitation attribute out of a resource.
 fn strip_invite(r: &mut serde_json::Map<String, Json>, map: &Mapping) {
-    let path = map.invite_attribute();
-    let (mut at, attr) = match (path.starts_with("urn:"), path.rfind(':')) {
-        (true, Some(i)) => match r.get_mut(&path[..i]) {
-            Some(Json::Object(ext)) => (ext, &path[i + 1..]),
+    let (extension, attr) = invite_path(map);
+    let mut at = match extension {
+        Some(ext) => match r.get_mut(ext) {
+            Some(Json::Object(ext)) => ext,
             _ => return,
         },
-        _ => (r, path),
+        None => r,
     };
     let mut parts = attr.split('.').peekable();
     while let Some(part) = parts.next() {
