@@ -14,6 +14,9 @@ pub enum Code {
     RecordTooLarge,
     /// A field longer than the profile's `max_field_bytes`.
     FieldTooLarge,
+    /// A JSON Lines record that is not a JSON object, or a value that is
+    /// an object where the profile reads a value.
+    InvalidJson,
     // Validation.
     MissingField,
     InvalidEmail,
@@ -37,6 +40,7 @@ impl Code {
             Code::UnterminatedQuote => "unterminated_quote",
             Code::RecordTooLarge => "record_too_large",
             Code::FieldTooLarge => "field_too_large",
+            Code::InvalidJson => "invalid_json",
             Code::MissingField => "missing_field",
             Code::InvalidEmail => "invalid_email",
             Code::InvalidDate => "invalid_date",

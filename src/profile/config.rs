@@ -14,6 +14,10 @@ use crate::model::ObjectKind;
 pub struct ProfileConfig {
     /// `user`, `group` or `segment`. Required.
     pub object: ObjectKind,
+    /// `csv` (delimited text, the default) or `json`: JSON Lines, one
+    /// object per line, each column's `name` a dot path into it (SPEC §10).
+    #[serde(default)]
+    pub format: FileFormat,
     /// One character (`","`, `";"`, `"\t"`, `"|"`), or `"auto"`: whichever of
     /// `,` and `;` the first line holds more of. Default `","`.
     #[serde(default = "default_delimiter")]
@@ -112,6 +116,15 @@ pub struct ProfileConfig {
     /// Largest field in bytes; a longer one is rejected. Default 64 KiB.
     #[serde(default = "default_max_field")]
     pub max_field_bytes: usize,
+}
+
+/// What a profile's files are.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    #[default]
+    Csv,
+    Json,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]

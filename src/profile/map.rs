@@ -10,7 +10,7 @@
 use super::masks::Masks;
 use super::{Date, FieldKind, Layout, Profile};
 use crate::model::Code;
-use crate::reader::{Record, RecordProblem};
+use crate::reader::{JsonProblem, Record, RecordProblem};
 
 /// The value of one slot in a row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,7 +52,9 @@ impl RowIssue {
         match self.column {
             Some(c) => {
                 let name = layout.column_names.get(c).map(String::as_str).unwrap_or("");
-                if name.is_empty() {
+                if layout.by_path {
+                    format!("{name}: {}", self.message)
+                } else if name.is_empty() {
                     format!("column {}: {}", c + 1, self.message)
                 } else {
                     format!("column {} ({name}): {}", c + 1, self.message)
@@ -386,6 +388,13 @@ impl Profile {
                     Some(field),
                     format!("the field is longer than {limit} bytes (max_field_bytes)"),
                 ))
+            }
+            Some(RecordProblem::Json(p)) => {
+                let column = match p {
+                    JsonProblem::Object { field } | JsonProblem::NotParent { field } => Some(field),
+                    JsonProblem::Syntax { .. } | JsonProblem::NotObject => None,
+                };
+                return Err(issue(Code::InvalidJson, column, p.to_string()));
             }
             None => {}
         }

@@ -13,7 +13,9 @@ mod map;
 mod masks;
 
 pub use crate::model::{field_name, Field, FieldKind, FieldName, ObjectKind};
-pub use config::{EmptyCell, EndAction, HeaderMode, MissingRule, ProfileConfig, SafetyConfig};
+pub use config::{
+    EmptyCell, EndAction, FileFormat, HeaderMode, MissingRule, ProfileConfig, SafetyConfig,
+};
 pub use date::{Date, DateFormat};
 pub use lifecycle::Lifecycle;
 pub use map::{is_valid_email, Cell, MappedRow, RowIssue};
@@ -21,7 +23,7 @@ pub use map::{is_valid_email, Cell, MappedRow, RowIssue};
 use std::fmt;
 use std::path::Path;
 
-use crate::reader::{ReaderOptions, Record};
+use crate::reader::{JsonColumns, ReaderOptions, Record};
 
 /// The built-in presets, usable by name. Their TOML is shipped in `profiles/`
 /// so each can be copied and edited.
@@ -138,6 +140,9 @@ pub struct Profile {
     pub safety: SafetyConfig,
     pub max_record_bytes: usize,
     pub max_field_bytes: usize,
+    /// A JSON profile's paths (`format = "json"`): its files are JSON
+    /// Lines, each line decoded into the columns. `None`: CSV.
+    pub json: Option<std::sync::Arc<JsonColumns>>,
 }
 
 /// Which file column fills which slot, from the header (or the profile alone).
@@ -156,6 +161,9 @@ pub struct Layout {
     pub column_names: Vec<String>,
     /// Whether the first record is a header line.
     pub has_header: bool,
+    /// Columns are JSON paths (`column_names`), named by path alone in
+    /// messages.
+    pub by_path: bool,
     /// `order` as the row loop reads it: per slot in column order, its
     /// column and whether it is required.
     pub(crate) steps: Vec<Step>,
@@ -307,7 +315,7 @@ impl Profile {
                 Some(f) => compile_formats(f).map_err(&err)?,
                 None => global_formats.clone(),
             };
-            if table.optional && c.header != HeaderMode::Name {
+            if table.optional && c.header != HeaderMode::Name && c.format == FileFormat::Csv {
                 return Err(err(format!(
                     "columns[{position}]: `optional` needs `header = \"name\"`"
                 )));
@@ -405,6 +413,10 @@ impl Profile {
                 "status value {both:?} is both active and inactive"
             )));
         }
+        let json = match c.format {
+            FileFormat::Csv => None,
+            FileFormat::Json => Some(std::sync::Arc::new(json_columns(c, &slots).map_err(&err)?)),
+        };
         let lifecycle = Lifecycle::compile(c, &slots, &|f: &str, what: &str| {
             slot_of(f, what).map_err(|e| e.message)
         })
@@ -446,6 +458,7 @@ impl Profile {
             safety: c.safety.clone(),
             max_record_bytes: c.max_record_bytes,
             max_field_bytes: c.max_field_bytes,
+            json,
             slots,
         })
     }
@@ -463,6 +476,19 @@ impl Profile {
     /// Reader options for a file whose first bytes are `head` (used to detect
     /// the delimiter when it is `auto`).
     pub fn reader_options(&self, head: &[u8]) -> ReaderOptions {
+        if let Some(json) = &self.json {
+            return ReaderOptions {
+                delimiter: crate::reader::json::LINE_DELIMITER,
+                quote: crate::reader::json::LINE_QUOTE,
+                escape: None,
+                max_record_bytes: self.max_record_bytes,
+                // The line is one field; its values are checked against
+                // max_field_bytes once decoded.
+                max_field_bytes: self.max_record_bytes,
+                json: Some(json.clone()),
+                ..ReaderOptions::default()
+            };
+        }
         let delimiter = match self.delimiter {
             Delimiter::Fixed(d) => d,
             Delimiter::Auto => detect_delimiter(head),
@@ -495,6 +521,7 @@ impl Profile {
                 fields: self.columns,
                 column_names: configured_names(),
                 has_header,
+                by_path: self.json.is_some(),
                 steps: Vec::new(),
             }
             .with_steps(self)
@@ -579,6 +606,7 @@ impl Profile {
             fields: names.len(),
             column_names: names,
             has_header: true,
+            by_path: false,
             steps: Vec::new(),
         }
         .with_steps(self))
@@ -607,6 +635,47 @@ impl Profile {
     pub fn slot(&self, field: &Field) -> Option<usize> {
         self.slots.iter().position(|s| &s.field == field)
     }
+}
+
+/// A JSON profile's columns, after checking that nothing in it is for
+/// CSV files only.
+fn json_columns(c: &ProfileConfig, slots: &[Slot]) -> Result<JsonColumns, String> {
+    let csv_only = [
+        ("header", c.header != HeaderMode::None),
+        ("delimiter", c.delimiter != ","),
+        ("quote", c.quote != '"'),
+        ("escape", c.escape.is_some()),
+        ("encoding_fallback", c.encoding_fallback.is_some()),
+        ("allow_short_rows", c.allow_short_rows),
+    ];
+    if let Some((key, _)) = csv_only.iter().find(|(_, set)| *set) {
+        return Err(format!(
+            "`{key}` is for CSV files; a JSON profile (format = \"json\") reads JSON Lines"
+        ));
+    }
+    for (i, spec) in c.columns.iter().enumerate() {
+        let config::ColumnSpec::Table(t) = spec else {
+            if matches!(spec, config::ColumnSpec::Field(f) if f == "-") {
+                return Err(format!(
+                    "columns[{i}]: a JSON profile names the fields it reads; `-` is for CSV columns"
+                ));
+            }
+            continue;
+        };
+        if t.field == "-" {
+            return Err(format!(
+                "columns[{i}]: a JSON profile names the fields it reads; `-` is for CSV columns"
+            ));
+        }
+        if !t.aliases.is_empty() || t.optional {
+            return Err(format!(
+                "columns[{i}]: `aliases` and `optional` are for CSV headers; a JSON field that is missing is empty"
+            ));
+        }
+    }
+    let paths: Vec<&str> = slots.iter().map(|s| s.display_name.as_str()).collect();
+    let list_separator = c.list_separator.unwrap_or(';') as u8;
+    JsonColumns::new(&paths, list_separator, c.max_field_bytes)
 }
 
 fn compile_formats(formats: &[String]) -> Result<Vec<DateFormat>, String> {

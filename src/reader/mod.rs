@@ -19,10 +19,12 @@
 //! [`ReadError::NotText`].
 
 pub(crate) mod chunked;
+pub mod json;
 mod record;
 mod scan;
 
 pub use chunked::{read_chunked, ChunkOptions, Offset, Piece};
+pub use json::{JsonColumns, JsonProblem};
 pub use record::{Position, Record, RecordProblem};
 
 use std::io::{self, Read};
@@ -46,6 +48,9 @@ pub struct ReaderOptions {
     pub max_field_bytes: usize,
     /// Initial buffer size. Default 256 KiB.
     pub buffer_bytes: usize,
+    /// The input is JSON Lines: each line is decoded into these columns
+    /// (see [`json`]). Default none: the input is delimited text.
+    pub json: Option<std::sync::Arc<JsonColumns>>,
 }
 
 impl Default for ReaderOptions {
@@ -58,6 +63,7 @@ impl Default for ReaderOptions {
             max_record_bytes: 1 << 20,
             max_field_bytes: 64 << 10,
             buffer_bytes: 256 << 10,
+            json: None,
         }
     }
 }
@@ -108,6 +114,8 @@ pub struct SnapshotReader<R> {
     pending_cr: bool,
     /// Whether csv-core has been given no input yet.
     core_fresh: bool,
+    /// The raw line of a JSON Lines record, while it is decoded.
+    json_line: Vec<u8>,
 }
 
 impl<R: Read> SnapshotReader<R> {
@@ -131,6 +139,7 @@ impl<R: Read> SnapshotReader<R> {
             record_breaks: 0,
             pending_cr: false,
             core_fresh: true,
+            json_line: Vec::new(),
         }
     }
 
@@ -182,7 +191,19 @@ impl<R: Read> SnapshotReader<R> {
 
     /// Reads the next record into `rec`. Returns `Ok(false)` at the end of
     /// the input. A record with a [`RecordProblem`] is still returned.
+    #[inline]
     pub fn read_record(&mut self, rec: &mut Record) -> Result<bool, ReadError> {
+        let more = self.read_raw(rec)?;
+        if more {
+            if let Some(json) = &self.opts.json {
+                json.decode(rec, &mut self.json_line);
+            }
+        }
+        Ok(more)
+    }
+
+    /// [`SnapshotReader::read_record`] before a JSON line is decoded.
+    fn read_raw(&mut self, rec: &mut Record) -> Result<bool, ReadError> {
         if !self.started {
             self.start()?;
         }

@@ -38,6 +38,9 @@ pub enum RecordProblem {
     RecordTooLarge { limit: usize },
     /// Field `field` (0-based) was longer than `max_field_bytes`.
     FieldTooLarge { field: usize, limit: usize },
+    /// A JSON Lines record whose line, or one of whose values, is not
+    /// what the profile reads (see [`super::json`]).
+    Json(super::JsonProblem),
 }
 
 /// A record read by [`SnapshotReader`](super::SnapshotReader).
@@ -169,7 +172,8 @@ impl Record {
             None => 0u64,
             Some(RecordProblem::UnterminatedQuote) => 1,
             Some(RecordProblem::RecordTooLarge { .. }) => 2,
-            Some(RecordProblem::FieldTooLarge { field, .. }) => 3 + field as u64,
+            Some(RecordProblem::FieldTooLarge { field, .. }) => 3 << 32 | field as u64,
+            Some(RecordProblem::Json(_)) => 4 << 32,
         };
         h.update(&problem.to_le_bytes());
         h.digest128()

@@ -1,9 +1,10 @@
 //! Every fixture through `muster check` against its expected results.
 //!
-//! A fixture is a folder of `fixtures/` holding `input.csv`, the profile (a
-//! preset name in `profile`, or a `profile.toml`), the expected results
-//! (`expected.csv`) and exit code (`exit`). With an `old.csv` too, the case
-//! runs `muster diff old.csv input.csv`. "Today" is 2026-11-21.
+//! A fixture is a folder of `fixtures/` holding `input.csv` (or, for a JSON
+//! profile, `input.jsonl`), the profile (a preset name in `profile`, or a
+//! `profile.toml`), the expected results (`expected.csv`) and exit code
+//! (`exit`). With an `old.csv` (`old.jsonl`) too, the case runs `muster
+//! diff old.csv input.csv`. "Today" is 2026-11-21.
 //! `MUSTER_BLESS=1 cargo test fixtures` rewrites the expectations: review
 //! the diff before committing it.
 
@@ -23,12 +24,21 @@ fn profile_arg(dir: &Path) -> String {
         .to_string()
 }
 
+/// A fixture's `<stem>.csv`, or its `<stem>.jsonl` when it has that.
+fn input(dir: &Path, stem: &str) -> PathBuf {
+    let jsonl = dir.join(format!("{stem}.jsonl"));
+    if jsonl.exists() {
+        return jsonl;
+    }
+    dir.join(format!("{stem}.csv"))
+}
+
 fn cases() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.join("input.csv").exists())
+        .filter(|p| input(p, "input").exists())
         .collect();
     dirs.sort();
     dirs
@@ -42,7 +52,7 @@ fn every_fixture_gives_its_expected_results_and_exit_code() {
     assert!(cases.len() >= 20, "fixtures went missing: {}", cases.len());
     for dir in cases {
         // With an `old.csv`, the case is `muster diff old.csv input.csv`.
-        let old = dir.join("old.csv");
+        let old = input(&dir, "old");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_muster"));
         if old.exists() {
             cmd.args(["diff", "--profile", &profile_arg(&dir), "--today", TODAY])
@@ -50,7 +60,7 @@ fn every_fixture_gives_its_expected_results_and_exit_code() {
         } else {
             cmd.args(["check", "--profile", &profile_arg(&dir), "--today", TODAY]);
         }
-        let out = cmd.arg(dir.join("input.csv")).output().unwrap();
+        let out = cmd.arg(input(&dir, "input")).output().unwrap();
         let results = String::from_utf8(out.stdout).unwrap();
         let code = out.status.code().unwrap().to_string();
         if bless {

@@ -116,6 +116,12 @@ fn profile_errors_name_what_is_wrong() {
         ("object = \"user\"\ncolumns = [\"external_id\", \"first_name\", \"last_name\"]\ntime_zone = \"Mars/Olympus\"\n", "time_zone"),
         ("object = \"user\"\ncolumns = [\"external_id\", \"first_name\", \"last_name\"]\nencoding_fallback = \"latin-9\"\n", "windows-1252"),
         ("object = \"user\"\ncolumns = [\"external_id\", \"first_name\", \"last_name\"]\n[safety]\nmax_delete_ratio = 2.0\n", "max_delete_ratio"),
+        ("object = \"user\"\nformat = \"json\"\nheader = \"name\"\ncolumns = [\"external_id\", \"first_name\", \"last_name\"]\n", "`header` is for CSV files"),
+        ("object = \"user\"\nformat = \"json\"\ndelimiter = \";\"\ncolumns = [\"external_id\", \"first_name\", \"last_name\"]\n", "`delimiter` is for CSV files"),
+        ("object = \"user\"\nformat = \"json\"\ncolumns = [\"external_id\", \"-\", \"first_name\", \"last_name\"]\n", "columns[1]: a JSON profile names the fields it reads"),
+        ("object = \"user\"\nformat = \"json\"\ncolumns = [\"external_id\", { field = \"first_name\", name = \"n\", aliases = [\"m\"] }, \"last_name\"]\n", "`aliases` and `optional` are for CSV headers"),
+        ("object = \"user\"\nformat = \"json\"\ncolumns = [\"external_id\", { field = \"first_name\", name = \"name..first\" }, \"last_name\"]\n", "JSON path \"name..first\" has an empty part"),
+        ("object = \"user\"\nformat = \"xml\"\ncolumns = [\"external_id\", \"first_name\", \"last_name\"]\n", "unknown variant `xml`"),
     ];
     for (toml, expected) in cases {
         let err = Profile::from_toml("t", toml).unwrap_err().to_string();
