@@ -188,9 +188,17 @@ struct FileSpec {
     /// `http` sources: the snapshot's path under `base_url`.
     #[serde(default)]
     path: Option<String>,
-    /// `http` sources: `csv` (the body is the file). Default `csv`.
+    /// `http` sources: `csv` (the body is the file) or `json` (pages of
+    /// records). Default `csv`.
     #[serde(default)]
     format: Option<String>,
+    /// `http` sources, `json`: the dot path of each page's array of
+    /// records (`""`: the page is the array). Default `""`.
+    #[serde(default)]
+    records: Option<String>,
+    /// `http` sources, `json`: how pages follow each other. Default: one page.
+    #[serde(default)]
+    paging: Option<crate::source::http::Paging>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -211,6 +219,8 @@ fn file_pattern(f: &FileSpec, source: &mut SourceConfig) -> Result<String, Strin
             ("name", f.name.is_some()),
             ("path", f.path.is_some()),
             ("format", f.format.is_some()),
+            ("records", f.records.is_some()),
+            ("paging", f.paging.is_some()),
         ] {
             if set {
                 return Err(format!("`{key}` is for files of an http source"));
@@ -244,16 +254,14 @@ fn file_pattern(f: &FileSpec, source: &mut SourceConfig) -> Result<String, Strin
         .path
         .clone()
         .ok_or("an http source's file needs a `path`")?;
-    match f.format.as_deref() {
-        None | Some("csv") => {}
-        Some("json") => {
-            return Err("format = \"json\" is not built yet (issue #30): use \"csv\"".into())
-        }
-        Some(other) => return Err(format!("format {other:?}: \"csv\" or \"json\"")),
-    }
-    let file = crate::source::http::HttpConfig::file_name(&name);
+    let body = crate::source::http::Body::from_file(
+        f.format.as_deref(),
+        f.records.as_deref(),
+        f.paging.as_ref(),
+    )?;
+    let file = crate::source::http::HttpConfig::file_name(&name, &body);
     http.snapshots
-        .push(crate::source::http::HttpSnapshot { name, path });
+        .push(crate::source::http::HttpSnapshot { name, path, body });
     Ok(glob::Pattern::escape(&file))
 }
 
@@ -432,6 +440,23 @@ impl Config {
                     rel(Path::new(&f.profile)).display().to_string()
                 };
                 let mut profile = Profile::load(&profile_arg).map_err(|e| at(e.to_string()))?;
+                if let SourceConfig::Http(http) = &source {
+                    let json = matches!(
+                        http.snapshots.last().map(|s| &s.body),
+                        Some(crate::source::http::Body::Json { .. })
+                    );
+                    if json != profile.json.is_some() {
+                        let (body, wants) = if json {
+                            ("format = \"json\"", "a JSON profile (format = \"json\")")
+                        } else {
+                            ("a CSV body", "a CSV profile")
+                        };
+                        return Err(at(format!(
+                            "files[{i}]: {body} needs {wants}; profile {:?} is not one",
+                            f.profile
+                        )));
+                    }
+                }
                 if let Some(safety) = &t.safety {
                     profile.safety = safety.clone();
                 }

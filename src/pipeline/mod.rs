@@ -568,8 +568,9 @@ fn supersede(
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or("file");
-    let stamp = processed::stamped(source, stem, ".superseded")?;
-    source.archive(&name, &format!("{stamp}.superseded.csv"))?;
+    let ext = processed::extension(&name);
+    let stamp = processed::stamped(source, (stem, ext), ".superseded")?;
+    source.archive(&name, &format!("{stamp}.superseded.{ext}"))?;
     tracing::info!(
         file = ?name,
         newer = ?newer,

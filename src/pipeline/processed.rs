@@ -11,10 +11,22 @@ use crate::model::ObjectKind;
 use crate::source::Source;
 use crate::store::StateStore;
 
-/// `<stem>.<UTC timestamp>`, not taken yet in the source's `processed/`.
+/// The extension an inbox file keeps in `processed/`, with its retry
+/// file: `jsonl` for JSON Lines (`*.jsonl`, as the http source names its
+/// pulls), `csv` for every other file (SPEC §4).
+pub(super) fn extension(name: &str) -> &'static str {
+    if name.to_ascii_lowercase().ends_with(".jsonl") {
+        "jsonl"
+    } else {
+        "csv"
+    }
+}
+
+/// `<stem>.<UTC timestamp>`, not taken yet in the source's `processed/`
+/// (for an original named `<stem>.<UTC timestamp><suffix>.<ext>`).
 pub(super) fn stamped(
     source: &mut dyn Source,
-    stem: &str,
+    (stem, ext): (&str, &str),
     suffix: &str,
 ) -> Result<String, RunError> {
     let ts = jiff::Timestamp::now()
@@ -22,7 +34,7 @@ pub(super) fn stamped(
         .to_string();
     let mut name = format!("{stem}.{ts}");
     let mut n = 1;
-    while source.processed_exists(&format!("{name}{suffix}.csv"))?
+    while source.processed_exists(&format!("{name}{suffix}.{ext}"))?
         || source.processed_exists(&format!("{name}{suffix}.results.csv"))?
     {
         n += 1;
@@ -42,6 +54,8 @@ pub(super) struct Staged {
     pub(super) summary: PathBuf,
     /// The retry file, when the run writes one (SPEC §11).
     pub(super) retry: PathBuf,
+    /// The original's extension ([`extension`]).
+    ext: &'static str,
 }
 
 impl Staged {
@@ -63,7 +77,8 @@ impl Staged {
             (false, true) => ".held",
             (false, false) => "",
         };
-        let stamp = stamped(source, stem, suffix)?;
+        let ext = extension(name);
+        let stamp = stamped(source, (stem, ext), suffix)?;
         Ok(Staged {
             results: source
                 .staging()
@@ -71,9 +86,10 @@ impl Staged {
             summary: source
                 .staging()
                 .join(format!("{stamp}{suffix}.summary.json")),
-            retry: source.staging().join(format!("{stamp}.retry.csv")),
+            retry: source.staging().join(format!("{stamp}.retry.{ext}")),
             stamp,
             suffix,
+            ext,
         })
     }
 
@@ -107,7 +123,7 @@ pub(super) fn finish_file(
         source.publish(local, &name)?;
     }
     if !opts.dry_run {
-        let to = format!("{}.csv", staged.stamp);
+        let to = format!("{}.{}", staged.stamp, staged.ext);
         if applied {
             // Forgotten first: the content's record makes it durable.
             store.keep_plan(kind, file.fetched.hash, None)?;

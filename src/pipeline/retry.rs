@@ -20,9 +20,10 @@ use crate::profile::{HeaderMode, Profile};
 use crate::reader::{ReaderOptions, Record, SnapshotReader};
 
 /// Whether inbox file `name` is a retry file sent back
-/// (`<stem>.<timestamp>.retry.csv`, as [`write`] names it).
+/// (`<stem>.<timestamp>.retry.csv`, or `.retry.jsonl` for JSON Lines).
 pub(super) fn is_retry_file(name: &str) -> bool {
-    name.to_ascii_lowercase().ends_with(".retry.csv")
+    let name = name.to_ascii_lowercase();
+    name.ends_with(".retry.csv") || name.ends_with(".retry.jsonl")
 }
 
 /// The bytes looked at to detect an `auto` delimiter (as the plan does).

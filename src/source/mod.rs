@@ -59,11 +59,14 @@ impl NotTaken {
 }
 
 /// A file of `processed/` that shows a file was taken before: an original
-/// moved there after its run (`<stem>.<UTC timestamp>.csv`, not a held,
-/// dry-run or superseded one, nor a results file).
+/// moved there after its run (`<stem>.<UTC timestamp>.csv`, or `.jsonl`;
+/// not a held, dry-run or superseded one, nor a results file).
 pub fn applied_original(names: &[String]) -> Option<&str> {
     names.iter().map(String::as_str).find(|name| {
-        let Some(stem) = name.strip_suffix(".csv") else {
+        let Some(stem) = name
+            .strip_suffix(".csv")
+            .or_else(|| name.strip_suffix(".jsonl"))
+        else {
             return false;
         };
         let stamp = stem.rsplit('.').next().unwrap_or_default();

@@ -57,6 +57,17 @@ impl Drop for Api {
 /// A tenant pulling `reports/users.csv` from `api` as `users`, with `auth`
 /// (a TOML inline table), its secrets in files of the tenant.
 fn tenant(api: &Api, auth: &str) -> Tenant {
+    tenant_with(
+        api,
+        auth,
+        r#"name = "users"
+path = "reports/users.csv"
+profile = "winningtemp-users""#,
+    )
+}
+
+/// A tenant pulling from `api` the `[[tenant.files]]` table `file`.
+fn tenant_with(api: &Api, auth: &str, file: &str) -> Tenant {
     let t = Tenant::with_config(&format!(
         r#"
 [[tenant]]
@@ -68,9 +79,7 @@ base_url = "http://127.0.0.1:{}/"
 archive = "archive"
 auth = {auth}
 [[tenant.files]]
-name = "users"
-path = "reports/users.csv"
-profile = "winningtemp-users"
+{file}
 [tenant.sink]
 type = "jsonl"
 path = "outbox.jsonl"
@@ -272,7 +281,23 @@ fn each_mistake_in_an_http_tenant_is_named() {
         ("name = \"a b\"\npath = \"u.csv\"", "letters, digits"),
         (
             "name = \"users\"\npath = \"u.csv\"\nformat = \"json\"",
-            "not built yet",
+            "format = \"json\" needs a JSON profile (format = \"json\"); profile \"mobietrain\" is not one",
+        ),
+        (
+            "name = \"users\"\npath = \"u.csv\"\nrecords = \"data\"",
+            "`records` and `paging` are for format = \"json\"",
+        ),
+        (
+            "name = \"users\"\npath = \"u\"\nformat = \"json\"\npaging = { type = \"cursor\", param = \"c\", next = \"\" }",
+            "paging next \"\": a dot path",
+        ),
+        (
+            "name = \"users\"\npath = \"u\"\nformat = \"json\"\npaging = { type = \"offset\", offset_param = \"o\", limit_param = \"l\", limit = 0 }",
+            "a limit of at least 1",
+        ),
+        (
+            "name = \"users\"\npath = \"u\"\nformat = \"json\"\npaging = { type = \"pages\" }",
+            "unknown variant `pages`",
         ),
         (
             "name = \"users\"\npath = \"u.csv\"\nformat = \"xml\"",
@@ -352,4 +377,326 @@ fn oauth2_client_credentials_fetch_a_token_and_refresh_it_on_a_401() {
         err.contains("OAuth2 token") && err.contains("auth"),
         "{err}"
     );
+}
+
+/// A JSON profile for the `people` pages: id, names, e-mail; a user
+/// missing from a full pull is deleted, with no guard holding it.
+const PEOPLE_PROFILE: &str = r#"
+object = "user"
+format = "json"
+missing = "delete"
+columns = [
+  { field = "external_id", name = "id" },
+  { field = "first_name", name = "name.first" },
+  { field = "last_name", name = "name.last" },
+  { field = "email", name = "contact.email" },
+  { field = "groups", name = "teams" },
+]
+[safety]
+max_delete_ratio = 1.0
+max_shrink_ratio = 1.0
+"#;
+
+/// `n` people records, from `from` on.
+fn people(from: usize, n: usize) -> Vec<serde_json::Value> {
+    (from..from + n)
+        .map(|i| {
+            serde_json::json!({
+                "id": format!("p{i}"),
+                "name": { "first": format!("First{i}"), "last": format!("Last{i}") },
+                "contact": { "email": format!("p{i}@acme.example"), "phone": null },
+                "teams": ["All", format!("Team{}", i % 3)],
+            })
+        })
+        .collect()
+}
+
+/// Writes `file` (under the API's root) with `body`.
+fn put(api: &Api, file: &str, body: &serde_json::Value) {
+    let path = api.root.path().join(file);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, serde_json::to_vec_pretty(body).unwrap()).unwrap();
+}
+
+/// Serves `pages` of people at `api/people` as `style` pages them, and
+/// returns the tenant's `[[tenant.files]]` table for them.
+fn serve_pages(api: &Api, style: &str, pages: &[Vec<serde_json::Value>]) -> String {
+    let n = pages.len();
+    std::fs::create_dir_all(api.root.path().join("api")).unwrap();
+    for (i, records) in pages.iter().enumerate() {
+        let last = i + 1 == n;
+        let (file, body) = match style {
+            // Absolute path first, then relative to the page asked.
+            "next_link" => (
+                if i == 0 {
+                    "api/people".to_string()
+                } else {
+                    format!("api/people@page={}", i + 1)
+                },
+                serde_json::json!({
+                    "data": records,
+                    "links": { "next": if last { serde_json::Value::Null } else if i == 0 {
+                        "/api/people?page=2".into() } else { format!("people?page={}", i + 2).into() } },
+                }),
+            ),
+            "link_header" => {
+                let file = if i == 0 {
+                    "api/people".to_string()
+                } else {
+                    format!("api/people@page={}", i + 1)
+                };
+                let mut link = r#"</api/people?page=1>; rel="first""#.to_string();
+                if !last {
+                    link.push_str(&format!(r#", </api/people?page={}>; rel="next""#, i + 2));
+                }
+                std::fs::write(api.root.path().join(format!("{file}.link")), link).unwrap();
+                (file, serde_json::Value::Array(records.clone()))
+            }
+            "cursor" => (
+                if i == 0 {
+                    "api/people".to_string()
+                } else {
+                    format!("api/people@cursor=c{}", i + 1)
+                },
+                serde_json::json!({
+                    "data": records,
+                    "meta": { "next_cursor": if last { None } else { Some(format!("c{}", i + 2)) } },
+                }),
+            ),
+            "offset" => (
+                format!("api/people@offset={}&limit=3", i * 3),
+                serde_json::json!({ "data": records }),
+            ),
+            _ => unreachable!(),
+        };
+        put(api, &file, &body);
+    }
+    let (records, paging) = match style {
+        "next_link" => ("data", r#"{ type = "next_link", next = "links.next" }"#),
+        "link_header" => ("", r#"{ type = "link_header" }"#),
+        "cursor" => (
+            "data",
+            r#"{ type = "cursor", param = "cursor", next = "meta.next_cursor" }"#,
+        ),
+        "offset" => (
+            "data",
+            r#"{ type = "offset", offset_param = "offset", limit_param = "limit", limit = 3 }"#,
+        ),
+        _ => unreachable!(),
+    };
+    format!(
+        r#"name = "users"
+path = "api/people"
+format = "json"
+records = "{records}"
+paging = {paging}
+profile = "people.toml""#
+    )
+}
+
+/// The pulled snapshots in the archive (`users.<timestamp>.jsonl`).
+fn json_snapshots(t: &Tenant) -> Vec<PathBuf> {
+    archive(t)
+        .into_iter()
+        .filter(|n| n.starts_with("users.") && n.ends_with(".jsonl") && !n.contains("incomplete"))
+        .map(|n| t.path("archive").join(n))
+        .collect()
+}
+
+/// The GETs the API answered, in order.
+fn gets(api: &Api) -> Vec<String> {
+    api.requests()
+        .lines()
+        .filter(|l| l.starts_with("GET "))
+        .map(|l| l.split(' ').nth(1).unwrap().to_string())
+        .collect()
+}
+
+/// Each paging style: 7 people in pages of 3, 3 and 1 are pulled page
+/// after page, archived one record a line, and created with results lines
+/// 1 to 7; the same answer the next night writes nothing.
+#[test]
+fn json_pages_of_every_paging_style_are_pulled_and_run() {
+    for style in ["next_link", "link_header", "cursor", "offset"] {
+        let api = Api::start(&["--bearer", TOKEN]);
+        let pages = [people(1, 3), people(4, 3), people(7, 1)];
+        let file = serve_pages(&api, style, &pages);
+        let t = tenant_with(&api, r#"{ type = "bearer", token_file = "token" }"#, &file);
+        std::fs::write(t.path("people.toml"), PEOPLE_PROFILE).unwrap();
+        let o = t.run(&[]);
+        assert_eq!(o.status.code(), Some(0), "{style}: {}", stderr(&o));
+        let asked = gets(&api);
+        let expected: Vec<&str> = match style {
+            "next_link" | "link_header" => {
+                vec!["/api/people", "/api/people?page=2", "/api/people?page=3"]
+            }
+            "cursor" => vec![
+                "/api/people",
+                "/api/people?cursor=c2",
+                "/api/people?cursor=c3",
+            ],
+            _ => vec![
+                "/api/people?offset=0&limit=3",
+                "/api/people?offset=3&limit=3",
+                "/api/people?offset=6&limit=3",
+            ],
+        };
+        assert_eq!(asked, expected, "{style}");
+        assert_eq!(created(&t), 7, "{style}");
+        // Each person's teams array is a list: their groups.
+        let teams: Vec<String> = t
+            .outbox()
+            .iter()
+            .filter(|l| !l["fields"]["groups"].is_null())
+            .map(|l| format!("{} {}", l["key"], l["fields"]["groups"]))
+            .collect();
+        assert_eq!(teams.len(), 7, "{style}: {teams:?}");
+        assert!(
+            teams.contains(&r#""p4" ["All","Team1"]"#.to_string()),
+            "{style}: {teams:?}"
+        );
+        let pulled = json_snapshots(&t);
+        assert_eq!(pulled.len(), 1, "{style}: {:?}", archive(&t));
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&pulled[0])
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let all: Vec<serde_json::Value> = pages.concat();
+        assert_eq!(
+            lines, all,
+            "{style}: the archive holds every record, in order"
+        );
+        let results = archive(&t)
+            .into_iter()
+            .find(|n| n.ends_with(".results.csv"))
+            .unwrap();
+        let results = std::fs::read_to_string(t.path("archive").join(results)).unwrap();
+        for i in 1..=7 {
+            assert!(
+                results.contains(&format!("\n{i},p{i},create,")),
+                "{style}: line {i} is record {i}:\n{results}"
+            );
+        }
+        let written = t.outbox().len();
+        let o = t.run(&[]);
+        assert_eq!(o.status.code(), Some(0), "{style}: {}", stderr(&o));
+        assert_eq!(
+            t.outbox().len(),
+            written,
+            "{style}: an unchanged answer writes nothing"
+        );
+        assert!(!stderr(&o).contains(TOKEN));
+    }
+}
+
+/// Day 1 applied from three pages. Then page 2 fails in each way a page
+/// can — after its retries (503, 408, 429 without `Retry-After`, a lost
+/// connection, a body cut short), or at once (not JSON, no records path,
+/// a next link asked for before): exit 1, nothing written (page 2's users
+/// are not deleted), what came kept as `users.incomplete.jsonl`. Then a
+/// whole pull that lacks a user deletes that one.
+#[test]
+fn a_partial_json_pull_deletes_nobody() {
+    let api = Api::start(&["--bearer", TOKEN]);
+    let pages = [people(1, 3), people(4, 3), people(7, 2)];
+    let file = serve_pages(&api, "next_link", &pages);
+    let t = tenant_with(&api, r#"{ type = "bearer", token_file = "token" }"#, &file);
+    std::fs::write(t.path("people.toml"), PEOPLE_PROFILE).unwrap();
+    let o = t.run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let written = t.outbox().len();
+    assert_eq!(created(&t), 8);
+
+    let page2 = api.root.path().join("api/people@page=2");
+    let good = std::fs::read(&page2).unwrap();
+    let page3 = api.root.path().join("api/people@page=3");
+    let good3 = std::fs::read(&page3).unwrap();
+    let retried = |fault: &'static str| vec![fault; 3];
+    let cases: Vec<(&str, Vec<&str>, &str)> = vec![
+        ("503", retried("503"), "HTTP 503"),
+        ("408", retried("408"), "HTTP 408"),
+        ("429", retried("429"), "HTTP 429"),
+        ("drop", retried("drop"), "/api/people?page=2"),
+        ("cut", retried("cut"), "cut short"),
+        ("not json", vec![], "not JSON"),
+        ("no records", vec![], "has no `data`"),
+        ("loop", vec![], "asked for before"),
+    ];
+    for (case, faults, says) in cases {
+        let json = serde_json::json!({ "/api/people?page=2": faults });
+        std::fs::write(api.root.path().join("faults.json"), json.to_string()).unwrap();
+        match case {
+            "not json" => std::fs::write(&page2, "<html>502 Bad Gateway</html>").unwrap(),
+            "no records" => std::fs::write(&page2, r#"{"error": "rate limited"}"#).unwrap(),
+            "loop" => put(
+                &api,
+                "api/people@page=3",
+                &serde_json::json!({ "data": pages[2], "links": { "next": "/api/people?page=2" } }),
+            ),
+            _ => {}
+        }
+        let o = t.run(&[]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{case}: {err}");
+        assert!(
+            err.contains("not pulled") && err.contains(says),
+            "{case}: {err}"
+        );
+        assert_eq!(
+            t.outbox().len(),
+            written,
+            "{case}: nothing applied, nobody deleted"
+        );
+        assert!(
+            archive(&t).contains(&"users.incomplete.jsonl".to_string()),
+            "{case}: {:?}",
+            archive(&t)
+        );
+        assert_eq!(json_snapshots(&t).len(), 1, "{case}: no snapshot archived");
+        std::fs::write(&page2, &good).unwrap();
+        std::fs::write(&page3, &good3).unwrap();
+    }
+    std::fs::write(api.root.path().join("faults.json"), "{}").unwrap();
+    // A whole pull without p8: p8 is deleted, nobody else.
+    put(
+        &api,
+        "api/people@page=3",
+        &serde_json::json!({ "data": people(7, 1), "links": { "next": null } }),
+    );
+    let o = t.run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let new: Vec<String> = t.outbox()[written..]
+        .iter()
+        .map(|l| format!("{} {}", l["action"], l["key"]))
+        .collect();
+    assert_eq!(new, [r#""delete" "p8""#], "{new:?}");
+}
+
+/// A next link to another host is refused before anything is asked of
+/// it: the token goes to base_url's host only.
+#[test]
+fn a_next_link_to_another_host_is_refused() {
+    let api = Api::start(&["--bearer", TOKEN]);
+    put(
+        &api,
+        "api/people",
+        &serde_json::json!({ "data": people(1, 2), "links": { "next": "https://elsewhere.example/steal" } }),
+    );
+    let file = r#"name = "users"
+path = "api/people"
+format = "json"
+records = "data"
+paging = { type = "next_link", next = "links.next" }
+profile = "people.toml""#;
+    let t = tenant_with(&api, r#"{ type = "bearer", token_file = "token" }"#, file);
+    std::fs::write(t.path("people.toml"), PEOPLE_PROFILE).unwrap();
+    let o = t.run(&[]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("another host (https://elsewhere.example)"),
+        "{err}"
+    );
+    assert!(t.outbox().is_empty());
 }

@@ -70,11 +70,47 @@ pub enum HttpAuth {
 }
 
 /// One snapshot the API serves: its name (`users`: the archive's
-/// `users.<timestamp>.csv`) and its path under the base URL.
+/// `users.<timestamp>.csv`), its path under the base URL, and how its
+/// body is read.
 #[derive(Clone, Debug)]
 pub struct HttpSnapshot {
     pub name: String,
     pub path: String,
+    pub body: Body,
+}
+
+/// What an API's answer is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// The body is the CSV file, in one request.
+    Csv,
+    /// JSON pages: the records are the array at dot path `records` of
+    /// each page (`""`: the page is the array), pulled page after page.
+    Json { records: String, paging: Paging },
+}
+
+/// How the pages of a JSON snapshot follow each other (SPEC §10).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, tag = "type", rename_all = "snake_case")]
+pub enum Paging {
+    /// One page.
+    None,
+    /// The next page's URL is the string at dot path `next` of the body
+    /// (absolute, or relative to the page's URL); none, `null` or `""`
+    /// on the last page.
+    NextLink { next: String },
+    /// The next page's URL is the `Link` header's `rel="next"` (RFC 8288).
+    LinkHeader,
+    /// The next page is the first page's URL with `param` set to the value
+    /// at dot path `next` of the body; none, `null` or `""` on the last.
+    Cursor { param: String, next: String },
+    /// Pages of `limit` records: `offset_param` counts the records before
+    /// the page; a page with fewer than `limit` records is the last.
+    Offset {
+        offset_param: String,
+        limit_param: String,
+        limit: u64,
+    },
 }
 
 /// An HTTP source, checked.
@@ -90,9 +126,65 @@ pub struct HttpConfig {
 
 impl HttpConfig {
     /// `name`'s file in the pickup folder: the name the tenant's file
-    /// pattern matches.
-    pub fn file_name(name: &str) -> String {
-        format!("{name}.csv")
+    /// pattern matches (`users.csv`; `users.jsonl` for JSON pages, which
+    /// are kept one record a line).
+    pub fn file_name(name: &str, body: &Body) -> String {
+        match body {
+            Body::Csv => format!("{name}.csv"),
+            Body::Json { .. } => format!("{name}.jsonl"),
+        }
+    }
+}
+
+impl Body {
+    /// The body of a `[[tenant.files]]` entry of an http source, from its
+    /// `format`, `records` and `paging`.
+    pub(crate) fn from_file(
+        format: Option<&str>,
+        records: Option<&str>,
+        paging: Option<&Paging>,
+    ) -> Result<Body, String> {
+        match format {
+            None | Some("csv") => {
+                if records.is_some() || paging.is_some() {
+                    return Err(
+                        "`records` and `paging` are for format = \"json\" (a CSV body is the file)"
+                            .into(),
+                    );
+                }
+                Ok(Body::Csv)
+            }
+            Some("json") => {
+                let records = records.unwrap_or_default().to_string();
+                if records.split('.').any(str::is_empty) && !records.is_empty() {
+                    return Err(format!("records {records:?}: a dot path has no empty part"));
+                }
+                let paging = paging.cloned().unwrap_or(Paging::None);
+                match &paging {
+                    Paging::NextLink { next } | Paging::Cursor { next, .. }
+                        if next.is_empty() || next.split('.').any(str::is_empty) =>
+                    {
+                        return Err(format!("paging next {next:?}: a dot path into the body"));
+                    }
+                    Paging::Cursor { param, .. } if param.is_empty() => {
+                        return Err("paging param: the query parameter the cursor goes in".into());
+                    }
+                    Paging::Offset {
+                        offset_param,
+                        limit_param,
+                        limit,
+                    } if offset_param.is_empty() || limit_param.is_empty() || *limit == 0 => {
+                        return Err(
+                            "paging offset: offset_param, limit_param and a limit of at least 1"
+                                .into(),
+                        );
+                    }
+                    _ => {}
+                }
+                Ok(Body::Json { records, paging })
+            }
+            Some(other) => Err(format!("format {other:?}: \"csv\" or \"json\"")),
+        }
     }
 }
 

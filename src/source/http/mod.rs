@@ -11,13 +11,18 @@
 //! summaries, named as `processed/` names them (SPEC §4), so the
 //! same-content rule (decision 29) spares an unchanged answer its writes.
 //!
-//! Built here: CSV bodies of one request each (a Workday-style report).
-//! JSON bodies, JSON profiles and paging are the next steps of issue #30.
+//! A CSV body is the file, in one request (a Workday-style report). JSON
+//! answers come in pages (one, or linked by a next link in the body, the
+//! `Link` header, a cursor, or an offset): each page's records are written
+//! to the pulled file as they arrive, one record a line (JSON Lines, read
+//! by a JSON profile), so memory holds one page whatever the pages.
 
 mod config;
+#[cfg(feature = "http")]
+mod page;
 
 pub(crate) use config::HttpFile;
-pub use config::{HttpAuth, HttpConfig, HttpSnapshot};
+pub use config::{Body, HttpAuth, HttpConfig, HttpSnapshot, Paging};
 
 #[cfg(feature = "http")]
 pub use source::HttpSource;
@@ -27,7 +32,9 @@ mod source {
     use std::path::{Path, PathBuf};
     use std::time::Duration;
 
-    use super::{HttpAuth, HttpConfig};
+    use std::io::Write;
+
+    use super::{page, Body, HttpAuth, HttpConfig, Paging};
     use crate::source::{DirSource, Fetched, Source, SourceError, SourceErrorKind};
 
     /// Tries of each request; the waits between them (a `Retry-After` of
@@ -83,23 +90,30 @@ mod source {
         /// partial body kept as `<name>.incomplete.csv` in the archive).
         fn pull_all(&mut self) -> Result<(), SourceError> {
             for snapshot in self.config.snapshots.clone() {
-                let name = HttpConfig::file_name(&snapshot.name);
+                let name = HttpConfig::file_name(&snapshot.name, &snapshot.body);
                 let part = self
                     .config
                     .archive
                     .join(".pulled")
                     .join(format!(".{name}.part"));
-                match self.pull(&snapshot.path, &part) {
+                let pulled = match &snapshot.body {
+                    Body::Csv => self.pull_csv(&snapshot.path, &part),
+                    Body::Json { records, paging } => {
+                        self.pull_json(&snapshot.path, records, paging, &part)
+                    }
+                };
+                match pulled {
                     Ok(bytes) => {
                         let to = self.config.archive.join(".pulled").join(&name);
                         std::fs::rename(&part, &to).map_err(|e| self.io(&to, e))?;
                         tracing::info!(snapshot = %snapshot.name, bytes, "http: pulled");
                     }
                     Err(kind) => {
+                        let extension = name.rsplit('.').next().unwrap_or("csv");
                         let kept = self
                             .config
                             .archive
-                            .join(format!("{}.incomplete.csv", snapshot.name));
+                            .join(format!("{}.incomplete.{extension}", snapshot.name));
                         let kept_note = match std::fs::rename(&part, &kept) {
                             Ok(()) => format!("; what came is kept in {}", kept.display()),
                             Err(_) => String::new(),
@@ -208,10 +222,144 @@ mod source {
             Ok((crate::secret::Secret::new(token.to_string()), until))
         }
 
-        /// One snapshot's body into `to`, with retries; its size. An OAuth2
-        /// token the API refuses (401) is fetched again, once.
-        fn pull(&mut self, path: &str, to: &Path) -> Result<u64, SourceErrorKind> {
+        /// A CSV snapshot's body into `to`; its size.
+        fn pull_csv(&mut self, path: &str, to: &Path) -> Result<u64, SourceErrorKind> {
             let url = format!("{}/{}", self.config.base_url, path.trim_start_matches('/'));
+            self.get(&url, |resp| {
+                let mut body = resp.into_body().into_reader();
+                crate::source::copy_hashed(&mut body, to)
+                    .map(|(bytes, _)| bytes)
+                    .map_err(|e| format!("the body was cut short ({e})"))
+            })
+        }
+
+        /// A JSON snapshot's pages into `to`, one record a line, each page
+        /// written as it arrives; the bytes written. A page that is not
+        /// what `records` says, or paging that loops or leaves the API's
+        /// host, fails the pull.
+        fn pull_json(
+            &mut self,
+            path: &str,
+            records: &str,
+            paging: &Paging,
+            to: &Path,
+        ) -> Result<u64, SourceErrorKind> {
+            let first = format!("{}/{}", self.config.base_url, path.trim_start_matches('/'));
+            let first = url::Url::parse(&first)
+                .map_err(|e| SourceErrorKind::Refused(format!("{first}: {e}")))?;
+            let write_err = |e: std::io::Error| {
+                SourceErrorKind::Refused(format!("writing {}: {e}", to.display()))
+            };
+            let mut out = std::io::BufWriter::with_capacity(
+                1 << 20,
+                std::fs::File::create(to).map_err(write_err)?,
+            );
+            let next_path = match paging {
+                Paging::NextLink { next } | Paging::Cursor { next, .. } => Some(next.as_str()),
+                _ => None,
+            };
+            let mut url = match paging {
+                Paging::Offset {
+                    offset_param,
+                    limit_param,
+                    limit,
+                } => with_params(
+                    &first,
+                    &[(offset_param, "0"), (limit_param, &limit.to_string())],
+                ),
+                _ => first.clone(),
+            };
+            // What pages were asked for (their URLs' hashes), and the
+            // previous page's records: paging that loops is an error.
+            let mut seen = std::collections::HashSet::from([hash(url.as_str())]);
+            let mut previous = None;
+            let (mut pages, mut total, mut bytes) = (0u64, 0u64, 0u64);
+            let mut line = Vec::new();
+            loop {
+                pages += 1;
+                let (body, link) = self.get(url.as_str(), |resp| {
+                    let link = resp
+                        .headers()
+                        .get("Link")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
+                    let mut body = Vec::new();
+                    std::io::Read::read_to_end(&mut resp.into_body().into_reader(), &mut body)
+                        .map_err(|e| format!("the body was cut short ({e})"))?;
+                    Ok((body, link))
+                })?;
+                let at = |why: String| format!("page {pages} (GET {url}): {why}");
+                let page = page::parse(&body, records, next_path)
+                    .map_err(|e| SourceErrorKind::Refused(at(e)))?;
+                let this = hash_records(&page.records);
+                if !page.records.is_empty() && previous == Some(this) {
+                    return Err(SourceErrorKind::Refused(at(
+                        "the same records as the page before: the API's paging loops".into(),
+                    )));
+                }
+                previous = Some(this);
+                for record in &page.records {
+                    line.clear();
+                    page::compact(record.get(), &mut line);
+                    line.push(b'\n');
+                    out.write_all(&line).map_err(write_err)?;
+                    bytes += line.len() as u64;
+                }
+                total += page.records.len() as u64;
+                if pages.is_multiple_of(100) {
+                    tracing::info!(pages, records = total, "http: pulling");
+                }
+                let next = match paging {
+                    Paging::None => None,
+                    Paging::NextLink { .. } => page.next.clone(),
+                    Paging::LinkHeader => link.as_deref().and_then(page::link_next),
+                    Paging::Cursor { param, .. } => page
+                        .next
+                        .as_ref()
+                        .map(|c| with_params(&first, &[(param, c)]).to_string()),
+                    Paging::Offset {
+                        offset_param,
+                        limit_param,
+                        limit,
+                    } => ((page.records.len() as u64) >= *limit).then(|| {
+                        let offset = total.to_string();
+                        with_params(
+                            &first,
+                            &[(offset_param, &offset), (limit_param, &limit.to_string())],
+                        )
+                        .to_string()
+                    }),
+                };
+                let Some(next) = next else { break };
+                let next = url.join(&next).map_err(|e| {
+                    SourceErrorKind::Refused(at(format!("next page {next:?}: {e}")))
+                })?;
+                if next.origin() != first.origin() {
+                    return Err(SourceErrorKind::Refused(at(format!(
+                        "the next page is on another host ({}): muster sends its credentials to base_url's host only",
+                        next.origin().ascii_serialization()
+                    ))));
+                }
+                if !seen.insert(hash(next.as_str())) {
+                    return Err(SourceErrorKind::Refused(at(format!(
+                        "the next page ({next}) was asked for before: the API's paging loops"
+                    ))));
+                }
+                url = next;
+            }
+            out.flush().map_err(write_err)?;
+            tracing::info!(pages, records = total, "http: all pages pulled");
+            Ok(bytes)
+        }
+
+        /// A GET of `url` with retries, its answer read by `read` (whose
+        /// error is a body cut short: tried again). An OAuth2 token the API
+        /// refuses (401) is fetched again, once.
+        fn get<T>(
+            &mut self,
+            url: &str,
+            mut read: impl FnMut(ureq::http::Response<ureq::Body>) -> Result<T, String>,
+        ) -> Result<T, SourceErrorKind> {
             let shown = format!("GET {url}");
             let oauth2 = matches!(self.config.auth, HttpAuth::OAuth2 { .. });
             let mut refreshed = false;
@@ -219,7 +367,7 @@ mod source {
             let mut attempt = 0;
             while attempt < ATTEMPTS {
                 attempt += 1;
-                let mut req = self.agent.get(&url);
+                let mut req = self.agent.get(url);
                 if let Some(value) = self.authorization()? {
                     req = req.header("Authorization", &value);
                 }
@@ -233,16 +381,13 @@ mod source {
                         attempt -= 1;
                         continue;
                     }
-                    Ok(resp) if resp.status().is_success() => {
-                        let mut body = resp.into_body().into_reader();
-                        match crate::source::copy_hashed(&mut body, to) {
-                            Ok((bytes, _)) => return Ok(bytes),
-                            Err(e) => {
-                                last = format!("{shown}: the body was cut short ({e})");
-                                None
-                            }
+                    Ok(resp) if resp.status().is_success() => match read(resp) {
+                        Ok(value) => return Ok(value),
+                        Err(e) => {
+                            last = format!("{shown}: {e}");
+                            None
                         }
-                    }
+                    },
                     Ok(resp) => {
                         let status = resp.status().as_u16();
                         last = format!("{shown}: HTTP {status}");
@@ -278,6 +423,35 @@ mod source {
                 "{last} (after {ATTEMPTS} tries)"
             )))
         }
+    }
+
+    /// `url` with each of `params` set (replacing any of the same name).
+    fn with_params(url: &url::Url, params: &[(&String, &str)]) -> url::Url {
+        let mut url = url.clone();
+        let kept: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| !params.iter().any(|(name, _)| *name == k))
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        url.query_pairs_mut()
+            .clear()
+            .extend_pairs(kept)
+            .extend_pairs(params.iter().map(|(k, v)| (k.as_str(), *v)));
+        url
+    }
+
+    fn hash(text: &str) -> u64 {
+        xxhash_rust::xxh3::xxh3_64(text.as_bytes())
+    }
+
+    /// A hash of a page's records, to tell a page repeated.
+    fn hash_records(records: &[&serde_json::value::RawValue]) -> u64 {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for r in records {
+            h.update(r.get().as_bytes());
+            h.update(b"\n");
+        }
+        h.digest()
     }
 
     /// `user:password` for HTTP Basic.
