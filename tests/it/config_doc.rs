@@ -150,6 +150,8 @@ fn every_example_tenant_loads() {
             .env("LMS_SCIM_TOKEN", "example-secret")
             .env("ACME_FTP_PASSWORD", "example-secret")
             .env("WD_PASSWORD", "example-secret")
+            .env("BAMBOO_API_KEY", "example-secret")
+            .env("PERSONIO_CLIENT_SECRET", "example-secret")
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
@@ -164,8 +166,10 @@ fn every_example_tenant_loads() {
     assert_eq!(
         names,
         [
+            "bamboohr-report",
             "lucca-360learning",
             "partena-mobietrain",
+            "personio-api",
             "winningtemp",
             "workday-report"
         ]

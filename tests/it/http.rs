@@ -587,6 +587,13 @@ fn json_pages_of_every_paging_style_are_pulled_and_run() {
             "{style}: an unchanged answer writes nothing"
         );
         assert!(!stderr(&o).contains(TOKEN));
+        for name in archive(&t) {
+            let text = std::fs::read(t.path("archive").join(&name)).unwrap();
+            assert!(
+                !String::from_utf8_lossy(&text).contains(TOKEN),
+                "{style}: {name}"
+            );
+        }
     }
 }
 
@@ -699,4 +706,50 @@ profile = "people.toml""#;
         "{err}"
     );
     assert!(t.outbox().is_empty());
+}
+
+/// The three API shapes of the examples (a Workday-style CSV report over
+/// basic auth, a BambooHR-style JSON report with a key as the user name,
+/// a Personio-style paged API with OAuth2), each run end to end by the
+/// README's `scripts/try-api.sh` against the sample API in `examples/api/`:
+/// 8 people, one inactive, 7 created with their managers linked.
+#[test]
+fn each_example_api_shape_runs_end_to_end() {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (shape, manager_of_1002) in [
+        ("workday-report", "1001"),
+        ("bamboohr-report", "41"),
+        ("personio-api", "1001"),
+    ] {
+        let work = tempfile::tempdir().unwrap();
+        let o = std::process::Command::new(manifest.join("scripts/try-api.sh"))
+            .arg(shape)
+            .env("MUSTER", env!("CARGO_BIN_EXE_muster"))
+            .env("TRY_API_DIR", work.path())
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(0), "{shape}: {out}{}", stderr(&o));
+        assert!(out.contains("(7 creates)"), "{shape}: {out}");
+        let outbox = std::fs::read_to_string(work.path().join("outbox.jsonl")).unwrap();
+        let lines: Vec<serde_json::Value> = outbox
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let bram = if shape == "bamboohr-report" {
+            "42"
+        } else {
+            "1002"
+        };
+        assert!(
+            lines
+                .iter()
+                .any(|l| l["key"] == bram && l["fields"]["manager_id"] == manager_of_1002),
+            "{shape}: {outbox}"
+        );
+        assert!(
+            !outbox.contains("sample-"),
+            "{shape}: a secret in the outbox"
+        );
+    }
 }

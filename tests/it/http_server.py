@@ -116,7 +116,7 @@ class Handler(BaseHTTPRequestHandler):
             with open(os.path.join(args.root, "requests.log"), "a") as log:
                 log.write(f"POST {self.path} auth={'yes' if auth else 'no'}\n")
         client = "Basic " + base64.b64encode((args.oauth or "").encode()).decode()
-        if self.path != "/oauth/token" or "grant_type=client_credentials" not in form:
+        if not self.path.endswith("/token") or "grant_type=client_credentials" not in form:
             return self.answer(400, b'{"error": "invalid_request"}')
         if auth != client:
             return self.answer(401, b'{"error": "invalid_client"}')

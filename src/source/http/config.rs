@@ -33,7 +33,10 @@ enum AuthFile {
         token_file: Option<PathBuf>,
     },
     Basic {
-        user: String,
+        user: Option<String>,
+        /// An API key that is the user name (a BambooHR-style key).
+        user_env: Option<String>,
+        user_file: Option<PathBuf>,
         password_env: Option<String>,
         password_file: Option<PathBuf>,
     },
@@ -55,8 +58,10 @@ fn default_timeout() -> u64 {
 pub enum HttpAuth {
     None,
     Bearer(Secret),
+    /// HTTP Basic. The user is a secret too: some APIs take a key as
+    /// the user name.
     Basic {
-        user: String,
+        user: Secret,
         password: Secret,
     },
     /// OAuth2 client credentials (RFC 6749 §4.4): a token fetched from
@@ -209,13 +214,34 @@ impl HttpFile {
             ),
             Some(AuthFile::Basic {
                 user,
+                user_env,
+                user_file,
                 password_env,
                 password_file,
-            }) => HttpAuth::Basic {
-                user: user.clone(),
-                password: crate::secret::read("password", password_env, password_file, rel)?
-                    .ok_or("auth type \"basic\" needs password_env or password_file")?,
-            },
+            }) => {
+                let key = crate::secret::read("user", user_env, user_file, rel)?;
+                let password = crate::secret::read("password", password_env, password_file, rel)?;
+                match (user, key, password) {
+                    (Some(user), None, Some(password)) => HttpAuth::Basic {
+                        user: Secret::new(user.clone()),
+                        password,
+                    },
+                    (Some(_), None, None) => {
+                        return Err("auth type \"basic\" needs password_env or password_file".into())
+                    }
+                    // A key as the user name: the password is `x` unless given.
+                    (None, Some(key), password) => HttpAuth::Basic {
+                        user: key,
+                        password: password.unwrap_or_else(|| Secret::new("x".into())),
+                    },
+                    (None, None, _) => {
+                        return Err("auth type \"basic\" needs user (or user_env, user_file)".into())
+                    }
+                    (Some(_), Some(_), _) => {
+                        return Err("give user, or user_env / user_file, not both".into())
+                    }
+                }
+            }
             Some(AuthFile::Oauth2 {
                 token_url,
                 client_id,

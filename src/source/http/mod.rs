@@ -146,7 +146,7 @@ mod source {
                 HttpAuth::None => None,
                 HttpAuth::Bearer(token) => Some(format!("Bearer {}", token.expose())),
                 HttpAuth::Basic { user, password } => {
-                    Some(format!("Basic {}", basic(user, password.expose())))
+                    Some(format!("Basic {}", basic(user.expose(), password.expose())))
                 }
                 HttpAuth::OAuth2 { .. } => {
                     let fresh = self
@@ -275,6 +275,7 @@ mod source {
             let mut previous = None;
             let (mut pages, mut total, mut bytes) = (0u64, 0u64, 0u64);
             let mut line = Vec::new();
+            let started = std::time::Instant::now();
             loop {
                 pages += 1;
                 let (body, link) = self.get(url.as_str(), |resp| {
@@ -348,7 +349,13 @@ mod source {
                 url = next;
             }
             out.flush().map_err(write_err)?;
-            tracing::info!(pages, records = total, "http: all pages pulled");
+            tracing::info!(
+                pages,
+                records = total,
+                bytes,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "http: all pages pulled"
+            );
             Ok(bytes)
         }
 
