@@ -27,7 +27,8 @@ work=${TRY_API_DIR:-$repo/target/try-api/$shape}
 rm -rf "$work" && mkdir -p "$work/tenants"
 cp -r examples/profiles "$work/profiles"
 log=$work/server.log
-"$python" tests/it/http_server.py --root examples/api/"$shape" "${auth[@]}" > "$log" &
+"$python" tests/it/http_server.py --root examples/api/"$shape" --log "$work/requests.log" \
+  "${auth[@]}" > "$log" &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 100); do grep -q '^port' "$log" && break; sleep 0.05; done

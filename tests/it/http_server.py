@@ -4,17 +4,20 @@ Serves the files of --root under their names (GET /reports/users.csv serves
 <root>/reports/users.csv; a request with a query string serves
 <root>/<path>@<query>, so GET /people?cursor=b serves <root>/people@cursor=b;
 a file <served>.link is sent as the Link header) to a request with the right
-credentials
-(--bearer TOKEN, --basic USER:PASSWORD, or --oauth CLIENT:SECRET: then
-POST /oauth/token with the client's Basic login and grant_type
-client_credentials answers a new token, the only one the API then takes),
-and answers 401 otherwise. Faults
-come from <root>/faults.json, read on every request: {"<path>": ["503",
-"429:1", "cut", "drop", "ok"]} (the path with its query string, or
+credentials (--bearer TOKEN, --basic USER:PASSWORD, or --oauth CLIENT:SECRET:
+then a POST to a path ending in /token with the client's Basic login and
+grant_type client_credentials answers a new token, the only one the API then
+takes), and answers 401 otherwise.
+
+Faults come from <root>/faults.json, read on every request: {"<path>":
+["503", "429:1", "cut", "drop", "ok"]} (the path with its query string, or
 without it for every query): each request of that path takes the next entry
-(then "ok" for good): a status (with a Retry-After after the colon), "cut"
-(the headers say the whole length, half the body is sent, the connection
-closed) or "drop" (the connection closed before any answer). Every request is appended to <root>/requests.log (method, path,
+(then "ok" for good; a new faults.json counts from its first request): a
+status (with a Retry-After after the colon), "cut" (the headers say the
+whole length, half the body is sent, the connection closed) or "drop" (the
+connection closed before any answer).
+
+Every request is appended to <root>/requests.log, or --log (method, path,
 Authorization header present or not: never its value). Listens on --port
 (default: a free one) and prints "port N" once it listens.
 """
@@ -32,7 +35,9 @@ parser.add_argument("--bearer")
 parser.add_argument("--basic")
 parser.add_argument("--oauth")
 parser.add_argument("--port", type=int, default=0)
+parser.add_argument("--log", help="where requests are logged (default <root>/requests.log)")
 args = parser.parse_args()
+log_path = args.log or os.path.join(args.root, "requests.log")
 lock = threading.Lock()
 taken = {}
 last_faults = ["{}"]
@@ -59,7 +64,7 @@ class Handler(BaseHTTPRequestHandler):
         path, _, query = self.path.partition("?")
         auth = self.headers.get("Authorization")
         with lock:
-            with open(os.path.join(args.root, "requests.log"), "a") as log:
+            with open(log_path, "a") as log:
                 log.write(f"GET {self.path} auth={'yes' if auth else 'no'}\n")
             try:
                 with open(os.path.join(args.root, "faults.json")) as f:
@@ -113,7 +118,7 @@ class Handler(BaseHTTPRequestHandler):
         form = self.rfile.read(length).decode()
         auth = self.headers.get("Authorization")
         with lock:
-            with open(os.path.join(args.root, "requests.log"), "a") as log:
+            with open(log_path, "a") as log:
                 log.write(f"POST {self.path} auth={'yes' if auth else 'no'}\n")
         client = "Basic " + base64.b64encode((args.oauth or "").encode()).decode()
         if not self.path.endswith("/token") or "grant_type=client_credentials" not in form:
