@@ -12,6 +12,9 @@
 #     which makes that server's throwaway certificate for STARTTLS.
 #   - pyftpdlib with pyOpenSSL, beside them: each FTP test starts its own FTP server on
 #     loopback (tests/it/ftp_server.py), plain, explicit or implicit FTPS.
+#   - PostgreSQL's server (Debian package postgresql), for the cluster's tests: each starts
+#     its own throwaway cluster (initdb into a folder of /tmp, owned by the `postgres` user
+#     the package makes; a free port on 127.0.0.1; a password login) and stops it.
 #   - Chromium and its WebDriver (Debian packages chromium and chromium-driver), for the
 #     console's test: it starts chromedriver on a free port and drives a headless Chromium
 #     through it; screenshots land in target/console/.
@@ -28,6 +31,12 @@ if [ ! -x /usr/sbin/sshd ]; then
   # This image's policy keeps the package from starting a server on port 22.
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null \
     || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null; }
+fi
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  echo "installing postgresql (for the cluster's tests)..." >&2
+  # This image's policy keeps the package from starting its own cluster on port 5432.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null \
+    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 fi
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   echo "installing chromium and chromium-driver (the console's browser test)..." >&2

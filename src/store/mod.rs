@@ -20,10 +20,14 @@
 //! [`MemoryStore`] is for tests and for `muster diff`.
 
 mod memory;
+#[cfg(feature = "cluster")]
+mod postgres;
 mod prior;
 mod redb_store;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "cluster")]
+pub use postgres::{shown_url, PostgresStore, SCHEMA_VERSION};
 pub use prior::{MemoryPrior, NoPrior, Prior, PriorEntry, Update};
 pub use redb_store::{RedbStore, REST_KEYS};
 
@@ -66,9 +70,12 @@ pub enum StoreErrorKind {
     /// Written in another format than this muster reads.
     #[error("written in format {found:?}; this muster reads {FORMAT} (use the muster version that wrote it, or start a new store)")]
     Format { found: String },
-    /// The embedded database failed.
+    /// The embedded database failed, or the cluster's PostgreSQL.
     #[error("{0}")]
     Database(String),
+    /// The cluster's database holds a newer schema than this muster's.
+    #[error("the database's muster schema is version {found}; this muster knows versions up to {known} (use the muster that wrote it, or another database)")]
+    Schema { found: i32, known: i32 },
 }
 
 impl StoreError {
@@ -78,7 +85,9 @@ impl StoreError {
     pub fn resumable(&self) -> bool {
         !matches!(
             self.kind,
-            StoreErrorKind::Damaged(_) | StoreErrorKind::Format { .. }
+            StoreErrorKind::Damaged(_)
+                | StoreErrorKind::Format { .. }
+                | StoreErrorKind::Schema { .. }
         )
     }
 
@@ -292,8 +301,9 @@ impl<'a> Cursor<'a> {
 }
 
 /// An object with its field names spelled out: how a `muster-state/3`
-/// journal's begin records kept it (written now only by tests).
-#[cfg(test)]
+/// journal's begin records kept it, and how the cluster's tables keep it
+/// (a row read alone, no list of names beside it).
+#[cfg_attr(not(feature = "cluster"), cfg(test))]
 pub(crate) fn encode_object(o: &StoredObject, out: &mut Vec<u8>) {
     encode_head(o, out);
     out.extend_from_slice(&(o.fields.len() as u32).to_le_bytes());
@@ -326,6 +336,14 @@ fn encode_head(o: &StoredObject, out: &mut Vec<u8>) {
     if let Some(parent) = &o.parent {
         put_str(out, parent);
     }
+}
+
+/// An object as [`encode_object`] wrote it, and nothing after it.
+#[cfg(feature = "cluster")]
+pub(crate) fn decode_object(bytes: &[u8]) -> Option<StoredObject> {
+    let mut c = Cursor(bytes);
+    let o = decode_object_from(&mut c)?;
+    c.0.is_empty().then_some(o)
 }
 
 fn decode_object_from(c: &mut Cursor<'_>) -> Option<StoredObject> {

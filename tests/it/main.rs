@@ -4,6 +4,9 @@
 mod alloc;
 #[cfg(feature = "cli")]
 mod cli;
+// The state in PostgreSQL (SPEC §9), against a throwaway cluster.
+#[cfg(feature = "cluster")]
+mod cluster;
 mod config_doc;
 #[cfg(all(feature = "cli", feature = "daemon", feature = "scim"))]
 mod console;

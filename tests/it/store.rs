@@ -13,7 +13,7 @@ use muster::store::{MemoryStore, PendingOp, RedbStore, StateStore, StoredObject}
 use proptest::prelude::*;
 
 #[derive(Clone, Copy, Debug)]
-enum Close {
+pub(crate) enum Close {
     /// Dropped: its commits synced in its journal.
     Clean,
     /// A checkpoint into redb first.
@@ -23,7 +23,7 @@ enum Close {
 }
 
 #[derive(Clone, Debug)]
-enum Step {
+pub(crate) enum Step {
     /// Journal writes of these (key, delete?, value) and commit the first `acked` of them.
     Write {
         ops: Vec<(u8, bool, u8)>,
@@ -35,7 +35,7 @@ enum Step {
     Records(u64),
 }
 
-fn step() -> impl Strategy<Value = Step> {
+pub(crate) fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         4 => (proptest::collection::vec((0u8..12, proptest::bool::weighted(0.2), any::<u8>()), 0..8), 0usize..9, any::<bool>(), prop_oneof![Just(Close::Clean), Just(Close::Checkpoint), Just(Close::Crash)])
             .prop_map(|(ops, acked, drop_rest, close)| Step::Write { ops, acked, drop_rest, close }),
@@ -43,7 +43,7 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-fn object(v: u8) -> StoredObject {
+pub(crate) fn object(v: u8) -> StoredObject {
     StoredObject {
         fingerprint: u128::from(v) << 70 | u128::from(v),
         active: !v.is_multiple_of(3),
@@ -69,7 +69,7 @@ fn object(v: u8) -> StoredObject {
     }
 }
 
-fn run_steps<S: StateStore>(
+pub(crate) fn run_steps<S: StateStore>(
     steps: &[Step],
     mut store: S,
     reopen: &mut dyn FnMut(S, Close) -> S,

@@ -1,0 +1,524 @@
+//! The cluster's state store (SPEC §9): a tenant's state in PostgreSQL,
+//! so that several daemons on several machines share it.
+//!
+//! Every table is keyed by the tenant's name, so one database holds a
+//! fleet. The objects keep the encoding of the embedded store's journal
+//! (field names spelled out: a row is read alone, with no list of names
+//! beside it); the differ's prior is loaded with one `COPY … TO STDOUT
+//! (FORMAT binary)` of each key and its object's first bytes (fingerprint,
+//! flags, `since`), not a query per key. A commit is one transaction:
+//! the acknowledged objects written, their journal rows deleted.
+//!
+//! The schema is created on first use and versioned in `muster_schema`:
+//! an older one is upgraded in place, a newer one refused by name. Two
+//! daemons opening an empty database at once create it once (an advisory
+//! lock held by the transaction that creates it).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::Type;
+
+use super::{
+    action_code, action_of, decode_object, decode_prior, encode_object, kind_code, kind_of,
+    MemoryPrior, PendingOp, StateStore, StoreError, StoreErrorKind, StoredObject,
+};
+use crate::model::{Action, ObjectKind};
+
+/// The schema version this muster writes; [`MIGRATIONS`]`[v - 1]` makes
+/// version `v` from the one before.
+pub const SCHEMA_VERSION: i32 = 1;
+
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [r#"
+CREATE TABLE muster_tenants (
+    tenant text PRIMARY KEY,
+    next_op bigint NOT NULL DEFAULT 1
+);
+CREATE TABLE muster_objects (
+    tenant text NOT NULL,
+    kind smallint NOT NULL,
+    key text NOT NULL,
+    body bytea NOT NULL,
+    PRIMARY KEY (tenant, kind, key)
+);
+CREATE TABLE muster_journal (
+    tenant text NOT NULL,
+    id bigint NOT NULL,
+    kind smallint NOT NULL,
+    action smallint NOT NULL,
+    invite boolean NOT NULL,
+    key text NOT NULL,
+    object bytea NOT NULL,
+    PRIMARY KEY (tenant, id)
+);
+CREATE TABLE muster_records (
+    tenant text NOT NULL,
+    kind smallint NOT NULL,
+    records bigint NOT NULL,
+    PRIMARY KEY (tenant, kind)
+);
+CREATE TABLE muster_contents (
+    tenant text NOT NULL,
+    hash bytea NOT NULL,
+    name text NOT NULL,
+    PRIMARY KEY (tenant, hash)
+);
+CREATE TABLE muster_plans (
+    tenant text NOT NULL,
+    kind smallint NOT NULL,
+    hash bytea NOT NULL,
+    plan bytea NOT NULL,
+    PRIMARY KEY (tenant, kind)
+);
+CREATE TABLE muster_released (
+    tenant text NOT NULL,
+    name text NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
+"#];
+
+/// The advisory lock the schema is created under (`muster` in ASCII).
+const SCHEMA_LOCK: i64 = 0x6d_75_73_74_65_72;
+
+/// Operation ids reserved in the database at a time: a crash loses at
+/// most this many, and ids are never reused.
+const ID_BLOCK: i64 = 4096;
+
+/// The bytes of an object [`decode_prior`] reads: fingerprint, flags and
+/// a `since` date.
+const PRIOR_BYTES: i32 = 21;
+
+/// A tenant's state in a PostgreSQL database.
+pub struct PostgresStore {
+    client: Mutex<postgres::Client>,
+    tenant: String,
+    /// `postgres://user@host:port/db (tenant …)`: never the password.
+    shown: String,
+    /// Operation ids reserved and not handed out yet: `next..end`.
+    ids: (u64, u64),
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:
+    /// port/db`, or a libpq key=value string) for `tenant`, creating or
+    /// upgrading the schema first.
+    pub fn connect(url: &str, tenant: &str) -> Result<PostgresStore, StoreError> {
+        let shown = format!("{} (tenant {tenant})", shown_url(url));
+        let err = |e: postgres::Error| StoreError {
+            path: shown.clone(),
+            kind: StoreErrorKind::Database(e.to_string()),
+        };
+        let mut client = postgres::Client::connect(url, postgres::NoTls).map_err(err)?;
+        migrate(&mut client).map_err(|e| match e {
+            Migration::Db(e) => err(e),
+            Migration::Newer(found) => StoreError {
+                path: shown.clone(),
+                kind: StoreErrorKind::Schema {
+                    found,
+                    known: SCHEMA_VERSION,
+                },
+            },
+        })?;
+        client
+            .execute(
+                "INSERT INTO muster_tenants (tenant) VALUES ($1) ON CONFLICT DO NOTHING",
+                &[&tenant],
+            )
+            .map_err(err)?;
+        Ok(PostgresStore {
+            client: Mutex::new(client),
+            tenant: tenant.to_string(),
+            shown,
+            ids: (0, 0),
+        })
+    }
+
+    fn err(&self, e: postgres::Error) -> StoreError {
+        StoreError {
+            path: self.shown.clone(),
+            kind: StoreErrorKind::Database(e.to_string()),
+        }
+    }
+
+    fn damaged(&self, what: String) -> StoreError {
+        StoreError {
+            path: self.shown.clone(),
+            kind: StoreErrorKind::Damaged(what),
+        }
+    }
+
+    fn client(&self) -> std::sync::MutexGuard<'_, postgres::Client> {
+        // A panic while the client was held leaves it as any error would.
+        self.client.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Why the schema could not be made ready.
+enum Migration {
+    Db(postgres::Error),
+    /// The database's schema is newer than this muster's.
+    Newer(i32),
+}
+
+/// Creates the schema, or upgrades it, in one transaction holding the
+/// schema's advisory lock: daemons starting at once wait for the first.
+fn migrate(client: &mut postgres::Client) -> Result<(), Migration> {
+    let mut tx = client.transaction().map_err(Migration::Db)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+        .map_err(Migration::Db)?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS muster_schema (version integer NOT NULL)")
+        .map_err(Migration::Db)?;
+    let found: Option<i32> = tx
+        .query_opt("SELECT max(version) FROM muster_schema", &[])
+        .map_err(Migration::Db)?
+        .and_then(|row| row.get(0));
+    let found = found.unwrap_or(0);
+    if found > SCHEMA_VERSION {
+        return Err(Migration::Newer(found));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tx.batch_execute(sql).map_err(Migration::Db)?;
+        tracing::info!(version = i + 1, "postgres: schema created or upgraded");
+    }
+    if found < SCHEMA_VERSION {
+        tx.execute("DELETE FROM muster_schema", &[])
+            .map_err(Migration::Db)?;
+        tx.execute(
+            "INSERT INTO muster_schema (version) VALUES ($1)",
+            &[&SCHEMA_VERSION],
+        )
+        .map_err(Migration::Db)?;
+    }
+    tx.commit().map_err(Migration::Db)
+}
+
+/// `url` without its password, for messages.
+pub fn shown_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        // A key=value string: its password= pair dropped.
+        return url
+            .split_whitespace()
+            .filter(|kv| !kv.starts_with("password="))
+            .collect::<Vec<_>>()
+            .join(" ");
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or_default();
+            format!("{}{user}@{}", &url[..scheme_end + 3], &rest[at + 1..])
+        }
+        None => url.to_string(),
+    }
+}
+
+fn hash_bytes(hash: u128) -> Vec<u8> {
+    hash.to_le_bytes().to_vec()
+}
+
+impl StateStore for PostgresStore {
+    fn prior(&self, kind: ObjectKind) -> Result<MemoryPrior, StoreError> {
+        // COPY takes no parameters: the tenant is a quoted literal.
+        let sql = format!(
+            "COPY (SELECT key, substring(body from 1 for {PRIOR_BYTES}) FROM muster_objects \
+             WHERE tenant = '{}' AND kind = {}) TO STDOUT (FORMAT binary)",
+            self.tenant.replace('\'', "''"),
+            kind_code(kind)
+        );
+        let mut client = self.client();
+        let reader = client.copy_out(sql.as_str()).map_err(|e| self.err(e))?;
+        let mut rows =
+            postgres::binary_copy::BinaryCopyOutIter::new(reader, &[Type::TEXT, Type::BYTEA]);
+        let mut prior = MemoryPrior::new();
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let key: &str = row.try_get(0).map_err(|e| self.err(e))?;
+            let head: &[u8] = row.try_get(1).map_err(|e| self.err(e))?;
+            let entry = decode_prior(head)
+                .ok_or_else(|| self.damaged(format!("the object of {key:?} cannot be read")))?;
+            prior.insert(key, entry);
+        }
+        Ok(prior)
+    }
+
+    fn get(&self, kind: ObjectKind, key: &str) -> Result<Option<StoredObject>, StoreError> {
+        Ok(self.get_many(kind, &[key])?.pop().flatten())
+    }
+
+    fn get_many(
+        &self,
+        kind: ObjectKind,
+        keys: &[&str],
+    ) -> Result<Vec<Option<StoredObject>>, StoreError> {
+        let rows = self
+            .client()
+            .query(
+                "SELECT key, body FROM muster_objects WHERE tenant = $1 AND kind = $2 AND key = ANY($3)",
+                &[&self.tenant, &(kind_code(kind) as i16), &keys],
+            )
+            .map_err(|e| self.err(e))?;
+        let mut found = ahash::AHashMap::with_capacity(rows.len());
+        for row in &rows {
+            let key: &str = row.get(0);
+            let body: &[u8] = row.get(1);
+            let object = decode_object(body)
+                .ok_or_else(|| self.damaged(format!("the object of {key:?} cannot be read")))?;
+            found.insert(key.to_string(), object);
+        }
+        Ok(keys.iter().map(|k| found.get(*k).cloned()).collect())
+    }
+
+    fn last_records(&self, kind: ObjectKind) -> Result<Option<u64>, StoreError> {
+        let row = self
+            .client()
+            .query_opt(
+                "SELECT records FROM muster_records WHERE tenant = $1 AND kind = $2",
+                &[&self.tenant, &(kind_code(kind) as i16)],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(row.map(|r| r.get::<_, i64>(0) as u64))
+    }
+
+    fn set_last_records(&mut self, kind: ObjectKind, records: u64) -> Result<(), StoreError> {
+        self.client()
+            .execute(
+                "INSERT INTO muster_records (tenant, kind, records) VALUES ($1, $2, $3) \
+                 ON CONFLICT (tenant, kind) DO UPDATE SET records = EXCLUDED.records",
+                &[&self.tenant, &(kind_code(kind) as i16), &(records as i64)],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn begin(&mut self, ops: &[PendingOp]) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = ops.iter().map(|o| o.id as i64).collect();
+        let kinds: Vec<i16> = ops.iter().map(|o| kind_code(o.kind) as i16).collect();
+        let actions: Vec<i16> = ops.iter().map(|o| action_code(o.action) as i16).collect();
+        let invites: Vec<bool> = ops.iter().map(|o| o.invite).collect();
+        let keys: Vec<&str> = ops.iter().map(|o| o.key.as_str()).collect();
+        let objects: Vec<Vec<u8>> = ops
+            .iter()
+            .map(|o| {
+                let mut out = Vec::new();
+                encode_object(&o.object, &mut out);
+                out
+            })
+            .collect();
+        self.client()
+            .execute(
+                "INSERT INTO muster_journal (tenant, id, kind, action, invite, key, object) \
+                 SELECT $1, * FROM unnest($2::bigint[], $3::smallint[], $4::smallint[], \
+                 $5::boolean[], $6::text[], $7::bytea[])",
+                &[
+                    &self.tenant,
+                    &ids,
+                    &kinds,
+                    &actions,
+                    &invites,
+                    &keys,
+                    &objects,
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn commit(&mut self, acked: &[PendingOp], dropped: &[u64]) -> Result<(), StoreError> {
+        // The last write of each key is what it holds after the batch.
+        let mut last: BTreeMap<(u8, &str), &PendingOp> = BTreeMap::new();
+        for op in acked {
+            last.insert((kind_code(op.kind), op.key.as_str()), op);
+        }
+        let (mut put_kinds, mut put_keys, mut put_bodies) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut del_kinds, mut del_keys) = (Vec::new(), Vec::new());
+        for ((kind, key), op) in last {
+            if op.action == Action::Delete {
+                del_kinds.push(kind as i16);
+                del_keys.push(key);
+            } else {
+                let mut body = Vec::new();
+                encode_object(&op.object, &mut body);
+                put_kinds.push(kind as i16);
+                put_keys.push(key);
+                put_bodies.push(body);
+            }
+        }
+        let done: Vec<i64> = acked
+            .iter()
+            .map(|o| o.id as i64)
+            .chain(dropped.iter().map(|&id| id as i64))
+            .collect();
+        let tenant = self.tenant.clone();
+        let mut client = self.client();
+        let result = (|| {
+            let mut tx = client.transaction()?;
+            if !put_keys.is_empty() {
+                tx.execute(
+                    "INSERT INTO muster_objects (tenant, kind, key, body) \
+                     SELECT $1, * FROM unnest($2::smallint[], $3::text[], $4::bytea[]) \
+                     ON CONFLICT (tenant, kind, key) DO UPDATE SET body = EXCLUDED.body",
+                    &[&tenant, &put_kinds, &put_keys, &put_bodies],
+                )?;
+            }
+            if !del_keys.is_empty() {
+                tx.execute(
+                    "DELETE FROM muster_objects o USING unnest($2::smallint[], $3::text[]) AS d(kind, key) \
+                     WHERE o.tenant = $1 AND o.kind = d.kind AND o.key = d.key",
+                    &[&tenant, &del_kinds, &del_keys],
+                )?;
+            }
+            if !done.is_empty() {
+                tx.execute(
+                    "DELETE FROM muster_journal WHERE tenant = $1 AND id = ANY($2)",
+                    &[&tenant, &done],
+                )?;
+            }
+            tx.commit()
+        })();
+        drop(client);
+        result.map_err(|e| self.err(e))
+    }
+
+    fn pending(&self) -> Result<Vec<PendingOp>, StoreError> {
+        let rows = self
+            .client()
+            .query(
+                "SELECT id, kind, action, invite, key, object FROM muster_journal \
+                 WHERE tenant = $1 ORDER BY id",
+                &[&self.tenant],
+            )
+            .map_err(|e| self.err(e))?;
+        rows.iter()
+            .map(|row| {
+                let id = row.get::<_, i64>(0) as u64;
+                let bad = || self.damaged(format!("journal record {id} cannot be read"));
+                Ok(PendingOp {
+                    id,
+                    kind: kind_of(row.get::<_, i16>(1) as u8).ok_or_else(bad)?,
+                    action: action_of(row.get::<_, i16>(2) as u8).ok_or_else(bad)?,
+                    invite: row.get(3),
+                    key: row.get(4),
+                    object: decode_object(row.get(5)).ok_or_else(bad)?,
+                })
+            })
+            .collect()
+    }
+
+    fn next_op_id(&mut self) -> Result<u64, StoreError> {
+        if self.ids.0 == self.ids.1 {
+            let row = self
+                .client()
+                .query_one(
+                    "UPDATE muster_tenants SET next_op = next_op + $2 WHERE tenant = $1 RETURNING next_op",
+                    &[&self.tenant, &ID_BLOCK],
+                )
+                .map_err(|e| self.err(e))?;
+            let end = row.get::<_, i64>(0) as u64;
+            self.ids = (end - ID_BLOCK as u64, end);
+        }
+        let id = self.ids.0;
+        self.ids.0 += 1;
+        Ok(id)
+    }
+
+    fn seen_content(&self, hash: u128) -> Result<Option<String>, StoreError> {
+        let row = self
+            .client()
+            .query_opt(
+                "SELECT name FROM muster_contents WHERE tenant = $1 AND hash = $2",
+                &[&self.tenant, &hash_bytes(hash)],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    fn remember_content(&mut self, hash: u128, name: &str) -> Result<(), StoreError> {
+        self.client()
+            .execute(
+                "INSERT INTO muster_contents (tenant, hash, name) VALUES ($1, $2, $3) \
+                 ON CONFLICT (tenant, hash) DO UPDATE SET name = EXCLUDED.name",
+                &[&self.tenant, &hash_bytes(hash), &name],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn kept_plan(&self, kind: ObjectKind, hash: u128) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = self
+            .client()
+            .query_opt(
+                "SELECT plan FROM muster_plans WHERE tenant = $1 AND kind = $2 AND hash = $3",
+                &[&self.tenant, &(kind_code(kind) as i16), &hash_bytes(hash)],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    fn keep_plan(
+        &mut self,
+        kind: ObjectKind,
+        hash: u128,
+        plan: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        let kind = kind_code(kind) as i16;
+        let mut client = self.client();
+        let done = match plan {
+            Some(plan) => client.execute(
+                "INSERT INTO muster_plans (tenant, kind, hash, plan) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (tenant, kind) DO UPDATE SET hash = EXCLUDED.hash, plan = EXCLUDED.plan",
+                &[&self.tenant, &kind, &hash_bytes(hash), &plan],
+            ),
+            None => client.execute(
+                "DELETE FROM muster_plans WHERE tenant = $1 AND kind = $2",
+                &[&self.tenant, &kind],
+            ),
+        };
+        drop(client);
+        done.map(drop).map_err(|e| self.err(e))
+    }
+
+    fn released(&self, name: &str) -> Result<bool, StoreError> {
+        let row = self
+            .client()
+            .query_opt(
+                "SELECT 1 FROM muster_released WHERE tenant = $1 AND name = $2",
+                &[&self.tenant, &name],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(row.is_some())
+    }
+
+    fn set_released(&mut self, name: &str, released: bool) -> Result<(), StoreError> {
+        let sql = if released {
+            "INSERT INTO muster_released (tenant, name) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+        } else {
+            "DELETE FROM muster_released WHERE tenant = $1 AND name = $2"
+        };
+        self.client()
+            .execute(sql, &[&self.tenant, &name])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown_url;
+
+    #[test]
+    fn the_password_is_never_shown() {
+        assert_eq!(
+            shown_url("postgres://muster:s3cret@db.example:5432/muster"),
+            "postgres://muster@db.example:5432/muster"
+        );
+        assert_eq!(
+            shown_url("host=db user=muster password=s3cret dbname=m"),
+            "host=db user=muster dbname=m"
+        );
+        assert_eq!(shown_url("postgres://db/m"), "postgres://db/m");
+    }
+}

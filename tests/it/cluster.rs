@@ -1,0 +1,312 @@
+//! The cluster's state store (SPEC §9) against a real PostgreSQL: each
+//! test starts a throwaway cluster of Debian's `postgresql` (initdb into a
+//! temporary folder, a free port on loopback, a password login), and
+//! stops it after. The store passes the embedded store's model test, keeps
+//! its operation ids unique across connections, creates its schema once
+//! when daemons start together, refuses a newer schema by name, loads a
+//! large prior, and shows no password in its errors.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use muster::plan::Action;
+use muster::profile::ObjectKind;
+use muster::store::{PendingOp, PostgresStore, Prior, StateStore};
+use proptest::prelude::*;
+
+use crate::store::{object, run_steps, step};
+
+const PASSWORD: &str = "pg-test-7f3a";
+
+/// A throwaway PostgreSQL cluster on loopback, stopped when dropped.
+pub struct PgCluster {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    pub port: u16,
+    /// Run the server's programs as the `postgres` user (initdb refuses root).
+    as_postgres: bool,
+}
+
+impl PgCluster {
+    pub fn start() -> PgCluster {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|versions| {
+                versions
+                    .filter_map(|v| Some(v.ok()?.path().join("bin")))
+                    .filter(|b| b.join("initdb").exists())
+                    .max()
+            })
+            .expect("PostgreSQL's server is missing: run the tests with scripts/test.sh, which installs Debian's postgresql");
+        let as_postgres = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        let dir = tempfile::Builder::new()
+            .prefix("muster-pg")
+            .tempdir_in("/tmp")
+            .unwrap();
+        std::fs::write(dir.path().join("pw"), PASSWORD).unwrap();
+        if as_postgres {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cluster = PgCluster {
+            dir,
+            bin,
+            port,
+            as_postgres,
+        };
+        let data = cluster.dir.path().join("data");
+        cluster.run(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "muster",
+                "-A",
+                "scram-sha-256",
+                "--pwfile",
+                cluster.dir.path().join("pw").to_str().unwrap(),
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            cluster.dir.path().display()
+        );
+        cluster.run(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-o",
+                &options,
+                "-l",
+                cluster.dir.path().join("log").to_str().unwrap(),
+                "-w",
+                "start",
+            ],
+        );
+        cluster
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let program = self.bin.join(program);
+        let out = if self.as_postgres {
+            Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(&program)
+                .args(args)
+                .output()
+        } else {
+            Command::new(&program).args(args).output()
+        }
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{} {args:?}: {}{}",
+            program.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The URL of database `db` (with the password).
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://muster:{PASSWORD}@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// A new, empty database; its URL.
+    pub fn database(&self, name: &str) -> String {
+        let mut admin = postgres::Client::connect(&self.url("postgres"), postgres::NoTls).unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        self.url(name)
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let (bin, as_postgres) = (self.bin.join("pg_ctl"), self.as_postgres);
+        let mut cmd = if as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(bin);
+            c
+        } else {
+            Command::new(bin)
+        };
+        let _ = cmd
+            .arg("-D")
+            .arg(data)
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// The embedded store's model test: random journalled writes, commits
+    /// and drops, each followed by a new connection (PostgreSQL's commits
+    /// are the store's: nothing to sync, checkpoint or lose).
+    #[test]
+    fn the_postgres_store_matches_the_model(steps in proptest::collection::vec(step(), 1..10)) {
+        let (cluster, url) = shared();
+        let _ = cluster;
+        // A tenant of its own per case: one database holds them all apart.
+        let tenant = format!("t{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let store = PostgresStore::connect(&url, &tenant).unwrap();
+        run_steps(&steps, store, &mut |store, _close| {
+            drop(store);
+            PostgresStore::connect(&url, &tenant).unwrap()
+        })?;
+    }
+}
+
+static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// One cluster for the model test's cases (started with the first).
+fn shared() -> (&'static PgCluster, String) {
+    static CLUSTER: std::sync::OnceLock<(PgCluster, String)> = std::sync::OnceLock::new();
+    let (cluster, url) = CLUSTER.get_or_init(|| {
+        let cluster = PgCluster::start();
+        let url = cluster.database("model");
+        (cluster, url)
+    });
+    (cluster, url.clone())
+}
+
+#[test]
+fn operation_ids_never_repeat_across_connections_and_tenants_are_apart() {
+    let cluster = PgCluster::start();
+    let url = cluster.database("ids");
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..3 {
+        let mut store = PostgresStore::connect(&url, "acme").unwrap();
+        for _ in 0..5000 {
+            assert!(seen.insert(store.next_op_id().unwrap()), "an id repeated");
+        }
+    }
+    let mut a = PostgresStore::connect(&url, "acme").unwrap();
+    let op = PendingOp {
+        id: a.next_op_id().unwrap(),
+        kind: ObjectKind::User,
+        key: "E1".into(),
+        action: Action::Create,
+        invite: false,
+        object: object(7),
+    };
+    a.begin(std::slice::from_ref(&op)).unwrap();
+    a.commit(std::slice::from_ref(&op), &[]).unwrap();
+    let b = PostgresStore::connect(&url, "other").unwrap();
+    assert_eq!(b.get(ObjectKind::User, "E1").unwrap(), None);
+    assert_eq!(a.get(ObjectKind::User, "E1").unwrap(), Some(object(7)));
+}
+
+/// Four daemons opening an empty database at the same moment: each
+/// connects, and the schema is created once.
+#[test]
+fn daemons_starting_together_on_an_empty_database_create_the_schema_once() {
+    let cluster = PgCluster::start();
+    let url = cluster.database("together");
+    let barrier = std::sync::Barrier::new(4);
+    std::thread::scope(|s| {
+        for i in 0..4 {
+            let (url, barrier) = (&url, &barrier);
+            s.spawn(move || {
+                barrier.wait();
+                PostgresStore::connect(url, &format!("t{i}")).unwrap();
+            });
+        }
+    });
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let rows = client
+        .query("SELECT version FROM muster_schema", &[])
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, i32>(0), muster::store::SCHEMA_VERSION);
+    let tenants: i64 = client
+        .query_one("SELECT count(*) FROM muster_tenants", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(tenants, 4);
+}
+
+/// A database whose schema a newer muster wrote is refused, naming both
+/// versions; a wrong password's error does not show the password.
+#[test]
+fn a_newer_schema_is_refused_by_name_and_no_error_shows_the_password() {
+    let cluster = PgCluster::start();
+    let url = cluster.database("newer");
+    drop(PostgresStore::connect(&url, "acme").unwrap());
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    client
+        .execute("UPDATE muster_schema SET version = 99", &[])
+        .unwrap();
+    let err = PostgresStore::connect(&url, "acme")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("schema is version 99") && err.contains("up to 1"),
+        "{err}"
+    );
+    assert!(!err.contains(PASSWORD), "{err}");
+    let wrong = url.replace(PASSWORD, "not-the-password");
+    let err = PostgresStore::connect(&wrong, "acme")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("muster@127.0.0.1"), "{err}");
+    assert!(!err.contains("not-the-password"), "{err}");
+}
+
+/// 50,000 objects committed in batches, then the prior loaded at once
+/// (one COPY): every key with its fingerprint and flags.
+#[test]
+fn a_large_prior_is_loaded_whole() {
+    let cluster = PgCluster::start();
+    let url = cluster.database("prior");
+    let mut store = PostgresStore::connect(&url, "acme").unwrap();
+    let n = 50_000u32;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(5000) {
+        let ops: Vec<PendingOp> = chunk
+            .iter()
+            .map(|&i| PendingOp {
+                id: store.next_op_id().unwrap(),
+                kind: ObjectKind::User,
+                key: format!("E{i:06}"),
+                action: Action::Create,
+                invite: false,
+                object: object((i % 251) as u8),
+            })
+            .collect();
+        store.begin(&ops).unwrap();
+        store.commit(&ops, &[]).unwrap();
+    }
+    assert!(store.pending().unwrap().is_empty());
+    let prior = store.prior(ObjectKind::User).unwrap();
+    assert_eq!(prior.len(), n as usize);
+    for i in [0u32, 1, 12_345, 49_999] {
+        assert_eq!(
+            prior.get(&format!("E{i:06}")),
+            Some(object((i % 251) as u8).prior_entry())
+        );
+    }
+    assert!(store.prior(ObjectKind::Group).unwrap().is_empty());
+}
