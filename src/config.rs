@@ -50,7 +50,39 @@ pub use crate::source::SourceConfig;
 struct ConfigFile {
     #[serde(default)]
     daemon: DaemonSettings,
+    /// The tenants' state in PostgreSQL (SPEC §9). Default: each tenant's
+    /// own embedded store (`state`).
+    #[serde(default)]
+    cluster: Option<ClusterFile>,
     tenant: Vec<TenantFile>,
+}
+
+/// `[cluster]`, as written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClusterFile {
+    /// The environment variable holding the database's URL
+    /// (`postgres://user:password@host:port/db`); or `postgres_file`.
+    #[serde(default)]
+    postgres_env: Option<String>,
+    /// A file holding the database's URL.
+    #[serde(default)]
+    postgres_file: Option<PathBuf>,
+    /// How long a run's lease lasts unrenewed. Default 30000.
+    #[serde(default = "default_lease_ms")]
+    lease_ms: u64,
+}
+
+fn default_lease_ms() -> u64 {
+    30_000
+}
+
+/// `[cluster]`, checked: where the tenants' state is.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    /// The database's URL (it may hold the password).
+    pub url: crate::secret::Secret,
+    pub lease_ms: u64,
 }
 
 /// `[daemon]`: how `muster daemon` runs the tenants (SPEC §8).
@@ -118,8 +150,10 @@ fn default_workers() -> usize {
 struct TenantFile {
     /// Names the tenant in logs, `--tenant` and summaries. Required, unique.
     name: String,
-    /// The state store file (redb). Required.
-    state: PathBuf,
+    /// The state store file (redb). Required, unless `[cluster]` keeps
+    /// the state in PostgreSQL (then refused).
+    #[serde(default)]
+    state: Option<PathBuf>,
     source: SourceFile,
     files: Vec<FileSpec>,
     sink: SinkFile,
@@ -318,7 +352,12 @@ pub struct Config {
 #[derive(Clone, Debug)]
 pub struct Tenant {
     pub name: String,
+    /// The embedded state store; under `[cluster]`, a local path beside
+    /// the config (`.muster/<name>`) whose `.spool` and `.lock` the runs
+    /// of this machine use, the state being in PostgreSQL.
     pub state: PathBuf,
+    /// The cluster holding the state, under `[cluster]`.
+    pub cluster: Option<std::sync::Arc<Cluster>>,
     pub source: SourceConfig,
     pub settle_ms: u64,
     pub files: Vec<(glob::Pattern, Profile)>,
@@ -371,6 +410,21 @@ impl Config {
                 p.to_path_buf()
             } else {
                 base.join(p)
+            }
+        };
+        let cluster = match &file.cluster {
+            None => None,
+            Some(c) => {
+                let url = crate::secret::read("postgres", &c.postgres_env, &c.postgres_file, &rel)
+                    .map_err(|e| err(format!("[cluster]: {e}")))?
+                    .ok_or_else(|| err("[cluster]: postgres_env or postgres_file is required (the database's URL)".into()))?;
+                if c.lease_ms < 1000 {
+                    return Err(err("[cluster]: lease_ms must be at least 1000".into()));
+                }
+                Some(std::sync::Arc::new(Cluster {
+                    url,
+                    lease_ms: c.lease_ms,
+                }))
             }
         };
         let mut tenants = Vec::new();
@@ -472,7 +526,31 @@ impl Config {
             };
             tenants.push(Tenant {
                 name: t.name.clone(),
-                state: rel(&t.state),
+                state: match (&cluster, &t.state) {
+                    (None, Some(state)) => rel(state),
+                    (None, None) => {
+                        return Err(at("`state` is required (the state store file)".into()))
+                    }
+                    (Some(_), None) => {
+                        let safe: String = t
+                            .name
+                            .chars()
+                            .map(|c| {
+                                if c.is_alphanumeric() || "-_".contains(c) {
+                                    c
+                                } else {
+                                    '_'
+                                }
+                            })
+                            .collect();
+                        rel(&Path::new(".muster").join(safe))
+                    }
+                    (Some(_), Some(_)) => return Err(at(
+                        "`state` is not for a tenant of a [cluster]: its state is in PostgreSQL"
+                            .into(),
+                    )),
+                },
+                cluster: cluster.clone(),
                 source,
                 settle_ms,
                 files,

@@ -37,20 +37,21 @@ mod ops;
 
 use crate::config::{Config, Tenant};
 use crate::pipeline::{run_tenant_with_progress, FileReport, RunError, RunOptions, RunProgress};
-use crate::store::RedbStore;
 pub use ops::Fleet;
 
 const NEXT_DUE: &str = "next_due";
 
 /// Reads the tenant's next due time from its store.
 fn stored_due(tenant: &Tenant) -> Option<Timestamp> {
-    let store = RedbStore::open(&tenant.state).ok()?;
+    let store = crate::pipeline::open_store(tenant, false).ok()?;
     store.daemon_value(NEXT_DUE).ok()??.parse().ok()
 }
 
 fn store_due(tenant: &Tenant, due: Timestamp) {
-    let saved = RedbStore::open(&tenant.state)
-        .and_then(|mut s| s.set_daemon_value(NEXT_DUE, &due.to_string()));
+    let saved = crate::pipeline::open_store(tenant, false).and_then(|mut s| {
+        s.set_daemon_value(NEXT_DUE, &due.to_string())
+            .map_err(Into::into)
+    });
     if let Err(e) = saved {
         tracing::warn!(tenant = %tenant.name, error = %e, "could not record the next due time");
     }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{FileReport, FileStatus, RunError};
-use crate::store::{RedbStore, StoreError};
+use crate::store::{StateStore, StoreError};
 
 /// One run, as the history keeps it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -79,7 +79,7 @@ fn worse<'a>(a: &'a str, b: &'a str) -> &'a str {
 /// in `store`, keeping `keep` runs; `None` when there is nothing to
 /// record (no file, no error).
 pub(super) fn record(
-    store: &mut RedbStore,
+    store: &mut dyn StateStore,
     keep: usize,
     started: jiff::Timestamp,
     outcome: &Result<Vec<FileReport>, RunError>,
@@ -113,23 +113,24 @@ pub(super) fn record(
             .fold("ok", |worst, r| worse(worst, result_of(&r.status))),
     };
     let ended = jiff::Timestamp::now();
-    let id = store.push_run(keep, |id| {
-        let record = RunRecord {
-            id,
-            started: started.to_string(),
-            ended: ended.to_string(),
-            result: result.to_string(),
-            error,
-            files,
-            requests: requests.into_iter().collect(),
-        };
+    let mut record = RunRecord {
+        id: 0,
+        started: started.to_string(),
+        ended: ended.to_string(),
+        result: result.to_string(),
+        error,
+        files,
+        requests: requests.into_iter().collect(),
+    };
+    let id = store.push_run(keep, &mut |id| {
+        record.id = id;
         serde_json::to_vec(&record).unwrap_or_default()
     })?;
     Ok(Some(id))
 }
 
 /// The newest `limit` runs of a store's history.
-pub fn runs(store: &RedbStore, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+pub fn runs(store: &dyn StateStore, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
     Ok(store
         .runs(limit)?
         .iter()
@@ -172,15 +173,15 @@ pub fn tenant_status(tenant: &crate::config::Tenant) -> Result<TenantStatus, Run
         }
         Err(e) => return Err(e),
     };
-    if !tenant.state.exists() {
+    if tenant.cluster.is_none() && !tenant.state.exists() {
         return Ok(status);
     }
-    let store = RedbStore::open(&tenant.state)?;
+    let store = super::open_store(tenant, false)?;
     status.next_run = store.daemon_value("next_due")?;
-    status.last_run = runs(&store, 1)?.pop();
+    status.last_run = runs(store.as_ref(), 1)?.pop();
     if let Some(last) = &status.last_run {
         for f in last.files.iter().filter(|f| f.status == "held") {
-            if crate::store::StateStore::released(&store, &f.name)? {
+            if store.released(&f.name)? {
                 status.released.push(f.name.clone());
             } else {
                 status.held.push(f.name.clone());
@@ -201,11 +202,11 @@ pub fn history_of(
         Err(RunError::Busy(_)) => return Ok(None),
         Err(e) => return Err(e),
     };
-    if !tenant.state.exists() {
+    if tenant.cluster.is_none() && !tenant.state.exists() {
         return Ok(Some(Vec::new()));
     }
-    let store = RedbStore::open(&tenant.state)?;
-    Ok(Some(runs(&store, limit)?))
+    let store = super::open_store(tenant, false)?;
+    Ok(Some(runs(store.as_ref(), limit)?))
 }
 
 /// Opens the results CSV a run's file left at `location` (its
@@ -270,8 +271,8 @@ pub fn release(tenant: &crate::config::Tenant, file: &str) -> Result<(), Release
         });
     }
     let _lock = super::lock(tenant)?;
-    let mut store = RedbStore::open(&tenant.state)?;
-    crate::store::StateStore::set_released(&mut store, file, true)?;
+    let mut store = super::open_store(tenant, false)?;
+    store.set_released(file, true)?;
     Ok(())
 }
 

@@ -421,7 +421,7 @@ fn run_locked(
     let mut source = crate::source::open(&tenant.source, &tenant.spool())?;
     // A store that went missing is not made anew while processed/ shows
     // files were applied (SPEC §6): that run would create everyone again.
-    if !tenant.state.exists() {
+    if tenant.cluster.is_none() && !tenant.state.exists() {
         let names = source.processed_names()?;
         if let Some(evidence) = crate::source::applied_original(&names) {
             return Err(RunError::StoreMissing {
@@ -430,7 +430,7 @@ fn run_locked(
             });
         }
     }
-    let mut store = RedbStore::open(&tenant.state)?;
+    let mut store = open_store(tenant, true)?;
     let started = jiff::Timestamp::now();
     let mut requests = Vec::new();
     let outcome = run_opened(
@@ -438,12 +438,18 @@ fn run_locked(
         opts,
         progress,
         source.as_mut(),
-        &mut store,
+        store.as_mut(),
         &mut requests,
     );
     // The history (SPEC §8); a run is not failed for want of recording it.
     if !opts.dry_run {
-        let recorded = history::record(&mut store, tenant.keep_runs, started, &outcome, requests);
+        let recorded = history::record(
+            store.as_mut(),
+            tenant.keep_runs,
+            started,
+            &outcome,
+            requests,
+        );
         let id = recorded.unwrap_or_else(|e| {
             tracing::warn!(tenant = %tenant.name, error = %e, "the run could not be recorded in the history");
             None
@@ -472,7 +478,7 @@ fn run_opened(
     opts: &RunOptions,
     progress: &mut dyn FnMut(RunProgress<'_>),
     source: &mut dyn Source,
-    store: &mut RedbStore,
+    store: &mut dyn StateStore,
     requests: &mut Vec<(String, u64)>,
 ) -> Result<Vec<FileReport>, RunError> {
     // A dry run sends nothing, so it needs no LMS (it works offline) and
@@ -492,6 +498,32 @@ fn run_opened(
     .run(opts, progress);
     *requests = sink.requests();
     outcome
+}
+
+/// A tenant's state store: its embedded store, or under `[cluster]` its
+/// state in PostgreSQL. `run`: the store is for a run, which holds the
+/// tenant's cluster-wide run lock while the store is open (another
+/// machine running it: [`RunError::Busy`]).
+pub fn open_store(tenant: &Tenant, run: bool) -> Result<Box<dyn StateStore>, RunError> {
+    let Some(cluster) = &tenant.cluster else {
+        return Ok(Box::new(RedbStore::open(&tenant.state)?));
+    };
+    #[cfg(feature = "cluster")]
+    {
+        let store = crate::store::PostgresStore::connect(cluster.url.expose(), &tenant.name)?;
+        if run && !store.try_lock()? {
+            return Err(RunError::Busy(tenant.name.clone()));
+        }
+        Ok(Box::new(store))
+    }
+    #[cfg(not(feature = "cluster"))]
+    {
+        let _ = (cluster, run);
+        Err(RunError::StatePath {
+            path: "[cluster]".into(),
+            error: std::io::Error::other("this muster is built without the `cluster` feature"),
+        })
+    }
 }
 
 /// One run of a tenant at a time, across processes (a manual run, the

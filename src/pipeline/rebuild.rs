@@ -22,6 +22,14 @@ use crate::store::{PendingOp, RedbStore, StateStore, StoreError, StoreErrorKind,
 /// Rebuilds `tenant`'s state store from its sink; the old store's files,
 /// if any, are moved aside.
 pub fn rebuild_tenant(tenant: &Tenant) -> Result<Rebuilt, RunError> {
+    if tenant.cluster.is_some() {
+        return Err(RunError::StatePath {
+            path: "[cluster]".into(),
+            error: std::io::Error::other(
+                "`muster state rebuild` makes an embedded store; a [cluster] tenant's is not rebuilt yet",
+            ),
+        });
+    }
     let _lock = lock(tenant)?;
     let job = tenant.job();
     let mut sink = crate::sink::open(&tenant.sink, job.has(ObjectKind::Group))?;

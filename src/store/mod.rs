@@ -263,6 +263,30 @@ pub trait StateStore: Send + Sync {
     }
     /// A hint: about `writes` commits of `kind` follow. Default: none taken.
     fn reserve_writes(&mut self, _kind: ObjectKind, _writes: usize) {}
+    /// Adds a run's record to the run history (SPEC §8), keeping the
+    /// `keep` newest; `record` is given the run's id (one more than the
+    /// last). Default: no history kept (id 0).
+    fn push_run(
+        &mut self,
+        _keep: usize,
+        _record: &mut dyn FnMut(u64) -> Vec<u8>,
+    ) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+    /// The run history's records, newest first, at most `limit`.
+    /// Default: none.
+    fn runs(&self, _limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// A value the daemon keeps for the tenant (its next due time).
+    /// Default: none.
+    fn daemon_value(&self, _name: &str) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
+    /// Keeps a daemon value. Default: not kept.
+    fn set_daemon_value(&mut self, _name: &str, _value: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 // ---- encoding (stable, versioned by FORMAT) ----

@@ -76,6 +76,18 @@ CREATE TABLE muster_released (
     name text NOT NULL,
     PRIMARY KEY (tenant, name)
 );
+CREATE TABLE muster_runs (
+    tenant text NOT NULL,
+    id bigint NOT NULL,
+    record bytea NOT NULL,
+    PRIMARY KEY (tenant, id)
+);
+CREATE TABLE muster_daemon (
+    tenant text NOT NULL,
+    name text NOT NULL,
+    value text NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
 "#];
 
 /// The advisory lock the schema is created under (`muster` in ASCII).
@@ -492,6 +504,70 @@ impl StateStore for PostgresStore {
         Ok(row.is_some())
     }
 
+    fn push_run(
+        &mut self,
+        keep: usize,
+        record: &mut dyn FnMut(u64) -> Vec<u8>,
+    ) -> Result<u64, StoreError> {
+        let tenant = self.tenant.clone();
+        let mut client = self.client();
+        let result = (|| {
+            let mut tx = client.transaction()?;
+            let last: Option<i64> = tx
+                .query_one(
+                    "SELECT max(id) FROM muster_runs WHERE tenant = $1",
+                    &[&tenant],
+                )?
+                .get(0);
+            let id = last.map_or(1, |l| l + 1);
+            tx.execute(
+                "INSERT INTO muster_runs (tenant, id, record) VALUES ($1, $2, $3)",
+                &[&tenant, &id, &record(id as u64)],
+            )?;
+            tx.execute(
+                "DELETE FROM muster_runs WHERE tenant = $1 AND id <= $2",
+                &[&tenant, &(id - keep.max(1) as i64)],
+            )?;
+            tx.commit()?;
+            Ok(id as u64)
+        })();
+        drop(client);
+        result.map_err(|e| self.err(e))
+    }
+
+    fn runs(&self, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        let rows = self
+            .client()
+            .query(
+                "SELECT record FROM muster_runs WHERE tenant = $1 ORDER BY id DESC LIMIT $2",
+                &[&self.tenant, &(limit.min(i64::MAX as usize) as i64)],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn daemon_value(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let row = self
+            .client()
+            .query_opt(
+                "SELECT value FROM muster_daemon WHERE tenant = $1 AND name = $2",
+                &[&self.tenant, &name],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    fn set_daemon_value(&mut self, name: &str, value: &str) -> Result<(), StoreError> {
+        self.client()
+            .execute(
+                "INSERT INTO muster_daemon (tenant, name, value) VALUES ($1, $2, $3) \
+                 ON CONFLICT (tenant, name) DO UPDATE SET value = EXCLUDED.value",
+                &[&self.tenant, &name, &value],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     fn set_released(&mut self, name: &str, released: bool) -> Result<(), StoreError> {
         let sql = if released {
             "INSERT INTO muster_released (tenant, name) VALUES ($1, $2) ON CONFLICT DO NOTHING"
@@ -502,6 +578,22 @@ impl StateStore for PostgresStore {
             .execute(sql, &[&self.tenant, &name])
             .map_err(|e| self.err(e))?;
         Ok(())
+    }
+}
+
+impl PostgresStore {
+    /// Takes the tenant's run lock: a session-level advisory lock, held
+    /// until this store's connection ends (a daemon that dies loses it
+    /// with its connection). False when another connection holds it.
+    pub fn try_lock(&self) -> Result<bool, StoreError> {
+        let row = self
+            .client()
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtext('muster/' || $1))",
+                &[&self.tenant],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(row.get(0))
     }
 }
 

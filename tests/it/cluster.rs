@@ -310,3 +310,137 @@ fn a_large_prior_is_loaded_whole() {
     }
     assert!(store.prior(ObjectKind::Group).unwrap().is_empty());
 }
+
+/// A tenant of a `[cluster]` (its URL in a file): killed mid-write on day
+/// 1 and run again, every user is created once; day 2's changes are
+/// applied; its state, journal and history are in PostgreSQL (no store
+/// file on disk), apart from another tenant's in the same database; a
+/// second run while one holds the tenant's lock is refused as busy.
+#[test]
+fn a_cluster_tenant_runs_with_its_state_in_postgres() {
+    use crate::run::{derive, gen, stderr, Tenant};
+    let cluster = PgCluster::start();
+    let url = cluster.database("runs");
+    let t = Tenant::with_config(
+        r#"
+[cluster]
+postgres_file = "pg-url"
+
+[[tenant]]
+name = "acme"
+batch_size = 100
+[tenant.source]
+type = "dir"
+path = "inbox"
+settle_ms = 0
+[[tenant.files]]
+pattern = "wt_users*.csv"
+profile = "winningtemp-users"
+[tenant.sink]
+type = "jsonl"
+path = "outbox.jsonl"
+"#,
+    );
+    std::fs::write(t.path("pg-url"), &url).unwrap();
+    let day1 = gen(3000, 21);
+    t.drop_file("wt_users_1.csv", &day1);
+    t.run_killed_at(1200);
+    let o = t.run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let creates: Vec<String> = t
+        .outbox()
+        .iter()
+        .filter(|l| l["action"] == "create")
+        .map(|l| l["key"].as_str().unwrap().to_string())
+        .collect();
+    let unique: std::collections::BTreeSet<&String> = creates.iter().collect();
+    assert_eq!(unique.len(), creates.len(), "a user created twice");
+    assert!(creates.len() > 2900, "{}", creates.len());
+
+    std::fs::write(t.path("day1.csv"), &day1).unwrap();
+    t.drop_file("wt_users_2.csv", &derive(&t.path("day1.csv"), "0.05"));
+    let before = t.outbox().len();
+    let o = t.run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(t.outbox()[before..].iter().any(|l| l["action"] == "update"));
+
+    let files: Vec<String> = walk(&t.path(""));
+    assert!(
+        !files.iter().any(|f| f.ends_with(".redb")),
+        "no embedded store: {files:?}"
+    );
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let count =
+        |db: &mut postgres::Client, sql: &str| -> i64 { db.query_one(sql, &[]).unwrap().get(0) };
+    let all_creates = t
+        .outbox()
+        .iter()
+        .filter(|l| l["action"] == "create")
+        .count();
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) FROM muster_objects WHERE tenant = 'acme' AND kind = 0"
+        ),
+        (all_creates - count_deletes(&t)) as i64,
+        "the users the outbox holds"
+    );
+    assert_eq!(count(&mut db, "SELECT count(*) FROM muster_journal"), 0);
+    assert!(
+        count(
+            &mut db,
+            "SELECT count(*) FROM muster_runs WHERE tenant = 'acme'"
+        ) >= 2
+    );
+
+    // Another connection holding the tenant's lock: the run is busy.
+    let holder = PostgresStore::connect(&url, "acme").unwrap();
+    assert!(holder.try_lock().unwrap());
+    t.drop_file("wt_users_3.csv", &day1);
+    let o = t.run(&[]);
+    assert!(
+        stderr(&o).contains("is being run by another muster"),
+        "{}",
+        stderr(&o)
+    );
+    drop(holder);
+    let o = t.run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    // `state` under [cluster] is refused by name.
+    let text = std::fs::read_to_string(t.path("muster.toml")).unwrap();
+    std::fs::write(
+        t.path("muster.toml"),
+        text.replace("name = \"acme\"", "name = \"acme\"\nstate = \"s.redb\""),
+    )
+    .unwrap();
+    let o = t.run(&[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("`state` is not for a tenant of a [cluster]"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains(PASSWORD));
+}
+
+fn count_deletes(t: &crate::run::Tenant) -> usize {
+    t.outbox()
+        .iter()
+        .filter(|l| l["action"] == "delete")
+        .count()
+}
+
+/// Every file under `dir`, as paths.
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path.display().to_string());
+        }
+    }
+    out
+}

@@ -101,6 +101,10 @@ fn docs_config_md_documents_every_key_and_no_other() {
             "`[daemon]`",
             format!("[daemon]\n{z}{TENANT}{SOURCE}{FILES}{SINK}"),
         ),
+        (
+            "`[cluster]`",
+            format!("[cluster]\n{z}{TENANT}{SOURCE}{FILES}{SINK}"),
+        ),
     ];
     let mut problems = Vec::new();
     for (heading, config) in tables {
@@ -119,10 +123,10 @@ fn docs_config_md_documents_every_key_and_no_other() {
             ));
         }
     }
-    // The top level takes `daemon` and `tenant`.
+    // The top level takes `cluster`, `daemon` and `tenant`.
     assert_eq!(
         keys_of(&format!("{z}{TENANT}")),
-        BTreeSet::from(["daemon".to_string(), "tenant".to_string()])
+        BTreeSet::from(["cluster", "daemon", "tenant"].map(String::from))
     );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

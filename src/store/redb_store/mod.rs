@@ -397,6 +397,23 @@ impl RedbStore {
 }
 
 impl StateStore for RedbStore {
+    fn push_run(
+        &mut self,
+        keep: usize,
+        record: &mut dyn FnMut(u64) -> Vec<u8>,
+    ) -> Result<u64, StoreError> {
+        RedbStore::push_run(self, keep, record)
+    }
+    fn runs(&self, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        RedbStore::runs(self, limit)
+    }
+    fn daemon_value(&self, name: &str) -> Result<Option<String>, StoreError> {
+        RedbStore::daemon_value(self, name)
+    }
+    fn set_daemon_value(&mut self, name: &str, value: &str) -> Result<(), StoreError> {
+        RedbStore::set_daemon_value(self, name, value)
+    }
+
     /// Makes every commit so far durable in the journal, without the
     /// checkpoint [`StateStore::sync`] may make: a run syncs so at the end
     /// of a file's writes, and leaves the checkpoint until the file's plan
