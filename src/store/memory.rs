@@ -89,6 +89,11 @@ impl StateStore for MemoryStore {
         Ok(self.next_op)
     }
 
+    fn raise_op_ids(&mut self, past: u64) -> Result<(), StoreError> {
+        self.next_op = self.next_op.max(past);
+        Ok(())
+    }
+
     fn seen_content(&self, hash: u128) -> Result<Option<String>, StoreError> {
         Ok(self.contents.get(&hash).cloned())
     }

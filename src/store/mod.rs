@@ -19,6 +19,7 @@
 //! copy-on-write B-trees with an fsync per commit, pure Rust, no server);
 //! [`MemoryStore`] is for tests and for `muster diff`.
 
+pub mod copy;
 mod memory;
 #[cfg(feature = "cluster")]
 mod postgres;
@@ -203,6 +204,10 @@ pub trait StateStore: Send + Sync {
     fn pending(&self) -> Result<Vec<PendingOp>, StoreError>;
     /// A fresh id for the next operation (never reused).
     fn next_op_id(&mut self) -> Result<u64, StoreError>;
+    /// Makes every id [`StateStore::next_op_id`] gives from now on greater
+    /// than `past` (a store that takes over another's state: the sinks
+    /// know operations by id).
+    fn raise_op_ids(&mut self, past: u64) -> Result<(), StoreError>;
     /// Makes every commit so far durable (a store may keep them in its
     /// journal rather than its tables). Default: nothing to do.
     fn sync(&mut self) -> Result<(), StoreError> {

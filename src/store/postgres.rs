@@ -437,6 +437,18 @@ impl StateStore for PostgresStore {
         Ok(id)
     }
 
+    fn raise_op_ids(&mut self, past: u64) -> Result<(), StoreError> {
+        self.client()
+            .execute(
+                "UPDATE muster_tenants SET next_op = greatest(next_op, $2) WHERE tenant = $1",
+                &[&self.tenant, &(past as i64 + 1)],
+            )
+            .map_err(|e| self.err(e))?;
+        // The block in hand, if any, is dropped.
+        self.ids = (0, 0);
+        Ok(())
+    }
+
     fn seen_content(&self, hash: u128) -> Result<Option<String>, StoreError> {
         let row = self
             .client()

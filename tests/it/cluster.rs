@@ -444,3 +444,140 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
     }
     out
 }
+
+/// `muster state copy`: a tenant's embedded store moved into the cluster
+/// (its ids raised past the store's), run there with the same file again
+/// (nothing written: the copy holds what was applied) and with day 2
+/// (updates, no user created again); a second copy into the cluster is
+/// refused; the cluster's state copied back out to a new file holds the
+/// same objects.
+#[test]
+fn state_copy_moves_a_tenant_into_the_cluster_and_back() {
+    use crate::run::{derive, gen, stderr, Tenant};
+    let cluster = PgCluster::start();
+    let url = cluster.database("copy");
+    let tail = r#"
+[tenant.source]
+type = "dir"
+path = "inbox"
+settle_ms = 0
+[[tenant.files]]
+pattern = "wt_users*.csv"
+profile = "winningtemp-users"
+[tenant.sink]
+type = "jsonl"
+path = "outbox.jsonl"
+"#;
+    let t = Tenant::with_config(&format!(
+        "[[tenant]]\nname = \"t\"\nstate = \"state.redb\"\n{tail}"
+    ));
+    std::fs::write(
+        t.path("cluster.toml"),
+        format!("[cluster]\npostgres_file = \"pg-url\"\n[[tenant]]\nname = \"t\"\n{tail}"),
+    )
+    .unwrap();
+    std::fs::write(t.path("pg-url"), &url).unwrap();
+    let day1 = gen(800, 31);
+    t.drop_file("wt_users_1.csv", &day1);
+    assert_eq!(t.run(&[]).status.code(), Some(0));
+    let written = t.outbox().len();
+    let muster = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_muster"))
+            .args(args)
+            .current_dir(t.path(""))
+            .output()
+            .unwrap()
+    };
+    let o = muster(&[
+        "state",
+        "copy",
+        "--config",
+        "cluster.toml",
+        "--tenant",
+        "t",
+        "--from",
+        "state.redb",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("users") && err.contains("the copy holds the same objects"),
+        "{err}"
+    );
+    assert!(!err.contains(PASSWORD));
+
+    // The same file again, in the cluster: nothing to write.
+    t.drop_file("wt_users_1b.csv", &day1);
+    let o = muster(&[
+        "run",
+        "--config",
+        "cluster.toml",
+        "--today",
+        crate::fixtures::TODAY,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(t.outbox().len(), written, "the copy holds what was applied");
+    // Day 2: updates; nobody created again; ids go on past the store's.
+    std::fs::write(t.path("day1.csv"), &day1).unwrap();
+    t.drop_file("wt_users_2.csv", &derive(&t.path("day1.csv"), "0.05"));
+    let o = muster(&[
+        "run",
+        "--config",
+        "cluster.toml",
+        "--today",
+        crate::fixtures::TODAY,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let outbox = t.outbox();
+    let max_before = outbox[..written]
+        .iter()
+        .map(|l| l["op"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    assert!(outbox[written..]
+        .iter()
+        .all(|l| l["op"].as_u64().unwrap() > max_before));
+    assert!(outbox[written..].iter().any(|l| l["action"] == "update"));
+    let created: std::collections::BTreeSet<&str> = outbox[..written]
+        .iter()
+        .filter(|l| l["action"] == "create")
+        .map(|l| l["key"].as_str().unwrap())
+        .collect();
+    assert!(outbox[written..]
+        .iter()
+        .filter(|l| l["action"] == "create")
+        .all(|l| !created.contains(l["key"].as_str().unwrap())));
+
+    let o = muster(&[
+        "state",
+        "copy",
+        "--config",
+        "cluster.toml",
+        "--tenant",
+        "t",
+        "--from",
+        "state.redb",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("already holds"), "{}", stderr(&o));
+
+    let o = muster(&[
+        "state",
+        "copy",
+        "--config",
+        "cluster.toml",
+        "--tenant",
+        "t",
+        "--to",
+        "back.redb",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let back = muster::store::RedbStore::open(&t.path("back.redb")).unwrap();
+    let pg = PostgresStore::connect(&url, "t").unwrap();
+    assert_eq!(
+        back.prior(ObjectKind::User).unwrap().len(),
+        pg.prior(ObjectKind::User).unwrap().len()
+    );
+    muster::store::copy::check(&pg, &back).unwrap();
+    assert!(!back.runs(10).unwrap().is_empty(), "the history came too");
+}

@@ -725,6 +725,20 @@ impl StateStore for RedbStore {
         self.next += 1;
         Ok(self.next - 1)
     }
+
+    fn raise_op_ids(&mut self, past: u64) -> Result<(), StoreError> {
+        let start = self
+            .meta("next_op")?
+            .and_then(|v| v.try_into().ok())
+            .map(u64::from_le_bytes)
+            .unwrap_or(1);
+        if start <= past {
+            self.set_meta("next_op", &(past + 1).to_le_bytes())?;
+        }
+        // The block in hand, if any, is dropped: the next id comes after.
+        self.block_end = self.next;
+        Ok(())
+    }
 }
 
 impl Drop for RedbStore {
