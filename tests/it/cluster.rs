@@ -18,6 +18,21 @@ use crate::store::{object, run_steps, step};
 
 const PASSWORD: &str = "pg-test-7f3a";
 
+/// The rest of a `[[tenant]]` table: its inbox `inbox/` of
+/// `winningtemp-users` files, its JSONL outbox.
+const DIR_TENANT: &str = r#"
+[tenant.source]
+type = "dir"
+path = "inbox"
+settle_ms = 0
+[[tenant.files]]
+pattern = "wt_users*.csv"
+profile = "winningtemp-users"
+[tenant.sink]
+type = "jsonl"
+path = "outbox.jsonl"
+"#;
+
 /// A throwaway PostgreSQL cluster on loopback, stopped when dropped.
 pub struct PgCluster {
     dir: tempfile::TempDir,
@@ -322,24 +337,7 @@ fn a_cluster_tenant_runs_with_its_state_in_postgres() {
     let cluster = PgCluster::start();
     let url = cluster.database("runs");
     let t = Tenant::with_config(
-        r#"
-[cluster]
-postgres_file = "pg-url"
-
-[[tenant]]
-name = "acme"
-batch_size = 100
-[tenant.source]
-type = "dir"
-path = "inbox"
-settle_ms = 0
-[[tenant.files]]
-pattern = "wt_users*.csv"
-profile = "winningtemp-users"
-[tenant.sink]
-type = "jsonl"
-path = "outbox.jsonl"
-"#,
+        &format!("[cluster]\npostgres_file = \"pg-url\"\n[[tenant]]\nname = \"acme\"\nbatch_size = 100\n{DIR_TENANT}"),
     );
     std::fs::write(t.path("pg-url"), &url).unwrap();
     let day1 = gen(3000, 21);
@@ -456,18 +454,7 @@ fn state_copy_moves_a_tenant_into_the_cluster_and_back() {
     use crate::run::{derive, gen, stderr, Tenant};
     let cluster = PgCluster::start();
     let url = cluster.database("copy");
-    let tail = r#"
-[tenant.source]
-type = "dir"
-path = "inbox"
-settle_ms = 0
-[[tenant.files]]
-pattern = "wt_users*.csv"
-profile = "winningtemp-users"
-[tenant.sink]
-type = "jsonl"
-path = "outbox.jsonl"
-"#;
+    let tail = DIR_TENANT;
     let t = Tenant::with_config(&format!(
         "[[tenant]]\nname = \"t\"\nstate = \"state.redb\"\n{tail}"
     ));
