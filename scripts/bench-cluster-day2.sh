@@ -4,7 +4,8 @@
 # Debian's postgresql (fsync on, as in production) is started on a free port in /tmp and
 # stopped after. Each side first imports day 1 (the cluster's import timed too); each day-2
 # run starts from that state (the cluster's database copied from a template, the embedded
-# store's folder copied). Prints wall and peak RSS per run and, per side, the median.
+# store's folder copied). Prints wall and peak RSS per run (for the cluster, the phases
+# `RUST_LOG=debug` reports, in ms since the file's start) and, per side, the median.
 # Usage: scripts/bench-cluster-day2.sh RUNS   (ROWS=… for another size; default 1000000)
 set -euo pipefail
 runs=${1:-3}
@@ -34,6 +35,8 @@ write_tenant "$dir/em-day1" "$jsonl_sink"
 cp "$day1" "$dir/em-day1/inbox/users.csv"
 (cd "$dir/em-day1" && "$muster" run --config muster.toml --today 2026-11-21 >/dev/null 2>&1) || true
 rm -rf "$dir/em-day1/inbox/processed" "$dir/em-day1/outbox.jsonl"
+# The number after `name=` in a debug line of `text` holding `what`.
+field() { grep "$2" <<< "$1" | grep -o "$3=[0-9]*" | head -1 | cut -d= -f2; }
 declare -A walls
 for i in $(seq "$runs"); do
   # The cluster: day 2 from a copy of day 1's database.
@@ -41,9 +44,13 @@ for i in $(seq "$runs"); do
   write_cluster_tenant "$dir/cl-day2" day2
   cp "$day2" "$dir/cl-day2/inbox/users.csv"
   sync
-  read -r _ wall rss <<< "$(cd "$dir/cl-day2" && /usr/bin/time -f "TIME %e %M" "$muster" run --config muster.toml --today 2026-11-21 2>&1 >/dev/null | grep '^TIME' || true)"
+  out=$(cd "$dir/cl-day2" && RUST_LOG=debug NO_COLOR=1 /usr/bin/time -f "TIME %e %M" "$muster" run \
+    --config muster.toml --today 2026-11-21 2>&1 >/dev/null || true)
+  read -r _ wall rss <<< "$(grep '^TIME' <<< "$out")"
   walls[cluster]="${walls[cluster]:-} $wall"
-  echo "cluster: $wall s $((rss / 1024)) MB"
+  echo "cluster: $wall s $((rss / 1024)) MB; prior loaded $(field "$out" 'prior loaded' ms)," \
+    "file read $(field "$out" 'run: file read' ms), compared $(field "$out" 'run: compared' ms)," \
+    "written $(field "$out" 'run: written' ms), results $(field "$out" 'results written' ms) ms"
   rm -rf "$dir/em-day2" && cp -a "$dir/em-day1" "$dir/em-day2"
   cp "$day2" "$dir/em-day2/inbox/users.csv"
   sync
