@@ -74,6 +74,18 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// `url` with its password, if any, left out and its user kept
+/// (`postgres://muster@db/m`): for messages naming a database login.
+pub fn without_password(url: &str) -> String {
+    match user_info(url) {
+        Some(r) => {
+            let user = url[r.clone()].split(':').next().unwrap_or_default();
+            format!("{}{user}{}", &url[..r.start], &url[r.end..])
+        }
+        None => url.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -207,23 +207,14 @@ fn migrate(client: &mut postgres::Client) -> Result<(), Migration> {
 
 /// `url` without its password, for messages.
 pub fn shown_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        // A key=value string: its password= pair dropped.
-        return url
-            .split_whitespace()
-            .filter(|kv| !kv.starts_with("password="))
-            .collect::<Vec<_>>()
-            .join(" ");
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => {
-            let user = rest[..at].split(':').next().unwrap_or_default();
-            format!("{}{user}@{}", &url[..scheme_end + 3], &rest[at + 1..])
-        }
-        None => url.to_string(),
+    if url.contains("://") {
+        return crate::secret::without_password(url);
     }
+    // A key=value string: its password= pair dropped.
+    url.split_whitespace()
+        .filter(|kv| !kv.starts_with("password="))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn hash_bytes(hash: u128) -> Vec<u8> {
