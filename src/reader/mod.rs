@@ -364,6 +364,11 @@ impl<R: Read> SnapshotReader<R> {
                     core.read_field(input, out)
                 };
                 let consumed = &input[..nin];
+                // The record's size is its bytes without the terminator, as
+                // the fast path counts it.
+                let ends_line =
+                    matches!(res, csv_core::ReadFieldResult::Field { record_end: true })
+                        && matches!(consumed.last(), Some(b'\n' | b'\r'));
                 self.record_breaks += count_breaks(consumed, &mut self.pending_cr);
                 if let Some(&b) = consumed.last() {
                     last_byte = b;
@@ -372,7 +377,7 @@ impl<R: Read> SnapshotReader<R> {
                 raw_len += nin;
                 if !overflow {
                     rec.len += nout;
-                    if raw_len > max_record {
+                    if raw_len - ends_line as usize > max_record {
                         overflow = true;
                         rec.problem = Some(RecordProblem::RecordTooLarge { limit: max_record });
                     }
