@@ -378,6 +378,18 @@ impl Tenant {
     pub fn spool(&self) -> PathBuf {
         PathBuf::from(format!("{}.spool", self.state.display()))
     }
+
+    /// The tenant's first slot after `after`; far away if its schedule
+    /// never fires.
+    pub fn next_slot(&self, after: jiff::Timestamp) -> jiff::Timestamp {
+        match self.schedule.next_after(after, &self.time_zone) {
+            Some(z) => z.timestamp(),
+            None => {
+                tracing::warn!(tenant = %self.name, "the schedule never fires");
+                jiff::Timestamp::MAX
+            }
+        }
+    }
 }
 
 impl Config {

@@ -36,35 +36,28 @@ mod console;
 mod ops;
 
 use crate::config::{Config, Tenant};
-use crate::pipeline::{run_tenant_with_progress, FileReport, RunError, RunOptions, RunProgress};
+use crate::pipeline::{
+    run_tenant_with_progress, FileReport, RunError, RunOptions, RunProgress, Trigger,
+};
 pub use ops::Fleet;
 
+/// The store's daemon value that holds a tenant's next due time (under
+/// `[cluster]`, the one a run's lease release moves on).
 const NEXT_DUE: &str = "next_due";
 
 /// Reads the tenant's next due time from its store.
 fn stored_due(tenant: &Tenant) -> Option<Timestamp> {
-    let store = crate::pipeline::open_store(tenant, false).ok()?;
+    let store = crate::pipeline::open_store(tenant).ok()?;
     store.daemon_value(NEXT_DUE).ok()??.parse().ok()
 }
 
 fn store_due(tenant: &Tenant, due: Timestamp) {
-    let saved = crate::pipeline::open_store(tenant, false).and_then(|mut s| {
+    let saved = crate::pipeline::open_store(tenant).and_then(|mut s| {
         s.set_daemon_value(NEXT_DUE, &due.to_string())
             .map_err(Into::into)
     });
     if let Err(e) = saved {
         tracing::warn!(tenant = %tenant.name, error = %e, "could not record the next due time");
-    }
-}
-
-/// The next slot of `tenant` after `after`; far away if it never fires.
-fn next_slot(tenant: &Tenant, after: Timestamp) -> Timestamp {
-    match tenant.schedule.next_after(after, &tenant.time_zone) {
-        Some(z) => z.timestamp(),
-        None => {
-            tracing::warn!(tenant = %tenant.name, "the schedule never fires");
-            Timestamp::MAX
-        }
     }
 }
 
@@ -79,7 +72,7 @@ fn first_due(tenant: &Tenant, now: Timestamp) -> Timestamp {
         }
         Some(d) => d,
         None => {
-            let d = next_slot(tenant, now);
+            let d = tenant.next_slot(now);
             store_due(tenant, d);
             d
         }
@@ -113,6 +106,8 @@ struct Slot {
     removed: bool,
     /// Asked to run now while busy: run again once this run ends.
     again: bool,
+    /// Asked to run now (not at its slot): the run is claimed as such.
+    now: bool,
 }
 
 impl Slot {
@@ -127,6 +122,7 @@ impl Slot {
             busy: false,
             removed: false,
             again: false,
+            now: false,
         }
     }
 }
@@ -156,24 +152,33 @@ pub fn run_daemon(
         ..RunOptions::default()
     };
     let stopping = || opts.stop.load(Ordering::SeqCst);
-    let (queue, jobs) = crossbeam_channel::unbounded::<Arc<Tenant>>();
-    let (finished, done) = crossbeam_channel::unbounded::<(String, bool)>();
+    let (queue, jobs) = crossbeam_channel::unbounded::<(Arc<Tenant>, Trigger)>();
+    let (finished, done) = crossbeam_channel::unbounded::<(String, Ended)>();
     let workers = config.daemon.workers.max(1);
     std::thread::scope(|s| {
         for _ in 0..workers {
             let (jobs, finished, run_opts, fleet) =
                 (jobs.clone(), finished.clone(), &run_opts, &fleet);
             s.spawn(move || {
-                for tenant in jobs {
-                    let mut busy = false;
+                for (tenant, trigger) in jobs {
+                    let mut ended = Ended::Ran;
                     if !stopping() {
                         fleet.started(&tenant.name);
                         let started = std::time::Instant::now();
-                        busy = run_one(&tenant, run_opts, progress, report);
+                        let opts = RunOptions {
+                            trigger,
+                            ..run_opts.clone()
+                        };
+                        ended = run_one(&tenant, &opts, progress, report);
                         let status = crate::pipeline::tenant_status(&tenant).ok();
-                        fleet.ended(&tenant.name, started.elapsed().as_secs_f64(), status);
+                        match ended {
+                            Ended::Ran => {
+                                fleet.ended(&tenant.name, started.elapsed().as_secs_f64(), status)
+                            }
+                            _ => fleet.skipped(&tenant.name, status),
+                        }
                     }
-                    if finished.send((tenant.name.clone(), busy)).is_err() {
+                    if finished.send((tenant.name.clone(), ended)).is_err() {
                         return;
                     }
                 }
@@ -197,13 +202,18 @@ pub fn run_daemon(
                         slot.again = true;
                     } else {
                         slot.due = now;
+                        slot.now = true;
                     }
                 }
             }
             for slot in slots.iter_mut() {
                 if !slot.busy && !slot.removed && slot.due <= now {
                     slot.busy = true;
-                    if queue.send(slot.tenant.clone()).is_err() {
+                    let trigger = match std::mem::take(&mut slot.now) {
+                        true => Trigger::Now,
+                        false => Trigger::Due,
+                    };
+                    if queue.send((slot.tenant.clone(), trigger)).is_err() {
                         return;
                     }
                 }
@@ -219,10 +229,10 @@ pub fn run_daemon(
             let wait = Duration::try_from(next.duration_since(Timestamp::now()))
                 .unwrap_or(Duration::ZERO)
                 .min(Duration::from_millis(200));
-            if let Ok((name, busy)) = done.recv_timeout(wait) {
-                ended(&mut slots, &name, busy, &fleet);
-                while let Ok((name, busy)) = done.try_recv() {
-                    ended(&mut slots, &name, busy, &fleet);
+            if let Ok((name, how)) = done.recv_timeout(wait) {
+                ended(&mut slots, &name, how, &fleet);
+                while let Ok((name, how)) = done.try_recv() {
+                    ended(&mut slots, &name, how, &fleet);
                 }
             }
         }
@@ -246,20 +256,47 @@ fn chosen<'c>(config: &'c Config, opts: &DaemonOptions) -> impl Iterator<Item = 
         .filter(move |t| only.as_ref().is_none_or(|n| &t.name == n))
 }
 
-/// One run of `tenant`, logged and reported; whether another process
-/// held the tenant (it is tried again soon, not at its next slot).
+/// How a tenant's turn with a worker ended.
+#[derive(Clone, Copy, Debug)]
+enum Ended {
+    /// It ran (whatever the outcome).
+    Ran,
+    /// Another process held it: tried again soon.
+    Busy,
+    /// Another daemon of the cluster ran its slot: next due then.
+    NotDue(Timestamp),
+}
+
+/// One run of `tenant`, logged and reported (a run that did not start,
+/// another muster holding the tenant or having run its slot, is only
+/// logged).
 fn run_one(
     tenant: &Tenant,
     opts: &RunOptions,
     progress: &(dyn Fn(&Tenant, RunProgress<'_>) + Sync),
     report: &(dyn Fn(&Tenant, &RunOutcome) + Sync),
-) -> bool {
-    tracing::info!(tenant = %tenant.name, "run started");
-    let result = run_tenant_with_progress(tenant, opts, &mut |p| progress(tenant, p));
+) -> Ended {
+    let result = run_tenant_with_progress(tenant, opts, &mut |p| {
+        if let RunProgress::Started = p {
+            tracing::info!(tenant = %tenant.name, "run started");
+        }
+        progress(tenant, p)
+    });
+    match &result {
+        Err(RunError::Busy(_)) => return Ended::Busy,
+        Err(RunError::NotDue { next, .. }) => {
+            tracing::debug!(tenant = %tenant.name, %next, "its slot was run by another daemon");
+            return Ended::NotDue(*next);
+        }
+        _ => {}
+    }
     report(tenant, &result);
     match &result {
         Err(RunError::Stopped) => {
             tracing::info!(tenant = %tenant.name, "stopped; the rest is left for the next run")
+        }
+        Err(e) if e.lease_lost() => {
+            tracing::error!(tenant = %tenant.name, error = %e, "run abandoned; another muster takes it over")
         }
         Err(e) if e.resumes() => {
             tracing::error!(tenant = %tenant.name, error = %e, "run failed; the next one resumes")
@@ -271,16 +308,19 @@ fn run_one(
             tracing::info!(tenant = %tenant.name, files = reports.len(), "run done")
         }
     }
-    matches!(result, Err(RunError::Busy(_)))
+    Ended::Ran
 }
 
 /// How soon a tenant another process held (a `muster run`, `status` or
-/// `release` of it) is tried again.
+/// `release` of it) is tried again; under `[cluster]`, no later than its
+/// lease (a daemon that died holding it is taken over then).
 const BUSY_RETRY: Duration = Duration::from_secs(30);
 
-/// A tenant's run ended: its next slot (soon, when another process held
-/// it: `busy`), or its slot dropped if the config no longer has it.
-fn ended(slots: &mut Vec<Slot>, name: &str, busy: bool, fleet: &Fleet) {
+/// A tenant's turn ended: its next slot (soon, when another process held
+/// it), or its slot dropped if the config no longer has it. Under
+/// `[cluster]`, the next due time is the one the run's lease release
+/// wrote (or another daemon's, for a slot it ran).
+fn ended(slots: &mut Vec<Slot>, name: &str, how: Ended, fleet: &Fleet) {
     let Some(i) = slots.iter().position(|s| s.busy && s.tenant.name == name) else {
         return;
     };
@@ -292,15 +332,32 @@ fn ended(slots: &mut Vec<Slot>, name: &str, busy: bool, fleet: &Fleet) {
     }
     let slot = &mut slots[i];
     slot.busy = false;
+    let now = Timestamp::now();
+    let cluster = slot.tenant.cluster.as_ref();
     if std::mem::take(&mut slot.again) {
-        slot.due = Timestamp::now();
-    } else if busy {
-        slot.due = Timestamp::now() + BUSY_RETRY;
-        tracing::info!(tenant = %name, next = %slot.due, "held by another process: tried again soon");
+        slot.due = now;
+        slot.now = true;
     } else {
-        slot.due = next_slot(&slot.tenant, Timestamp::now());
-        store_due(&slot.tenant, slot.due);
-        tracing::info!(tenant = %name, next = %slot.due, "scheduled");
+        match how {
+            Ended::Busy => {
+                let retry = match cluster {
+                    Some(c) => BUSY_RETRY.min(Duration::from_millis(c.lease_ms)),
+                    None => BUSY_RETRY,
+                };
+                slot.due = now + retry;
+                tracing::info!(tenant = %name, next = %slot.due, "held by another process: tried again soon");
+            }
+            Ended::NotDue(next) => slot.due = next,
+            Ended::Ran if cluster.is_some() => {
+                slot.due = stored_due(&slot.tenant).unwrap_or_else(|| slot.tenant.next_slot(now));
+                tracing::info!(tenant = %name, next = %slot.due, "scheduled");
+            }
+            Ended::Ran => {
+                slot.due = slot.tenant.next_slot(now);
+                store_due(&slot.tenant, slot.due);
+                tracing::info!(tenant = %name, next = %slot.due, "scheduled");
+            }
+        }
     }
     fleet.scheduled(name, slot.due);
 }

@@ -228,6 +228,17 @@ impl Fleet {
         self.settled(name, status);
     }
 
+    /// A run that did not start: another muster of the cluster holds the
+    /// tenant or ran its slot. What its store says now goes to the view;
+    /// nothing to the metrics, which count this daemon's runs.
+    pub(super) fn skipped(&self, name: &str, status: Option<TenantStatus>) {
+        self.metrics.in_progress.dec();
+        match status {
+            Some(status) => self.settled(name, status),
+            None => self.view(name, |v| v.running = false),
+        }
+    }
+
     /// A run's counts into the metrics.
     fn count(&self, name: &str, run: &RunRecord) {
         self.metrics

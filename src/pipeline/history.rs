@@ -176,7 +176,11 @@ pub fn tenant_status(tenant: &crate::config::Tenant) -> Result<TenantStatus, Run
     if tenant.cluster.is_none() && !tenant.state.exists() {
         return Ok(status);
     }
-    let store = super::open_store(tenant, false)?;
+    let store = super::open_store(tenant)?;
+    // Under [cluster], a run on another machine holds the tenant's lease.
+    if store.run_holder()?.is_some() {
+        status.running = true;
+    }
     status.next_run = store.daemon_value("next_due")?;
     status.last_run = runs(store.as_ref(), 1)?.pop();
     if let Some(last) = &status.last_run {
@@ -205,7 +209,7 @@ pub fn history_of(
     if tenant.cluster.is_none() && !tenant.state.exists() {
         return Ok(Some(Vec::new()));
     }
-    let store = super::open_store(tenant, false)?;
+    let store = super::open_store(tenant)?;
     Ok(Some(runs(store.as_ref(), limit)?))
 }
 
@@ -271,7 +275,7 @@ pub fn release(tenant: &crate::config::Tenant, file: &str) -> Result<(), Release
         });
     }
     let _lock = super::lock(tenant)?;
-    let mut store = super::open_store(tenant, false)?;
+    let mut store = super::open_store(tenant)?;
     store.set_released(file, true)?;
     Ok(())
 }
@@ -284,7 +288,9 @@ pub(super) fn events(
     outcome: &Result<Vec<FileReport>, RunError>,
 ) -> Vec<crate::notify::Event> {
     match outcome {
-        Err(RunError::Stopped | RunError::Busy(_)) => Vec::new(),
+        // Nothing to tell: another muster runs (or ran, or takes over) it.
+        Err(RunError::Stopped | RunError::Busy(_) | RunError::NotDue { .. }) => Vec::new(),
+        Err(e) if e.lease_lost() => Vec::new(),
         Err(e) => vec![crate::notify::Event {
             event: "failed".into(),
             tenant: tenant.into(),

@@ -72,6 +72,26 @@ pub struct RunOptions {
     /// finished and committed, nothing more is sent, the file stays in the
     /// inbox for the next run, and the run returns [`RunError::Stopped`].
     pub stop: Option<Arc<AtomicBool>>,
+    /// Why the run starts: for a tenant of a `[cluster]`, how its lease is
+    /// claimed and whether its next due time moves on.
+    pub trigger: Trigger,
+}
+
+/// Why a run starts. For a tenant whose state a `[cluster]` shares (SPEC
+/// §9), it is how the run claims the tenant's lease; the embedded store
+/// needs none of it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Trigger {
+    /// `muster run` (or `muster state copy`): claimed whenever no other
+    /// muster holds the tenant; its due time is left as it is.
+    #[default]
+    Manual,
+    /// The daemon, at the tenant's slot: claimed only if no other daemon
+    /// ran the slot; the next due time moves on when the run ends.
+    Due,
+    /// The daemon, asked to run the tenant now: claimed whenever no other
+    /// muster holds it; the next due time moves on when the run ends.
+    Now,
 }
 
 impl RunOptions {
@@ -99,6 +119,13 @@ pub enum RunError {
     /// Another process is running this tenant.
     #[error("tenant {0} is being run by another muster process; try again when it is done")]
     Busy(String),
+    /// A daemon's claim on a tenant's slot that another daemon of the
+    /// cluster ran already ([`Trigger::Due`]): nothing was done.
+    #[error("tenant {tenant}'s slot was run by another muster; it is next due at {next}")]
+    NotDue {
+        tenant: String,
+        next: jiff::Timestamp,
+    },
     /// muster stopped on a panic (a bug, or a file it trusted was damaged):
     /// what was sent is in the journal, which the next run recovers.
     #[error("muster stopped on an internal error: {0} (a bug, or a damaged state store; what was sent is in the store's journal, which the next run recovers if the store can be read)")]
@@ -124,6 +151,12 @@ impl RunError {
             RunError::StoreMissing { .. } | RunError::Internal(_) => false,
             other => !other.is_configuration(),
         }
+    }
+
+    /// Whether the run lost its lease on a `[cluster]` tenant: another
+    /// muster takes the run over.
+    pub fn lease_lost(&self) -> bool {
+        matches!(self, RunError::Store(e) if matches!(e.kind, crate::store::StoreErrorKind::LeaseLost))
     }
 
     /// Whether the state store is lost or damaged: `muster state rebuild`
@@ -226,6 +259,9 @@ pub use writer::WriteProgress;
 /// in turn.
 #[derive(Clone, Debug)]
 pub enum RunProgress<'a> {
+    /// The run holds its tenant (its lock, and under `[cluster]` its
+    /// lease) and begins.
+    Started,
     /// Reading the file: `bytes` of `size` read.
     Reading {
         file: &'a Path,
@@ -418,6 +454,13 @@ fn run_locked(
     progress: &mut dyn FnMut(RunProgress<'_>),
 ) -> Result<Vec<FileReport>, RunError> {
     let _lock = lock(tenant)?;
+    // A cluster tenant's lease first: a slot another daemon ran costs no
+    // connection to the source.
+    let leased = match tenant.cluster {
+        Some(_) => Some(open_for_run(tenant, opts.trigger)?),
+        None => None,
+    };
+    progress(RunProgress::Started);
     let mut source = crate::source::open(&tenant.source, &tenant.spool())?;
     // A store that went missing is not made anew while processed/ shows
     // files were applied (SPEC §6): that run would create everyone again.
@@ -430,7 +473,10 @@ fn run_locked(
             });
         }
     }
-    let mut store = open_store(tenant, true)?;
+    let (mut store, lease) = match leased {
+        Some(leased) => leased,
+        None => (open_store(tenant)?, None),
+    };
     let started = jiff::Timestamp::now();
     let mut requests = Vec::new();
     let outcome = run_opened(
@@ -467,6 +513,18 @@ fn run_locked(
             crate::notify::send(&tenant.notify, &events, &mut results);
         }
     }
+    if let Some(lease) = lease {
+        // A run stopped on request is left for another daemon to go on
+        // with now; any other outcome moves a slot's tenant on, as the
+        // daemon does for the embedded store.
+        let next = match (opts.trigger, &outcome) {
+            (Trigger::Manual, _) | (_, Err(RunError::Stopped)) => None,
+            _ => Some(tenant.next_slot(jiff::Timestamp::now())),
+        };
+        if let Err(e) = lease.release(next) {
+            tracing::warn!(tenant = %tenant.name, error = %e, "the tenant's lease could not be released: it lapses");
+        }
+    }
     outcome
 }
 
@@ -501,28 +559,84 @@ fn run_opened(
 }
 
 /// A tenant's state store: its embedded store, or under `[cluster]` its
-/// state in PostgreSQL. `run`: the store is for a run, which holds the
-/// tenant's cluster-wide run lock while the store is open (another
-/// machine running it: [`RunError::Busy`]).
-pub fn open_store(tenant: &Tenant, run: bool) -> Result<Box<dyn StateStore>, RunError> {
+/// state in PostgreSQL (for reading it, or for what needs no lease).
+pub fn open_store(tenant: &Tenant) -> Result<Box<dyn StateStore>, RunError> {
     let Some(cluster) = &tenant.cluster else {
         return Ok(Box::new(RedbStore::open(&tenant.state)?));
     };
     #[cfg(feature = "cluster")]
     {
         let store = crate::store::PostgresStore::connect(cluster.url.expose(), &tenant.name)?;
-        if run && !store.try_lock()? {
-            return Err(RunError::Busy(tenant.name.clone()));
-        }
         Ok(Box::new(store))
     }
     #[cfg(not(feature = "cluster"))]
     {
-        let _ = (cluster, run);
-        Err(RunError::StatePath {
-            path: "[cluster]".into(),
-            error: std::io::Error::other("this muster is built without the `cluster` feature"),
-        })
+        let _ = cluster;
+        Err(without_cluster())
+    }
+}
+
+/// A run's hold on a `[cluster]` tenant (SPEC §9): its lease.
+#[cfg(feature = "cluster")]
+pub use crate::store::Lease as RunLease;
+
+/// A run's hold on a `[cluster]` tenant: never held without the feature.
+#[cfg(not(feature = "cluster"))]
+#[derive(Debug)]
+pub enum RunLease {}
+
+#[cfg(not(feature = "cluster"))]
+impl RunLease {
+    pub fn release(self, _: Option<jiff::Timestamp>) -> Result<(), StoreError> {
+        match self {}
+    }
+}
+
+#[cfg(not(feature = "cluster"))]
+fn without_cluster() -> RunError {
+    RunError::StatePath {
+        path: "[cluster]".into(),
+        error: std::io::Error::other("this muster is built without the `cluster` feature"),
+    }
+}
+
+/// The store of a run of `tenant`, and under `[cluster]` the tenant's
+/// lease, claimed for `trigger` ([`RunError::Busy`] while another muster
+/// holds it, [`RunError::NotDue`] for a slot another daemon ran): the
+/// store's writes are fenced by it, and it is released (or dropped) when
+/// the run ends.
+pub fn open_for_run(
+    tenant: &Tenant,
+    trigger: Trigger,
+) -> Result<(Box<dyn StateStore>, Option<RunLease>), RunError> {
+    let Some(cluster) = &tenant.cluster else {
+        return Ok((open_store(tenant)?, None));
+    };
+    #[cfg(feature = "cluster")]
+    {
+        use crate::store::Claim;
+        let url = cluster.url.expose();
+        let lease_for = std::time::Duration::from_millis(cluster.lease_ms);
+        let next = (trigger != Trigger::Manual).then(|| tenant.next_slot(jiff::Timestamp::now()));
+        let due_only = trigger == Trigger::Due;
+        let lease = match crate::store::claim(url, &tenant.name, lease_for, due_only, next)? {
+            Claim::Held(lease) => lease,
+            Claim::Busy => return Err(RunError::Busy(tenant.name.clone())),
+            Claim::NotDue(next) => {
+                return Err(RunError::NotDue {
+                    tenant: tenant.name.clone(),
+                    next,
+                })
+            }
+        };
+        let mut store = crate::store::PostgresStore::connect(url, &tenant.name)?;
+        store.fence_with(&lease);
+        Ok((Box::new(store), Some(lease)))
+    }
+    #[cfg(not(feature = "cluster"))]
+    {
+        let _ = (cluster, trigger);
+        Err(without_cluster())
     }
 }
 

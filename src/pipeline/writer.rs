@@ -122,6 +122,9 @@ impl<'a> Writer<'a> {
         on_write: &'a mut dyn FnMut(WriteProgress),
     ) -> Writer<'a> {
         let wants_ids = sink.wants_ids();
+        // Under [cluster], checked right before each batch is applied: a
+        // run that lost its lease sends nothing more.
+        let lease_check = store.lease_check();
         let (to_sync, journalled) = crossbeam_channel::bounded::<(JournalSync, Vec<Operation>)>(1);
         let (to_sink, batches) = crossbeam_channel::bounded::<Vec<Operation>>(1);
         let (acks, from_sink) = crossbeam_channel::unbounded();
@@ -143,6 +146,10 @@ impl<'a> Writer<'a> {
         });
         scope.spawn(move || {
             for ops in batches {
+                if let Some(Err(lost)) = lease_check.as_ref().map(|check| check()) {
+                    let _ = acks.send(Err(lost.into()));
+                    break;
+                }
                 let answer = apply(sink, &ops)
                     .map_err(RunError::from)
                     .map(|acks| (acks, ops));

@@ -28,7 +28,7 @@ mod redb_store;
 
 pub use memory::MemoryStore;
 #[cfg(feature = "cluster")]
-pub use postgres::{shown_url, PostgresStore, SCHEMA_VERSION};
+pub use postgres::{claim, shown_url, Claim, Lease, PostgresStore, NEXT_DUE, SCHEMA_VERSION};
 pub use prior::{MemoryPrior, NoPrior, Prior, PriorEntry, Update};
 pub use redb_store::{RedbStore, REST_KEYS};
 
@@ -77,6 +77,10 @@ pub enum StoreErrorKind {
     /// The cluster's database holds a newer schema than this muster's.
     #[error("the database's muster schema is version {found}; this muster knows versions up to {known} (use the muster that wrote it, or another database)")]
     Schema { found: i32, known: i32 },
+    /// The run's lease on its tenant lapsed and another muster may have
+    /// taken the run over (SPEC §9): this run commits and sends nothing more.
+    #[error("this run lost its lease on the tenant (paused, or cut off from the database, longer than lease_ms): it commits nothing more, and another muster takes the run over")]
+    LeaseLost,
 }
 
 impl StoreError {
@@ -292,7 +296,22 @@ pub trait StateStore: Send + Sync {
     fn set_daemon_value(&mut self, _name: &str, _value: &str) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Where several machines share the store (SPEC §9): a check that the
+    /// run still holds its tenant, made right before each batch goes to
+    /// the sink (a run that lost its lease sends nothing more). Default:
+    /// none, a store one machine holds.
+    fn lease_check(&self) -> Option<LeaseCheck> {
+        None
+    }
+    /// Where several machines share the store: who runs the tenant now,
+    /// if anyone does. Default: none known.
+    fn run_holder(&self) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
 }
+
+/// [`StateStore::lease_check`]: `Err` once the run's lease is lost.
+pub type LeaseCheck = std::sync::Arc<dyn Fn() -> Result<(), StoreError> + Send + Sync>;
 
 // ---- encoding (stable, versioned by FORMAT) ----
 

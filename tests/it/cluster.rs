@@ -278,7 +278,8 @@ fn a_newer_schema_is_refused_by_name_and_no_error_shows_the_password() {
         .unwrap()
         .to_string();
     assert!(
-        err.contains("schema is version 99") && err.contains("up to 1"),
+        err.contains("schema is version 99")
+            && err.contains(&format!("up to {}", muster::store::SCHEMA_VERSION)),
         "{err}"
     );
     assert!(!err.contains(PASSWORD), "{err}");
@@ -337,12 +338,20 @@ fn a_cluster_tenant_runs_with_its_state_in_postgres() {
     let cluster = PgCluster::start();
     let url = cluster.database("runs");
     let t = Tenant::with_config(
-        &format!("[cluster]\npostgres_file = \"pg-url\"\n[[tenant]]\nname = \"acme\"\nbatch_size = 100\n{DIR_TENANT}"),
+        &format!("[cluster]\npostgres_file = \"pg-url\"\nlease_ms = 1000\n[[tenant]]\nname = \"acme\"\nbatch_size = 100\n{DIR_TENANT}"),
     );
     std::fs::write(t.path("pg-url"), &url).unwrap();
     let day1 = gen(3000, 21);
     t.drop_file("wt_users_1.csv", &day1);
     t.run_killed_at(1200);
+    // The killed run's lease holds the tenant until it lapses.
+    let o = t.run(&[]);
+    assert!(
+        stderr(&o).contains("is being run by another muster"),
+        "{}",
+        stderr(&o)
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let o = t.run(&[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let creates: Vec<String> = t
@@ -391,9 +400,13 @@ fn a_cluster_tenant_runs_with_its_state_in_postgres() {
         ) >= 2
     );
 
-    // Another connection holding the tenant's lock: the run is busy.
-    let holder = PostgresStore::connect(&url, "acme").unwrap();
-    assert!(holder.try_lock().unwrap());
+    // Another muster holding the tenant's lease: the run is busy.
+    let lease = std::time::Duration::from_secs(30);
+    let Ok(muster::store::Claim::Held(holder)) =
+        muster::store::claim(&url, "acme", lease, false, None)
+    else {
+        panic!("the lease of an idle tenant is claimed");
+    };
     t.drop_file("wt_users_3.csv", &day1);
     let o = t.run(&[]);
     assert!(

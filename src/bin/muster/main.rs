@@ -706,6 +706,7 @@ fn run(
         force,
         today,
         stop: None,
+        trigger: muster::pipeline::Trigger::Manual,
     };
     let mut exit = Exit::Clean;
     let worse = |a: Exit, b: Exit| {

@@ -42,6 +42,9 @@ impl RunBar {
 
     /// Shows `p` (the bar appears with the first phase).
     pub fn update(&mut self, p: RunProgress<'_>) {
+        if let RunProgress::Started = p {
+            return;
+        }
         if self.bar.is_none() && self.phase.is_none() && io::stderr().is_terminal() {
             let bar = ProgressBar::hidden();
             *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
@@ -54,7 +57,7 @@ impl RunBar {
             RunProgress::Reading { .. } => Phase::Reading,
             RunProgress::Planning { .. } => Phase::Planning,
             RunProgress::Writing { progress, .. } => Phase::Writing(progress.phase),
-            RunProgress::Saving => Phase::Saving,
+            RunProgress::Saving | RunProgress::Started => Phase::Saving,
         };
         if self.phase != Some(phase) {
             self.phase = Some(phase);
@@ -104,7 +107,7 @@ fn start(bar: &ProgressBar, tenant: &str, p: &RunProgress<'_>) {
             Some(progress.total),
             progress.phase.as_str().to_string(),
         ),
-        RunProgress::Saving => (
+        RunProgress::Saving | RunProgress::Started => (
             "{prefix} {spinner} {elapsed}",
             None,
             "saving the state store".to_string(),

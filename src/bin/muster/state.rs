@@ -36,7 +36,10 @@ pub(crate) fn copy_state(
         })
     };
     let cluster = || {
-        muster::pipeline::open_store(tenant, true).map_err(|e| {
+        // Held as a manual run holds it: no daemon runs the tenant while
+        // its state is copied.
+        let trigger = muster::pipeline::Trigger::Manual;
+        muster::pipeline::open_for_run(tenant, trigger).map_err(|e| {
             eprintln!("error: tenant {name}: {e}");
             if e.is_configuration() {
                 Exit::Usage
@@ -45,17 +48,18 @@ pub(crate) fn copy_state(
             }
         })
     };
-    let (mut source, mut dest, described): (
+    let (mut source, mut dest, described, _lease): (
         Box<dyn muster::store::StateStore>,
         Box<dyn muster::store::StateStore>,
         String,
+        Option<muster::pipeline::RunLease>,
     ) = match (from, to) {
         (Some(from), _) => {
             let file = match open_file(from, true) {
                 Ok(s) => s,
                 Err(exit) => return exit,
             };
-            let cluster = match cluster() {
+            let (cluster, lease) = match cluster() {
                 Ok(s) => s,
                 Err(exit) => return exit,
             };
@@ -63,10 +67,11 @@ pub(crate) fn copy_state(
                 Box::new(file),
                 cluster,
                 format!("from {} into the cluster", from.display()),
+                lease,
             )
         }
         (None, Some(to)) => {
-            let cluster = match cluster() {
+            let (cluster, lease) = match cluster() {
                 Ok(s) => s,
                 Err(exit) => return exit,
             };
@@ -78,6 +83,7 @@ pub(crate) fn copy_state(
                 cluster,
                 Box::new(file),
                 format!("from the cluster into {}", to.display()),
+                lease,
             )
         }
         (None, None) => return Exit::Usage,

@@ -15,7 +15,7 @@
 //! lock held by the transaction that creates it).
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::Type;
@@ -26,11 +26,15 @@ use super::{
 };
 use crate::model::{Action, ObjectKind};
 
+mod lease;
+pub use lease::{claim, Claim, Lease, NEXT_DUE};
+
 /// The schema version this muster writes; [`MIGRATIONS`]`[v - 1]` makes
 /// version `v` from the one before.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [r#"
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
+    r#"
 CREATE TABLE muster_tenants (
     tenant text PRIMARY KEY,
     next_op bigint NOT NULL DEFAULT 1
@@ -88,7 +92,17 @@ CREATE TABLE muster_daemon (
     value text NOT NULL,
     PRIMARY KEY (tenant, name)
 );
-"#];
+"#,
+    // 2: the leases that share the runs among daemons (lease.rs).
+    r#"
+CREATE TABLE muster_leases (
+    tenant text PRIMARY KEY,
+    holder text,
+    token bigint NOT NULL DEFAULT 0,
+    expires timestamptz
+);
+"#,
+];
 
 /// The advisory lock the schema is created under (`muster` in ASCII).
 const SCHEMA_LOCK: i64 = 0x6d_75_73_74_65_72;
@@ -106,9 +120,12 @@ pub struct PostgresStore {
     client: Mutex<postgres::Client>,
     tenant: String,
     /// `postgres://user@host:port/db (tenant …)`: never the password.
-    shown: String,
+    shown: Shown,
     /// Operation ids reserved and not handed out yet: `next..end`.
     ids: (u64, u64),
+    /// The lease of the run this store is for, if any: its writes are
+    /// fenced by it.
+    fence: Option<Arc<lease::Fence>>,
 }
 
 impl PostgresStore {
@@ -116,46 +133,35 @@ impl PostgresStore {
     /// port/db`, or a libpq key=value string) for `tenant`, creating or
     /// upgrading the schema first.
     pub fn connect(url: &str, tenant: &str) -> Result<PostgresStore, StoreError> {
-        let shown = format!("{} (tenant {tenant})", shown_url(url));
-        let err = |e: postgres::Error| StoreError {
-            path: shown.clone(),
-            kind: StoreErrorKind::Database(e.to_string()),
-        };
-        let mut client = postgres::Client::connect(url, postgres::NoTls).map_err(err)?;
-        migrate(&mut client).map_err(|e| match e {
-            Migration::Db(e) => err(e),
-            Migration::Newer(found) => StoreError {
-                path: shown.clone(),
-                kind: StoreErrorKind::Schema {
-                    found,
-                    known: SCHEMA_VERSION,
-                },
-            },
-        })?;
+        let (mut client, shown) = connect_client(url, tenant)?;
         client
             .execute(
                 "INSERT INTO muster_tenants (tenant) VALUES ($1) ON CONFLICT DO NOTHING",
                 &[&tenant],
             )
-            .map_err(err)?;
+            .map_err(|e| shown.error(e))?;
         Ok(PostgresStore {
             client: Mutex::new(client),
             tenant: tenant.to_string(),
             shown,
             ids: (0, 0),
+            fence: None,
         })
     }
 
+    /// Fences this store's writes with `lease` (SPEC §9): from now on each
+    /// one commits only while the lease is this run's.
+    pub fn fence_with(&mut self, lease: &Lease) {
+        self.fence = Some(lease.fence.clone());
+    }
+
     fn err(&self, e: postgres::Error) -> StoreError {
-        StoreError {
-            path: self.shown.clone(),
-            kind: StoreErrorKind::Database(e.to_string()),
-        }
+        self.shown.error(e)
     }
 
     fn damaged(&self, what: String) -> StoreError {
         StoreError {
-            path: self.shown.clone(),
+            path: self.shown.to_string(),
             kind: StoreErrorKind::Damaged(what),
         }
     }
@@ -164,6 +170,93 @@ impl PostgresStore {
         // A panic while the client was held leaves it as any error would.
         self.client.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Runs `write` in a transaction that first checks (and renews) the
+    /// run's lease when the store is fenced: a run that lost its lease
+    /// commits nothing ([`StoreErrorKind::LeaseLost`]).
+    fn fenced<T>(
+        &self,
+        write: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, postgres::Error>,
+    ) -> Result<T, StoreError> {
+        let mut client = self.client();
+        let asked = std::time::Instant::now();
+        let mut tx = client.transaction().map_err(|e| self.err(e))?;
+        if let Some(fence) = &self.fence {
+            let held = tx
+                .execute(
+                    lease::Fence::CHECK,
+                    &[&self.tenant, &fence.token, &fence.seconds()],
+                )
+                .map_err(|e| self.err(e))?;
+            if held != 1 {
+                return Err(self.lease_lost());
+            }
+        }
+        let out = write(&mut tx).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        if let Some(fence) = &self.fence {
+            fence.confirm(asked);
+        }
+        Ok(out)
+    }
+
+    fn lease_lost(&self) -> StoreError {
+        StoreError {
+            path: self.shown.to_string(),
+            kind: StoreErrorKind::LeaseLost,
+        }
+    }
+}
+
+/// A database as messages show it: its URL without the password, and
+/// the tenant.
+#[derive(Clone, Debug)]
+pub(crate) struct Shown(String);
+
+impl Shown {
+    fn error(&self, e: postgres::Error) -> StoreError {
+        StoreError {
+            path: self.0.clone(),
+            kind: StoreErrorKind::Database(e.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for Shown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A connection to the database at `url` for `tenant`, its schema
+/// current: read first (one query), created or upgraded only when it is
+/// older.
+pub(crate) fn connect_client(
+    url: &str,
+    tenant: &str,
+) -> Result<(postgres::Client, Shown), StoreError> {
+    let shown = Shown(format!("{} (tenant {tenant})", shown_url(url)));
+    let mut client = postgres::Client::connect(url, postgres::NoTls).map_err(|e| shown.error(e))?;
+    let current = client
+        .query_one("SELECT max(version) FROM muster_schema", &[])
+        .ok()
+        .and_then(|row| row.get::<_, Option<i32>>(0));
+    let newer = |found| StoreError {
+        path: shown.to_string(),
+        kind: StoreErrorKind::Schema {
+            found,
+            known: SCHEMA_VERSION,
+        },
+    };
+    match current {
+        Some(SCHEMA_VERSION) => {}
+        Some(found) if found > SCHEMA_VERSION => return Err(newer(found)),
+        _ => migrate(&mut client).map_err(|e| match e {
+            Migration::Db(e) => shown.error(e),
+            Migration::Newer(found) => newer(found),
+        })?,
+    }
+    Ok((client, shown))
 }
 
 /// Why the schema could not be made ready.
@@ -284,13 +377,13 @@ impl StateStore for PostgresStore {
     }
 
     fn set_last_records(&mut self, kind: ObjectKind, records: u64) -> Result<(), StoreError> {
-        self.client()
-            .execute(
+        self.fenced(|tx| {
+            tx.execute(
                 "INSERT INTO muster_records (tenant, kind, records) VALUES ($1, $2, $3) \
                  ON CONFLICT (tenant, kind) DO UPDATE SET records = EXCLUDED.records",
                 &[&self.tenant, &(kind_code(kind) as i16), &(records as i64)],
             )
-            .map_err(|e| self.err(e))?;
+        })?;
         Ok(())
     }
 
@@ -311,8 +404,8 @@ impl StateStore for PostgresStore {
                 out
             })
             .collect();
-        self.client()
-            .execute(
+        self.fenced(|tx| {
+            tx.execute(
                 "INSERT INTO muster_journal (tenant, id, kind, action, invite, key, object) \
                  SELECT $1, * FROM unnest($2::bigint[], $3::smallint[], $4::smallint[], \
                  $5::boolean[], $6::text[], $7::bytea[])",
@@ -326,7 +419,7 @@ impl StateStore for PostgresStore {
                     &objects,
                 ],
             )
-            .map_err(|e| self.err(e))?;
+        })?;
         Ok(())
     }
 
@@ -355,35 +448,31 @@ impl StateStore for PostgresStore {
             .map(|o| o.id as i64)
             .chain(dropped.iter().map(|&id| id as i64))
             .collect();
-        let tenant = self.tenant.clone();
-        let mut client = self.client();
-        let result = (|| {
-            let mut tx = client.transaction()?;
+        let tenant = &self.tenant;
+        self.fenced(|tx| {
             if !put_keys.is_empty() {
                 tx.execute(
                     "INSERT INTO muster_objects (tenant, kind, key, body) \
                      SELECT $1, * FROM unnest($2::smallint[], $3::text[], $4::bytea[]) \
                      ON CONFLICT (tenant, kind, key) DO UPDATE SET body = EXCLUDED.body",
-                    &[&tenant, &put_kinds, &put_keys, &put_bodies],
+                    &[tenant, &put_kinds, &put_keys, &put_bodies],
                 )?;
             }
             if !del_keys.is_empty() {
                 tx.execute(
                     "DELETE FROM muster_objects o USING unnest($2::smallint[], $3::text[]) AS d(kind, key) \
                      WHERE o.tenant = $1 AND o.kind = d.kind AND o.key = d.key",
-                    &[&tenant, &del_kinds, &del_keys],
+                    &[tenant, &del_kinds, &del_keys],
                 )?;
             }
             if !done.is_empty() {
                 tx.execute(
                     "DELETE FROM muster_journal WHERE tenant = $1 AND id = ANY($2)",
-                    &[&tenant, &done],
+                    &[tenant, &done],
                 )?;
             }
-            tx.commit()
-        })();
-        drop(client);
-        result.map_err(|e| self.err(e))
+            Ok(())
+        })
     }
 
     fn pending(&self) -> Result<Vec<PendingOp>, StoreError> {
@@ -452,13 +541,13 @@ impl StateStore for PostgresStore {
     }
 
     fn remember_content(&mut self, hash: u128, name: &str) -> Result<(), StoreError> {
-        self.client()
-            .execute(
+        self.fenced(|tx| {
+            tx.execute(
                 "INSERT INTO muster_contents (tenant, hash, name) VALUES ($1, $2, $3) \
                  ON CONFLICT (tenant, hash) DO UPDATE SET name = EXCLUDED.name",
                 &[&self.tenant, &hash_bytes(hash), &name],
             )
-            .map_err(|e| self.err(e))?;
+        })?;
         Ok(())
     }
 
@@ -480,20 +569,18 @@ impl StateStore for PostgresStore {
         plan: Option<&[u8]>,
     ) -> Result<(), StoreError> {
         let kind = kind_code(kind) as i16;
-        let mut client = self.client();
-        let done = match plan {
-            Some(plan) => client.execute(
+        self.fenced(|tx| match plan {
+            Some(plan) => tx.execute(
                 "INSERT INTO muster_plans (tenant, kind, hash, plan) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (tenant, kind) DO UPDATE SET hash = EXCLUDED.hash, plan = EXCLUDED.plan",
                 &[&self.tenant, &kind, &hash_bytes(hash), &plan],
             ),
-            None => client.execute(
+            None => tx.execute(
                 "DELETE FROM muster_plans WHERE tenant = $1 AND kind = $2",
                 &[&self.tenant, &kind],
             ),
-        };
-        drop(client);
-        done.map(drop).map_err(|e| self.err(e))
+        })
+        .map(drop)
     }
 
     fn released(&self, name: &str) -> Result<bool, StoreError> {
@@ -512,30 +599,25 @@ impl StateStore for PostgresStore {
         keep: usize,
         record: &mut dyn FnMut(u64) -> Vec<u8>,
     ) -> Result<u64, StoreError> {
-        let tenant = self.tenant.clone();
-        let mut client = self.client();
-        let result = (|| {
-            let mut tx = client.transaction()?;
+        let tenant = &self.tenant;
+        self.fenced(|tx| {
             let last: Option<i64> = tx
                 .query_one(
                     "SELECT max(id) FROM muster_runs WHERE tenant = $1",
-                    &[&tenant],
+                    &[tenant],
                 )?
                 .get(0);
             let id = last.map_or(1, |l| l + 1);
             tx.execute(
                 "INSERT INTO muster_runs (tenant, id, record) VALUES ($1, $2, $3)",
-                &[&tenant, &id, &record(id as u64)],
+                &[tenant, &id, &record(id as u64)],
             )?;
             tx.execute(
                 "DELETE FROM muster_runs WHERE tenant = $1 AND id <= $2",
-                &[&tenant, &(id - keep.max(1) as i64)],
+                &[tenant, &(id - keep.max(1) as i64)],
             )?;
-            tx.commit()?;
             Ok(id as u64)
-        })();
-        drop(client);
-        result.map_err(|e| self.err(e))
+        })
     }
 
     fn runs(&self, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
@@ -571,6 +653,22 @@ impl StateStore for PostgresStore {
         Ok(())
     }
 
+    fn lease_check(&self) -> Option<super::LeaseCheck> {
+        let fence = self.fence.clone()?;
+        let lost = self.lease_lost();
+        Some(Arc::new(move || match fence.held() {
+            true => Ok(()),
+            false => Err(StoreError {
+                path: lost.path.clone(),
+                kind: StoreErrorKind::LeaseLost,
+            }),
+        }))
+    }
+
+    fn run_holder(&self) -> Result<Option<String>, StoreError> {
+        lease::live_holder(&mut self.client(), &self.tenant).map_err(|e| self.err(e))
+    }
+
     fn set_released(&mut self, name: &str, released: bool) -> Result<(), StoreError> {
         let sql = if released {
             "INSERT INTO muster_released (tenant, name) VALUES ($1, $2) ON CONFLICT DO NOTHING"
@@ -581,22 +679,6 @@ impl StateStore for PostgresStore {
             .execute(sql, &[&self.tenant, &name])
             .map_err(|e| self.err(e))?;
         Ok(())
-    }
-}
-
-impl PostgresStore {
-    /// Takes the tenant's run lock: a session-level advisory lock, held
-    /// until this store's connection ends (a daemon that dies loses it
-    /// with its connection). False when another connection holds it.
-    pub fn try_lock(&self) -> Result<bool, StoreError> {
-        let row = self
-            .client()
-            .query_one(
-                "SELECT pg_try_advisory_lock(hashtext('muster/' || $1))",
-                &[&self.tenant],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(row.get(0))
     }
 }
 
