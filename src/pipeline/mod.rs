@@ -487,6 +487,19 @@ fn run_locked(
         store.as_mut(),
         &mut requests,
     );
+    // A cluster tenant's slot is over (SPEC §9): its next due time is
+    // written under the lease, before the history, so that a daemon dying
+    // from here on leaves nothing for another to run again. A run stopped
+    // on request is left for another daemon to go on with now.
+    if lease.is_some()
+        && opts.trigger != Trigger::Manual
+        && !matches!(outcome, Err(RunError::Stopped))
+    {
+        let next = tenant.next_slot(jiff::Timestamp::now());
+        if let Err(e) = store.set_daemon_value(crate::store::NEXT_DUE, &next.to_string()) {
+            tracing::warn!(tenant = %tenant.name, error = %e, "the next due time could not be written");
+        }
+    }
     // The history (SPEC §8); a run is not failed for want of recording it.
     if !opts.dry_run {
         let recorded = history::record(
@@ -514,14 +527,7 @@ fn run_locked(
         }
     }
     if let Some(lease) = lease {
-        // A run stopped on request is left for another daemon to go on
-        // with now; any other outcome moves a slot's tenant on, as the
-        // daemon does for the embedded store.
-        let next = match (opts.trigger, &outcome) {
-            (Trigger::Manual, _) | (_, Err(RunError::Stopped)) => None,
-            _ => Some(tenant.next_slot(jiff::Timestamp::now())),
-        };
-        if let Err(e) = lease.release(next) {
+        if let Err(e) = lease.release() {
             tracing::warn!(tenant = %tenant.name, error = %e, "the tenant's lease could not be released: it lapses");
         }
     }
@@ -587,7 +593,7 @@ pub enum RunLease {}
 
 #[cfg(not(feature = "cluster"))]
 impl RunLease {
-    pub fn release(self, _: Option<jiff::Timestamp>) -> Result<(), StoreError> {
+    pub fn release(self) -> Result<(), StoreError> {
         match self {}
     }
 }

@@ -45,6 +45,12 @@ impl Daemon {
         Daemon { child, log }
     }
 
+    /// The daemon's process id (for SIGSTOP and SIGCONT; dropping the
+    /// daemon kills it with SIGKILL).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }

@@ -224,13 +224,12 @@ fn renew(
 }
 
 impl Lease {
-    /// Lets the tenant go; `next_due`, when the run was for a slot (or
-    /// asked to run now), is the tenant's next due time, written in the
-    /// same transaction. A lease lost meanwhile writes nothing.
-    pub fn release(mut self, next_due: Option<Timestamp>) -> Result<(), StoreError> {
+    /// Lets the tenant go (a run writes its slot's next due time through
+    /// its fenced store first). A lease lost meanwhile is left alone.
+    pub fn release(mut self) -> Result<(), StoreError> {
         self.due_when_dropped = None;
         self.stop_renewing();
-        self.let_go(next_due)
+        self.let_go(None)
     }
 
     fn stop_renewing(&mut self) {

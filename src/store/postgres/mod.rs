@@ -643,13 +643,13 @@ impl StateStore for PostgresStore {
     }
 
     fn set_daemon_value(&mut self, name: &str, value: &str) -> Result<(), StoreError> {
-        self.client()
-            .execute(
+        self.fenced(|tx| {
+            tx.execute(
                 "INSERT INTO muster_daemon (tenant, name, value) VALUES ($1, $2, $3) \
                  ON CONFLICT (tenant, name) DO UPDATE SET value = EXCLUDED.value",
                 &[&self.tenant, &name, &value],
             )
-            .map_err(|e| self.err(e))?;
+        })?;
         Ok(())
     }
 
