@@ -453,7 +453,12 @@ fn run_locked(
     opts: &RunOptions,
     progress: &mut dyn FnMut(RunProgress<'_>),
 ) -> Result<Vec<FileReport>, RunError> {
-    let _lock = lock(tenant)?;
+    // Under [cluster] the tenant's lease is its lock, on every machine (a
+    // file lock would also hold a daemon stopped past its lease).
+    let _lock = match tenant.cluster {
+        Some(_) => None,
+        None => Some(lock(tenant)?),
+    };
     // A cluster tenant's lease first: a slot another daemon ran costs no
     // connection to the source.
     let leased = match tenant.cluster {
@@ -491,8 +496,10 @@ fn run_locked(
     // written under the lease, before the history, so that a daemon dying
     // from here on leaves nothing for another to run again. A run stopped
     // on request is left for another daemon to go on with now.
+    let lost = matches!(&outcome, Err(e) if e.lease_lost());
     if lease.is_some()
         && opts.trigger != Trigger::Manual
+        && !lost
         && !matches!(outcome, Err(RunError::Stopped))
     {
         let next = tenant.next_slot(jiff::Timestamp::now());
@@ -501,7 +508,9 @@ fn run_locked(
         }
     }
     // The history (SPEC §8); a run is not failed for want of recording it.
-    if !opts.dry_run {
+    // A run that lost its lease records nothing: the one that took it
+    // over does.
+    if !opts.dry_run && !lost {
         let recorded = history::record(
             store.as_mut(),
             tenant.keep_runs,
@@ -636,7 +645,7 @@ pub fn open_for_run(
             }
         };
         let mut store = crate::store::PostgresStore::connect(url, &tenant.name)?;
-        store.fence_with(&lease);
+        store.fence_with(&lease)?;
         Ok((Box::new(store), Some(lease)))
     }
     #[cfg(not(feature = "cluster"))]

@@ -600,7 +600,7 @@ fn a_lapsed_lease_is_taken_over_and_fences_the_old_holder() {
     };
     let a = held(claim(&url, "acme", lease, true, None).unwrap());
     let mut store_a = PostgresStore::connect(&url, "acme").unwrap();
-    store_a.fence_with(&a);
+    store_a.fence_with(&a).unwrap();
     let op = |store: &mut PostgresStore, key: &str| PendingOp {
         id: store.next_op_id().unwrap(),
         kind: ObjectKind::User,
@@ -652,7 +652,7 @@ fn a_lapsed_lease_is_taken_over_and_fences_the_old_holder() {
     );
 
     let mut store_b = PostgresStore::connect(&url, "acme").unwrap();
-    store_b.fence_with(&b);
+    store_b.fence_with(&b).unwrap();
     let third = op(&mut store_b, "E3");
     store_b.begin(std::slice::from_ref(&third)).unwrap();
     store_b.commit(std::slice::from_ref(&third), &[]).unwrap();
@@ -903,5 +903,98 @@ fn three_daemons_share_forty_tenants_and_one_killed_again_and_again_loses_nothin
             slots.windows(2).all(|w| w[0] < w[1]),
             "{name}: two runs in one slot: {slots:?}"
         );
+    }
+}
+
+/// SPEC §9: a daemon stopped (SIGSTOP) in the middle of a run, past its
+/// lease, and resumed once another daemon has taken the run over and
+/// finished it, commits nothing and sends nothing more: the state and
+/// the outbox are as the other daemon left them, and they hold what an
+/// embedded tenant never stopped makes of the same file.
+#[test]
+fn a_daemon_paused_past_its_lease_commits_nothing_when_it_resumes() {
+    use crate::daemon::Daemon;
+    use crate::run::gen;
+    let cluster = PgCluster::start();
+    let url = cluster.database("paused");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pg-url"), &url).unwrap();
+    let config = format!(
+        "[cluster]\npostgres_file = \"pg-url\"\nlease_ms = 1000\n{}",
+        cluster_tenant(dir.path(), "acme").replace("batch_size = 25", "batch_size = 5")
+    );
+    let path = dir.path().join("muster.toml");
+    std::fs::write(&path, config).unwrap();
+    let file = gen(3000, 43);
+    let inbox = dir.path().join("acme/inbox");
+    drop_whole(&inbox, "wt_users_1.csv", &file);
+    let outbox = || {
+        std::fs::read_to_string(dir.path().join("acme/outbox.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let signal = |d: &Daemon, sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &d.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+
+    let a = Daemon::start_with(&path, &[]);
+    a.wait_for("the run well under way", 60, || outbox().len() >= 500);
+    signal(&a, "-STOP");
+    let stopped_at = outbox().len();
+    let b = Daemon::start_with(&path, &[]);
+    b.wait_for("the run taken over and finished", 60, || {
+        originals(&inbox.join("processed")) == 1
+    });
+    assert!(
+        outbox().len() > stopped_at,
+        "the second daemon wrote the rest"
+    );
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let snapshot = |db: &mut postgres::Client| -> (i64, i64, String) {
+        let row = db
+            .query_one(
+                "SELECT (SELECT count(*) FROM muster_journal), \
+                 (SELECT count(*) FROM muster_objects), \
+                 (SELECT coalesce(md5(string_agg(key || encode(body, 'hex'), ',' ORDER BY kind, key)), '') FROM muster_objects)",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1), row.get(2))
+    };
+    let before = (snapshot(&mut db), outbox().len());
+    assert_eq!(before.0 .0, 0, "a journal left behind");
+
+    signal(&a, "-CONT");
+    a.wait_for("the resumed daemon to find its lease lost", 30, || {
+        a.log().contains("lost its lease")
+    });
+    // Its next slot comes and goes meanwhile (a new claim: nothing to do).
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(
+        (snapshot(&mut db), outbox().len()),
+        before,
+        "the resumed daemon wrote something; its log:\n{}",
+        a.log()
+    );
+
+    let reference = crate::run::Tenant::new(25);
+    reference.drop_file("wt_users_1.csv", &file);
+    let o = reference.run(&[]);
+    assert!(
+        matches!(o.status.code(), Some(0 | 3)),
+        "{}",
+        crate::run::stderr(&o)
+    );
+    let expected = replayed(&reference.outbox(), "the reference");
+    assert_eq!(replayed(&outbox(), "acme"), expected);
+    for d in [a, b] {
+        let log = d.log();
+        assert_eq!(d.terminate(), Some(0), "{log}");
     }
 }

@@ -115,8 +115,12 @@ pub fn claim(
     let (mut client, shown) = connect_client(url, tenant)?;
     let err = |e: postgres::Error| shown.error(e);
     let claimed: Result<Result<i64, Claim>, postgres::Error> = (|| {
+        // Inserted once; never waiting on a row another claim or write
+        // holds (the select sees it).
         client.execute(
-            "INSERT INTO muster_leases (tenant) VALUES ($1) ON CONFLICT DO NOTHING",
+            "INSERT INTO muster_leases (tenant) SELECT $1 \
+             WHERE NOT EXISTS (SELECT 1 FROM muster_leases WHERE tenant = $1) \
+             ON CONFLICT DO NOTHING",
             &[&tenant],
         )?;
         let mut tx = client.transaction()?;

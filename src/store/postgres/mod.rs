@@ -150,9 +150,17 @@ impl PostgresStore {
     }
 
     /// Fences this store's writes with `lease` (SPEC §9): from now on each
-    /// one commits only while the lease is this run's.
-    pub fn fence_with(&mut self, lease: &Lease) {
+    /// one commits only while the lease is this run's. A write holds the
+    /// lease's row locked until it commits; should this process stop in
+    /// the middle of one, the database ends its session after the lease's
+    /// length, so that another daemon can take the run over.
+    pub fn fence_with(&mut self, lease: &Lease) -> Result<(), StoreError> {
+        let ms = lease.fence.lease.as_millis().max(1);
+        self.client()
+            .batch_execute(&format!("SET idle_in_transaction_session_timeout = {ms}"))
+            .map_err(|e| self.err(e))?;
         self.fence = Some(lease.fence.clone());
+        Ok(())
     }
 
     fn err(&self, e: postgres::Error) -> StoreError {
@@ -180,20 +188,27 @@ impl PostgresStore {
     ) -> Result<T, StoreError> {
         let mut client = self.client();
         let asked = std::time::Instant::now();
-        let mut tx = client.transaction().map_err(|e| self.err(e))?;
+        // A write that fails once the lease is old by this process's clock
+        // (the database ended a session stopped in a transaction) failed
+        // for the lease.
+        let err = |e| match &self.fence {
+            Some(fence) if !fence.held() => self.lease_lost(),
+            _ => self.err(e),
+        };
+        let mut tx = client.transaction().map_err(err)?;
         if let Some(fence) = &self.fence {
             let held = tx
                 .execute(
                     lease::Fence::CHECK,
                     &[&self.tenant, &fence.token, &fence.seconds()],
                 )
-                .map_err(|e| self.err(e))?;
+                .map_err(err)?;
             if held != 1 {
                 return Err(self.lease_lost());
             }
         }
-        let out = write(&mut tx).map_err(|e| self.err(e))?;
-        tx.commit().map_err(|e| self.err(e))?;
+        let out = write(&mut tx).map_err(err)?;
+        tx.commit().map_err(err)?;
         if let Some(fence) = &self.fence {
             fence.confirm(asked);
         }
@@ -215,9 +230,15 @@ pub(crate) struct Shown(String);
 
 impl Shown {
     fn error(&self, e: postgres::Error) -> StoreError {
+        // The server's own words, when it said something ("db error" alone
+        // tells nothing).
+        let said = match e.as_db_error() {
+            Some(db) => format!("{}: {}", db.severity(), db.message()),
+            None => e.to_string(),
+        };
         StoreError {
             path: self.0.clone(),
-            kind: StoreErrorKind::Database(e.to_string()),
+            kind: StoreErrorKind::Database(said),
         }
     }
 }
