@@ -41,9 +41,7 @@ use crate::pipeline::{
 };
 pub use ops::Fleet;
 
-/// The store's daemon value that holds a tenant's next due time (under
-/// `[cluster]`, the one a run's lease release moves on).
-const NEXT_DUE: &str = "next_due";
+use crate::store::NEXT_DUE;
 
 /// Reads the tenant's next due time from its store.
 fn stored_due(tenant: &Tenant) -> Option<Timestamp> {

@@ -181,7 +181,7 @@ pub fn tenant_status(tenant: &crate::config::Tenant) -> Result<TenantStatus, Run
     if store.run_holder()?.is_some() {
         status.running = true;
     }
-    status.next_run = store.daemon_value("next_due")?;
+    status.next_run = store.daemon_value(crate::store::NEXT_DUE)?;
     status.last_run = runs(store.as_ref(), 1)?.pop();
     if let Some(last) = &status.last_run {
         for f in last.files.iter().filter(|f| f.status == "held") {

@@ -28,7 +28,7 @@ mod redb_store;
 
 pub use memory::MemoryStore;
 #[cfg(feature = "cluster")]
-pub use postgres::{claim, shown_url, Claim, Lease, PostgresStore, NEXT_DUE, SCHEMA_VERSION};
+pub use postgres::{claim, shown_url, Claim, Lease, PostgresStore, SCHEMA_VERSION};
 pub use prior::{MemoryPrior, NoPrior, Prior, PriorEntry, Update};
 pub use redb_store::{RedbStore, REST_KEYS};
 
@@ -309,6 +309,10 @@ pub trait StateStore: Send + Sync {
         Ok(None)
     }
 }
+
+/// The daemon value ([`StateStore::daemon_value`]) that holds a tenant's
+/// next due time.
+pub const NEXT_DUE: &str = "next_due";
 
 /// [`StateStore::lease_check`]: `Err` once the run's lease is lost.
 pub type LeaseCheck = std::sync::Arc<dyn Fn() -> Result<(), StoreError> + Send + Sync>;

@@ -24,10 +24,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 
 use super::{connect_client, Shown};
-use crate::store::{StoreError, StoreErrorKind};
-
-/// The `muster_daemon` value that holds a tenant's next due time.
-pub const NEXT_DUE: &str = "next_due";
+use crate::store::{StoreError, StoreErrorKind, NEXT_DUE};
 
 /// A run's hold on its tenant's lease, shared by the renewing thread, the
 /// store's fenced writes and the check before each batch is sent.

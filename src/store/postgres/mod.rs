@@ -27,7 +27,7 @@ use super::{
 use crate::model::{Action, ObjectKind};
 
 mod lease;
-pub use lease::{claim, Claim, Lease, NEXT_DUE};
+pub use lease::{claim, Claim, Lease};
 
 /// The schema version this muster writes; [`MIGRATIONS`]`[v - 1]` makes
 /// version `v` from the one before.
