@@ -10,21 +10,13 @@
 set -euo pipefail
 runs=${1:-3}
 source "$(dirname "$0")/bench-data.sh" "${ROWS:-1000000}"
-bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-pg=$(mktemp -d /tmp/muster-bench-pg.XXXXXX)
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-chown postgres:postgres "$pg"
-as_pg() { runuser -u postgres -- "$@"; }
-as_pg "$bin/initdb" -D "$pg/data" -U muster -A trust -E UTF8 >/dev/null
-as_pg "$bin/pg_ctl" -D "$pg/data" -o "-p $port -k $pg -c listen_addresses=127.0.0.1 -c shared_buffers=1GB" -l "$pg/log" -w start >/dev/null
-trap 'as_pg "$bin/pg_ctl" -D "$pg/data" -m fast stop >/dev/null; rm -rf "$pg"' EXIT
-psql() { command psql -q -h 127.0.0.1 -p "$port" -U muster "$@"; }
+source "$(dirname "$0")/bench-pg.sh"
 psql -d postgres -c "CREATE DATABASE day1"
 write_cluster_tenant() {
   write_tenant "$1" "$jsonl_sink"
   sed -i '/^state = /d' "$1/muster.toml"
   printf '[cluster]\npostgres_file = "pg-url"\n%s\n' "$(cat "$1/muster.toml")" > "$1/muster.toml"
-  echo "postgres://muster@127.0.0.1:$port/$2" > "$1/pg-url"
+  echo "postgres://muster@127.0.0.1:$pg_port/$2" > "$1/pg-url"
 }
 # Day 1 into each.
 write_cluster_tenant "$dir/cl-day1" day1

@@ -3,8 +3,11 @@
 //! temporary folder, a free port on loopback, a password login), and
 //! stops it after. The store passes the embedded store's model test, keeps
 //! its operation ids unique across connections, creates its schema once
-//! when daemons start together, refuses a newer schema by name, loads a
-//! large prior, and shows no password in its errors.
+//! when daemons start together, upgrades an older schema and refuses a
+//! newer one by name, loads a large prior, and shows no password in its
+//! errors. The leases: taken over once lapsed, fencing the old holder;
+//! three daemons sharing forty tenants with one killed again and again; a
+//! daemon paused past its lease committing nothing when it resumes.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -997,4 +1000,41 @@ fn a_daemon_paused_past_its_lease_commits_nothing_when_it_resumes() {
         let log = d.log();
         assert_eq!(d.terminate(), Some(0), "{log}");
     }
+}
+
+/// A database a muster of schema version 1 made (before the leases) is
+/// upgraded in place when a newer muster connects: its objects kept, the
+/// leases' table made, the version raised; and a run claims a lease on it.
+#[test]
+fn an_older_schema_is_upgraded_in_place() {
+    let cluster = PgCluster::start();
+    let url = cluster.database("older");
+    let mut store = PostgresStore::connect(&url, "acme").unwrap();
+    let op = PendingOp {
+        id: store.next_op_id().unwrap(),
+        kind: ObjectKind::User,
+        key: "E1".into(),
+        action: Action::Create,
+        invite: false,
+        object: object(5),
+    };
+    store.begin(std::slice::from_ref(&op)).unwrap();
+    store.commit(std::slice::from_ref(&op), &[]).unwrap();
+    drop(store);
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    db.batch_execute("DROP TABLE muster_leases; UPDATE muster_schema SET version = 1")
+        .unwrap();
+
+    let store = PostgresStore::connect(&url, "acme").unwrap();
+    assert_eq!(store.get(ObjectKind::User, "E1").unwrap(), Some(object(5)));
+    let version: i32 = db
+        .query_one("SELECT version FROM muster_schema", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(version, muster::store::SCHEMA_VERSION);
+    let lease = std::time::Duration::from_secs(30);
+    assert!(matches!(
+        muster::store::claim(&url, "acme", lease, false, None).unwrap(),
+        muster::store::Claim::Held(_)
+    ));
 }
