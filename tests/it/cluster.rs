@@ -198,6 +198,19 @@ proptest! {
 
 static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// The journalled create of user `key` with the test object `seed`, its
+/// id from `store`.
+fn created(store: &mut PostgresStore, key: &str, seed: u8) -> PendingOp {
+    PendingOp {
+        id: store.next_op_id().unwrap(),
+        kind: ObjectKind::User,
+        key: key.into(),
+        action: Action::Create,
+        invite: false,
+        object: object(seed),
+    }
+}
+
 /// One cluster for the model test's cases (started with the first).
 fn shared() -> (&'static PgCluster, String) {
     static CLUSTER: std::sync::OnceLock<(PgCluster, String)> = std::sync::OnceLock::new();
@@ -221,14 +234,7 @@ fn operation_ids_never_repeat_across_connections_and_tenants_are_apart() {
         }
     }
     let mut a = PostgresStore::connect(&url, "acme").unwrap();
-    let op = PendingOp {
-        id: a.next_op_id().unwrap(),
-        kind: ObjectKind::User,
-        key: "E1".into(),
-        action: Action::Create,
-        invite: false,
-        object: object(7),
-    };
+    let op = created(&mut a, "E1", 7);
     a.begin(std::slice::from_ref(&op)).unwrap();
     a.commit(std::slice::from_ref(&op), &[]).unwrap();
     let b = PostgresStore::connect(&url, "other").unwrap();
@@ -604,15 +610,7 @@ fn a_lapsed_lease_is_taken_over_and_fences_the_old_holder() {
     let a = held(claim(&url, "acme", lease, true, None).unwrap());
     let mut store_a = PostgresStore::connect(&url, "acme").unwrap();
     store_a.fence_with(&a).unwrap();
-    let op = |store: &mut PostgresStore, key: &str| PendingOp {
-        id: store.next_op_id().unwrap(),
-        kind: ObjectKind::User,
-        key: key.into(),
-        action: Action::Create,
-        invite: false,
-        object: object(3),
-    };
-    let first = op(&mut store_a, "E1");
+    let first = created(&mut store_a, "E1", 3);
     store_a.begin(std::slice::from_ref(&first)).unwrap();
     store_a.commit(std::slice::from_ref(&first), &[]).unwrap();
     assert!(matches!(
@@ -631,7 +629,7 @@ fn a_lapsed_lease_is_taken_over_and_fences_the_old_holder() {
     let b = held(claim(&url, "acme", lease, true, None).unwrap());
     assert!(b.token() > a.token());
 
-    let second = op(&mut store_a, "E2");
+    let second = created(&mut store_a, "E2", 3);
     for refused in [
         store_a.begin(std::slice::from_ref(&second)),
         store_a.commit(std::slice::from_ref(&first), &[]),
@@ -656,7 +654,7 @@ fn a_lapsed_lease_is_taken_over_and_fences_the_old_holder() {
 
     let mut store_b = PostgresStore::connect(&url, "acme").unwrap();
     store_b.fence_with(&b).unwrap();
-    let third = op(&mut store_b, "E3");
+    let third = created(&mut store_b, "E3", 3);
     store_b.begin(std::slice::from_ref(&third)).unwrap();
     store_b.commit(std::slice::from_ref(&third), &[]).unwrap();
     store_b
@@ -671,28 +669,11 @@ fn a_lapsed_lease_is_taken_over_and_fences_the_old_holder() {
     held(claim(&url, "acme", lease, false, None).unwrap());
 }
 
-/// A `[[tenant]]` of a cluster: inbox `<name>/inbox`, JSONL outbox
-/// `<name>/outbox.jsonl`, run every two seconds, in batches of 25.
+/// A `[[tenant]]` of a cluster (no `state`): run every two seconds, in
+/// batches of 25.
 fn cluster_tenant(dir: &std::path::Path, name: &str) -> String {
-    std::fs::create_dir_all(dir.join(name).join("inbox")).unwrap();
-    format!(
-        r#"
-[[tenant]]
-name = "{name}"
-schedule = "*/2 * * * * *"
-batch_size = 25
-[tenant.source]
-type = "dir"
-path = "{name}/inbox"
-settle_ms = 0
-[[tenant.files]]
-pattern = "wt_users*.csv"
-profile = "winningtemp-users"
-[tenant.sink]
-type = "jsonl"
-path = "{name}/outbox.jsonl"
-"#
-    )
+    let head = "schedule = \"*/2 * * * * *\"\nbatch_size = 25";
+    crate::daemon::dir_tenant(dir, name, head)
 }
 
 /// A file put in place whole (written aside, then renamed in).
@@ -1010,14 +991,7 @@ fn an_older_schema_is_upgraded_in_place() {
     let cluster = PgCluster::start();
     let url = cluster.database("older");
     let mut store = PostgresStore::connect(&url, "acme").unwrap();
-    let op = PendingOp {
-        id: store.next_op_id().unwrap(),
-        kind: ObjectKind::User,
-        key: "E1".into(),
-        action: Action::Create,
-        invite: false,
-        object: object(5),
-    };
+    let op = created(&mut store, "E1", 5);
     store.begin(std::slice::from_ref(&op)).unwrap();
     store.commit(std::slice::from_ref(&op), &[]).unwrap();
     drop(store);

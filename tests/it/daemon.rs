@@ -207,13 +207,20 @@ fn a_tenant_being_run_is_not_run_again_at_the_same_time() {
 /// A `[[tenant]]` reading `{name}/inbox` every second into a JSONL outbox
 /// (`{name}/outbox.jsonl`), its inbox made.
 pub(crate) fn every_second(dir: &std::path::Path, name: &str) -> String {
+    let head = format!("state = \"{name}/state.redb\"\nschedule = \"* * * * * *\"");
+    dir_tenant(dir, name, &head)
+}
+
+/// A `[[tenant]]` named `name` with the keys `head`, its inbox
+/// `<name>/inbox` (made) of `winningtemp-users` files, its JSONL outbox
+/// `<name>/outbox.jsonl`.
+pub(crate) fn dir_tenant(dir: &std::path::Path, name: &str, head: &str) -> String {
     std::fs::create_dir_all(dir.join(name).join("inbox")).unwrap();
     format!(
         r#"
 [[tenant]]
 name = "{name}"
-state = "{name}/state.redb"
-schedule = "* * * * * *"
+{head}
 [tenant.source]
 type = "dir"
 path = "{name}/inbox"
