@@ -103,32 +103,40 @@ impl WritePass<'_> {
         }
         w.send_all(std::mem::take(&mut later.held), size)?;
         // Rows the missing rule adds, after the file's rows.
+        // A protected key, or a deletion still waiting: no write. What the
+        // store has for them is read a few thousand keys at a time (one
+        // query each for a store behind a network).
+        let missing: Vec<usize> = (plan.records as usize..plan.len())
+            .filter(|&idx| is_write(plan.row(idx).action))
+            .collect();
         let mut batch = Vec::new();
-        for idx in plan.records as usize..plan.len() {
-            let planned = plan.row(idx);
-            // A protected key, or a deletion still waiting: no write.
-            if !is_write(planned.action) {
-                continue;
-            }
-            let key = planned.key.unwrap_or_default().to_string();
-            let Some(stored) = w.store.get(kind, &key)? else {
-                continue;
-            };
-            let id = self.op_id(w)?;
-            let action = planned.action;
-            let since = plan
-                .delays_deletion(idx)
-                .then(|| stored.since.unwrap_or(plan.today()));
-            let object = StoredObject {
-                active: false,
-                since,
-                invite_due: false,
-                ..stored
-            };
-            let (op, pending) = planned_write(id, kind, action, key, Vec::new(), false, object);
-            match action {
-                Action::Delete => later.deletions.push((idx, op, pending)),
-                _ => batch.push((idx, op, pending)),
+        for chunk in missing.chunks(4096) {
+            let keys: Vec<&str> = chunk
+                .iter()
+                .map(|&idx| plan.row(idx).key.unwrap_or_default())
+                .collect();
+            let stored = w.store.get_many(kind, &keys)?;
+            for ((&idx, key), stored) in chunk.iter().zip(keys).zip(stored) {
+                let Some(stored) = stored else {
+                    continue;
+                };
+                let id = self.op_id(w)?;
+                let action = plan.row(idx).action;
+                let since = plan
+                    .delays_deletion(idx)
+                    .then(|| stored.since.unwrap_or(plan.today()));
+                let object = StoredObject {
+                    active: false,
+                    since,
+                    invite_due: false,
+                    ..stored
+                };
+                let key = key.to_string();
+                let (op, pending) = planned_write(id, kind, action, key, Vec::new(), false, object);
+                match action {
+                    Action::Delete => later.deletions.push((idx, op, pending)),
+                    _ => batch.push((idx, op, pending)),
+                }
             }
         }
         w.send_all(batch, size)?;

@@ -22,7 +22,7 @@ use postgres::types::Type;
 
 use super::{
     action_code, action_of, decode_object, decode_prior, encode_object, kind_code, kind_of,
-    MemoryPrior, PendingOp, StateStore, StoreError, StoreErrorKind, StoredObject,
+    MemoryPrior, PendingOp, Prior, StateStore, StoreError, StoreErrorKind, StoredObject,
 };
 use crate::model::{Action, ObjectKind};
 
@@ -111,6 +111,15 @@ const SCHEMA_LOCK: i64 = 0x6d_75_73_74_65_72;
 /// most this many, and ids are never reused.
 const ID_BLOCK: i64 = 4096;
 
+/// Keys asked for in one query by `get_many`.
+const GET_KEYS: usize = 4096;
+
+/// Objects written since the planner's statistics were taken, past which
+/// a store's `sync` takes them again (and past a tenth of the objects it
+/// knew): without them, after a first import PostgreSQL believes a tenant
+/// has a handful of objects and reads all of them to find a few thousand.
+const ANALYZE_AFTER: u64 = 10_000;
+
 /// The bytes of an object [`decode_prior`] reads: fingerprint, flags and
 /// a `since` date.
 const PRIOR_BYTES: i32 = 21;
@@ -126,6 +135,10 @@ pub struct PostgresStore {
     /// The lease of the run this store is for, if any: its writes are
     /// fenced by it.
     fence: Option<Arc<lease::Fence>>,
+    /// The objects the last prior loaded held, and the objects written
+    /// since (for [`ANALYZE_AFTER`]).
+    known: std::sync::atomic::AtomicU64,
+    written: u64,
 }
 
 impl PostgresStore {
@@ -146,6 +159,8 @@ impl PostgresStore {
             shown,
             ids: (0, 0),
             fence: None,
+            known: Default::default(),
+            written: 0,
         })
     }
 
@@ -356,6 +371,10 @@ impl StateStore for PostgresStore {
                 .ok_or_else(|| self.damaged(format!("the object of {key:?} cannot be read")))?;
             prior.insert(key, entry);
         }
+        self.known.fetch_max(
+            Prior::len(&prior) as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Ok(prior)
     }
 
@@ -368,20 +387,23 @@ impl StateStore for PostgresStore {
         kind: ObjectKind,
         keys: &[&str],
     ) -> Result<Vec<Option<StoredObject>>, StoreError> {
-        let rows = self
-            .client()
-            .query(
-                "SELECT key, body FROM muster_objects WHERE tenant = $1 AND kind = $2 AND key = ANY($3)",
-                &[&self.tenant, &(kind_code(kind) as i16), &keys],
-            )
-            .map_err(|e| self.err(e))?;
-        let mut found = ahash::AHashMap::with_capacity(rows.len());
-        for row in &rows {
-            let key: &str = row.get(0);
-            let body: &[u8] = row.get(1);
-            let object = decode_object(body)
-                .ok_or_else(|| self.damaged(format!("the object of {key:?} cannot be read")))?;
-            found.insert(key.to_string(), object);
+        let mut found = ahash::AHashMap::with_capacity(keys.len());
+        let mut client = self.client();
+        // A few thousand keys a query, each looked up in the index.
+        for chunk in keys.chunks(GET_KEYS) {
+            let rows = client
+                .query(
+                    "SELECT key, body FROM muster_objects WHERE tenant = $1 AND kind = $2 AND key = ANY($3)",
+                    &[&self.tenant, &(kind_code(kind) as i16), &chunk],
+                )
+                .map_err(|e| self.err(e))?;
+            for row in &rows {
+                let key: &str = row.get(0);
+                let body: &[u8] = row.get(1);
+                let object = decode_object(body)
+                    .ok_or_else(|| self.damaged(format!("the object of {key:?} cannot be read")))?;
+                found.insert(key.to_string(), object);
+            }
         }
         Ok(keys.iter().map(|k| found.get(*k).cloned()).collect())
     }
@@ -469,6 +491,7 @@ impl StateStore for PostgresStore {
             .map(|o| o.id as i64)
             .chain(dropped.iter().map(|&id| id as i64))
             .collect();
+        self.written += (put_keys.len() + del_keys.len()) as u64;
         let tenant = &self.tenant;
         self.fenced(|tx| {
             if !put_keys.is_empty() {
@@ -488,7 +511,8 @@ impl StateStore for PostgresStore {
             }
             if !done.is_empty() {
                 tx.execute(
-                    "DELETE FROM muster_journal WHERE tenant = $1 AND id = ANY($2)",
+                    "DELETE FROM muster_journal j USING unnest($2::bigint[]) AS d(id) \
+                     WHERE j.tenant = $1 AND j.id = d.id",
                     &[tenant, &done],
                 )?;
             }
@@ -671,6 +695,17 @@ impl StateStore for PostgresStore {
                 &[&self.tenant, &name, &value],
             )
         })?;
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        let known = self.known.load(std::sync::atomic::Ordering::Relaxed);
+        if self.written > ANALYZE_AFTER && self.written > known / 10 {
+            self.client()
+                .batch_execute("ANALYZE muster_objects")
+                .map_err(|e| self.err(e))?;
+            self.written = 0;
+        }
         Ok(())
     }
 
