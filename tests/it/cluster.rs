@@ -707,6 +707,15 @@ fn named(dir: &std::path::Path, suffix: &str) -> usize {
     })
 }
 
+/// The runs a daemon's log shows started and not ended.
+fn in_flight(log: &str) -> usize {
+    let ended = ["run done", "run failed", "run abandoned"]
+        .iter()
+        .map(|end| log.matches(end).count())
+        .sum::<usize>();
+    log.matches("run started").count().saturating_sub(ended)
+}
+
 /// A few milliseconds between `low` and `high`, different each call.
 fn some_ms(low: u64, high: u64) -> u64 {
     use std::hash::{BuildHasher, Hasher};
@@ -745,8 +754,8 @@ fn replayed(outbox: &[serde_json::Value], tenant: &str) -> std::collections::BTr
 }
 
 /// SPEC §9: three daemons share forty tenants through one PostgreSQL;
-/// one of them is killed with SIGKILL at random moments, four times for
-/// each of three days' files, and started again. Every file is applied
+/// one of them is killed with SIGKILL at random moments while it runs a
+/// tenant, four times for each of three days' files, and started again. Every file is applied
 /// once (one result each), no operation reaches an outbox twice and none
 /// is lost (each outbox, replayed, holds the users the store holds, and
 /// those an embedded tenant never killed makes of the same files), no
@@ -790,13 +799,18 @@ fn three_daemons_share_forty_tenants_and_one_killed_again_and_again_loses_nothin
             drop_whole(&inbox, &format!("wt_users_{day}.csv"), &file);
         }
         for _ in 0..4 {
-            let wait = some_ms(100, 1500);
+            // Once the victim is in a run (or after 15 s), a moment later.
+            let started = std::time::Instant::now();
+            while in_flight(&daemons[0].log()) == 0
+                && started.elapsed() < std::time::Duration::from_secs(15)
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            let wait = some_ms(0, 80);
             std::thread::sleep(std::time::Duration::from_millis(wait));
             kills.push(wait);
             // Dropped: SIGKILL, then waited for.
-            let log = daemons[0].log();
-            let ended = log.matches("run done").count() + log.matches("run failed").count();
-            cut_short += log.matches("run started").count() - ended;
+            cut_short += in_flight(&daemons[0].log());
             daemons[0] = start();
         }
         let applied = |day: usize| {
