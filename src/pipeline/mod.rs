@@ -454,16 +454,12 @@ fn run_locked(
     progress: &mut dyn FnMut(RunProgress<'_>),
 ) -> Result<Vec<FileReport>, RunError> {
     // Under [cluster] the tenant's lease is its lock, on every machine (a
-    // file lock would also hold a daemon stopped past its lease).
-    let _lock = match tenant.cluster {
-        Some(_) => None,
-        None => Some(lock(tenant)?),
-    };
-    // A cluster tenant's lease first: a slot another daemon ran costs no
-    // connection to the source.
-    let leased = match tenant.cluster {
-        Some(_) => Some(open_for_run(tenant, opts.trigger)?),
-        None => None,
+    // file lock would also hold a daemon stopped past its lease), and is
+    // claimed first: a slot another daemon ran costs no connection to the
+    // source.
+    let (_lock, leased) = match tenant.cluster {
+        Some(_) => (None, Some(open_for_run(tenant, opts.trigger)?)),
+        None => (Some(lock(tenant)?), None),
     };
     progress(RunProgress::Started);
     let mut source = crate::source::open(&tenant.source, &tenant.spool())?;

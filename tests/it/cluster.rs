@@ -497,16 +497,21 @@ fn state_copy_moves_a_tenant_into_the_cluster_and_back() {
             .output()
             .unwrap()
     };
-    let o = muster(&[
-        "state",
-        "copy",
-        "--config",
-        "cluster.toml",
-        "--tenant",
-        "t",
-        "--from",
-        "state.redb",
-    ]);
+    // `muster state copy` of tenant t, `--from FILE` or `--to FILE`.
+    let copy = |way: &str, file: &str| {
+        let config = ["--config", "cluster.toml", "--tenant", "t"];
+        muster(&[&["state", "copy"], &config[..], &[way, file]].concat())
+    };
+    let run = || {
+        muster(&[
+            "run",
+            "--config",
+            "cluster.toml",
+            "--today",
+            crate::fixtures::TODAY,
+        ])
+    };
+    let o = copy("--from", "state.redb");
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(
@@ -517,25 +522,13 @@ fn state_copy_moves_a_tenant_into_the_cluster_and_back() {
 
     // The same file again, in the cluster: nothing to write.
     t.drop_file("wt_users_1b.csv", &day1);
-    let o = muster(&[
-        "run",
-        "--config",
-        "cluster.toml",
-        "--today",
-        crate::fixtures::TODAY,
-    ]);
+    let o = run();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(t.outbox().len(), written, "the copy holds what was applied");
     // Day 2: updates; nobody created again; ids go on past the store's.
     std::fs::write(t.path("day1.csv"), &day1).unwrap();
     t.drop_file("wt_users_2.csv", &derive(&t.path("day1.csv"), "0.05"));
-    let o = muster(&[
-        "run",
-        "--config",
-        "cluster.toml",
-        "--today",
-        crate::fixtures::TODAY,
-    ]);
+    let o = run();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let outbox = t.outbox();
     let max_before = outbox[..written]
@@ -557,29 +550,11 @@ fn state_copy_moves_a_tenant_into_the_cluster_and_back() {
         .filter(|l| l["action"] == "create")
         .all(|l| !created.contains(l["key"].as_str().unwrap())));
 
-    let o = muster(&[
-        "state",
-        "copy",
-        "--config",
-        "cluster.toml",
-        "--tenant",
-        "t",
-        "--from",
-        "state.redb",
-    ]);
+    let o = copy("--from", "state.redb");
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("already holds"), "{}", stderr(&o));
 
-    let o = muster(&[
-        "state",
-        "copy",
-        "--config",
-        "cluster.toml",
-        "--tenant",
-        "t",
-        "--to",
-        "back.redb",
-    ]);
+    let o = copy("--to", "back.redb");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let back = muster::store::RedbStore::open(&t.path("back.redb")).unwrap();
     let pg = PostgresStore::connect(&url, "t").unwrap();

@@ -42,6 +42,7 @@ impl RunBar {
 
     /// Shows `p` (the bar appears with the first phase).
     pub fn update(&mut self, p: RunProgress<'_>) {
+        // Nothing to show until the run reads its first file.
         if let RunProgress::Started = p {
             return;
         }
@@ -57,7 +58,8 @@ impl RunBar {
             RunProgress::Reading { .. } => Phase::Reading,
             RunProgress::Planning { .. } => Phase::Planning,
             RunProgress::Writing { progress, .. } => Phase::Writing(progress.phase),
-            RunProgress::Saving | RunProgress::Started => Phase::Saving,
+            RunProgress::Saving => Phase::Saving,
+            RunProgress::Started => return,
         };
         if self.phase != Some(phase) {
             self.phase = Some(phase);
@@ -92,6 +94,7 @@ fn start(bar: &ProgressBar, tenant: &str, p: &RunProgress<'_>) {
     bar.set_draw_target(ProgressDrawTarget::hidden());
     bar.disable_steady_tick();
     let (template, length, what) = match p {
+        RunProgress::Started => return,
         RunProgress::Reading { file, size, .. } => (
             "{prefix} [{bar:20}] {bytes}/{total_bytes}, {msg}, {bytes_per_sec}, ETA {eta}",
             Some(*size),
@@ -107,7 +110,7 @@ fn start(bar: &ProgressBar, tenant: &str, p: &RunProgress<'_>) {
             Some(progress.total),
             progress.phase.as_str().to_string(),
         ),
-        RunProgress::Saving | RunProgress::Started => (
+        RunProgress::Saving => (
             "{prefix} {spinner} {elapsed}",
             None,
             "saving the state store".to_string(),
