@@ -5,7 +5,7 @@
 # stopped after. Each side first imports day 1 (the cluster's import timed too); each day-2
 # run starts from that state (the cluster's database copied from a template, the embedded
 # store's folder copied). Prints wall and peak RSS per run (for the cluster, the phases
-# `RUST_LOG=debug` reports, in ms since the file's start) and, per side, the median.
+# `RUST_LOG=muster=debug` reports, in ms since the file's start) and, per side, the median.
 # Usage: scripts/bench-cluster-day2.sh RUNS   (ROWS=… for another size; default 1000000)
 set -euo pipefail
 runs=${1:-3}
@@ -36,7 +36,7 @@ for i in $(seq "$runs"); do
   write_cluster_tenant "$dir/cl-day2" day2
   cp "$day2" "$dir/cl-day2/inbox/users.csv"
   sync
-  out=$(cd "$dir/cl-day2" && RUST_LOG=debug NO_COLOR=1 /usr/bin/time -f "TIME %e %M" "$muster" run \
+  out=$(cd "$dir/cl-day2" && RUST_LOG=muster=debug NO_COLOR=1 /usr/bin/time -f "TIME %e %M" "$muster" run \
     --config muster.toml --today 2026-11-21 2>&1 >/dev/null || true)
   read -r _ wall rss <<< "$(grep '^TIME' <<< "$out")"
   walls[cluster]="${walls[cluster]:-} $wall"
