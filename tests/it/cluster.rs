@@ -4,8 +4,9 @@
 //! stops it after. The store passes the embedded store's model test, keeps
 //! its operation ids unique across connections, creates its schema once
 //! when daemons start together, upgrades an older schema and refuses a
-//! newer one by name, loads a large prior, and shows no password in its
-//! errors. The leases: taken over once lapsed, fencing the old holder;
+//! newer one by name, loads a large prior (from its objects, then from
+//! its digest and the changes since, falling back when the digest is
+//! damaged), and shows no password in its errors. The leases: taken over once lapsed, fencing the old holder;
 //! three daemons sharing forty tenants with one killed again and again; a
 //! daemon paused past its lease committing nothing when it resumes.
 
@@ -17,7 +18,7 @@ use muster::profile::ObjectKind;
 use muster::store::{PendingOp, PostgresStore, Prior, StateStore};
 use proptest::prelude::*;
 
-use crate::store::{object, run_steps, step};
+use crate::store::{object, run_steps, step, Close};
 
 const PASSWORD: &str = "pg-test-7f3a";
 
@@ -181,7 +182,9 @@ proptest! {
 
     /// The embedded store's model test: random journalled writes, commits
     /// and drops, each followed by a new connection (PostgreSQL's commits
-    /// are the store's: nothing to sync, checkpoint or lose).
+    /// are the store's: nothing to lose). A checkpoint is a `sync` first,
+    /// which writes the prior's digest when due: later steps read it with
+    /// the changes committed since.
     #[test]
     fn the_postgres_store_matches_the_model(steps in proptest::collection::vec(step(), 1..10)) {
         let (cluster, url) = shared();
@@ -189,7 +192,10 @@ proptest! {
         // A tenant of its own per case: one database holds them all apart.
         let tenant = format!("t{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         let store = PostgresStore::connect(&url, &tenant).unwrap();
-        run_steps(&steps, store, &mut |store, _close| {
+        run_steps(&steps, store, &mut |mut store, close| {
+            if let Close::Checkpoint = close {
+                store.sync().unwrap();
+            }
             drop(store);
             PostgresStore::connect(&url, &tenant).unwrap()
         })?;
@@ -334,6 +340,98 @@ fn a_large_prior_is_loaded_whole() {
         );
     }
     assert!(store.prior(ObjectKind::Group).unwrap().is_empty());
+}
+
+/// The prior's digest: none at first (the prior is read from the
+/// objects), written by the `sync` after; then read with the changes
+/// committed since, and written again only once they pass an eighth of
+/// it. A damaged digest is passed over for the objects.
+#[test]
+fn the_prior_digest_is_read_with_the_changes_since_and_a_damaged_one_is_passed_over() {
+    let cluster = PgCluster::start();
+    let url = cluster.database("digest");
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let rows = |db: &mut postgres::Client, table: &str| -> i64 {
+        db.query_one(
+            &format!("SELECT count(*) FROM {table} WHERE tenant = 'acme'"),
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    // Users E0..E799, then commits of (key, seed or deleted) on top.
+    let mut model: std::collections::BTreeMap<String, u8> = Default::default();
+    let mut write = |store: &mut PostgresStore, changes: &[(u32, Option<u8>)]| {
+        let ops: Vec<PendingOp> = changes
+            .iter()
+            .map(|&(i, seed)| {
+                let key = format!("E{i}");
+                match seed {
+                    Some(seed) => model.insert(key.clone(), seed),
+                    None => model.remove(&key),
+                };
+                PendingOp {
+                    action: if seed.is_some() {
+                        Action::Update
+                    } else {
+                        Action::Delete
+                    },
+                    ..created(store, &key, seed.unwrap_or(0))
+                }
+            })
+            .collect();
+        store.begin(&ops).unwrap();
+        store.commit(&ops, &[]).unwrap();
+        model.clone()
+    };
+    let same = |store: &PostgresStore, model: &std::collections::BTreeMap<String, u8>| {
+        let prior = store.prior(ObjectKind::User).unwrap();
+        assert_eq!(prior.len(), model.len());
+        for (key, &seed) in model {
+            assert_eq!(prior.get(key), Some(object(seed).prior_entry()), "{key}");
+        }
+    };
+    let mut store = PostgresStore::connect(&url, "acme").unwrap();
+    let first: Vec<_> = (0..800).map(|i| (i, Some((i % 200) as u8))).collect();
+    let mut expected = write(&mut store, &first);
+    same(&store, &expected);
+    assert_eq!(rows(&mut db, "muster_prior_digests"), 0);
+    store.sync().unwrap();
+    assert_eq!(
+        rows(&mut db, "muster_prior_digests"),
+        1,
+        "written after a prior read from the objects"
+    );
+
+    // Ninety changes (under an eighth of 800): noted beside the digest,
+    // which stays as it was after the next sync.
+    let mut store = PostgresStore::connect(&url, "acme").unwrap();
+    same(&store, &expected);
+    let changes: Vec<_> = (0..60)
+        .map(|i| (i * 7, Some(201)))
+        .chain((0..20).map(|i| (i * 11 + 3, None)))
+        .chain((800..810).map(|i| (i, Some(202))))
+        .collect();
+    expected = write(&mut store, &changes);
+    store.sync().unwrap();
+    assert!(rows(&mut db, "muster_prior_changes") > 0);
+    let mut store = PostgresStore::connect(&url, "acme").unwrap();
+    same(&store, &expected);
+
+    // Past an eighth: the sync writes the digest again, the changes cleared.
+    let more: Vec<_> = (100..200).map(|i| (i, Some(203))).collect();
+    expected = write(&mut store, &more);
+    store.sync().unwrap();
+    assert_eq!(rows(&mut db, "muster_prior_changes"), 0);
+    same(&PostgresStore::connect(&url, "acme").unwrap(), &expected);
+
+    // A damaged digest: the objects are read instead.
+    db.execute(
+        "UPDATE muster_prior_digests SET digest = '\\x4d504432ffff'",
+        &[],
+    )
+    .unwrap();
+    same(&PostgresStore::connect(&url, "acme").unwrap(), &expected);
 }
 
 /// A tenant of a `[cluster]` (its URL in a file): killed mid-write on day
@@ -985,8 +1083,11 @@ fn an_older_schema_is_upgraded_in_place() {
     store.commit(std::slice::from_ref(&op), &[]).unwrap();
     drop(store);
     let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-    db.batch_execute("DROP TABLE muster_leases; UPDATE muster_schema SET version = 1")
-        .unwrap();
+    db.batch_execute(
+        "DROP TABLE muster_leases, muster_prior_digests, muster_prior_changes; \
+         UPDATE muster_schema SET version = 1",
+    )
+    .unwrap();
 
     let store = PostgresStore::connect(&url, "acme").unwrap();
     assert_eq!(store.get(ObjectKind::User, "E1").unwrap(), Some(object(5)));

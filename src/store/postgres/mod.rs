@@ -4,10 +4,17 @@
 //! Every table is keyed by the tenant's name, so one database holds a
 //! fleet. The objects keep the encoding of the embedded store's journal
 //! (field names spelled out: a row is read alone, with no list of names
-//! beside it); the differ's prior is loaded with one `COPY … TO STDOUT
-//! (FORMAT binary)` of each key and its object's first bytes (fingerprint,
-//! flags, `since`), not a query per key. A commit is one transaction:
-//! the acknowledged objects written, their journal rows deleted.
+//! beside it). The differ's prior is kept as the embedded store keeps
+//! it: a digest of each kind ([`MemoryPrior::digest`]) in
+//! `muster_prior_digests`, with the entries changed since in
+//! `muster_prior_changes` (written by each commit, in its transaction);
+//! a run reads both, in one snapshot, and a `sync` writes the digest
+//! again once the changes pass an eighth of it. Without a digest (a
+//! first import, a damaged digest) the prior is read from the objects
+//! with one `COPY … TO STDOUT (FORMAT binary)` of each key and its
+//! object's first bytes, not a query per key. A commit is one
+//! transaction: the acknowledged objects written, their prior entries
+//! noted, their journal rows deleted.
 //!
 //! The schema is created on first use and versioned in `muster_schema`:
 //! an older one is upgraded in place, a newer one refused by name. Two
@@ -31,7 +38,7 @@ pub use lease::{claim, Claim, Lease};
 
 /// The schema version this muster writes; [`MIGRATIONS`]`[v - 1]` makes
 /// version `v` from the one before.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     r#"
@@ -102,6 +109,28 @@ CREATE TABLE muster_leases (
     expires timestamptz
 );
 "#,
+    // 3: the prior digests, and the entries changed since each (in the
+    // order of their operations' ids: a later one of a key wins). Room
+    // left in the objects' pages, so that an update of an object finds
+    // room beside it and leaves its index alone (a "HOT" update).
+    r#"
+ALTER TABLE muster_objects SET (fillfactor = 90);
+CREATE TABLE muster_prior_digests (
+    tenant text NOT NULL,
+    kind smallint NOT NULL,
+    digest bytea NOT NULL,
+    PRIMARY KEY (tenant, kind)
+);
+ALTER TABLE muster_prior_digests ALTER COLUMN digest SET STORAGE EXTERNAL;
+CREATE TABLE muster_prior_changes (
+    tenant text NOT NULL,
+    kind smallint NOT NULL,
+    id bigint NOT NULL,
+    key text NOT NULL,
+    head bytea,
+    PRIMARY KEY (tenant, kind, id)
+);
+"#,
 ];
 
 /// The advisory lock the schema is created under (`muster` in ASCII).
@@ -130,6 +159,10 @@ const VACUUM_AFTER: u64 = 10_000;
 /// a `since` date.
 const PRIOR_BYTES: i32 = 21;
 
+/// The largest prior digest written (a `bytea` holds 1 GB): about nine
+/// million keys. A larger prior is read from the objects each run.
+const MAX_DIGEST: usize = 512 << 20;
+
 /// A tenant's state in a PostgreSQL database.
 pub struct PostgresStore {
     client: Mutex<postgres::Client>,
@@ -145,6 +178,10 @@ pub struct PostgresStore {
     /// since (for [`ANALYZE_AFTER`]).
     known: std::sync::atomic::AtomicU64,
     written: u64,
+    /// Per kind ([`kind_code`]): how its prior was last loaded, and the
+    /// objects written since (when its digest is due again).
+    loaded: Mutex<[Option<Loaded>; 3]>,
+    written_of: [u64; 3],
     /// Journal rows deleted since the last vacuum (for [`VACUUM_AFTER`]).
     journal_done: u64,
 }
@@ -169,6 +206,8 @@ impl PostgresStore {
             fence: None,
             known: Default::default(),
             written: 0,
+            loaded: Mutex::new([None; 3]),
+            written_of: [0; 3],
             journal_done: 0,
         })
     }
@@ -208,7 +247,7 @@ impl PostgresStore {
     /// commits nothing ([`StoreErrorKind::LeaseLost`]).
     fn fenced<T>(
         &self,
-        write: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, postgres::Error>,
+        write: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, TxError>,
     ) -> Result<T, StoreError> {
         let mut client = self.client();
         let asked = std::time::Instant::now();
@@ -231,7 +270,10 @@ impl PostgresStore {
                 return Err(self.lease_lost());
             }
         }
-        let out = write(&mut tx).map_err(err)?;
+        let out = write(&mut tx).map_err(|e| match e {
+            TxError::Db(e) => err(e),
+            TxError::Store(e) => e,
+        })?;
         tx.commit().map_err(err)?;
         if let Some(fence) = &self.fence {
             fence.confirm(asked);
@@ -244,6 +286,156 @@ impl PostgresStore {
             path: self.shown.to_string(),
             kind: StoreErrorKind::LeaseLost,
         }
+    }
+
+    /// `kind`'s prior, read in `tx`: its digest with the changes since,
+    /// or, without a readable digest, the objects themselves.
+    fn load_prior(
+        &self,
+        tx: &mut postgres::Transaction<'_>,
+        kind: ObjectKind,
+    ) -> Result<(MemoryPrior, Loaded), TxError> {
+        let code = kind_code(kind) as i16;
+        let digest = tx.query_opt(
+            "SELECT digest FROM muster_prior_digests WHERE tenant = $1 AND kind = $2",
+            &[&self.tenant, &code],
+        )?;
+        let digest = digest.and_then(|row| {
+            let prior = MemoryPrior::from_digest(row.get(0));
+            if prior.is_none() {
+                tracing::warn!(store = %self.shown, "the prior digest cannot be read: the objects are read instead");
+            }
+            prior
+        });
+        if let Some(mut prior) = digest {
+            let entries = Prior::len(&prior);
+            let rows = tx.query(
+                "SELECT key, head FROM muster_prior_changes WHERE tenant = $1 AND kind = $2 ORDER BY id",
+                &[&self.tenant, &code],
+            )?;
+            let mut changes = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let key: &str = row.get(0);
+                let entry = match row.get::<_, Option<&[u8]>>(1) {
+                    None => None,
+                    Some(head) => Some(decode_prior(head).ok_or_else(|| {
+                        self.damaged(format!("the prior entry of {key:?} cannot be read"))
+                    })?),
+                };
+                changes.push((key, entry));
+            }
+            prior.update(changes);
+            let loaded = Loaded {
+                digest: true,
+                entries,
+                changes: rows.len(),
+            };
+            return Ok((prior, loaded));
+        }
+        // COPY takes no parameters: the tenant is a quoted literal.
+        let sql = format!(
+            "COPY (SELECT key, substring(body from 1 for {PRIOR_BYTES}) FROM muster_objects \
+             WHERE tenant = '{}' AND kind = {code}) TO STDOUT (FORMAT binary)",
+            self.tenant.replace('\'', "''"),
+        );
+        let reader = tx.copy_out(sql.as_str())?;
+        let mut rows =
+            postgres::binary_copy::BinaryCopyOutIter::new(reader, &[Type::TEXT, Type::BYTEA]);
+        let mut prior = MemoryPrior::new();
+        while let Some(row) = rows.next()? {
+            let key: &str = row.try_get(0)?;
+            let head: &[u8] = row.try_get(1)?;
+            let entry = decode_prior(head)
+                .ok_or_else(|| self.damaged(format!("the object of {key:?} cannot be read")))?;
+            prior.insert(key, entry);
+        }
+        let loaded = Loaded {
+            digest: false,
+            entries: Prior::len(&prior),
+            changes: 0,
+        };
+        Ok((prior, loaded))
+    }
+
+    /// Writes `kind`'s prior digest again, from the digest and changes
+    /// (or the objects) as they are, and clears its changes: in one
+    /// transaction holding the tenant's row, which every commit shares,
+    /// so that no commit falls between the read and the write.
+    fn write_digest(&mut self, kind: ObjectKind) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let code = kind_code(kind) as i16;
+        let tenant = &self.tenant;
+        let written = self.fenced(|tx| {
+            tx.execute(
+                "SELECT 1 FROM muster_tenants WHERE tenant = $1 FOR UPDATE",
+                &[tenant],
+            )?;
+            let (prior, _) = self.load_prior(tx, kind)?;
+            let digest = prior.digest();
+            if digest.len() > MAX_DIGEST {
+                return Ok(None);
+            }
+            tx.execute(
+                "INSERT INTO muster_prior_digests (tenant, kind, digest) VALUES ($1, $2, $3) \
+                 ON CONFLICT (tenant, kind) DO UPDATE SET digest = EXCLUDED.digest",
+                &[tenant, &code, &digest],
+            )?;
+            tx.execute(
+                "DELETE FROM muster_prior_changes WHERE tenant = $1 AND kind = $2",
+                &[tenant, &code],
+            )?;
+            Ok(Some(Prior::len(&prior)))
+        })?;
+        let i = code as usize;
+        self.written_of[i] = 0;
+        self.loaded.lock().unwrap_or_else(|p| p.into_inner())[i] = written.map(|entries| Loaded {
+            digest: true,
+            entries,
+            changes: 0,
+        });
+        tracing::debug!(store = %self.shown, ?kind, entries = ?written, ms = started.elapsed().as_millis() as u64, "prior digest written");
+        Ok(())
+    }
+}
+
+/// How a kind's prior was loaded: from a digest (of `entries`, with
+/// `changes` since) or from the objects (`entries` of them).
+#[derive(Clone, Copy, Debug)]
+struct Loaded {
+    digest: bool,
+    entries: usize,
+    changes: usize,
+}
+
+impl Loaded {
+    /// Whether, `written` objects later, the digest is due again: there
+    /// is none, or the changes since it pass an eighth of it. (An empty
+    /// kind written nothing needs none.)
+    fn digest_due(&self, written: u64) -> bool {
+        let changes = self.changes as u64 + written;
+        match self.digest {
+            true => changes > self.entries as u64 / 8,
+            false => self.entries > 0 || written > 0,
+        }
+    }
+}
+
+/// A fenced write's failure: the database's, or the store's own (a row
+/// it cannot read).
+enum TxError {
+    Db(postgres::Error),
+    Store(StoreError),
+}
+
+impl From<postgres::Error> for TxError {
+    fn from(e: postgres::Error) -> TxError {
+        TxError::Db(e)
+    }
+}
+
+impl From<StoreError> for TxError {
+    fn from(e: StoreError) -> TxError {
+        TxError::Store(e)
     }
 }
 
@@ -361,25 +553,22 @@ fn hash_bytes(hash: u128) -> Vec<u8> {
 
 impl StateStore for PostgresStore {
     fn prior(&self, kind: ObjectKind) -> Result<MemoryPrior, StoreError> {
-        // COPY takes no parameters: the tenant is a quoted literal.
-        let sql = format!(
-            "COPY (SELECT key, substring(body from 1 for {PRIOR_BYTES}) FROM muster_objects \
-             WHERE tenant = '{}' AND kind = {}) TO STDOUT (FORMAT binary)",
-            self.tenant.replace('\'', "''"),
-            kind_code(kind)
-        );
         let mut client = self.client();
-        let reader = client.copy_out(sql.as_str()).map_err(|e| self.err(e))?;
-        let mut rows =
-            postgres::binary_copy::BinaryCopyOutIter::new(reader, &[Type::TEXT, Type::BYTEA]);
-        let mut prior = MemoryPrior::new();
-        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
-            let key: &str = row.try_get(0).map_err(|e| self.err(e))?;
-            let head: &[u8] = row.try_get(1).map_err(|e| self.err(e))?;
-            let entry = decode_prior(head)
-                .ok_or_else(|| self.damaged(format!("the object of {key:?} cannot be read")))?;
-            prior.insert(key, entry);
-        }
+        // One snapshot: the digest and the changes since it agree.
+        let mut tx = client
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(|e| self.err(e))?;
+        let (prior, loaded) = self.load_prior(&mut tx, kind).map_err(|e| match e {
+            TxError::Db(e) => self.err(e),
+            TxError::Store(e) => e,
+        })?;
+        tx.commit().map_err(|e| self.err(e))?;
+        drop(client);
+        self.loaded.lock().unwrap_or_else(|p| p.into_inner())[kind_code(kind) as usize] =
+            Some(loaded);
         self.known.fetch_max(
             Prior::len(&prior) as u64,
             std::sync::atomic::Ordering::Relaxed,
@@ -435,6 +624,7 @@ impl StateStore for PostgresStore {
                  ON CONFLICT (tenant, kind) DO UPDATE SET records = EXCLUDED.records",
                 &[&self.tenant, &(kind_code(kind) as i16), &(records as i64)],
             )
+            .map_err(TxError::from)
         })?;
         Ok(())
     }
@@ -471,6 +661,7 @@ impl StateStore for PostgresStore {
                     &objects,
                 ],
             )
+            .map_err(TxError::from)
         })?;
         Ok(())
     }
@@ -483,11 +674,15 @@ impl StateStore for PostgresStore {
         }
         let (mut put_kinds, mut put_keys, mut put_bodies) = (Vec::new(), Vec::new(), Vec::new());
         let (mut del_kinds, mut del_keys) = (Vec::new(), Vec::new());
+        let (mut put_ids, mut del_ids) = (Vec::new(), Vec::new());
         for ((kind, key), op) in last {
+            self.written_of[kind as usize] += 1;
             if op.action == Action::Delete {
                 del_kinds.push(kind as i16);
                 del_keys.push(key);
+                del_ids.push(op.id as i64);
             } else {
+                put_ids.push(op.id as i64);
                 let mut body = Vec::new();
                 encode_object(&op.object, &mut body);
                 put_kinds.push(kind as i16);
@@ -495,6 +690,16 @@ impl StateStore for PostgresStore {
                 put_bodies.push(body);
             }
         }
+        // The prior entries changed: each written object's first bytes,
+        // none for a deleted one.
+        let heads: Vec<Option<&[u8]>> = put_bodies
+            .iter()
+            .map(|b| Some(&b[..b.len().min(PRIOR_BYTES as usize)]))
+            .chain(del_keys.iter().map(|_| None))
+            .collect();
+        let changed_kinds: Vec<i16> = put_kinds.iter().chain(&del_kinds).copied().collect();
+        let changed_keys: Vec<&str> = put_keys.iter().chain(&del_keys).copied().collect();
+        let changed_ids: Vec<i64> = put_ids.iter().chain(&del_ids).copied().collect();
         let done: Vec<i64> = acked
             .iter()
             .map(|o| o.id as i64)
@@ -504,6 +709,12 @@ impl StateStore for PostgresStore {
         self.journal_done += done.len() as u64;
         let tenant = &self.tenant;
         self.fenced(|tx| {
+            // Shared with other commits; a digest being written holds it
+            // alone (write_digest).
+            tx.execute(
+                "SELECT 1 FROM muster_tenants WHERE tenant = $1 FOR KEY SHARE",
+                &[tenant],
+            )?;
             if !put_keys.is_empty() {
                 tx.execute(
                     "INSERT INTO muster_objects (tenant, kind, key, body) \
@@ -517,6 +728,17 @@ impl StateStore for PostgresStore {
                     "DELETE FROM muster_objects o USING unnest($2::smallint[], $3::text[]) AS d(kind, key) \
                      WHERE o.tenant = $1 AND o.kind = d.kind AND o.key = d.key",
                     &[tenant, &del_kinds, &del_keys],
+                )?;
+            }
+            if !changed_keys.is_empty() {
+                // Noted only for the kinds that have a digest.
+                tx.execute(
+                    "INSERT INTO muster_prior_changes (tenant, kind, id, key, head) \
+                     SELECT $1, c.kind, c.id, c.key, c.head \
+                     FROM unnest($2::smallint[], $3::bigint[], $4::text[], $5::bytea[]) AS c(kind, id, key, head) \
+                     WHERE c.kind IN (SELECT kind FROM muster_prior_digests WHERE tenant = $1) \
+                     ON CONFLICT (tenant, kind, id) DO UPDATE SET key = EXCLUDED.key, head = EXCLUDED.head",
+                    &[tenant, &changed_kinds, &changed_ids, &changed_keys, &heads],
                 )?;
             }
             if !done.is_empty() {
@@ -602,6 +824,7 @@ impl StateStore for PostgresStore {
                  ON CONFLICT (tenant, hash) DO UPDATE SET name = EXCLUDED.name",
                 &[&self.tenant, &hash_bytes(hash), &name],
             )
+            .map_err(TxError::from)
         })?;
         Ok(())
     }
@@ -634,7 +857,8 @@ impl StateStore for PostgresStore {
                 "DELETE FROM muster_plans WHERE tenant = $1 AND kind = $2",
                 &[&self.tenant, &kind],
             ),
-        })
+        }
+        .map_err(TxError::from))
         .map(drop)
     }
 
@@ -704,11 +928,19 @@ impl StateStore for PostgresStore {
                  ON CONFLICT (tenant, name) DO UPDATE SET value = EXCLUDED.value",
                 &[&self.tenant, &name, &value],
             )
+            .map_err(TxError::from)
         })?;
         Ok(())
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
+        let loaded = *self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        for (i, loaded) in loaded.iter().enumerate() {
+            let due = loaded.is_some_and(|l| l.digest_due(self.written_of[i]));
+            if let (true, Some(kind)) = (due, kind_of(i as u8)) {
+                self.write_digest(kind)?;
+            }
+        }
         let known = self.known.load(std::sync::atomic::Ordering::Relaxed);
         if self.written > ANALYZE_AFTER && self.written > known / 10 {
             self.client()
