@@ -50,11 +50,20 @@ impl Fence {
         last.elapsed() < self.lease.mul_f64(0.9)
     }
 
-    /// The statement that checks and renews the lease inside a write's
-    /// transaction: one row when the lease is still this run's.
+    /// The statement that renews the lease (the renewer's): one row when
+    /// the lease is still this run's.
     pub(crate) const CHECK: &'static str = "UPDATE muster_leases \
         SET expires = clock_timestamp() + make_interval(secs => $3) \
         WHERE tenant = $1 AND token = $2 AND holder IS NOT NULL AND expires > clock_timestamp()";
+
+    /// The statement that checks the lease inside a write's transaction:
+    /// one row when the lease is still this run's. It shares the row
+    /// (writes on two connections of a run do not wait on each other)
+    /// and holds it until the write commits: a claim skips the tenant,
+    /// and a renewal waits, meanwhile.
+    pub(crate) const HELD: &'static str = "SELECT 1 FROM muster_leases \
+        WHERE tenant = $1 AND token = $2 AND holder IS NOT NULL AND expires > clock_timestamp() \
+        FOR SHARE";
 
     pub(crate) fn seconds(&self) -> f64 {
         self.lease.as_secs_f64()

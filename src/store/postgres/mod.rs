@@ -33,7 +33,9 @@ use super::{
 };
 use crate::model::{Action, ObjectKind};
 
+mod committer;
 mod lease;
+use committer::Committer;
 pub use lease::{claim, Claim, Lease};
 
 /// The schema version this muster writes; [`MIGRATIONS`]`[v - 1]` makes
@@ -178,6 +180,11 @@ pub struct PostgresStore {
     /// since (for [`ANALYZE_AFTER`]).
     known: std::sync::atomic::AtomicU64,
     written: u64,
+    /// For the committer's own connection (never shown).
+    url: String,
+    /// The commits of this store, on a thread and connection of their
+    /// own, started by the first.
+    committer: Option<Committer>,
     /// Per kind ([`kind_code`]): how its prior was last loaded, and the
     /// objects written since (when its digest is due again).
     loaded: Mutex<[Option<Loaded>; 3]>,
@@ -206,6 +213,8 @@ impl PostgresStore {
             fence: None,
             known: Default::default(),
             written: 0,
+            url: url.to_string(),
+            committer: None,
             loaded: Mutex::new([None; 3]),
             written_of: [0; 3],
             journal_done: 0,
@@ -218,12 +227,40 @@ impl PostgresStore {
     /// the middle of one, the database ends its session after the lease's
     /// length, so that another daemon can take the run over.
     pub fn fence_with(&mut self, lease: &Lease) -> Result<(), StoreError> {
-        let ms = lease.fence.lease.as_millis().max(1);
+        // Commits handed over before are made unfenced, as they were
+        // asked; the next starts a committer fenced like this store.
+        self.landed()?;
+        self.committer = None;
+        self.set_fence(lease.fence.clone())
+    }
+
+    fn set_fence(&mut self, fence: Arc<lease::Fence>) -> Result<(), StoreError> {
+        let ms = fence.lease.as_millis().max(1);
         self.client()
             .batch_execute(&format!("SET idle_in_transaction_session_timeout = {ms}"))
             .map_err(|e| self.err(e))?;
-        self.fence = Some(lease.fence.clone());
+        self.fence = Some(fence);
         Ok(())
+    }
+
+    /// A second connection for the committer, fenced as this one.
+    fn second(&self) -> Result<PostgresStore, StoreError> {
+        let mut second = PostgresStore::connect(&self.url, &self.tenant)?;
+        if let Some(fence) = &self.fence {
+            second.set_fence(fence.clone())?;
+        }
+        Ok(second)
+    }
+
+    /// Waits for the commits handed over to land: the first failure of
+    /// one, if any. Every write but the journal's, and every read of what
+    /// commits write but the objects' (answered through the committer),
+    /// waits for them first.
+    fn landed(&self) -> Result<(), StoreError> {
+        match &self.committer {
+            Some(committer) => committer.flush(),
+            None => Ok(()),
+        }
     }
 
     fn err(&self, e: postgres::Error) -> StoreError {
@@ -242,15 +279,14 @@ impl PostgresStore {
         self.client.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `write` in a transaction that first checks (and renews) the
-    /// run's lease when the store is fenced: a run that lost its lease
+    /// Runs `write` in a transaction that first checks the run's lease
+    /// ([`lease::Fence::HELD`]) when the store is fenced: a run that lost its lease
     /// commits nothing ([`StoreErrorKind::LeaseLost`]).
     fn fenced<T>(
         &self,
         write: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, TxError>,
     ) -> Result<T, StoreError> {
         let mut client = self.client();
-        let asked = std::time::Instant::now();
         // A write that fails once the lease is old by this process's clock
         // (the database ended a session stopped in a transaction) failed
         // for the lease.
@@ -261,12 +297,9 @@ impl PostgresStore {
         let mut tx = client.transaction().map_err(err)?;
         if let Some(fence) = &self.fence {
             let held = tx
-                .execute(
-                    lease::Fence::CHECK,
-                    &[&self.tenant, &fence.token, &fence.seconds()],
-                )
+                .query(lease::Fence::HELD, &[&self.tenant, &fence.token])
                 .map_err(err)?;
-            if held != 1 {
+            if held.len() != 1 {
                 return Err(self.lease_lost());
             }
         }
@@ -275,9 +308,6 @@ impl PostgresStore {
             TxError::Store(e) => e,
         })?;
         tx.commit().map_err(err)?;
-        if let Some(fence) = &self.fence {
-            fence.confirm(asked);
-        }
         Ok(out)
     }
 
@@ -286,6 +316,119 @@ impl PostgresStore {
             path: self.shown.to_string(),
             kind: StoreErrorKind::LeaseLost,
         }
+    }
+
+    /// Commits a batch in one transaction (on the committer's thread):
+    /// the acknowledged objects written, their prior entries noted, their
+    /// journal rows and those of `dropped` deleted.
+    fn commit_now(&mut self, acked: &[PendingOp], dropped: &[u64]) -> Result<(), StoreError> {
+        // The last write of each key is what it holds after the batch.
+        let mut last: BTreeMap<(u8, &str), &PendingOp> = BTreeMap::new();
+        for op in acked {
+            last.insert((kind_code(op.kind), op.key.as_str()), op);
+        }
+        let (mut put_kinds, mut put_keys, mut put_bodies) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut del_kinds, mut del_keys) = (Vec::new(), Vec::new());
+        let (mut put_ids, mut del_ids) = (Vec::new(), Vec::new());
+        for ((kind, key), op) in last {
+            if op.action == Action::Delete {
+                del_kinds.push(kind as i16);
+                del_keys.push(key);
+                del_ids.push(op.id as i64);
+            } else {
+                put_ids.push(op.id as i64);
+                let mut body = Vec::new();
+                encode_object(&op.object, &mut body);
+                put_kinds.push(kind as i16);
+                put_keys.push(key);
+                put_bodies.push(body);
+            }
+        }
+        // The prior entries changed: each written object's first bytes,
+        // none for a deleted one.
+        let heads: Vec<Option<&[u8]>> = put_bodies
+            .iter()
+            .map(|b| Some(&b[..b.len().min(PRIOR_BYTES as usize)]))
+            .chain(del_keys.iter().map(|_| None))
+            .collect();
+        let changed_kinds: Vec<i16> = put_kinds.iter().chain(&del_kinds).copied().collect();
+        let changed_keys: Vec<&str> = put_keys.iter().chain(&del_keys).copied().collect();
+        let changed_ids: Vec<i64> = put_ids.iter().chain(&del_ids).copied().collect();
+        let done: Vec<i64> = acked
+            .iter()
+            .map(|o| o.id as i64)
+            .chain(dropped.iter().map(|&id| id as i64))
+            .collect();
+        let tenant = &self.tenant;
+        self.fenced(|tx| {
+            // Shared with other commits; a digest being written holds it
+            // alone (write_digest).
+            tx.execute(
+                "SELECT 1 FROM muster_tenants WHERE tenant = $1 FOR KEY SHARE",
+                &[tenant],
+            )?;
+            if !put_keys.is_empty() {
+                tx.execute(
+                    "INSERT INTO muster_objects (tenant, kind, key, body) \
+                     SELECT $1, * FROM unnest($2::smallint[], $3::text[], $4::bytea[]) \
+                     ON CONFLICT (tenant, kind, key) DO UPDATE SET body = EXCLUDED.body",
+                    &[tenant, &put_kinds, &put_keys, &put_bodies],
+                )?;
+            }
+            if !del_keys.is_empty() {
+                tx.execute(
+                    "DELETE FROM muster_objects o USING unnest($2::smallint[], $3::text[]) AS d(kind, key) \
+                     WHERE o.tenant = $1 AND o.kind = d.kind AND o.key = d.key",
+                    &[tenant, &del_kinds, &del_keys],
+                )?;
+            }
+            if !changed_keys.is_empty() {
+                // Noted only for the kinds that have a digest.
+                tx.execute(
+                    "INSERT INTO muster_prior_changes (tenant, kind, id, key, head) \
+                     SELECT $1, c.kind, c.id, c.key, c.head \
+                     FROM unnest($2::smallint[], $3::bigint[], $4::text[], $5::bytea[]) AS c(kind, id, key, head) \
+                     WHERE c.kind IN (SELECT kind FROM muster_prior_digests WHERE tenant = $1) \
+                     ON CONFLICT (tenant, kind, id) DO UPDATE SET key = EXCLUDED.key, head = EXCLUDED.head",
+                    &[tenant, &changed_kinds, &changed_ids, &changed_keys, &heads],
+                )?;
+            }
+            if !done.is_empty() {
+                tx.execute(
+                    "DELETE FROM muster_journal j USING unnest($2::bigint[]) AS d(id) \
+                     WHERE j.tenant = $1 AND j.id = d.id",
+                    &[tenant, &done],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// `keys`' objects as the database has them.
+    fn read_many(
+        &self,
+        kind: ObjectKind,
+        keys: &[&str],
+    ) -> Result<Vec<Option<StoredObject>>, StoreError> {
+        let mut found = ahash::AHashMap::with_capacity(keys.len());
+        let mut client = self.client();
+        // A few thousand keys a query, each looked up in the index.
+        for chunk in keys.chunks(GET_KEYS) {
+            let rows = client
+                .query(
+                    "SELECT key, body FROM muster_objects WHERE tenant = $1 AND kind = $2 AND key = ANY($3)",
+                    &[&self.tenant, &(kind_code(kind) as i16), &chunk],
+                )
+                .map_err(|e| self.err(e))?;
+            for row in &rows {
+                let key: &str = row.get(0);
+                let body: &[u8] = row.get(1);
+                let object = decode_object(body)
+                    .ok_or_else(|| self.damaged(format!("the object of {key:?} cannot be read")))?;
+                found.insert(key.to_string(), object);
+            }
+        }
+        Ok(keys.iter().map(|k| found.get(*k).cloned()).collect())
     }
 
     /// `kind`'s prior, read in `tx`: its digest with the changes since,
@@ -553,6 +696,7 @@ fn hash_bytes(hash: u128) -> Vec<u8> {
 
 impl StateStore for PostgresStore {
     fn prior(&self, kind: ObjectKind) -> Result<MemoryPrior, StoreError> {
+        self.landed()?;
         let mut client = self.client();
         // One snapshot: the digest and the changes since it agree.
         let mut tx = client
@@ -585,25 +729,11 @@ impl StateStore for PostgresStore {
         kind: ObjectKind,
         keys: &[&str],
     ) -> Result<Vec<Option<StoredObject>>, StoreError> {
-        let mut found = ahash::AHashMap::with_capacity(keys.len());
-        let mut client = self.client();
-        // A few thousand keys a query, each looked up in the index.
-        for chunk in keys.chunks(GET_KEYS) {
-            let rows = client
-                .query(
-                    "SELECT key, body FROM muster_objects WHERE tenant = $1 AND kind = $2 AND key = ANY($3)",
-                    &[&self.tenant, &(kind_code(kind) as i16), &chunk],
-                )
-                .map_err(|e| self.err(e))?;
-            for row in &rows {
-                let key: &str = row.get(0);
-                let body: &[u8] = row.get(1);
-                let object = decode_object(body)
-                    .ok_or_else(|| self.damaged(format!("the object of {key:?} cannot be read")))?;
-                found.insert(key.to_string(), object);
-            }
+        match &self.committer {
+            // What the committer has not landed yet, answered by it.
+            Some(committer) => committer.read(kind_code(kind), keys, || self.read_many(kind, keys)),
+            None => self.read_many(kind, keys),
         }
-        Ok(keys.iter().map(|k| found.get(*k).cloned()).collect())
     }
 
     fn last_records(&self, kind: ObjectKind) -> Result<Option<u64>, StoreError> {
@@ -618,6 +748,7 @@ impl StateStore for PostgresStore {
     }
 
     fn set_last_records(&mut self, kind: ObjectKind, records: u64) -> Result<(), StoreError> {
+        self.landed()?;
         self.fenced(|tx| {
             tx.execute(
                 "INSERT INTO muster_records (tenant, kind, records) VALUES ($1, $2, $3) \
@@ -667,92 +798,28 @@ impl StateStore for PostgresStore {
     }
 
     fn commit(&mut self, acked: &[PendingOp], dropped: &[u64]) -> Result<(), StoreError> {
-        // The last write of each key is what it holds after the batch.
-        let mut last: BTreeMap<(u8, &str), &PendingOp> = BTreeMap::new();
-        for op in acked {
-            last.insert((kind_code(op.kind), op.key.as_str()), op);
-        }
-        let (mut put_kinds, mut put_keys, mut put_bodies) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut del_kinds, mut del_keys) = (Vec::new(), Vec::new());
-        let (mut put_ids, mut del_ids) = (Vec::new(), Vec::new());
-        for ((kind, key), op) in last {
-            self.written_of[kind as usize] += 1;
-            if op.action == Action::Delete {
-                del_kinds.push(kind as i16);
-                del_keys.push(key);
-                del_ids.push(op.id as i64);
-            } else {
-                put_ids.push(op.id as i64);
-                let mut body = Vec::new();
-                encode_object(&op.object, &mut body);
-                put_kinds.push(kind as i16);
-                put_keys.push(key);
-                put_bodies.push(body);
-            }
-        }
-        // The prior entries changed: each written object's first bytes,
-        // none for a deleted one.
-        let heads: Vec<Option<&[u8]>> = put_bodies
+        let mut keys: Vec<(u8, &str)> = acked
             .iter()
-            .map(|b| Some(&b[..b.len().min(PRIOR_BYTES as usize)]))
-            .chain(del_keys.iter().map(|_| None))
+            .map(|op| (kind_code(op.kind), op.key.as_str()))
             .collect();
-        let changed_kinds: Vec<i16> = put_kinds.iter().chain(&del_kinds).copied().collect();
-        let changed_keys: Vec<&str> = put_keys.iter().chain(&del_keys).copied().collect();
-        let changed_ids: Vec<i64> = put_ids.iter().chain(&del_ids).copied().collect();
-        let done: Vec<i64> = acked
-            .iter()
-            .map(|o| o.id as i64)
-            .chain(dropped.iter().map(|&id| id as i64))
-            .collect();
-        self.written += (put_keys.len() + del_keys.len()) as u64;
-        self.journal_done += done.len() as u64;
-        let tenant = &self.tenant;
-        self.fenced(|tx| {
-            // Shared with other commits; a digest being written holds it
-            // alone (write_digest).
-            tx.execute(
-                "SELECT 1 FROM muster_tenants WHERE tenant = $1 FOR KEY SHARE",
-                &[tenant],
-            )?;
-            if !put_keys.is_empty() {
-                tx.execute(
-                    "INSERT INTO muster_objects (tenant, kind, key, body) \
-                     SELECT $1, * FROM unnest($2::smallint[], $3::text[], $4::bytea[]) \
-                     ON CONFLICT (tenant, kind, key) DO UPDATE SET body = EXCLUDED.body",
-                    &[tenant, &put_kinds, &put_keys, &put_bodies],
-                )?;
-            }
-            if !del_keys.is_empty() {
-                tx.execute(
-                    "DELETE FROM muster_objects o USING unnest($2::smallint[], $3::text[]) AS d(kind, key) \
-                     WHERE o.tenant = $1 AND o.kind = d.kind AND o.key = d.key",
-                    &[tenant, &del_kinds, &del_keys],
-                )?;
-            }
-            if !changed_keys.is_empty() {
-                // Noted only for the kinds that have a digest.
-                tx.execute(
-                    "INSERT INTO muster_prior_changes (tenant, kind, id, key, head) \
-                     SELECT $1, c.kind, c.id, c.key, c.head \
-                     FROM unnest($2::smallint[], $3::bigint[], $4::text[], $5::bytea[]) AS c(kind, id, key, head) \
-                     WHERE c.kind IN (SELECT kind FROM muster_prior_digests WHERE tenant = $1) \
-                     ON CONFLICT (tenant, kind, id) DO UPDATE SET key = EXCLUDED.key, head = EXCLUDED.head",
-                    &[tenant, &changed_kinds, &changed_ids, &changed_keys, &heads],
-                )?;
-            }
-            if !done.is_empty() {
-                tx.execute(
-                    "DELETE FROM muster_journal j USING unnest($2::bigint[]) AS d(id) \
-                     WHERE j.tenant = $1 AND j.id = d.id",
-                    &[tenant, &done],
-                )?;
-            }
-            Ok(())
-        })
+        keys.sort_unstable();
+        keys.dedup();
+        for (kind, _) in &keys {
+            self.written_of[*kind as usize] += 1;
+        }
+        self.written += keys.len() as u64;
+        self.journal_done += (acked.len() + dropped.len()) as u64;
+        if self.committer.is_none() {
+            self.committer = Some(Committer::start(self.second()?));
+        }
+        self.committer
+            .as_ref()
+            .expect("started")
+            .send(acked, dropped)
     }
 
     fn pending(&self) -> Result<Vec<PendingOp>, StoreError> {
+        self.landed()?;
         let rows = self
             .client()
             .query(
@@ -795,6 +862,7 @@ impl StateStore for PostgresStore {
     }
 
     fn raise_op_ids(&mut self, past: u64) -> Result<(), StoreError> {
+        self.landed()?;
         self.client()
             .execute(
                 "UPDATE muster_tenants SET next_op = greatest(next_op, $2) WHERE tenant = $1",
@@ -818,6 +886,7 @@ impl StateStore for PostgresStore {
     }
 
     fn remember_content(&mut self, hash: u128, name: &str) -> Result<(), StoreError> {
+        self.landed()?;
         self.fenced(|tx| {
             tx.execute(
                 "INSERT INTO muster_contents (tenant, hash, name) VALUES ($1, $2, $3) \
@@ -846,6 +915,7 @@ impl StateStore for PostgresStore {
         hash: u128,
         plan: Option<&[u8]>,
     ) -> Result<(), StoreError> {
+        self.landed()?;
         let kind = kind_code(kind) as i16;
         self.fenced(|tx| match plan {
             Some(plan) => tx.execute(
@@ -878,6 +948,7 @@ impl StateStore for PostgresStore {
         keep: usize,
         record: &mut dyn FnMut(u64) -> Vec<u8>,
     ) -> Result<u64, StoreError> {
+        self.landed()?;
         let tenant = &self.tenant;
         self.fenced(|tx| {
             let last: Option<i64> = tx
@@ -922,6 +993,7 @@ impl StateStore for PostgresStore {
     }
 
     fn set_daemon_value(&mut self, name: &str, value: &str) -> Result<(), StoreError> {
+        self.landed()?;
         self.fenced(|tx| {
             tx.execute(
                 "INSERT INTO muster_daemon (tenant, name, value) VALUES ($1, $2, $3) \
@@ -934,6 +1006,7 @@ impl StateStore for PostgresStore {
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
+        self.landed()?;
         let loaded = *self.loaded.lock().unwrap_or_else(|p| p.into_inner());
         for (i, loaded) in loaded.iter().enumerate() {
             let due = loaded.is_some_and(|l| l.digest_due(self.written_of[i]));
@@ -975,6 +1048,7 @@ impl StateStore for PostgresStore {
     }
 
     fn set_released(&mut self, name: &str, released: bool) -> Result<(), StoreError> {
+        self.landed()?;
         let sql = if released {
             "INSERT INTO muster_released (tenant, name) VALUES ($1, $2) ON CONFLICT DO NOTHING"
         } else {
