@@ -154,8 +154,8 @@ const ANALYZE_AFTER: u64 = 10_000;
 /// Journal rows deleted since the journal was last vacuumed, past which a
 /// store's `sync` vacuums it: the next run's recovery reads the tenant's
 /// journal, and after a first import that is a million dead rows (0.6 s)
-/// until autovacuum comes by.
-const VACUUM_AFTER: u64 = 10_000;
+/// until autovacuum comes by. (A day's few thousand are left to it.)
+const VACUUM_AFTER: u64 = 100_000;
 
 /// The bytes of an object [`decode_prior`] reads: fingerprint, flags and
 /// a `since` date.
@@ -182,6 +182,8 @@ pub struct PostgresStore {
     written: u64,
     /// For the committer's own connection (never shown).
     url: String,
+    /// The statements prepared on this store's connection.
+    prepared: Mutex<ahash::AHashMap<&'static str, postgres::Statement>>,
     /// The commits of this store, on a thread and connection of their
     /// own, started by the first.
     committer: Option<Committer>,
@@ -214,6 +216,7 @@ impl PostgresStore {
             known: Default::default(),
             written: 0,
             url: url.to_string(),
+            prepared: Default::default(),
             committer: None,
             loaded: Mutex::new([None; 3]),
             written_of: [0; 3],
@@ -296,8 +299,9 @@ impl PostgresStore {
         };
         let mut tx = client.transaction().map_err(err)?;
         if let Some(fence) = &self.fence {
-            let held = tx
-                .query(lease::Fence::HELD, &[&self.tenant, &fence.token])
+            let held = self
+                .prepared(&mut tx, lease::Fence::HELD)
+                .and_then(|held| tx.query(&held, &[&self.tenant, &fence.token]))
                 .map_err(err)?;
             if held.len() != 1 {
                 return Err(self.lease_lost());
@@ -309,6 +313,34 @@ impl PostgresStore {
         })?;
         tx.commit().map_err(err)?;
         Ok(out)
+    }
+
+    /// `sql` as a statement of this store's connection, prepared the
+    /// first time: the statements a run sends for each batch are parsed
+    /// and planned once.
+    fn prepared(
+        &self,
+        client: &mut impl postgres::GenericClient,
+        sql: &'static str,
+    ) -> Result<postgres::Statement, postgres::Error> {
+        let mut prepared = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(statement) = prepared.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = client.prepare(sql)?;
+        prepared.insert(sql, statement.clone());
+        Ok(statement)
+    }
+
+    /// Executes `sql`, [prepared](Self::prepared), in `client`.
+    fn exec(
+        &self,
+        client: &mut impl postgres::GenericClient,
+        sql: &'static str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<u64, postgres::Error> {
+        let statement = self.prepared(client, sql)?;
+        client.execute(&statement, params)
     }
 
     fn lease_lost(&self) -> StoreError {
@@ -363,12 +395,14 @@ impl PostgresStore {
         self.fenced(|tx| {
             // Shared with other commits; a digest being written holds it
             // alone (write_digest).
-            tx.execute(
+            self.exec(
+                    tx,
                 "SELECT 1 FROM muster_tenants WHERE tenant = $1 FOR KEY SHARE",
                 &[tenant],
             )?;
             if !put_keys.is_empty() {
-                tx.execute(
+                self.exec(
+                    tx,
                     "INSERT INTO muster_objects (tenant, kind, key, body) \
                      SELECT $1, * FROM unnest($2::smallint[], $3::text[], $4::bytea[]) \
                      ON CONFLICT (tenant, kind, key) DO UPDATE SET body = EXCLUDED.body",
@@ -376,7 +410,8 @@ impl PostgresStore {
                 )?;
             }
             if !del_keys.is_empty() {
-                tx.execute(
+                self.exec(
+                    tx,
                     "DELETE FROM muster_objects o USING unnest($2::smallint[], $3::text[]) AS d(kind, key) \
                      WHERE o.tenant = $1 AND o.kind = d.kind AND o.key = d.key",
                     &[tenant, &del_kinds, &del_keys],
@@ -384,7 +419,8 @@ impl PostgresStore {
             }
             if !changed_keys.is_empty() {
                 // Noted only for the kinds that have a digest.
-                tx.execute(
+                self.exec(
+                    tx,
                     "INSERT INTO muster_prior_changes (tenant, kind, id, key, head) \
                      SELECT $1, c.kind, c.id, c.key, c.head \
                      FROM unnest($2::smallint[], $3::bigint[], $4::text[], $5::bytea[]) AS c(kind, id, key, head) \
@@ -394,7 +430,8 @@ impl PostgresStore {
                 )?;
             }
             if !done.is_empty() {
-                tx.execute(
+                self.exec(
+                    tx,
                     "DELETE FROM muster_journal j USING unnest($2::bigint[]) AS d(id) \
                      WHERE j.tenant = $1 AND j.id = d.id",
                     &[tenant, &done],
@@ -413,12 +450,12 @@ impl PostgresStore {
         let mut found = ahash::AHashMap::with_capacity(keys.len());
         let mut client = self.client();
         // A few thousand keys a query, each looked up in the index.
+        let select = self
+            .prepared(&mut *client, "SELECT key, body FROM muster_objects WHERE tenant = $1 AND kind = $2 AND key = ANY($3)")
+            .map_err(|e| self.err(e))?;
         for chunk in keys.chunks(GET_KEYS) {
             let rows = client
-                .query(
-                    "SELECT key, body FROM muster_objects WHERE tenant = $1 AND kind = $2 AND key = ANY($3)",
-                    &[&self.tenant, &(kind_code(kind) as i16), &chunk],
-                )
+                .query(&select, &[&self.tenant, &(kind_code(kind) as i16), &chunk])
                 .map_err(|e| self.err(e))?;
             for row in &rows {
                 let key: &str = row.get(0);
@@ -778,7 +815,8 @@ impl StateStore for PostgresStore {
             })
             .collect();
         self.fenced(|tx| {
-            tx.execute(
+            self.exec(
+                tx,
                 "INSERT INTO muster_journal (tenant, id, kind, action, invite, key, object) \
                  SELECT $1, * FROM unnest($2::bigint[], $3::smallint[], $4::smallint[], \
                  $5::boolean[], $6::text[], $7::bytea[])",
