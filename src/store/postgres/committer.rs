@@ -23,6 +23,11 @@ use crate::store::{kind_code, PendingOp, StoreError, StoreErrorKind, StoredObjec
 /// A key of the overlay: the kind's code and the key.
 type Key = (u8, String);
 
+/// Commits handed over and not started, past which handing one more over
+/// waits: a run that writes faster than the database commits (a first
+/// import) holds a few batches in memory, not all of them.
+const QUEUED: usize = 4;
+
 pub(super) struct Committer {
     jobs: Option<crossbeam_channel::Sender<Job>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -98,7 +103,7 @@ impl Committer {
     /// connection, fenced as the run's).
     pub(super) fn start(mut store: PostgresStore) -> Committer {
         let shared = Arc::new(Shared::default());
-        let (jobs, todo) = crossbeam_channel::unbounded::<Job>();
+        let (jobs, todo) = crossbeam_channel::bounded::<Job>(QUEUED);
         let on_thread = shared.clone();
         let thread = std::thread::spawn(move || {
             for job in todo {
@@ -126,7 +131,8 @@ impl Committer {
         }
     }
 
-    /// Hands a commit over: its objects are in the overlay at once.
+    /// Hands a commit over: its objects are in the overlay at once. Waits
+    /// while [`QUEUED`] commits are waiting already.
     pub(super) fn send(&self, acked: &[PendingOp], dropped: &[u64]) -> Result<(), StoreError> {
         let mut state = self.shared.lock();
         if let Some(e) = state.failure() {
