@@ -143,6 +143,32 @@ impl PgCluster {
         );
     }
 
+    /// Stops the server, and removes its folder, once this test process
+    /// is gone: for a cluster kept in a static, which is never dropped.
+    fn stop_after_this_process(&self) {
+        let pg_ctl = format!(
+            "{} -D {} -m immediate stop",
+            self.bin.join("pg_ctl").display(),
+            self.dir.path().join("data").display()
+        );
+        let stop = match self.as_postgres {
+            true => format!("runuser -u postgres -- {pg_ctl}"),
+            false => pg_ctl,
+        };
+        let watch = format!(
+            "while kill -0 {} 2>/dev/null; do sleep 1; done; {stop}; rm -rf {}",
+            std::process::id(),
+            self.dir.path().display()
+        );
+        Command::new("sh")
+            .args(["-c", &watch])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("sh runs");
+    }
+
     /// The URL of database `db` (with the password).
     pub fn url(&self, db: &str) -> String {
         format!("postgres://muster:{PASSWORD}@127.0.0.1:{}/{db}", self.port)
@@ -222,6 +248,7 @@ fn shared() -> (&'static PgCluster, String) {
     static CLUSTER: std::sync::OnceLock<(PgCluster, String)> = std::sync::OnceLock::new();
     let (cluster, url) = CLUSTER.get_or_init(|| {
         let cluster = PgCluster::start();
+        cluster.stop_after_this_process();
         let url = cluster.database("model");
         (cluster, url)
     });

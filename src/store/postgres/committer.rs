@@ -192,6 +192,11 @@ impl Committer {
         let found = read();
         let mut state = self.shared.lock();
         state.reads -= 1;
+        // A commit that failed is not in the database: nothing read now
+        // stands for what the run wrote.
+        if let Some(e) = state.failure() {
+            return Err(e);
+        }
         let mut found = found?;
         if !state.overlay.is_empty() {
             for (key, found) in keys.iter().zip(found.iter_mut()) {

@@ -111,8 +111,10 @@ CREATE TABLE muster_leases (
     expires timestamptz
 );
 "#,
-    // 3: the prior digests, and the entries changed since each (in the
-    // order of their operations' ids: a later one of a key wins). Room
+    // 3: the prior digests, and the entries changed since each: a row a
+    // commit (its keys, and the first bytes of each one's object, none
+    // for a deleted one), in the order of the commits' last operation
+    // ids (a later one of a key wins). Room
     // left in the objects' pages, so that an update of an object finds
     // room beside it and leaves its index alone (a "HOT" update).
     r#"
@@ -128,8 +130,8 @@ CREATE TABLE muster_prior_changes (
     tenant text NOT NULL,
     kind smallint NOT NULL,
     id bigint NOT NULL,
-    key text NOT NULL,
-    head bytea,
+    keys text[] NOT NULL,
+    heads bytea[] NOT NULL,
     PRIMARY KEY (tenant, kind, id)
 );
 "#,
@@ -361,14 +363,11 @@ impl PostgresStore {
         }
         let (mut put_kinds, mut put_keys, mut put_bodies) = (Vec::new(), Vec::new(), Vec::new());
         let (mut del_kinds, mut del_keys) = (Vec::new(), Vec::new());
-        let (mut put_ids, mut del_ids) = (Vec::new(), Vec::new());
         for ((kind, key), op) in last {
             if op.action == Action::Delete {
                 del_kinds.push(kind as i16);
                 del_keys.push(key);
-                del_ids.push(op.id as i64);
             } else {
-                put_ids.push(op.id as i64);
                 let mut body = Vec::new();
                 encode_object(&op.object, &mut body);
                 put_kinds.push(kind as i16);
@@ -376,16 +375,21 @@ impl PostgresStore {
                 put_bodies.push(body);
             }
         }
-        // The prior entries changed: each written object's first bytes,
-        // none for a deleted one.
-        let heads: Vec<Option<&[u8]>> = put_bodies
+        // The prior entries each kind changed: each written object's first
+        // bytes, none for a deleted one; noted under the commit's last id.
+        let mut changes: BTreeMap<i16, (i64, Vec<&str>, Vec<Option<&[u8]>>)> = BTreeMap::new();
+        let last_id = acked.iter().map(|o| o.id as i64).max().unwrap_or(0);
+        let heads = put_bodies
             .iter()
-            .map(|b| Some(&b[..b.len().min(PRIOR_BYTES as usize)]))
-            .chain(del_keys.iter().map(|_| None))
-            .collect();
-        let changed_kinds: Vec<i16> = put_kinds.iter().chain(&del_kinds).copied().collect();
-        let changed_keys: Vec<&str> = put_keys.iter().chain(&del_keys).copied().collect();
-        let changed_ids: Vec<i64> = put_ids.iter().chain(&del_ids).copied().collect();
+            .map(|b| Some(&b[..b.len().min(PRIOR_BYTES as usize)]));
+        let written = put_kinds.iter().zip(&put_keys).zip(heads);
+        let deleted = del_kinds.iter().zip(&del_keys).map(|kk| (kk, None));
+        for ((kind, key), head) in written.chain(deleted) {
+            let (id, keys, heads) = changes.entry(*kind).or_insert((last_id, vec![], vec![]));
+            *id = last_id;
+            keys.push(key);
+            heads.push(head);
+        }
         let done: Vec<i64> = acked
             .iter()
             .map(|o| o.id as i64)
@@ -417,16 +421,15 @@ impl PostgresStore {
                     &[tenant, &del_kinds, &del_keys],
                 )?;
             }
-            if !changed_keys.is_empty() {
-                // Noted only for the kinds that have a digest.
+            for (kind, (id, keys, heads)) in &changes {
+                // Noted only for a kind that has a digest.
                 self.exec(
                     tx,
-                    "INSERT INTO muster_prior_changes (tenant, kind, id, key, head) \
-                     SELECT $1, c.kind, c.id, c.key, c.head \
-                     FROM unnest($2::smallint[], $3::bigint[], $4::text[], $5::bytea[]) AS c(kind, id, key, head) \
-                     WHERE c.kind IN (SELECT kind FROM muster_prior_digests WHERE tenant = $1) \
-                     ON CONFLICT (tenant, kind, id) DO UPDATE SET key = EXCLUDED.key, head = EXCLUDED.head",
-                    &[tenant, &changed_kinds, &changed_ids, &changed_keys, &heads],
+                    "INSERT INTO muster_prior_changes (tenant, kind, id, keys, heads) \
+                     SELECT $1, $2, $3, $4, $5 \
+                     WHERE EXISTS (SELECT 1 FROM muster_prior_digests WHERE tenant = $1 AND kind = $2) \
+                     ON CONFLICT (tenant, kind, id) DO UPDATE SET keys = EXCLUDED.keys, heads = EXCLUDED.heads",
+                    &[tenant, kind, id, keys, heads],
                 )?;
             }
             if !done.is_empty() {
@@ -490,26 +493,34 @@ impl PostgresStore {
         if let Some(mut prior) = digest {
             let entries = Prior::len(&prior);
             let rows = tx.query(
-                "SELECT key, head FROM muster_prior_changes WHERE tenant = $1 AND kind = $2 ORDER BY id",
+                "SELECT keys, heads FROM muster_prior_changes WHERE tenant = $1 AND kind = $2 ORDER BY id",
                 &[&self.tenant, &code],
             )?;
-            let mut changes = Vec::with_capacity(rows.len());
+            let mut changes = Vec::new();
             for row in &rows {
-                let key: &str = row.get(0);
-                let entry = match row.get::<_, Option<&[u8]>>(1) {
-                    None => None,
-                    Some(head) => Some(decode_prior(head).ok_or_else(|| {
-                        self.damaged(format!("the prior entry of {key:?} cannot be read"))
-                    })?),
-                };
-                changes.push((key, entry));
+                let keys: Vec<&str> = row.get(0);
+                let heads: Vec<Option<&[u8]>> = row.get(1);
+                if keys.len() != heads.len() {
+                    let (k, h) = (keys.len(), heads.len());
+                    let what = format!("a row of prior changes has {k} keys and {h} entries");
+                    return Err(self.damaged(what).into());
+                }
+                for (key, head) in keys.into_iter().zip(heads) {
+                    let entry = match head {
+                        None => None,
+                        Some(head) => Some(decode_prior(head).ok_or_else(|| {
+                            self.damaged(format!("the prior entry of {key:?} cannot be read"))
+                        })?),
+                    };
+                    changes.push((key, entry));
+                }
             }
-            prior.update(changes);
             let loaded = Loaded {
                 digest: true,
                 entries,
-                changes: rows.len(),
+                changes: changes.len(),
             };
+            prior.update(changes);
             return Ok((prior, loaded));
         }
         // COPY takes no parameters: the tenant is a quoted literal.
