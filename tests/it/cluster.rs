@@ -230,6 +230,58 @@ proptest! {
 
 static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// A run's commits land on a connection of their own while the run goes
+/// on: a read right after a commit answers what it wrote (none for a
+/// deleted key), landed or not, and a new connection then finds it all.
+#[test]
+fn a_read_right_after_a_commit_answers_what_it_wrote() {
+    let (_, url) = shared();
+    let tenant = format!(
+        "t{}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let mut store = PostgresStore::connect(&url, &tenant).unwrap();
+    let mut model = std::collections::BTreeMap::new();
+    for round in 0..20u32 {
+        let ops: Vec<PendingOp> = (0..500u32)
+            .map(|i| {
+                let k = (round * 137 + i * 7) % 2000;
+                let action = match (k + round) % 5 {
+                    0 => Action::Delete,
+                    _ => Action::Update,
+                };
+                let key = format!("E{k}");
+                PendingOp {
+                    action,
+                    ..created(&mut store, &key, (round * 11 + i) as u8)
+                }
+            })
+            .collect();
+        store.begin(&ops).unwrap();
+        store.commit(&ops, &[]).unwrap();
+        for op in &ops {
+            match op.action {
+                Action::Delete => model.remove(&op.key),
+                _ => model.insert(op.key.clone(), op.object.clone()),
+            };
+        }
+        let keys: Vec<&str> = ops.iter().map(|o| o.key.as_str()).collect();
+        let read = store.get_many(ObjectKind::User, &keys).unwrap();
+        for (key, read) in keys.iter().zip(read) {
+            assert_eq!(read.as_ref(), model.get(*key), "round {round}, {key}");
+        }
+    }
+    let fresh = PostgresStore::connect(&url, &tenant).unwrap();
+    assert_eq!(fresh.prior(ObjectKind::User).unwrap().len(), model.len());
+    for (key, object) in &model {
+        assert_eq!(
+            fresh.get(ObjectKind::User, key).unwrap().as_ref(),
+            Some(object)
+        );
+    }
+    assert!(fresh.pending().unwrap().is_empty());
+}
+
 /// The journalled create of user `key` with the test object `seed`, its
 /// id from `store`.
 fn created(store: &mut PostgresStore, key: &str, seed: u8) -> PendingOp {

@@ -14,7 +14,9 @@
 //! with one `COPY … TO STDOUT (FORMAT binary)` of each key and its
 //! object's first bytes, not a query per key. A commit is one
 //! transaction: the acknowledged objects written, their prior entries
-//! noted, their journal rows deleted.
+//! noted, their journal rows deleted; a run's commits are made on a
+//! second connection, on a thread of their own (`committer.rs`), while
+//! the run reads, journals and sends on the first.
 //!
 //! The schema is created on first use and versioned in `muster_schema`:
 //! an older one is upgraded in place, a newer one refused by name. Two
