@@ -145,6 +145,8 @@ impl PgCluster {
 
     /// Stops the server, and removes its folder, once this test process
     /// is gone: for a cluster kept in a static, which is never dropped.
+    // The watcher outlives this process by design: never waited on.
+    #[allow(clippy::zombie_processes)]
     fn stop_after_this_process(&self) {
         let pg_ctl = format!(
             "{} -D {} -m immediate stop",

@@ -379,7 +379,7 @@ impl PostgresStore {
         }
         // The prior entries each kind changed: each written object's first
         // bytes, none for a deleted one; noted under the commit's last id.
-        let mut changes: BTreeMap<i16, (i64, Vec<&str>, Vec<Option<&[u8]>>)> = BTreeMap::new();
+        let mut changes: BTreeMap<i16, KindChanges<'_>> = BTreeMap::new();
         let last_id = acked.iter().map(|o| o.id as i64).max().unwrap_or(0);
         let heads = put_bodies
             .iter()
@@ -590,6 +590,10 @@ impl PostgresStore {
         Ok(())
     }
 }
+
+/// A commit's prior changes of one kind: its last operation id, the
+/// keys, and the first bytes of each one's object (none: deleted).
+type KindChanges<'a> = (i64, Vec<&'a str>, Vec<Option<&'a [u8]>>);
 
 /// How a kind's prior was loaded: from a digest (of `entries`, with
 /// `changes` since) or from the objects (`entries` of them).
