@@ -12,7 +12,8 @@
 //!
 //! The fence: every write of a run's store ([`super::PostgresStore`])
 //! checks, in its own transaction, that the lease's token is still the
-//! tenant's and the lease has not lapsed (and renews it). A daemon that
+//! tenant's and the lease has not lapsed, sharing the row until it
+//! commits (only the renewing thread renews). A daemon that
 //! lost its lease — paused past it, or cut off from the database — commits
 //! nothing more; and before each batch goes to the sink, the run checks on
 //! its own clock that the last renewal is younger than the lease, so a
@@ -52,7 +53,7 @@ impl Fence {
 
     /// The statement that renews the lease (the renewer's): one row when
     /// the lease is still this run's.
-    pub(crate) const CHECK: &'static str = "UPDATE muster_leases \
+    pub(crate) const RENEW: &'static str = "UPDATE muster_leases \
         SET expires = clock_timestamp() + make_interval(secs => $3) \
         WHERE tenant = $1 AND token = $2 AND holder IS NOT NULL AND expires > clock_timestamp()";
 
@@ -217,7 +218,7 @@ fn renew(
         let renewed = client
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .execute(Fence::CHECK, &[&tenant, &fence.token, &fence.seconds()]);
+            .execute(Fence::RENEW, &[&tenant, &fence.token, &fence.seconds()]);
         match renewed {
             Ok(1) => fence.confirm(asked),
             Ok(_) => {
