@@ -78,6 +78,43 @@ fn missing_input_file_fails_with_its_name() {
     assert!(stderr(&o).contains("the file is empty"), "{}", stderr(&o));
 }
 
+/// A snapshot piped in (`/dev/stdin`, a pipe with no length) is checked
+/// whole, as the same file named: the same results and exit code, and no
+/// warning that it is empty.
+#[test]
+fn a_snapshot_piped_on_stdin_is_checked_as_the_file_itself() {
+    use std::io::Write;
+    let path = format!(
+        "{}/fixtures/mobietrain-users/input.csv",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let args = ["check", "--profile", "mobietrain", "--today", TODAY];
+    let named = muster(&[&args[..], &[path.as_str()]].concat());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(args)
+        .arg("/dev/stdin")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let text = std::fs::read(&path).unwrap();
+    child.stdin.take().unwrap().write_all(&text).unwrap();
+    let piped = child.wait_with_output().unwrap();
+    assert!(!stderr(&piped).contains("empty"), "{}", stderr(&piped));
+    assert_eq!(
+        piped.status.code(),
+        named.status.code(),
+        "{}",
+        stderr(&piped)
+    );
+    assert!(named.stdout.len() > 100, "{}", stderr(&named));
+    assert_eq!(
+        String::from_utf8_lossy(&piped.stdout),
+        String::from_utf8_lossy(&named.stdout)
+    );
+}
+
 /// `--help` lists the presets, the exit codes and an example; each
 /// command's help has an example of its own.
 #[test]

@@ -626,7 +626,8 @@ fn open_input(path: &std::path::Path) -> Result<File, Exit> {
     if meta.is_dir() {
         return Err(usage("is a folder, not a file"));
     }
-    if meta.len() == 0 {
+    // A pipe (`/dev/stdin`) has no length to tell.
+    if meta.is_file() && meta.len() == 0 {
         eprintln!(
             "warning: {}: the file is empty (no records)",
             path.display()
