@@ -9,7 +9,7 @@
 //! `muster_prior_digests`, with the entries changed since in
 //! `muster_prior_changes` (written by each commit, in its transaction);
 //! a run reads both, in one snapshot, and a `sync` writes the digest
-//! again once the changes pass an eighth of it. Without a digest (a
+//! again once the changes pass an eighth of it (`digest.rs`). Without a digest (a
 //! first import, a damaged digest) the prior is read from the objects
 //! with one `COPY … TO STDOUT (FORMAT binary)` of each key and its
 //! object's first bytes, not a query per key. A commit is one
@@ -21,126 +21,27 @@
 //! The schema is created on first use and versioned in `muster_schema`:
 //! an older one is upgraded in place, a newer one refused by name. Two
 //! daemons opening an empty database at once create it once (an advisory
-//! lock held by the transaction that creates it).
+//! lock held by the transaction that creates it) (`schema.rs`). The
+//! leases that share the runs among daemons are `lease.rs`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use postgres::fallible_iterator::FallibleIterator;
-use postgres::types::Type;
-
 use super::{
-    action_code, action_of, decode_object, decode_prior, encode_object, kind_code, kind_of,
-    MemoryPrior, PendingOp, Prior, StateStore, StoreError, StoreErrorKind, StoredObject,
+    action_code, action_of, decode_object, encode_object, kind_code, kind_of, MemoryPrior,
+    PendingOp, Prior, StateStore, StoreError, StoreErrorKind, StoredObject,
 };
 use crate::model::{Action, ObjectKind};
 
 mod committer;
+mod digest;
 mod lease;
+mod schema;
 use committer::Committer;
+use digest::{Loaded, PRIOR_BYTES};
 pub use lease::{claim, Claim, Lease};
-
-/// The schema version this muster writes; [`MIGRATIONS`]`[v - 1]` makes
-/// version `v` from the one before.
-pub const SCHEMA_VERSION: i32 = 3;
-
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
-    r#"
-CREATE TABLE muster_tenants (
-    tenant text PRIMARY KEY,
-    next_op bigint NOT NULL DEFAULT 1
-);
-CREATE TABLE muster_objects (
-    tenant text NOT NULL,
-    kind smallint NOT NULL,
-    key text NOT NULL,
-    body bytea NOT NULL,
-    PRIMARY KEY (tenant, kind, key)
-);
-CREATE TABLE muster_journal (
-    tenant text NOT NULL,
-    id bigint NOT NULL,
-    kind smallint NOT NULL,
-    action smallint NOT NULL,
-    invite boolean NOT NULL,
-    key text NOT NULL,
-    object bytea NOT NULL,
-    PRIMARY KEY (tenant, id)
-);
-CREATE TABLE muster_records (
-    tenant text NOT NULL,
-    kind smallint NOT NULL,
-    records bigint NOT NULL,
-    PRIMARY KEY (tenant, kind)
-);
-CREATE TABLE muster_contents (
-    tenant text NOT NULL,
-    hash bytea NOT NULL,
-    name text NOT NULL,
-    PRIMARY KEY (tenant, hash)
-);
-CREATE TABLE muster_plans (
-    tenant text NOT NULL,
-    kind smallint NOT NULL,
-    hash bytea NOT NULL,
-    plan bytea NOT NULL,
-    PRIMARY KEY (tenant, kind)
-);
-CREATE TABLE muster_released (
-    tenant text NOT NULL,
-    name text NOT NULL,
-    PRIMARY KEY (tenant, name)
-);
-CREATE TABLE muster_runs (
-    tenant text NOT NULL,
-    id bigint NOT NULL,
-    record bytea NOT NULL,
-    PRIMARY KEY (tenant, id)
-);
-CREATE TABLE muster_daemon (
-    tenant text NOT NULL,
-    name text NOT NULL,
-    value text NOT NULL,
-    PRIMARY KEY (tenant, name)
-);
-"#,
-    // 2: the leases that share the runs among daemons (lease.rs).
-    r#"
-CREATE TABLE muster_leases (
-    tenant text PRIMARY KEY,
-    holder text,
-    token bigint NOT NULL DEFAULT 0,
-    expires timestamptz
-);
-"#,
-    // 3: the prior digests, and the entries changed since each: a row a
-    // commit (its keys, and the first bytes of each one's object, none
-    // for a deleted one), in the order of the commits' last operation
-    // ids (a later one of a key wins). Room
-    // left in the objects' pages, so that an update of an object finds
-    // room beside it and leaves its index alone (a "HOT" update).
-    r#"
-ALTER TABLE muster_objects SET (fillfactor = 90);
-CREATE TABLE muster_prior_digests (
-    tenant text NOT NULL,
-    kind smallint NOT NULL,
-    digest bytea NOT NULL,
-    PRIMARY KEY (tenant, kind)
-);
-ALTER TABLE muster_prior_digests ALTER COLUMN digest SET STORAGE EXTERNAL;
-CREATE TABLE muster_prior_changes (
-    tenant text NOT NULL,
-    kind smallint NOT NULL,
-    id bigint NOT NULL,
-    keys text[] NOT NULL,
-    heads bytea[] NOT NULL,
-    PRIMARY KEY (tenant, kind, id)
-);
-"#,
-];
-
-/// The advisory lock the schema is created under (`muster` in ASCII).
-const SCHEMA_LOCK: i64 = 0x6d_75_73_74_65_72;
+pub(crate) use schema::connect_client;
+pub use schema::SCHEMA_VERSION;
 
 /// Operation ids reserved in the database at a time: a crash loses at
 /// most this many, and ids are never reused.
@@ -160,14 +61,6 @@ const ANALYZE_AFTER: u64 = 10_000;
 /// journal, and after a first import that is a million dead rows (0.6 s)
 /// until autovacuum comes by. (A day's few thousand are left to it.)
 const VACUUM_AFTER: u64 = 100_000;
-
-/// The bytes of an object [`decode_prior`] reads: fingerprint, flags and
-/// a `since` date.
-const PRIOR_BYTES: i32 = 21;
-
-/// The largest prior digest written (a `bytea` holds 1 GB): about nine
-/// million keys. A larger prior is read from the objects each run.
-const MAX_DIGEST: usize = 512 << 20;
 
 /// A tenant's state in a PostgreSQL database.
 pub struct PostgresStore {
@@ -472,150 +365,11 @@ impl PostgresStore {
         }
         Ok(keys.iter().map(|k| found.get(*k).cloned()).collect())
     }
-
-    /// `kind`'s prior, read in `tx`: its digest with the changes since,
-    /// or, without a readable digest, the objects themselves.
-    fn load_prior(
-        &self,
-        tx: &mut postgres::Transaction<'_>,
-        kind: ObjectKind,
-    ) -> Result<(MemoryPrior, Loaded), TxError> {
-        let code = kind_code(kind) as i16;
-        let digest = tx.query_opt(
-            "SELECT digest FROM muster_prior_digests WHERE tenant = $1 AND kind = $2",
-            &[&self.tenant, &code],
-        )?;
-        let digest = digest.and_then(|row| {
-            let prior = MemoryPrior::from_digest(row.get(0));
-            if prior.is_none() {
-                tracing::warn!(store = %self.shown, "the prior digest cannot be read: the objects are read instead");
-            }
-            prior
-        });
-        if let Some(mut prior) = digest {
-            let entries = Prior::len(&prior);
-            let rows = tx.query(
-                "SELECT keys, heads FROM muster_prior_changes WHERE tenant = $1 AND kind = $2 ORDER BY id",
-                &[&self.tenant, &code],
-            )?;
-            let mut changes = Vec::new();
-            for row in &rows {
-                let keys: Vec<&str> = row.get(0);
-                let heads: Vec<Option<&[u8]>> = row.get(1);
-                if keys.len() != heads.len() {
-                    let (k, h) = (keys.len(), heads.len());
-                    let what = format!("a row of prior changes has {k} keys and {h} entries");
-                    return Err(self.damaged(what).into());
-                }
-                for (key, head) in keys.into_iter().zip(heads) {
-                    let entry = match head {
-                        None => None,
-                        Some(head) => Some(decode_prior(head).ok_or_else(|| {
-                            self.damaged(format!("the prior entry of {key:?} cannot be read"))
-                        })?),
-                    };
-                    changes.push((key, entry));
-                }
-            }
-            let loaded = Loaded {
-                digest: true,
-                entries,
-                changes: changes.len(),
-            };
-            prior.update(changes);
-            return Ok((prior, loaded));
-        }
-        // COPY takes no parameters: the tenant is a quoted literal.
-        let sql = format!(
-            "COPY (SELECT key, substring(body from 1 for {PRIOR_BYTES}) FROM muster_objects \
-             WHERE tenant = '{}' AND kind = {code}) TO STDOUT (FORMAT binary)",
-            self.tenant.replace('\'', "''"),
-        );
-        let reader = tx.copy_out(sql.as_str())?;
-        let mut rows =
-            postgres::binary_copy::BinaryCopyOutIter::new(reader, &[Type::TEXT, Type::BYTEA]);
-        let mut prior = MemoryPrior::new();
-        while let Some(row) = rows.next()? {
-            let key: &str = row.try_get(0)?;
-            let head: &[u8] = row.try_get(1)?;
-            let entry = decode_prior(head)
-                .ok_or_else(|| self.damaged(format!("the object of {key:?} cannot be read")))?;
-            prior.insert(key, entry);
-        }
-        let loaded = Loaded {
-            digest: false,
-            entries: Prior::len(&prior),
-            changes: 0,
-        };
-        Ok((prior, loaded))
-    }
-
-    /// Writes `kind`'s prior digest again, from the digest and changes
-    /// (or the objects) as they are, and clears its changes: in one
-    /// transaction holding the tenant's row, which every commit shares,
-    /// so that no commit falls between the read and the write.
-    fn write_digest(&mut self, kind: ObjectKind) -> Result<(), StoreError> {
-        let started = std::time::Instant::now();
-        let code = kind_code(kind) as i16;
-        let tenant = &self.tenant;
-        let written = self.fenced(|tx| {
-            tx.execute(
-                "SELECT 1 FROM muster_tenants WHERE tenant = $1 FOR UPDATE",
-                &[tenant],
-            )?;
-            let (prior, _) = self.load_prior(tx, kind)?;
-            let digest = prior.digest();
-            if digest.len() > MAX_DIGEST {
-                return Ok(None);
-            }
-            tx.execute(
-                "INSERT INTO muster_prior_digests (tenant, kind, digest) VALUES ($1, $2, $3) \
-                 ON CONFLICT (tenant, kind) DO UPDATE SET digest = EXCLUDED.digest",
-                &[tenant, &code, &digest],
-            )?;
-            tx.execute(
-                "DELETE FROM muster_prior_changes WHERE tenant = $1 AND kind = $2",
-                &[tenant, &code],
-            )?;
-            Ok(Some(Prior::len(&prior)))
-        })?;
-        let i = code as usize;
-        self.written_of[i] = 0;
-        self.loaded.lock().unwrap_or_else(|p| p.into_inner())[i] = written.map(|entries| Loaded {
-            digest: true,
-            entries,
-            changes: 0,
-        });
-        tracing::debug!(store = %self.shown, ?kind, entries = ?written, ms = started.elapsed().as_millis() as u64, "prior digest written");
-        Ok(())
-    }
 }
 
 /// A commit's prior changes of one kind: its last operation id, the
 /// keys, and the first bytes of each one's object (none: deleted).
 type KindChanges<'a> = (i64, Vec<&'a str>, Vec<Option<&'a [u8]>>);
-
-/// How a kind's prior was loaded: from a digest (of `entries`, with
-/// `changes` since) or from the objects (`entries` of them).
-#[derive(Clone, Copy, Debug)]
-struct Loaded {
-    digest: bool,
-    entries: usize,
-    changes: usize,
-}
-
-impl Loaded {
-    /// Whether, `written` objects later, the digest is due again: there
-    /// is none, or the changes since it pass an eighth of it. (An empty
-    /// kind written nothing needs none.)
-    fn digest_due(&self, written: u64) -> bool {
-        let changes = self.changes as u64 + written;
-        match self.digest {
-            true => changes > self.entries as u64 / 8,
-            false => self.entries > 0 || written > 0,
-        }
-    }
-}
 
 /// A fenced write's failure: the database's, or the store's own (a row
 /// it cannot read).
@@ -660,76 +414,6 @@ impl std::fmt::Display for Shown {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
-}
-
-/// A connection to the database at `url` for `tenant`, its schema
-/// current: read first (one query), created or upgraded only when it is
-/// older.
-pub(crate) fn connect_client(
-    url: &str,
-    tenant: &str,
-) -> Result<(postgres::Client, Shown), StoreError> {
-    let shown = Shown(format!("{} (tenant {tenant})", shown_url(url)));
-    let mut client = postgres::Client::connect(url, postgres::NoTls).map_err(|e| shown.error(e))?;
-    let current = client
-        .query_one("SELECT max(version) FROM muster_schema", &[])
-        .ok()
-        .and_then(|row| row.get::<_, Option<i32>>(0));
-    let newer = |found| StoreError {
-        path: shown.to_string(),
-        kind: StoreErrorKind::Schema {
-            found,
-            known: SCHEMA_VERSION,
-        },
-    };
-    match current {
-        Some(SCHEMA_VERSION) => {}
-        Some(found) if found > SCHEMA_VERSION => return Err(newer(found)),
-        _ => migrate(&mut client).map_err(|e| match e {
-            Migration::Db(e) => shown.error(e),
-            Migration::Newer(found) => newer(found),
-        })?,
-    }
-    Ok((client, shown))
-}
-
-/// Why the schema could not be made ready.
-enum Migration {
-    Db(postgres::Error),
-    /// The database's schema is newer than this muster's.
-    Newer(i32),
-}
-
-/// Creates the schema, or upgrades it, in one transaction holding the
-/// schema's advisory lock: daemons starting at once wait for the first.
-fn migrate(client: &mut postgres::Client) -> Result<(), Migration> {
-    let mut tx = client.transaction().map_err(Migration::Db)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
-        .map_err(Migration::Db)?;
-    tx.batch_execute("CREATE TABLE IF NOT EXISTS muster_schema (version integer NOT NULL)")
-        .map_err(Migration::Db)?;
-    let found: Option<i32> = tx
-        .query_opt("SELECT max(version) FROM muster_schema", &[])
-        .map_err(Migration::Db)?
-        .and_then(|row| row.get(0));
-    let found = found.unwrap_or(0);
-    if found > SCHEMA_VERSION {
-        return Err(Migration::Newer(found));
-    }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        tx.batch_execute(sql).map_err(Migration::Db)?;
-        tracing::info!(version = i + 1, "postgres: schema created or upgraded");
-    }
-    if found < SCHEMA_VERSION {
-        tx.execute("DELETE FROM muster_schema", &[])
-            .map_err(Migration::Db)?;
-        tx.execute(
-            "INSERT INTO muster_schema (version) VALUES ($1)",
-            &[&SCHEMA_VERSION],
-        )
-        .map_err(Migration::Db)?;
-    }
-    tx.commit().map_err(Migration::Db)
 }
 
 /// `url` without its password, for messages.
